@@ -1,0 +1,138 @@
+// Package config defines sluice's configuration: the TOML schema, loading,
+// defaults and validation. Every error it returns names what is wrong and
+// where (file:line, rule name, address). It opens no sockets.
+package config
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// Config is a complete, validated sluice configuration. Durations, sizes and
+// addresses are already parsed; a zero value in an optional field means the
+// documented default has been applied by validation (see Rule).
+type Config struct {
+	// Path is the file the config was loaded from; empty in quick mode.
+	Path string
+
+	LogLevel   string // "debug" | "info" | "warn" | "error"
+	LogFormat  string // "text" | "json"
+	Admin      string // admin HTTP listen address; empty means off
+	AdminToken string // bearer token for the admin API; empty means none
+
+	Rules []Rule
+}
+
+// Protocol says which transports a rule forwards.
+type Protocol string
+
+// The protocols a rule may forward.
+const (
+	TCP    Protocol = "tcp"
+	UDP    Protocol = "udp"
+	TCPUDP Protocol = "tcp+udp"
+)
+
+// HasTCP reports whether the protocol includes TCP.
+func (p Protocol) HasTCP() bool { return p == TCP || p == TCPUDP }
+
+// HasUDP reports whether the protocol includes UDP.
+func (p Protocol) HasUDP() bool { return p == UDP || p == TCPUDP }
+
+// Address is a parsed listen or backend address.
+type Address struct {
+	// Network is "tcp" for host:port addresses and "unix" for unix:/path.
+	Network string
+	// Host is the host part: an IP literal (without brackets), a DNS name, or
+	// empty for "all addresses". Empty for unix addresses.
+	Host string
+	// Port is the numeric port, 0 for unix addresses.
+	Port uint16
+	// Path is the socket path for unix addresses.
+	Path string
+}
+
+// String returns the address as a user writes it: "host:port", "[v6]:port",
+// ":port" or "unix:/path".
+func (a Address) String() string {
+	if a.Network == "unix" {
+		return "unix:" + a.Path
+	}
+	return joinHostPort(a.Host, a.Port)
+}
+
+// DialAddress returns the address in the form net.Dial and net.Listen take.
+func (a Address) DialAddress() string {
+	if a.Network == "unix" {
+		return a.Path
+	}
+	return joinHostPort(a.Host, a.Port)
+}
+
+// IsIP reports whether Host is an IP literal (or empty), so that no DNS
+// resolution is needed.
+func (a Address) IsIP() bool {
+	if a.Network == "unix" || a.Host == "" {
+		return true
+	}
+	_, err := netip.ParseAddr(a.Host)
+	return err == nil
+}
+
+// Backend is one upstream of a rule.
+type Backend struct {
+	Address Address
+	Weight  int  // relative share for weighted strategies; default 1
+	Backup  bool // takes traffic only while no primary backend is up
+}
+
+// HealthCheck configures active health checks of a rule's backends.
+type HealthCheck struct {
+	Interval time.Duration // default 5s
+	Timeout  time.Duration // default 1s
+	Rise     int           // successes to mark a backend up; default 2
+	Fall     int           // failures to mark a backend down; default 3
+	Send     string        // optional bytes to send after connecting
+	Expect   string        // optional bytes the reply must contain
+}
+
+// Rule is one forwarding rule. Validation fills in every default, so each
+// field holds the value in force.
+type Rule struct {
+	Name     string
+	Listen   Address
+	Protocol Protocol
+	Backends []Backend
+	Balance  string // round-robin | least-conn | random | source-hash | first
+
+	ConnectTimeout time.Duration // dial timeout per backend; default 5s
+	IdleTimeout    time.Duration // no bytes either way for this long closes; default 1h
+	DrainTimeout   time.Duration // graceful stop and half-close idle limit; default 30s
+	// Retries is how many further backends are tried after a failed dial.
+	// Default: every other backend once (len(Backends)-1).
+	Retries int
+	// ResolveTTL is how long a resolved backend host name is cached; default 30s.
+	ResolveTTL time.Duration
+
+	Allow               []netip.Prefix // empty: every client allowed
+	Deny                []netip.Prefix // deny wins over allow
+	MaxConnections      int            // 0: unlimited
+	MaxConnectionsPerIP int            // 0: unlimited
+	RatePerIP           float64        // new connections per second per client IP; 0: unlimited
+	Bandwidth           int64          // bytes per second per connection and direction; 0: unlimited
+
+	ProxyProtocol       int            // 0 (off), 1 or 2: header sent to backends
+	AcceptProxyProtocol []netip.Prefix // senders whose PROXY header is trusted
+
+	HealthCheck *HealthCheck // nil: no active checks
+
+	UDPSessionTimeout time.Duration // default 60s
+	MaxSessions       int           // UDP sessions per rule; 0: unlimited
+}
+
+// joinHostPort formats host and port, bracketing IPv6 literals.
+func joinHostPort(host string, port uint16) string {
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
