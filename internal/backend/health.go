@@ -1,0 +1,126 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+)
+
+// maxExpectRead bounds how much of a health check reply is searched for the
+// expected bytes.
+const maxExpectRead = 64 << 10
+
+// Start starts the active health checks when the rule has a health check:
+// one goroutine per backend, checking at once and then every Interval.
+// Calling it again, or after Stop, does nothing.
+func (p *Pool) Start() {
+	if p.health == nil {
+		return
+	}
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	if p.cancel != nil || p.stopped {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	for _, b := range p.backends {
+		p.wg.Add(1)
+		go p.watch(ctx, b)
+	}
+}
+
+// Stop stops the active health checks and waits for them to end. It is
+// idempotent; live connections are not touched.
+func (p *Pool) Stop() {
+	p.runMu.Lock()
+	p.stopped = true
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.runMu.Unlock()
+	p.wg.Wait()
+}
+
+// watch checks b every Interval until ctx ends.
+func (p *Pool) watch(ctx context.Context, b *Backend) {
+	defer p.wg.Done()
+	t := time.NewTicker(p.health.Interval)
+	defer t.Stop()
+	for {
+		err := p.check(ctx, b)
+		if ctx.Err() != nil {
+			return
+		}
+		b.checkResult(err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// check connects to b within the check's Timeout, writes Send if set, and
+// if Expect is set reads until the reply contains it.
+func (p *Pool) check(ctx context.Context, b *Backend) error {
+	ctx, cancel := context.WithTimeout(ctx, p.health.Timeout)
+	defer cancel()
+	conn, err := b.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		if err := conn.SetDeadline(deadline); err != nil {
+			return fmt.Errorf("backend %s: %w", b.cfg.Address, err)
+		}
+	}
+	if p.health.Send != "" {
+		if _, err := io.WriteString(conn, p.health.Send); err != nil {
+			return fmt.Errorf("backend %s: send: %w", b.cfg.Address, err)
+		}
+	}
+	if p.health.Expect == "" {
+		return nil
+	}
+	if err := readUntil(conn, []byte(p.health.Expect)); err != nil {
+		return fmt.Errorf("backend %s: %w", b.cfg.Address, err)
+	}
+	return nil
+}
+
+// readUntil reads from r until what it read contains want, failing on EOF,
+// on a read error, or after maxExpectRead bytes.
+func readUntil(r io.Reader, want []byte) error {
+	buf := make([]byte, 0, 512)
+	for len(buf) < maxExpectRead {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if bytes.Contains(buf, want) {
+			return nil
+		}
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("reply ended without %s (got %s)", strconv.Quote(string(want)), quoteShort(buf))
+		}
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", strconv.Quote(string(want)), err)
+		}
+	}
+	return fmt.Errorf("no %s in the first %d bytes of the reply", strconv.Quote(string(want)), len(buf))
+}
+
+// quoteShort quotes at most the first 64 bytes of b for an error message.
+func quoteShort(b []byte) string {
+	if len(b) > 64 {
+		return strconv.Quote(string(b[:64])) + "..."
+	}
+	return strconv.Quote(string(b))
+}

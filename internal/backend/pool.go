@@ -1,0 +1,265 @@
+// Package backend manages a rule's upstreams: name resolution with a TTL
+// cache, balancing strategies, backup backends, active and passive health,
+// and dialing with a timeout and retry on the next backend.
+//
+// A Pool belongs to one rule and holds its Backends. Pool.Dial (TCP) and
+// Pool.Pick (UDP) hand out a backend among the usable ones: the primaries
+// that are up or, while none is, the backups that are up. Every handed-out
+// backend must be Released once when its connection ends.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"sluice/internal/config"
+)
+
+// ErrNoBackend is wrapped by the error of Dial and Pick when no backend of
+// the rule is usable.
+var ErrNoBackend = errors.New("no usable backend")
+
+// Defaults for rule fields left zero (validated configs fill them in).
+const (
+	defaultConnectTimeout = 5 * time.Second
+	defaultResolveTTL     = 30 * time.Second
+)
+
+// Pool is the set of backends of one rule. It is safe for concurrent use.
+type Pool struct {
+	rule           string
+	balance        string
+	retries        int
+	connectTimeout time.Duration
+	resolveTTL     time.Duration
+	health         *config.HealthCheck // nil: passive health only
+	fall           int                 // consecutive connect failures that mark a backend down
+	resolver       *Resolver
+	logger         *slog.Logger
+	dialer         net.Dialer
+	now            func() time.Time // the clock; tests replace it
+
+	backends []*Backend // config order
+
+	mu sync.Mutex // guards balancer state (Backend.current)
+
+	runMu   sync.Mutex // guards cancel and stopped
+	cancel  context.CancelFunc
+	stopped bool
+	wg      sync.WaitGroup // active health check goroutines
+}
+
+// NewPool returns the pool of rule's backends, all starting up. Host names
+// resolve through r (nil: a private Resolver using the system's). Fields of
+// rule left zero get sluice's defaults; an unknown Balance means round-robin.
+// A nil logger discards logs.
+func NewPool(rule config.Rule, r *Resolver, logger *slog.Logger) *Pool {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if r == nil {
+		r = NewResolver(nil, logger)
+	}
+	p := &Pool{
+		rule:           rule.Name,
+		balance:        rule.Balance,
+		retries:        max(0, rule.Retries),
+		connectTimeout: orDefault(rule.ConnectTimeout, defaultConnectTimeout),
+		resolveTTL:     orDefault(rule.ResolveTTL, defaultResolveTTL),
+		fall:           passiveFall,
+		resolver:       r,
+		logger:         logger,
+		now:            time.Now,
+	}
+	switch p.balance {
+	case RoundRobin, LeastConn, Random, SourceHash, First:
+	default:
+		logger.Warn("unknown balance strategy, using round-robin", "rule", rule.Name, "balance", rule.Balance)
+		p.balance = RoundRobin
+	}
+	if hc := rule.HealthCheck; hc != nil {
+		p.health = &config.HealthCheck{
+			Interval: orDefault(hc.Interval, 5*time.Second),
+			Timeout:  orDefault(hc.Timeout, time.Second),
+			Rise:     orDefault(hc.Rise, 2),
+			Fall:     orDefault(hc.Fall, 3),
+			Send:     hc.Send,
+			Expect:   hc.Expect,
+		}
+		p.fall = p.health.Fall
+	}
+	p.backends = make([]*Backend, len(rule.Backends))
+	for i, bc := range rule.Backends {
+		p.backends[i] = newBackend(bc, p)
+	}
+	return p
+}
+
+// orDefault returns v, or def when v is not positive.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Backends returns the pool's backends in config order. The slice is the
+// caller's own; the backends are shared.
+func (p *Pool) Backends() []*Backend { return slices.Clone(p.backends) }
+
+// Inherit copies the health state of the backends in old with the same
+// address (in order, for repeated addresses), and shares their connection
+// and error counters, so a config reload neither resets health nor loses
+// count of connections still open on the old pool. Call it before the pool
+// is used (before Start, Dial and Pick).
+func (p *Pool) Inherit(old *Pool) {
+	if old == nil || old == p {
+		return
+	}
+	taken := make([]bool, len(old.backends))
+	for _, b := range p.backends {
+		for i, ob := range old.backends {
+			if !taken[i] && ob.cfg.Address == b.cfg.Address {
+				taken[i] = true
+				b.inherit(ob)
+				break
+			}
+		}
+	}
+}
+
+// Pick chooses a backend for client without dialing (for UDP sessions), by
+// the rule's strategy among the usable backends, and counts it as active
+// until Release. With none usable it fails with an error wrapping
+// ErrNoBackend.
+func (p *Pool) Pick(client netip.Addr) (*Backend, error) {
+	return p.pick(client, nil)
+}
+
+// pick chooses a backend not in exclude. A passively downed backend whose
+// pause has run out takes the pick as its one trial, ahead of the strategy.
+func (p *Pool) pick(client netip.Addr, exclude []*Backend) (*Backend, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	cands := make([]*Backend, 0, len(p.backends))
+	for _, backup := range []bool{false, true} {
+		cands = cands[:0]
+		for _, b := range p.backends {
+			if b.cfg.Backup != backup || slices.Contains(exclude, b) {
+				continue
+			}
+			if b.Up() {
+				cands = append(cands, b)
+			} else if b.grantTrial(now) {
+				b.ctr.active.Add(1)
+				return b, nil
+			}
+		}
+		if len(cands) > 0 {
+			b := p.chooseLocked(cands, client)
+			b.ctr.active.Add(1)
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("rule %q: %w", p.rule, ErrNoBackend)
+}
+
+// Dial picks a backend for client (by the rule's strategy among usable
+// backends), dials it within the rule's connect timeout, and on failure
+// tries the next pick, up to 1+Retries distinct backends. It returns the
+// connection and the chosen backend, whose Release must be called once when
+// the connection ends. With no usable backend it fails at once with an
+// error wrapping ErrNoBackend. Errors name the backend and the cause. A dial
+// cut short by ctx is not held against the backend.
+func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend, error) {
+	tried := make([]*Backend, 0, min(len(p.backends), 1+p.retries))
+	var lastErr error
+	for len(tried) <= p.retries {
+		b, err := p.pick(client, tried)
+		if err != nil {
+			if lastErr == nil {
+				return nil, nil, err
+			}
+			break
+		}
+		tried = append(tried, b)
+		dctx, cancel := context.WithTimeout(ctx, p.connectTimeout)
+		conn, err := b.dial(dctx)
+		cancel()
+		if err == nil {
+			b.ReportSuccess()
+			return conn, b, nil
+		}
+		b.Release()
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("rule %q: %w", p.rule, err)
+		}
+		b.ReportFailure(err)
+		if len(tried) <= p.retries {
+			p.logger.Debug("connect failed, trying next backend", "rule", p.rule, "error", err)
+		}
+	}
+	if len(tried) == 1 {
+		return nil, nil, fmt.Errorf("rule %q: %w", p.rule, lastErr)
+	}
+	return nil, nil, fmt.Errorf("rule %q: %d backends tried, last: %w", p.rule, len(tried), lastErr)
+}
+
+// dial connects to the backend within ctx. A host name is resolved and its
+// addresses are tried in order, each getting a fair share of the time left.
+func (b *Backend) dial(ctx context.Context) (net.Conn, error) {
+	a := b.cfg.Address
+	d := &b.pool.dialer
+	if a.Network == "unix" || a.IsIP() {
+		network := "tcp"
+		if a.Network == "unix" {
+			network = "unix"
+		}
+		conn, err := d.DialContext(ctx, network, a.DialAddress())
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: %w", a, err)
+		}
+		return conn, nil
+	}
+	addrs, err := b.pool.resolver.Resolve(ctx, a.Host, b.pool.resolveTTL)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", a, err)
+	}
+	for i, ip := range addrs {
+		actx, cancel := partialDeadline(ctx, len(addrs)-i)
+		conn, err := d.DialContext(actx, "tcp", netip.AddrPortFrom(ip, a.Port).String())
+		cancel()
+		if err == nil {
+			return conn, nil
+		}
+		if len(addrs) == 1 {
+			return nil, fmt.Errorf("backend %s: %w", a, err)
+		}
+		if i == len(addrs)-1 || ctx.Err() != nil {
+			return nil, fmt.Errorf("backend %s: %d of %d addresses tried, last: %w", a, i+1, len(addrs), err)
+		}
+	}
+	panic("backend: dial ran past the address list")
+}
+
+// partialDeadline gives one of left remaining addresses its share of the
+// time until ctx's deadline: an even split, but no less than 2s (or what is
+// left) so that a slow first address does not starve a good second one.
+func partialDeadline(ctx context.Context, left int) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok || left <= 1 {
+		return context.WithCancel(ctx)
+	}
+	remaining := time.Until(deadline)
+	share := max(remaining/time.Duration(left), min(remaining, 2*time.Second))
+	return context.WithTimeout(ctx, share)
+}
