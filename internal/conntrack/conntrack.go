@@ -1,0 +1,123 @@
+// Package conntrack keeps the table of live connections and UDP sessions of
+// a rule: what the admin API lists, what an operator can close, and what a
+// graceful stop waits for.
+package conntrack
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Counters are live byte counts of one entry, updated by whoever moves the bytes.
+type Counters interface {
+	BytesUp() int64
+	BytesDown() int64
+}
+
+// Entry is one live connection or UDP session.
+type Entry struct {
+	ID      uint64
+	Rule    string
+	Proto   string // "tcp" or "udp"
+	Client  string
+	Backend string
+	Since   time.Time
+	Bytes   Counters
+	// Stop ends the entry's connection with a reason ("drained", "closed");
+	// it must be safe to call more than once and concurrently.
+	Stop func(reason string)
+}
+
+// Snapshot is a point-in-time copy of an entry for reports.
+type Snapshot struct {
+	ID      uint64    `json:"id"`
+	Rule    string    `json:"rule"`
+	Proto   string    `json:"proto"`
+	Client  string    `json:"client"`
+	Backend string    `json:"backend"`
+	Since   time.Time `json:"since"`
+	Up      int64     `json:"bytes_up"`
+	Down    int64     `json:"bytes_down"`
+}
+
+// IDs hands out connection ids unique within a process.
+type IDs struct{ n atomic.Uint64 }
+
+// Next returns a new id.
+func (g *IDs) Next() uint64 { return g.n.Add(1) }
+
+// Table is the set of live entries of one rule. The zero value is not
+// usable; call NewTable.
+type Table struct {
+	mu      sync.Mutex // guards the following fields
+	entries map[uint64]*Entry
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table {
+	return &Table{entries: make(map[uint64]*Entry)}
+}
+
+// Add registers e.
+func (t *Table) Add(e *Entry) {
+	t.mu.Lock()
+	t.entries[e.ID] = e
+	t.mu.Unlock()
+}
+
+// Remove forgets the entry with id.
+func (t *Table) Remove(id uint64) {
+	t.mu.Lock()
+	delete(t.entries, id)
+	t.mu.Unlock()
+}
+
+// Len returns the number of live entries.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.entries)
+}
+
+// Stop ends the entry with id and reports whether it was live.
+func (t *Table) Stop(id uint64, reason string) bool {
+	t.mu.Lock()
+	e := t.entries[id]
+	t.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	e.Stop(reason)
+	return true
+}
+
+// StopAll ends every live entry with reason.
+func (t *Table) StopAll(reason string) {
+	t.mu.Lock()
+	entries := make([]*Entry, 0, len(t.entries))
+	for _, e := range t.entries {
+		entries = append(entries, e)
+	}
+	t.mu.Unlock()
+	for _, e := range entries {
+		e.Stop(reason)
+	}
+}
+
+// Snapshots returns the live entries ordered by id.
+func (t *Table) Snapshots() []Snapshot {
+	t.mu.Lock()
+	out := make([]Snapshot, 0, len(t.entries))
+	for _, e := range t.entries {
+		s := Snapshot{ID: e.ID, Rule: e.Rule, Proto: e.Proto, Client: e.Client, Backend: e.Backend, Since: e.Since}
+		if e.Bytes != nil {
+			s.Up, s.Down = e.Bytes.BytesUp(), e.Bytes.BytesDown()
+		}
+		out = append(out, s)
+	}
+	t.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

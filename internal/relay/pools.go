@@ -1,0 +1,140 @@
+package relay
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// bufferSize is the size of the buffers used where splice cannot be.
+const bufferSize = 32 << 10
+
+// maxIdlePipes bounds how many empty pipes the pool keeps open between
+// transfers; more are closed when returned, so an idle process holds at most
+// 2*maxIdlePipes pipe descriptors however many connections it relays.
+const maxIdlePipes = 32
+
+// Pools lends pipes and buffers to relays for the moment data is in flight.
+// One Pools should be shared by every relay of a process. It is safe for
+// concurrent use.
+type Pools struct {
+	pipeSize int  // bytes moved per splice
+	splice   bool // false: buffers only
+
+	mu    sync.Mutex // guards the following fields
+	pipes []*pipe    // idle, empty pipes
+
+	buffers sync.Pool
+	lent    atomic.Int64 // pipes and buffers out on loan, for tests and metrics
+}
+
+// NewPools returns pools whose pipes hold pipeSize bytes (0 means the
+// kernel's default of 64 KiB). A negative pipeSize disables splice: relays
+// then copy through buffers.
+func NewPools(pipeSize int) *Pools {
+	p := &Pools{pipeSize: pipeSize, splice: pipeSize >= 0}
+	if p.pipeSize <= 0 {
+		p.pipeSize = 64 << 10
+	}
+	p.buffers.New = func() any {
+		b := make([]byte, bufferSize)
+		return &b
+	}
+	return p
+}
+
+// pipe is a kernel pipe used as the splice carrier.
+type pipe struct {
+	r, w int
+}
+
+// pipe returns an empty pipe, or nil when splice is off or no pipe can be
+// created (e.g. out of descriptors); the caller then uses a buffer.
+func (p *Pools) pipe() *pipe {
+	if !p.splice {
+		return nil
+	}
+	p.mu.Lock()
+	if n := len(p.pipes); n > 0 {
+		pp := p.pipes[n-1]
+		p.pipes = p.pipes[:n-1]
+		p.mu.Unlock()
+		p.lent.Add(1)
+		return pp
+	}
+	p.mu.Unlock()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil
+	}
+	p.lent.Add(1)
+	if p.pipeSize != 64<<10 {
+		// Best effort: a smaller pipe than asked for still works.
+		unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, p.pipeSize)
+	}
+	return &pipe{r: fds[0], w: fds[1]}
+}
+
+// putPipe returns an empty pipe to the pool, or closes it when the pool is full.
+func (p *Pools) putPipe(pp *pipe) {
+	p.lent.Add(-1)
+	p.mu.Lock()
+	if len(p.pipes) < maxIdlePipes {
+		p.pipes = append(p.pipes, pp)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	pp.close()
+}
+
+func (pp *pipe) close() {
+	unix.Close(pp.r)
+	unix.Close(pp.w)
+}
+
+// buffer lends a buffer of bufferSize bytes.
+func (p *Pools) buffer() *[]byte {
+	p.lent.Add(1)
+	return p.buffers.Get().(*[]byte)
+}
+
+// putBuffer returns a buffer.
+func (p *Pools) putBuffer(b *[]byte) {
+	p.lent.Add(-1)
+	p.buffers.Put(b)
+}
+
+// release returns a chunk's carrier, which must hold no unwritten data.
+func (p *Pools) release(c chunk) {
+	if c.p != nil {
+		p.putPipe(c.p)
+	}
+	if c.buf != nil {
+		p.putBuffer(c.buf)
+	}
+}
+
+// discard gives up a chunk whose data could not be written: a pipe that may
+// still hold bytes is closed rather than reused.
+func (p *Pools) discard(c chunk) {
+	if c.p != nil {
+		p.lent.Add(-1)
+		c.p.close()
+	}
+	if c.buf != nil {
+		p.putBuffer(c.buf)
+	}
+}
+
+// Close closes the idle pipes. Relays may keep using the pools afterwards.
+func (p *Pools) Close() {
+	p.mu.Lock()
+	pipes := p.pipes
+	p.pipes = nil
+	p.mu.Unlock()
+	for _, pp := range pipes {
+		pp.close()
+	}
+}

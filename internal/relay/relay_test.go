@@ -1,0 +1,325 @@
+package relay
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pair is a relay under test with the far ends of its two connections:
+// client talks to the relay's client side, server is the backend's end.
+type pair struct {
+	client, server net.Conn
+	relay          *Relay
+	result         chan Result
+}
+
+// connPair returns two connected stream sockets of the given network.
+func connPair(t *testing.T, network string) (net.Conn, net.Conn) {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		addr = filepath.Join(t.TempDir(), "s")
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	a, err := net.Dial(network, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	return a, b
+}
+
+// startPair starts a relay between a client pair and a backend pair.
+func startPair(t *testing.T, network string, opts Options) *pair {
+	t.Helper()
+	client, front := connPair(t, network)
+	back, server := connPair(t, network)
+	p := &pair{client: client, server: server, relay: New(front, back, opts), result: make(chan Result, 1)}
+	go func() { p.result <- p.relay.Run() }()
+	t.Cleanup(func() {
+		client.Close()
+		server.Close()
+		p.relay.Stop(EndClosed)
+	})
+	return p
+}
+
+func (p *pair) wait(t *testing.T) Result {
+	t.Helper()
+	select {
+	case r := <-p.result:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay did not finish")
+		return Result{}
+	}
+}
+
+// sendAndHash writes n random bytes to w, half-closes it, and returns their hash.
+func sendAndHash(w net.Conn, n int) ([32]byte, error) {
+	h := sha256.New()
+	buf := make([]byte, 64<<10)
+	for left := n; left > 0; {
+		b := buf[:min(left, len(buf))]
+		rand.Read(b)
+		h.Write(b)
+		if _, err := w.Write(b); err != nil {
+			return [32]byte{}, err
+		}
+		left -= len(b)
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum, w.(interface{ CloseWrite() error }).CloseWrite()
+}
+
+// readAndHash reads r to EOF and returns the hash and count.
+func readAndHash(r io.Reader) ([32]byte, int64, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum, n, err
+}
+
+func TestBulkBothWays(t *testing.T) {
+	const size = 16 << 20
+	for _, tc := range []struct {
+		name, network string
+		pools         *Pools
+	}{
+		{"tcp splice", "tcp", NewPools(0)},
+		{"tcp big pipe", "tcp", NewPools(1 << 20)},
+		{"tcp buffers", "tcp", NewPools(-1)},
+		{"unix splice", "unix", NewPools(0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var counters Counters
+			p := startPair(t, tc.network, Options{Pools: tc.pools, Counters: &counters})
+			type res struct {
+				sent, got [32]byte
+				n         int64
+				err       error
+			}
+			up, down := make(chan res, 2), make(chan res, 2)
+			transfer := func(from, to net.Conn, out chan res) {
+				var wg sync.WaitGroup
+				var r res
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var err error
+					r.got, r.n, err = readAndHash(to)
+					if err != nil {
+						r.err = err
+					}
+				}()
+				sent, err := sendAndHash(from, size)
+				wg.Wait()
+				r.sent = sent
+				if err != nil {
+					r.err = err
+				}
+				out <- r
+			}
+			go transfer(p.client, p.server, up)
+			go transfer(p.server, p.client, down)
+			for _, ch := range []chan res{up, down} {
+				r := <-ch
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				if r.n != size || r.sent != r.got {
+					t.Fatalf("got %d bytes, hash match %v", r.n, r.sent == r.got)
+				}
+			}
+			final := p.wait(t)
+			if final.Up != size || final.Down != size || final.End != EndEOF {
+				t.Fatalf("result %+v", final)
+			}
+			if counters.Up.Load() != size || counters.Down.Load() != size {
+				t.Fatalf("counters up %d down %d", counters.Up.Load(), counters.Down.Load())
+			}
+			if n := tc.pools.lent.Load(); n != 0 {
+				t.Fatalf("%d carriers still lent after the relay ended", n)
+			}
+		})
+	}
+}
+
+// TestHalfCloseClientFirst: the client sends a request and FIN; the backend
+// reads to EOF and only then answers.
+func TestHalfCloseClientFirst(t *testing.T) {
+	p := startPair(t, "tcp", Options{})
+	go func() {
+		req, _ := io.ReadAll(p.server)
+		p.server.Write(bytes.ToUpper(req))
+		p.server.(*net.TCPConn).CloseWrite()
+	}()
+	p.client.Write([]byte("hello"))
+	p.client.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(p.client)
+	if err != nil || string(got) != "HELLO" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if r := p.wait(t); r.End != EndEOF || r.Up != 5 || r.Down != 5 {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+// TestHalfCloseBackendFirst: the backend sends FIN first while the client
+// keeps sending.
+func TestHalfCloseBackendFirst(t *testing.T) {
+	p := startPair(t, "tcp", Options{})
+	p.server.Write([]byte("banner"))
+	p.server.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(p.client)
+	if err != nil || string(got) != "banner" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := p.client.Write([]byte("more")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.client.(*net.TCPConn).CloseWrite()
+	rest, err := io.ReadAll(p.server)
+	if err != nil || len(rest) != 40 {
+		t.Fatalf("backend got %d bytes, %v", len(rest), err)
+	}
+	if r := p.wait(t); r.End != EndEOF {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+func TestResetPropagates(t *testing.T) {
+	for _, side := range []string{"backend", "client"} {
+		t.Run(side, func(t *testing.T) {
+			p := startPair(t, "tcp", Options{})
+			resetter, other := p.server, p.client
+			if side == "client" {
+				resetter, other = p.client, p.server
+			}
+			resetter.Write([]byte("x"))
+			buf := make([]byte, 1)
+			if _, err := io.ReadFull(other, buf); err != nil {
+				t.Fatal(err)
+			}
+			resetter.(*net.TCPConn).SetLinger(0)
+			resetter.Close()
+			other.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err := other.Read(buf)
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("other side got %v, want connection reset", err)
+			}
+			if r := p.wait(t); r.End != EndReset {
+				t.Fatalf("result %+v", r)
+			}
+		})
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	p := startPair(t, "tcp", Options{IdleTimeout: 200 * time.Millisecond})
+	if r := p.wait(t); r.End != EndIdleTimeout {
+		t.Fatalf("result %+v", r)
+	}
+	if _, err := p.client.Read(make([]byte, 1)); err == nil {
+		t.Fatal("client still open after idle timeout")
+	}
+}
+
+// TestIdleTimeoutOtherDirection: traffic one way keeps the relay alive even
+// though the other direction is silent.
+func TestIdleTimeoutOtherDirection(t *testing.T) {
+	p := startPair(t, "tcp", Options{IdleTimeout: 300 * time.Millisecond})
+	buf := make([]byte, 4)
+	for i := 0; i < 10; i++ {
+		time.Sleep(100 * time.Millisecond) // the traffic pattern under test
+		if _, err := p.server.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(p.client, buf); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	select {
+	case r := <-p.result:
+		t.Fatalf("relay ended early: %+v", r)
+	default:
+	}
+	if r := p.wait(t); r.End != EndIdleTimeout || r.Down != 40 {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+func TestHalfCloseTimeout(t *testing.T) {
+	p := startPair(t, "tcp", Options{IdleTimeout: time.Hour, HalfCloseTimeout: 200 * time.Millisecond})
+	p.client.(*net.TCPConn).CloseWrite()
+	if r := p.wait(t); r.End != EndIdleTimeout {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+func TestStop(t *testing.T) {
+	p := startPair(t, "tcp", Options{})
+	p.client.Write([]byte("abc"))
+	io.ReadFull(p.server, make([]byte, 3))
+	p.relay.Stop(EndDrained)
+	if r := p.wait(t); r.End != EndDrained || r.Up != 3 {
+		t.Fatalf("result %+v", r)
+	}
+	if _, err := p.client.Read(make([]byte, 1)); err == nil {
+		t.Fatal("client still open after stop")
+	}
+}
+
+// TestIdleHoldsNothing: between messages a relay holds no pipe and no buffer.
+func TestIdleHoldsNothing(t *testing.T) {
+	pools := NewPools(0)
+	p := startPair(t, "tcp", Options{Pools: pools})
+	buf := make([]byte, 1000)
+	for i := 0; i < 20; i++ {
+		p.client.Write(buf)
+		io.ReadFull(p.server, buf)
+		p.server.Write(buf)
+		io.ReadFull(p.client, buf)
+		if n := waitLent(pools); n != 0 {
+			t.Fatalf("round %d: %d carriers lent while idle", i, n)
+		}
+	}
+}
+
+// waitLent waits, boundedly, for the relay goroutines to return what they
+// borrowed after the last byte was delivered, and returns what is still lent.
+func waitLent(pools *Pools) int64 {
+	for i := 0; i < 200 && pools.lent.Load() != 0; i++ {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return pools.lent.Load()
+}

@@ -1,0 +1,186 @@
+package tcp
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sluice/internal/backend"
+	"sluice/internal/conntrack"
+	"sluice/internal/relay"
+)
+
+// Rule is what the TCP side needs of a rule. It is immutable once given to a
+// Service; a reload hands over a new one, which applies to new connections.
+type Rule struct {
+	Name         string
+	Pool         *backend.Pool
+	IdleTimeout  time.Duration // zero: none
+	DrainTimeout time.Duration // graceful-stop limit and half-close idle limit
+}
+
+// Deps are the process-wide parts a Service uses.
+type Deps struct {
+	Logger *slog.Logger
+	Pools  *relay.Pools     // shared pipes and buffers
+	IDs    *conntrack.IDs   // connection ids unique in the process
+	Table  *conntrack.Table // the rule's live connections
+}
+
+// Service serves one rule's TCP listener(s).
+type Service struct {
+	rule     atomic.Pointer[Rule]
+	deps     Deps
+	ctx      context.Context // cancelled when the service is cut, to abandon dials
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // one per connection being handled
+	cutting  atomic.Bool    // live connections are being cut; late ones stop at once
+	listener sync.Mutex     // guards the following fields
+	lns      []net.Listener
+}
+
+// NewService returns a service for rule.
+func NewService(rule *Rule, deps Deps) *Service {
+	s := &Service{deps: deps}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.rule.Store(rule)
+	return s
+}
+
+// Update makes rule apply to connections accepted from now on.
+func (s *Service) Update(rule *Rule) { s.rule.Store(rule) }
+
+// Rule returns the rule in force for new connections.
+func (s *Service) Rule() *Rule { return s.rule.Load() }
+
+// Serve accepts on ln until it is closed by Close. Each connection is
+// handled in its own goroutine.
+func (s *Service) Serve(ln net.Listener) error {
+	s.listener.Lock()
+	s.lns = append(s.lns, ln)
+	s.listener.Unlock()
+	return acceptLoop(ln, s.start, s.deps.Logger)
+}
+
+// CloseListeners stops accepting new connections.
+func (s *Service) CloseListeners() {
+	s.listener.Lock()
+	defer s.listener.Unlock()
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	s.lns = nil
+}
+
+// Drain waits for live connections to finish for up to timeout, then cuts
+// the rest (logged as "drained") and returns once every one is gone. Call it
+// after CloseListeners.
+func (s *Service) Drain(timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return
+	case <-timer.C:
+	}
+	s.cutting.Store(true)
+	s.cancel()
+	s.deps.Table.StopAll(string(relay.EndDrained))
+	<-done
+}
+
+// start hands a new connection to its own goroutine.
+func (s *Service) start(c net.Conn) {
+	s.wg.Add(1)
+	go s.serveConn(c)
+}
+
+// conn is the per-connection state, allocated once.
+type conn struct {
+	entry    conntrack.Entry
+	counters relay.Counters
+	relay    *relay.Relay
+}
+
+// serveConn takes one connection from dial to access log.
+func (s *Service) serveConn(c net.Conn) {
+	defer s.wg.Done()
+	rule := s.rule.Load()
+	start := time.Now()
+	client := clientAddr(c)
+	up, b, err := rule.Pool.Dial(s.ctx, client.Addr())
+	if err != nil {
+		c.Close()
+		s.logAccess(rule, c.RemoteAddr(), "", relay.Result{End: "connect-failed", Err: err}, start)
+		return
+	}
+	defer b.Release()
+	cn := &conn{}
+	cn.relay = relay.New(c, up, relay.Options{
+		IdleTimeout:      rule.IdleTimeout,
+		HalfCloseTimeout: rule.DrainTimeout,
+		Pools:            s.deps.Pools,
+		Counters:         &cn.counters,
+	})
+	cn.entry = conntrack.Entry{
+		ID: s.deps.IDs.Next(), Rule: rule.Name, Proto: "tcp",
+		Client: c.RemoteAddr().String(), Backend: b.Address().String(),
+		Since: start, Bytes: &cn.counters,
+		Stop: func(reason string) { cn.relay.Stop(relay.End(reason)) },
+	}
+	s.deps.Table.Add(&cn.entry)
+	if s.cutting.Load() {
+		cn.relay.Stop(relay.EndDrained)
+	}
+	res := cn.relay.Run()
+	s.deps.Table.Remove(cn.entry.ID)
+	s.logAccess(rule, c.RemoteAddr(), cn.entry.Backend, res, start)
+}
+
+// clientAddr returns the client's IP and port; zero for unix sockets.
+func clientAddr(c net.Conn) netip.AddrPort {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// logAccess writes the one access line of a finished connection.
+func (s *Service) logAccess(rule *Rule, client net.Addr, backend string, res relay.Result, start time.Time) {
+	if !s.deps.Logger.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("rule", rule.Name),
+		slog.String("proto", "tcp"),
+		slog.String("client", addrString(client)),
+		slog.String("backend", backend),
+		slog.Int64("up", res.Up),
+		slog.Int64("down", res.Down),
+		slog.Float64("duration", math.Round(time.Since(start).Seconds()*1e6)/1e6),
+		slog.String("end", string(res.End)),
+	}
+	if res.Err != nil {
+		attrs = append(attrs, slog.String("error", res.Err.Error()))
+	}
+	s.deps.Logger.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+}
+
+// addrString formats a client address; unix clients are usually unnamed.
+func addrString(a net.Addr) string {
+	if a == nil || a.String() == "" {
+		return "unix"
+	}
+	return a.String()
+}
