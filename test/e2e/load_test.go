@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dialMany opens n connections to addr with a few workers and returns them
+// all, still open; the test's cleanup closes them.
+func dialMany(t *testing.T, addr string, n int) []*net.TCPConn {
+	t.Helper()
+	conns := make([]*net.TCPConn, n)
+	errs := make([]error, n)
+	forEach(n, func(i int) {
+		c, err := net.DialTimeout("tcp", addr, waitLimit)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		conns[i] = c.(*net.TCPConn)
+	})
+	t.Cleanup(func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("dial %d of %d: %v", i, n, err)
+		}
+	}
+	return conns
+}
+
+// forEach calls fn(0) … fn(n-1) on 16 worker goroutines and waits.
+func forEach(n int, fn func(i int)) {
+	const workers = 16
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// roundTripAll does one distinct round trip on every connection and returns
+// the first failure.
+func roundTripAll(conns []*net.TCPConn) error {
+	errs := make([]error, len(conns))
+	forEach(len(conns), func(i int) {
+		errs[i] = roundTrip(conns[i], "connection "+strconv.Itoa(i)+"\n")
+	})
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("connection %d of %d: %w", i, len(conns), err)
+		}
+	}
+	return nil
+}
+
+// waitLive waits until the backend has exactly n connections open.
+func (b *backend) waitLive(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for b.live.Load() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("backend has %d connections open, want %d", b.live.Load(), n)
+		}
+		time.Sleep(10 * time.Millisecond) // poll; the count has no signal
+	}
+}
+
+// TestManyConcurrentConnections holds 2,000 connections open through sluice
+// at the same time, does a round trip on each, and checks every one is
+// logged after they close.
+func TestManyConcurrentConnections(t *testing.T) {
+	const n = 2000
+	raiseFDLimit(t, 3*n) // this process: 2n sockets; sluice inherits it and needs 2n
+	be := startBackend(t, echo)
+	p, addr := launchQuick(t, binaries.sluice, nil, be.addr)
+
+	conns := dialMany(t, addr, n)
+	be.waitLive(t, n) // all n relayed at once, not one after another
+	if err := roundTripAll(conns); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	recs := p.waitN(n, "access", isMsg("access"))
+	for _, r := range recs {
+		if r.str("backend") != be.addr || r.num("up") != r.num("down") || r.num("up") < 1 {
+			t.Fatalf("access line %v: want backend=%s and as many bytes down as up", r, be.addr)
+		}
+	}
+	be.waitLive(t, 0)
+}
+
+// TestFDExhaustion runs sluice with a limit of 64 descriptors, holds more
+// connections open than fit, and checks that sluice says it ran out of file
+// descriptors, survives, and serves new connections once they are closed.
+func TestFDExhaustion(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, echo)
+	p, addr := launch(t, "bash", func(listen string) []string {
+		return []string{"-c", `ulimit -n 64 && exec "$0" "$@"`, binaries.sluice,
+			"-l", listen, "-r", be.addr, "--log-format", "json"}
+	})
+	conns := dialMany(t, addr, 80) // 2 descriptors each in sluice: at most ~30 fit
+	p.wait("warn about file descriptors", func(r record) bool {
+		return r.str("level") == "WARN" && strings.Contains(r.String(), "file descriptor")
+	})
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	// Sluice backs off for up to a second between accepts; the kernel holds
+	// the new connection in the backlog meanwhile.
+	c := dial(t, addr)
+	if err := roundTrip(c, "after the shortage"); err != nil {
+		t.Fatal(err)
+	}
+	if !p.running() {
+		t.Fatalf("sluice exited: %v", p.err)
+	}
+}
+
+// fdKinds counts a process's open descriptors: sockets and everything else
+// (pipes, epoll, eventfd, files).
+func fdKinds(t *testing.T, pid int) (sockets, others int) {
+	t.Helper()
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("list fds of sluice: %v", err)
+	}
+	for _, e := range ents {
+		target, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			continue // closed between ReadDir and Readlink
+		}
+		if strings.HasPrefix(target, "socket:") {
+			sockets++
+		} else {
+			others++
+		}
+	}
+	return sockets, others
+}
+
+// TestDescriptorsReturnToBaseline: after many connections come and go, sluice
+// holds exactly as many sockets as before, and no more other descriptors
+// than its bounded splice-pipe pool (32 idle pipes, so 64) can explain.
+func TestDescriptorsReturnToBaseline(t *testing.T) {
+	t.Parallel()
+	const n, pipePool = 200, 64
+	be := startBackend(t, echo)
+	p, addr := launchQuick(t, binaries.sluice, nil, be.addr)
+
+	warm := dial(t, addr)
+	if err := roundTrip(warm, "warm-up"); err != nil {
+		t.Fatal(err)
+	}
+	_ = warm.Close()
+	p.waitAccess(warm)
+	baseSockets, baseOthers := fdKinds(t, p.pid())
+
+	conns := dialMany(t, addr, n)
+	if err := roundTripAll(conns); err != nil {
+		t.Fatal(err)
+	}
+	// The measurement must see the connections, or it proves nothing.
+	if s, _ := fdKinds(t, p.pid()); s < baseSockets+2*n {
+		t.Fatalf("sluice has %d sockets with %d connections open, want at least %d", s, n, baseSockets+2*n)
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	p.waitN(n+1, "access", isMsg("access"))
+
+	deadline := time.Now().Add(waitLimit)
+	for {
+		s, o := fdKinds(t, p.pid())
+		if s == baseSockets && o <= baseOthers+pipePool {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sluice holds %d sockets and %d other fds, baseline %d and %d (+%d pipes)",
+				s, o, baseSockets, baseOthers, pipePool)
+		}
+		time.Sleep(20 * time.Millisecond) // poll; /proc has no change signal
+	}
+}

@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+)
+
+// drainConfig returns a config with one rule "drain" to backend and the
+// given drain timeout, logging JSON.
+func drainConfig(backend, drainTimeout string) func(listen string) string {
+	return func(listen string) string {
+		return fmt.Sprintf(`log_format = "json"
+log_level = "debug"
+
+[defaults]
+drain_timeout = %q
+
+[[rule]]
+name = "drain"
+listen = %q
+backends = [%q]
+`, drainTimeout, listen, backend)
+	}
+}
+
+// TestSIGTERMDrains: after SIGTERM sluice refuses new connections, a live one
+// keeps working, and sluice exits 0 as soon as it closes, well before the
+// drain timeout.
+func TestSIGTERMDrains(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, echo)
+	p, addr := launchConfig(t, drainConfig(be.addr, "60s"))
+	c := dial(t, addr)
+	if err := roundTrip(c, "before"); err != nil {
+		t.Fatal(err)
+	}
+
+	p.signal(syscall.SIGTERM)
+	waitRefused(t, addr)
+	if err := roundTrip(c, "during the drain"); err != nil {
+		t.Fatalf("live connection after SIGTERM: %v", err)
+	}
+	if !p.running() {
+		t.Fatalf("sluice exited with a live connection: %v", p.err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := readEnd(c); n != 0 || err != nil {
+		t.Fatalf("live connection end: %d bytes, %v; want EOF", n, err)
+	}
+	// waitLimit is a third of the drain timeout: exiting in time means
+	// sluice noticed the last connection end.
+	if code, err := p.waitExit(waitLimit); code != 0 {
+		t.Fatalf("sluice exit code %d (%v), want 0", code, err)
+	}
+	if rec := p.waitAccess(c); rec.str("end") != "eof" {
+		t.Errorf("access line %v: want end=eof", rec)
+	}
+}
+
+// TestDrainTimeoutCuts: a connection still open when drain_timeout passes is
+// closed by sluice and logged with end=drained; sluice still exits 0.
+func TestDrainTimeoutCuts(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, echo)
+	p, addr := launchConfig(t, drainConfig(be.addr, "1s"))
+	c := dial(t, addr)
+	if err := roundTrip(c, "then hold on"); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(syscall.SIGTERM)
+	if n, err := readEnd(c); n != 0 || isTimeout(err) {
+		t.Fatalf("held connection: %d bytes, %v; want it cut by sluice", n, err)
+	}
+	if code, err := p.waitExit(waitLimit); code != 0 {
+		t.Fatalf("sluice exit code %d (%v), want 0", code, err)
+	}
+	if rec := p.waitAccess(c); rec.str("end") != "drained" {
+		t.Errorf("access line %v: want end=drained", rec)
+	}
+}
+
+// TestSecondSignalExitsAtOnce: a second signal during the drain ends sluice
+// while a connection is still open and the drain timeout is far away.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, second := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(second.String(), func(t *testing.T) {
+			be := startBackend(t, echo)
+			p, addr := launchConfig(t, drainConfig(be.addr, "5m"))
+			c := dial(t, addr)
+			if err := roundTrip(c, "held through both signals"); err != nil {
+				t.Fatal(err)
+			}
+			p.signal(syscall.SIGTERM)
+			waitRefused(t, addr) // the first signal has been handled
+			if !p.running() {
+				t.Fatalf("sluice exited on the first signal with a live connection: %v", p.err)
+			}
+			p.signal(second)
+			code, err := p.waitExit(waitLimit)
+			t.Logf("exit code %d (%v) after the second signal", code, err)
+		})
+	}
+}
