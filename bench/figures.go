@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+)
+
+// compare says how a row's values are put side by side in the table.
+type compare int
+
+const (
+	// vsDirect prints each forwarder's value as a ratio to direct's.
+	vsDirect compare = iota
+	// vsLowest prints each forwarder's value as a ratio to the lowest
+	// forwarder's; direct has no value (the idle rows).
+	vsLowest
+	// plain prints values without ratios (error counts).
+	plain
+)
+
+// row is one line of the table.
+type row struct {
+	label  string
+	format string // fmt verb for the value, such as "%.1f"
+	cmp    compare
+}
+
+// env is what a figure measures through.
+type env struct {
+	addr  string // the address clients dial: the forwarder's, or the backend's for direct
+	proc  *proc  // the forwarder's process; nil for direct
+	d     time.Duration
+	idleN int // connections for the idle figure
+}
+
+// result is what a figure measured through one forwarder.
+type result struct {
+	values []float64 // one per row of the figure
+	notes  []string  // things worth printing under the table
+}
+
+// figure is one entry in the bench's list. Adding a figure (UDP, say) means
+// adding an entry to figures with its backend, rows and run function.
+type figure struct {
+	name    string
+	backend backendKind
+	// needsProc marks figures that only make sense for a forwarder process;
+	// they are not run for direct.
+	needsProc bool
+	rows      []row
+	// run measures through e and returns one value per row. An error means
+	// the forwarder misbehaved (lost or corrupted bytes, died, refused to
+	// hold connections), not merely that it was slow.
+	run func(ctx context.Context, e env) (result, error)
+}
+
+// figures returns the bench's figures in table order.
+func figures() []figure {
+	gbits := func(label string) []row { return []row{{label: label, format: "%.1f", cmp: vsDirect}} }
+	return []figure{
+		{name: "1 stream up", backend: sinkBackend, rows: gbits("1 stream Gbit/s"), run: upThroughput(1)},
+		{name: "8 streams up", backend: sinkBackend, rows: gbits("8 streams Gbit/s"), run: upThroughput(8)},
+		{name: "1 stream down", backend: sourceBackend, rows: gbits("1 stream down Gbit/s"), run: downThroughput},
+		{name: "new connections", backend: echoBackend, rows: []row{
+			{label: "new conns/s (64 clients)", format: "%.0f", cmp: vsDirect},
+			{label: "new conn errors", format: "%.0f", cmp: plain},
+		}, run: newConns},
+		{name: "request/response", backend: echoBackend, rows: []row{
+			{label: "req/resp/s (16 conns)", format: "%.0f", cmp: vsDirect},
+			{label: "req/resp p99 µs", format: "%.0f", cmp: vsDirect},
+		}, run: reqResp},
+		{name: "idle", backend: echoBackend, needsProc: true, rows: []row{
+			{label: "idle RSS/conn KiB", format: "%.1f", cmp: vsLowest},
+			{label: "idle fds/conn", format: "%.2f", cmp: vsLowest},
+		}, run: idle},
+	}
+}
+
+const (
+	// dialTimeout bounds every connect.
+	dialTimeout = 5 * time.Second
+	// replyTimeout bounds waiting for a backend's answer after the
+	// measured period; a working forwarder needs far less.
+	replyTimeout = 30 * time.Second
+)
+
+// dialTCP connects to addr on loopback.
+func dialTCP(ctx context.Context, addr string) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: dialTimeout}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// closeOnCancel closes c when ctx is cancelled, unblocking its reads and
+// writes; call the returned function once done with c.
+func closeOnCancel(ctx context.Context, c net.Conn) func() bool {
+	return context.AfterFunc(ctx, func() { c.Close() })
+}
+
+// gbitPerSec converts a byte count over a period to Gbit/s.
+func gbitPerSec(bytes int64, d time.Duration) float64 {
+	return float64(bytes) * 8 / d.Seconds() / 1e9
+}
+
+// upThroughput returns a figure that sends pattern streams to the sink over
+// streams connections at once for the figure's duration, and reports the
+// bytes the sink verified per second, in aggregate.
+func upThroughput(streams int) func(context.Context, env) (result, error) {
+	return func(ctx context.Context, e env) (result, error) {
+		sent := make([]int64, streams)
+		errs := make([]error, streams)
+		start := time.Now()
+		until := start.Add(e.d)
+		var wg sync.WaitGroup
+		for i := range streams {
+			wg.Go(func() { sent[i], errs[i] = sendStream(ctx, e.addr, rand.Uint64(), until) })
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		var total int64
+		for _, n := range sent {
+			total += n
+		}
+		return result{values: []float64{gbitPerSec(total, elapsed)}}, errors.Join(errs...)
+	}
+}
+
+// sendStream sends seed's pattern stream until the deadline, then FIN, and
+// waits for the sink's count. It returns the bytes the sink confirmed.
+func sendStream(ctx context.Context, addr string, seed uint64, until time.Time) (int64, error) {
+	w := streamWriter{p: newPattern(seed)}
+	c, err := dialTCP(ctx, addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	defer closeOnCancel(ctx, c)()
+	var hdr [8]byte
+	binary.BigEndian.PutUint64(hdr[:], seed)
+	if _, err := c.Write(hdr[:]); err != nil {
+		return 0, fmt.Errorf("stream %016x: write header: %w", seed, err)
+	}
+	sent, err := writeStream(c, &w, until)
+	if err != nil {
+		return 0, err
+	}
+	if err := c.CloseWrite(); err != nil {
+		return 0, fmt.Errorf("stream %016x: close-write: %w", seed, err)
+	}
+	c.SetReadDeadline(time.Now().Add(replyTimeout))
+	var reply [9]byte
+	if _, err := io.ReadFull(c, reply[:]); err != nil {
+		return 0, fmt.Errorf("stream %016x: no reply from the sink after FIN (is half-close relayed?): %w", seed, err)
+	}
+	got := int64(binary.BigEndian.Uint64(reply[:8]))
+	switch {
+	case reply[8] != 0:
+		return 0, fmt.Errorf("stream %016x: the sink received corrupted bytes", seed)
+	case got != sent:
+		return 0, fmt.Errorf("stream %016x: sent %d bytes, the sink received %d", seed, sent, got)
+	}
+	return got, nil
+}
+
+// downThroughput has the source send one pattern stream for the figure's
+// duration and reports the bytes received and verified per second.
+func downThroughput(ctx context.Context, e env) (result, error) {
+	start := time.Now()
+	n, err := recvStream(ctx, e.addr, rand.Uint64(), e.d)
+	return result{values: []float64{gbitPerSec(n, time.Since(start))}}, err
+}
+
+// recvStream asks the source for seed's stream for d, verifies every byte
+// up to the source's FIN, and answers with the count.
+func recvStream(ctx context.Context, addr string, seed uint64, d time.Duration) (int64, error) {
+	chk := streamChecker{p: newPattern(seed)}
+	c, err := dialTCP(ctx, addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	defer closeOnCancel(ctx, c)()
+	var req [16]byte
+	binary.BigEndian.PutUint64(req[:8], seed)
+	binary.BigEndian.PutUint64(req[8:], uint64(d))
+	if _, err := c.Write(req[:]); err != nil {
+		return 0, fmt.Errorf("stream %016x: write request: %w", seed, err)
+	}
+	c.SetReadDeadline(time.Now().Add(d + replyTimeout))
+	buf := make([]byte, maxChunk)
+	for {
+		n, err := c.Read(buf)
+		if cerr := chk.check(buf[:n]); cerr != nil {
+			return chk.total, cerr
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return chk.total, fmt.Errorf("stream %016x: read after %d bytes: %w", seed, chk.total, err)
+		}
+	}
+	var count [8]byte
+	binary.BigEndian.PutUint64(count[:], uint64(chk.total))
+	if _, err := c.Write(count[:]); err != nil {
+		return chk.total, fmt.Errorf("stream %016x: write count after the source's FIN (is half-close relayed?): %w", seed, err)
+	}
+	return chk.total, c.CloseWrite()
+}

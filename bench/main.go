@@ -1,0 +1,171 @@
+// Command bench measures sluice side by side with a direct connection and
+// with peer forwarders (HAProxy, nginx stream) in one run, and prints one
+// table.
+//
+// Usage, from the module root:
+//
+//	go run ./bench [-d 5s] [-idle 5000] [-smoke] [-only sluice,haproxy,nginx] [-sluice PATH]
+//
+// The bench builds sluice from ./cmd/sluice unless -sluice names a binary,
+// and runs each peer that is installed. Every forwarder is its own process
+// on a free loopback port in front of the bench's own backends (a sink, a
+// source and an echo server, goroutines in this process), and runs alone,
+// started afresh for each figure. Streams carry a deterministic
+// pseudo-random pattern that the receiving end verifies byte for byte.
+//
+// Lost or corrupted bytes, a forwarder that fails to start, dies, or leaves
+// connections open are failures: the table marks them and the command exits
+// with status 1. Usage errors exit with status 2. It reads /proc, so it runs
+// on Linux only.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	var usage usageError
+	switch {
+	case err == nil:
+	case errors.As(err, &usage):
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// usageError is a bad command line.
+type usageError struct{ msg string }
+
+// Error returns the message.
+func (e usageError) Error() string { return e.msg }
+
+// options are the parsed command line.
+type options struct {
+	d         time.Duration
+	idleN     int
+	only      map[string]bool
+	sluiceBin string
+}
+
+// parseFlags reads the command line. -smoke changes the defaults of -d and
+// -idle; explicit values win.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	d := fs.Duration("d", 5*time.Second, "duration of each figure")
+	idleN := fs.Int("idle", 5000, "connections held open for the idle figure")
+	smoke := fs.Bool("smoke", false, "CI mode: about 1s per figure and 500 idle connections")
+	only := fs.String("only", strings.Join(peerNames(), ","), "comma-separated forwarders to measure besides direct")
+	sluiceBin := fs.String("sluice", "", "use this sluice binary instead of building ./cmd/sluice")
+	if err := fs.Parse(args); err != nil {
+		return options{}, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return options{}, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	o := options{d: *d, idleN: *idleN, only: make(map[string]bool), sluiceBin: *sluiceBin}
+	if *smoke {
+		set := make(map[string]bool)
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["d"] {
+			o.d = time.Second
+		}
+		if !set["idle"] {
+			o.idleN = 500
+		}
+	}
+	for name := range strings.SplitSeq(*only, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == "" || name == "direct":
+		case slices.Contains(peerNames(), name):
+			o.only[name] = true
+		default:
+			return options{}, usageError{fmt.Sprintf("-only: unknown forwarder %q (want some of %s)", name, strings.Join(peerNames(), ","))}
+		}
+	}
+	if o.d <= 0 {
+		return options{}, usageError{fmt.Sprintf("-d %v: must be positive", o.d)}
+	}
+	if o.idleN <= 0 {
+		return options{}, usageError{fmt.Sprintf("-idle %d: must be positive", o.idleN)}
+	}
+	return o, nil
+}
+
+// run is the whole bench: it parses args, sets everything up, measures,
+// and prints the table to stdout and progress to stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	// The bench holds both ends of every idle connection, and the
+	// forwarders inherit the limit.
+	nofile, err := raiseFileLimit(uint64(2*o.idleN + 256))
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "sluice-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	fwds, skipped, err := setupForwarders(ctx, setupOptions{
+		only: o.only, sluiceBin: o.sluiceBin, tmp: tmp, maxConns: o.idleN + 1024, nofile: nofile,
+	})
+	if err != nil {
+		return err
+	}
+	bk, err := startBackends()
+	if err != nil {
+		return err
+	}
+	defer bk.close()
+	r := runner{fwds: fwds, bk: bk, d: o.d, idleN: o.idleN, tmp: tmp, progress: stderr}
+	res, err := r.run(ctx, figures())
+	if err != nil {
+		return err
+	}
+	if err := printTable(stdout, res); err != nil {
+		return err
+	}
+	printFooter(stdout, footer{fwds: fwds, skipped: skipped, d: o.d, idleN: o.idleN}, res)
+	if len(res.errs) > 0 {
+		return fmt.Errorf("%d measurements failed (see FAILED above)", len(res.errs))
+	}
+	return nil
+}
+
+// raiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit and
+// returns it; it fails when even the hard limit is below need.
+func raiseFileLimit(need uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("read the open-file limit: %w", err)
+	}
+	if lim.Max < need {
+		return 0, usageError{fmt.Sprintf("-idle needs %d open files, but the hard limit is %d (ulimit -Hn)", need, lim.Max)}
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("raise the open-file limit to %d: %w", lim.Max, err)
+	}
+	return lim.Max, nil
+}
