@@ -1,0 +1,215 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Load reads the config file at path and parses it (see Parse). A file that
+// cannot be read gives the *fs.PathError from os.ReadFile.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes a TOML config and validates it, filling in every default, so
+// that each field of the result holds the value in force. filename is used
+// in messages and kept as Config.Path. If anything is wrong the error is an
+// *Errors listing every problem, each with file:line.
+func Parse(filename string, data []byte) (*Config, error) {
+	col := &collector{file: filename, index: buildIndex(data)}
+	var raw rawConfig
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&raw)
+	if col.index.ok {
+		col.index.checkShapes(col)
+		if len(col.errs) > 0 {
+			return nil, col.err() // the decoder's error, if any, is a consequence
+		}
+	}
+	var strict *toml.StrictMissingError
+	var syntax *toml.DecodeError
+	switch {
+	case errors.As(err, &strict):
+		reportUnknown(col, &raw, strict)
+	case errors.As(err, &syntax):
+		line, column := syntax.Position()
+		msg := "invalid TOML: " + strings.TrimPrefix(syntax.Error(), "toml: ")
+		col.errs = append(col.errs, &Error{File: filename, Line: line, Column: column, Message: msg})
+		return nil, col.err()
+	case err != nil:
+		col.add(0, "invalid TOML: "+err.Error())
+		return nil, col.err()
+	}
+	c := build(col, &raw)
+	if err := col.err(); err != nil {
+		return nil, err
+	}
+	c.Path = filename
+	return c, nil
+}
+
+// build checks the decoded file and turns it into a Config.
+func build(col *collector, raw *rawConfig) *Config {
+	c := &Config{}
+	readGlobals(source{col: col}, raw, c)
+	var inh ruleSpec
+	var inhName opt[string]
+	if raw.Defaults != nil {
+		ds := source{col: col, ctx: "defaults", path: "defaults"}
+		inh = readSpec(ds, raw.Defaults)
+		inhName = readName(ds, raw.Defaults.Name)
+	}
+	if len(raw.Rules) == 0 {
+		col.add(0, "no rules (add a [[rule]] table)")
+	}
+	rules := make([]built, 0, len(raw.Rules))
+	for i := range raw.Rules {
+		s := source{col: col, ctx: "rule #" + strconv.Itoa(i+1), path: "rule." + strconv.Itoa(i)}
+		name := pick(readName(s, raw.Rules[i].Name), inhName)
+		if name.set {
+			s.ctx = fmt.Sprintf("rule %q", name.val)
+		}
+		if !name.present {
+			s.errorf("", "missing name")
+		}
+		own := readSpec(s, &raw.Rules[i])
+		b := buildRule(s, &own, &inh)
+		b.Name, b.named, b.nameLine = name.val, name.set, name.line
+		rules = append(rules, b)
+	}
+	checkClashes(rules)
+	for _, b := range rules {
+		c.Rules = append(c.Rules, b.Rule)
+	}
+	return c
+}
+
+// readGlobals reads and checks the top-level keys into c.
+func readGlobals(s source, raw *rawConfig, c *Config) {
+	c.LogLevel = s.enum("log_level", raw.LogLevel, "debug", "info", "warn", "error").or("info")
+	c.LogFormat = s.enum("log_format", raw.LogFormat, "text", "json").or("text")
+	token := s.str("admin_token", raw.AdminToken)
+	if token.set && !validToken(token.val) {
+		s.errorf("admin_token", "admin_token: must be printable ASCII without spaces")
+	}
+	c.AdminToken = token.val
+	admin := s.address("admin", "admin", raw.Admin, roleAdmin)
+	if !admin.set {
+		return
+	}
+	c.Admin = admin.val.String()
+	if c.AdminToken == "" && !isLoopback(admin.val.Host) {
+		s.errorAt(admin.line, "admin %q: admin_token is required when admin listens on a non-loopback address", c.Admin)
+	}
+}
+
+// validToken reports whether a token can be sent in an Authorization header.
+func validToken(t string) bool {
+	for i := 0; i < len(t); i++ {
+		if t[i] <= ' ' || t[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// isLoopback reports whether a host is certainly a loopback address. An empty
+// host means every address, and names other than localhost may resolve
+// anywhere.
+func isLoopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// reportUnknown turns the decoder's unknown-field errors into messages that
+// name the rule and the full key, with a hint when the key looks like a typo.
+func reportUnknown(col *collector, raw *rawConfig, e *toml.StrictMissingError) {
+	for i := range e.Errors {
+		de := &e.Errors[i]
+		line, column := de.Position()
+		path, ok := col.index.keyAt[position{line: line, col: column}]
+		if !ok {
+			path = strings.Join(de.Key(), ".")
+		}
+		s, key, known := source{col: col}, path, topKeys
+		if n, rest, ok := splitRulePath(path); ok {
+			s.ctx, key, known = ruleLabel(raw, n), rest, ruleKeys
+		} else if rest, ok := strings.CutPrefix(path, "defaults."); ok {
+			s.ctx, key, known = "defaults", rest, ruleKeys
+		}
+		if rest, ok := strings.CutPrefix(key, "health_check."); ok && s.ctx != "" {
+			s.errorAt(line, "unknown key %q%s", key, hintPrefixed("health_check.", rest, healthKeys))
+			continue
+		}
+		s.errorAt(line, "unknown key %q%s", key, hint(key, known))
+	}
+}
+
+// ruleLabel names rule i for messages before the rules are checked.
+func ruleLabel(raw *rawConfig, i int) string {
+	if i < len(raw.Rules) {
+		if name, ok := raw.Rules[i].Name.(string); ok && checkName(name) {
+			return fmt.Sprintf("rule %q", name)
+		}
+	}
+	return "rule #" + strconv.Itoa(i+1)
+}
+
+// splitKeys splits a space-separated list of known keys.
+func splitKeys(keys string) []string { return strings.Fields(keys) }
+
+// hint suggests the known key closest to an unknown one, if it is close.
+func hint(key, known string) string {
+	return hintPrefixed("", key, known)
+}
+
+// hintPrefixed is hint for a key inside a table whose path is prefix.
+func hintPrefixed(prefix, key, known string) string {
+	first, _, _ := strings.Cut(key, ".")
+	best, bestDist := "", 3
+	for _, k := range splitKeys(known) {
+		if d := editDistance(first, k); d < bestDist && d < len(first) {
+			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", prefix+best)
+}
+
+// editDistance is the Levenshtein distance between two short strings.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

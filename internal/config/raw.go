@@ -1,0 +1,295 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// rawConfig is the file as decoded, before checking. Leaves are `any` so that
+// a value of the wrong type becomes an error with a line, not the end of
+// decoding; the tables are structs so that the decoder reports unknown keys.
+type rawConfig struct {
+	LogLevel   any       `toml:"log_level"`
+	LogFormat  any       `toml:"log_format"`
+	Admin      any       `toml:"admin"`
+	AdminToken any       `toml:"admin_token"`
+	Defaults   *rawRule  `toml:"defaults"`
+	Rules      []rawRule `toml:"rule"`
+}
+
+// rawRule is one [[rule]] table, or [defaults], as decoded.
+type rawRule struct {
+	Name                any        `toml:"name"`
+	Listen              any        `toml:"listen"`
+	Protocol            any        `toml:"protocol"`
+	Backends            any        `toml:"backends"`
+	Balance             any        `toml:"balance"`
+	ConnectTimeout      any        `toml:"connect_timeout"`
+	IdleTimeout         any        `toml:"idle_timeout"`
+	DrainTimeout        any        `toml:"drain_timeout"`
+	Retries             any        `toml:"retries"`
+	ResolveTTL          any        `toml:"resolve_ttl"`
+	Allow               any        `toml:"allow"`
+	Deny                any        `toml:"deny"`
+	MaxConnections      any        `toml:"max_connections"`
+	MaxConnectionsPerIP any        `toml:"max_connections_per_ip"`
+	RatePerIP           any        `toml:"rate_per_ip"`
+	Bandwidth           any        `toml:"bandwidth"`
+	ProxyProtocol       any        `toml:"proxy_protocol"`
+	AcceptProxyProtocol any        `toml:"accept_proxy_protocol"`
+	HealthCheck         *rawHealth `toml:"health_check"`
+	UDPSessionTimeout   any        `toml:"udp_session_timeout"`
+	MaxSessions         any        `toml:"max_sessions"`
+}
+
+// rawHealth is a health_check table as decoded.
+type rawHealth struct {
+	Interval any `toml:"interval"`
+	Timeout  any `toml:"timeout"`
+	Rise     any `toml:"rise"`
+	Fall     any `toml:"fall"`
+	Send     any `toml:"send"`
+	Expect   any `toml:"expect"`
+}
+
+// Known keys, for "did you mean" hints on unknown ones.
+const (
+	topKeys     = "log_level log_format admin admin_token defaults rule"
+	ruleKeys    = "name listen protocol backends balance connect_timeout idle_timeout drain_timeout retries resolve_ttl allow deny max_connections max_connections_per_ip rate_per_ip bandwidth proxy_protocol accept_proxy_protocol health_check udp_session_timeout max_sessions"
+	healthKeys  = "interval timeout rise fall send expect"
+	backendKeys = "address weight backup"
+)
+
+// opt is one setting as read from a table: whether the key was there, and if
+// so whether its value was valid, the value, and the line it is on.
+type opt[T any] struct {
+	val     T
+	present bool // the key was written
+	set     bool // ...and its value is valid
+	line    int
+}
+
+// or returns the value if it is set, else d.
+func (o opt[T]) or(d T) T {
+	if o.set {
+		return o.val
+	}
+	return d
+}
+
+// pick returns own if its key was written, else inherited.
+func pick[T any](own, inherited opt[T]) opt[T] {
+	if own.present {
+		return own
+	}
+	return inherited
+}
+
+// source reads the keys of one table and reports problems with them.
+type source struct {
+	col  *collector
+	ctx  string // what the table is, for messages: `rule "web"`, "defaults", or "" at top level
+	path string // index path of the table: "rule.0", "defaults", or ""
+}
+
+// sub returns a source for a table inside this one.
+func (s source) sub(ctx, key string) source {
+	if s.ctx != "" {
+		ctx = s.ctx + ": " + ctx
+	}
+	return source{col: s.col, ctx: ctx, path: joinPath(s.path, key)}
+}
+
+// line returns the line of key in this table ("" for the table itself).
+func (s source) line(key string) int {
+	if s.col.index == nil {
+		return 0
+	}
+	return s.col.index.lines[joinPath(s.path, key)]
+}
+
+// errorf reports a problem with key (or with the whole table if key is "").
+func (s source) errorf(key, format string, args ...any) {
+	s.errorAt(s.line(key), format, args...)
+}
+
+// errorAt reports a problem in this table at a given line.
+func (s source) errorAt(line int, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if s.ctx != "" {
+		msg = s.ctx + ": " + msg
+	}
+	s.col.add(line, msg)
+}
+
+// start begins an opt for key holding v.
+func start[T any](s source, key string, v any) opt[T] {
+	return opt[T]{present: v != nil, line: s.line(key)}
+}
+
+// show formats a decoded value for a message: strings quoted, numbers plain,
+// containers by kind.
+func show(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("%q", v)
+	case int64, float64, bool:
+		return fmt.Sprint(v)
+	case []any:
+		return "[...]"
+	case map[string]any:
+		return "{...}"
+	default:
+		return fmt.Sprintf("%v", v)
+	}
+}
+
+// typeName describes the TOML type of a decoded value.
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	default:
+		return "a date or time"
+	}
+}
+
+// str reads a string.
+func (s source) str(key string, v any) opt[string] {
+	o := start[string](s, key, v)
+	if v == nil {
+		return o
+	}
+	if str, ok := v.(string); ok {
+		o.val, o.set = str, true
+		return o
+	}
+	s.errorf(key, "%s %s: want a string, not %s", key, show(v), typeName(v))
+	return o
+}
+
+// enum reads a string that must be one of allowed.
+func (s source) enum(key string, v any, allowed ...string) opt[string] {
+	o := s.str(key, v)
+	if o.set && !contains(allowed, o.val) {
+		s.errorf(key, "%s %q: unknown value (want one of %s)", key, o.val, strings.Join(allowed, ", "))
+		o.set = false
+	}
+	return o
+}
+
+// contains reports whether list holds v.
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// integer reads an integer of at least min.
+func (s source) integer(key string, v any, min int64) opt[int] {
+	o := start[int](s, key, v)
+	if v == nil {
+		return o
+	}
+	n, ok := v.(int64)
+	switch {
+	case !ok:
+		s.errorf(key, "%s %s: want an integer, not %s", key, show(v), typeName(v))
+	case n < min && min == 0:
+		s.errorf(key, "%s %d: must not be negative", key, n)
+	case n < min:
+		s.errorf(key, "%s %d: must be at least %d", key, n, min)
+	case n > math.MaxInt32:
+		s.errorf(key, "%s %d: too large (max %d)", key, n, math.MaxInt32)
+	default:
+		o.val, o.set = int(n), true
+	}
+	return o
+}
+
+// duration reads a duration string such as "90s"; it must be positive.
+func (s source) duration(key string, v any) opt[time.Duration] {
+	o := start[time.Duration](s, key, v)
+	str := s.str(key, v)
+	if !str.set {
+		return o
+	}
+	d, err := time.ParseDuration(str.val)
+	switch {
+	case err != nil:
+		s.errorf(key, `%s %q: invalid duration (want e.g. "90s", "5m", "1h")`, key, str.val)
+	case d <= 0:
+		s.errorf(key, "%s %q: must be greater than zero", key, str.val)
+	default:
+		o.val, o.set = d, true
+	}
+	return o
+}
+
+// rate reads a positive, finite number (integer or float).
+func (s source) rate(key string, v any) opt[float64] {
+	o := start[float64](s, key, v)
+	var f float64
+	switch n := v.(type) {
+	case nil:
+		return o
+	case int64:
+		f = float64(n)
+	case float64:
+		f = n
+	default:
+		s.errorf(key, "%s %s: want a number, not %s", key, show(v), typeName(v))
+		return o
+	}
+	if !(f > 0) || math.IsInf(f, 0) {
+		s.errorf(key, "%s %s: must be a number greater than zero", key, show(v))
+		return o
+	}
+	o.val, o.set = f, true
+	return o
+}
+
+// boolean reads true or false.
+func (s source) boolean(key string, v any) opt[bool] {
+	o := start[bool](s, key, v)
+	if v == nil {
+		return o
+	}
+	if b, ok := v.(bool); ok {
+		o.val, o.set = b, true
+		return o
+	}
+	s.errorf(key, "%s %s: want true or false, not %s", key, show(v), typeName(v))
+	return o
+}
+
+// list reads an array, calling each for its elements with their index paths.
+func (s source) list(key string, v any, each func(elem string, v any)) bool {
+	if v == nil {
+		return false
+	}
+	items, ok := v.([]any)
+	if !ok {
+		s.errorf(key, "%s %s: want a list, not %s", key, show(v), typeName(v))
+		return false
+	}
+	for i, item := range items {
+		each(fmt.Sprintf("%s.%d", key, i), item)
+	}
+	return true
+}

@@ -1,0 +1,297 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Built-in defaults for rule keys that neither the rule nor [defaults] set.
+const (
+	defaultBalance           = "round-robin"
+	defaultConnectTimeout    = 5 * time.Second
+	defaultIdleTimeout       = time.Hour
+	defaultDrainTimeout      = 30 * time.Second
+	defaultResolveTTL        = 30 * time.Second
+	defaultUDPSessionTimeout = 60 * time.Second
+	defaultHealthInterval    = 5 * time.Second
+	defaultHealthTimeout     = time.Second
+	defaultHealthRise        = 2
+	defaultHealthFall        = 3
+)
+
+// ruleSpec is the rule keys of one table ([[rule]], [defaults] or quick-mode
+// flags) as read, before inheritance and defaults are applied.
+type ruleSpec struct {
+	listen                                   opt[Address]
+	protocol                                 opt[Protocol]
+	backends                                 opt[[]backendAt]
+	balance                                  opt[string]
+	connectTimeout, idleTimeout              opt[time.Duration]
+	drainTimeout, resolveTTL, udpSessTimeout opt[time.Duration]
+	retries, maxConns, maxPerIP, maxSessions opt[int]
+	ratePerIP                                opt[float64]
+	bandwidth                                opt[int64]
+	allow, deny, acceptProxy                 opt[[]netip.Prefix]
+	proxyProtocol                            opt[int]
+	health                                   opt[*HealthCheck]
+}
+
+// backendAt is a backend and the line it is written on.
+type backendAt struct {
+	Backend
+	line int
+}
+
+// readSpec reads every rule key but name from r.
+func readSpec(s source, r *rawRule) ruleSpec {
+	protocol := s.enum("protocol", r.Protocol, string(TCP), string(UDP), string(TCPUDP))
+	proxy := s.enum("proxy_protocol", r.ProxyProtocol, "v1", "v2")
+	return ruleSpec{
+		listen:         s.address("listen", "listen", r.Listen, roleListen),
+		protocol:       convert(protocol, func(p string) Protocol { return Protocol(p) }),
+		backends:       s.backends("backends", r.Backends),
+		balance:        s.enum("balance", r.Balance, "round-robin", "least-conn", "random", "source-hash", "first"),
+		connectTimeout: s.duration("connect_timeout", r.ConnectTimeout),
+		idleTimeout:    s.duration("idle_timeout", r.IdleTimeout),
+		drainTimeout:   s.duration("drain_timeout", r.DrainTimeout),
+		resolveTTL:     s.duration("resolve_ttl", r.ResolveTTL),
+		udpSessTimeout: s.duration("udp_session_timeout", r.UDPSessionTimeout),
+		retries:        s.integer("retries", r.Retries, 0),
+		maxConns:       s.integer("max_connections", r.MaxConnections, 0),
+		maxPerIP:       s.integer("max_connections_per_ip", r.MaxConnectionsPerIP, 0),
+		maxSessions:    s.integer("max_sessions", r.MaxSessions, 0),
+		ratePerIP:      s.rate("rate_per_ip", r.RatePerIP),
+		bandwidth:      s.bandwidth("bandwidth", r.Bandwidth),
+		allow:          s.prefixes("allow", r.Allow),
+		deny:           s.prefixes("deny", r.Deny),
+		acceptProxy:    s.prefixes("accept_proxy_protocol", r.AcceptProxyProtocol),
+		proxyProtocol:  convert(proxy, func(v string) int { return int(v[1] - '0') }),
+		health:         s.health(r.HealthCheck),
+	}
+}
+
+// convert maps the value of an opt.
+func convert[A, B any](o opt[A], f func(A) B) opt[B] {
+	out := opt[B]{present: o.present, set: o.set, line: o.line}
+	if o.set {
+		out.val = f(o.val)
+	}
+	return out
+}
+
+// valid reports whether the key is absent or has a valid value.
+func (o opt[T]) valid() bool { return !o.present || o.set }
+
+// readName reads a rule name and checks its characters.
+func readName(s source, v any) opt[string] {
+	o := s.str("name", v)
+	if o.set && !checkName(o.val) {
+		s.errorf("name", `name %q: invalid (want letters, digits, "_", "." or "-")`, o.val)
+		o.set = false
+	}
+	return o
+}
+
+// backends reads a non-empty list of backends.
+func (s source) backends(key string, v any) opt[[]backendAt] {
+	o := start[[]backendAt](s, key, v)
+	var out []backendAt
+	valid := true
+	listed := s.list(key, v, func(elem string, v any) {
+		b, ok := s.backend(elem, v)
+		valid = valid && ok
+		out = append(out, b)
+	})
+	if listed && len(out) == 0 {
+		s.errorf(key, "backends: empty list (want at least one backend)")
+		valid = false
+	}
+	o.val, o.set = out, listed && valid
+	return o
+}
+
+// backend reads one backend: "host:port" or { address, weight, backup }.
+func (s source) backend(elem string, v any) (backendAt, bool) {
+	switch b := v.(type) {
+	case string:
+		a := s.address(elem, "backend", b, roleBackend)
+		return backendAt{Backend{Address: a.val, Weight: 1}, a.line}, a.set
+	case map[string]any:
+		return s.backendTable(elem, b)
+	}
+	s.errorf(elem, `backend %s: want "host:port" or a table { address, weight, backup }, not %s`, show(v), typeName(v))
+	return backendAt{}, false
+}
+
+// backendTable reads a backend written as a table.
+func (s source) backendTable(elem string, t map[string]any) (backendAt, bool) {
+	addr := s.address(joinPath(elem, "address"), "backend", t["address"], roleBackend)
+	ctx := fmt.Sprintf("backend %s", show(t["address"]))
+	if !addr.present {
+		ctx = "backend"
+		s.errorf(elem, "backend: missing address")
+	}
+	bs := s.sub(ctx, elem)
+	keys := make([]string, 0, len(t))
+	for k := range t {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	ok := addr.set
+	for _, k := range keys {
+		if !contains(splitKeys(backendKeys), k) {
+			bs.errorf(k, "unknown key %q%s", k, hint(k, backendKeys))
+			ok = false
+		}
+	}
+	weight := bs.integer("weight", t["weight"], 1)
+	backup := bs.boolean("backup", t["backup"])
+	b := Backend{Address: addr.val, Weight: weight.or(1), Backup: backup.or(false)}
+	return backendAt{b, s.line(elem)}, ok && weight.valid() && backup.valid()
+}
+
+// health reads a health_check table.
+func (s source) health(h *rawHealth) opt[*HealthCheck] {
+	o := opt[*HealthCheck]{present: h != nil, line: s.line("health_check")}
+	if h == nil {
+		return o
+	}
+	hs := s.sub("health_check", "health_check")
+	interval := hs.duration("interval", h.Interval)
+	timeout := hs.duration("timeout", h.Timeout)
+	rise := hs.integer("rise", h.Rise, 1)
+	fall := hs.integer("fall", h.Fall, 1)
+	send := hs.str("send", h.Send)
+	expect := hs.str("expect", h.Expect)
+	hc := &HealthCheck{
+		Interval: interval.or(defaultHealthInterval),
+		Timeout:  timeout.or(defaultHealthTimeout),
+		Rise:     rise.or(defaultHealthRise),
+		Fall:     fall.or(defaultHealthFall),
+		Send:     send.val,
+		Expect:   expect.val,
+	}
+	o.set = interval.valid() && timeout.valid() && rise.valid() && fall.valid() && send.valid() && expect.valid()
+	if o.set && hc.Timeout > hc.Interval {
+		hs.errorf("timeout", "timeout %q is longer than interval %q", formatDuration(hc.Timeout), formatDuration(hc.Interval))
+		o.set = false
+	}
+	o.val = hc
+	return o
+}
+
+// built is a checked rule with what the checks across rules need.
+type built struct {
+	Rule
+	src        source // for messages; its ctx names the rule
+	named      bool   // Name is valid
+	nameLine   int
+	listenOK   bool // Listen is valid
+	listenLine int
+}
+
+// buildRule applies inheritance (own wins over inherited) and the built-in
+// defaults, and checks what involves more than one key.
+func buildRule(s source, own, inh *ruleSpec) built {
+	listen := pick(own.listen, inh.listen)
+	backends := pick(own.backends, inh.backends)
+	r := Rule{
+		Listen:              listen.val,
+		Protocol:            pick(own.protocol, inh.protocol).or(TCP),
+		Balance:             pick(own.balance, inh.balance).or(defaultBalance),
+		ConnectTimeout:      pick(own.connectTimeout, inh.connectTimeout).or(defaultConnectTimeout),
+		IdleTimeout:         pick(own.idleTimeout, inh.idleTimeout).or(defaultIdleTimeout),
+		DrainTimeout:        pick(own.drainTimeout, inh.drainTimeout).or(defaultDrainTimeout),
+		ResolveTTL:          pick(own.resolveTTL, inh.resolveTTL).or(defaultResolveTTL),
+		Allow:               pick(own.allow, inh.allow).val,
+		Deny:                pick(own.deny, inh.deny).val,
+		MaxConnections:      pick(own.maxConns, inh.maxConns).val,
+		MaxConnectionsPerIP: pick(own.maxPerIP, inh.maxPerIP).val,
+		RatePerIP:           pick(own.ratePerIP, inh.ratePerIP).val,
+		Bandwidth:           pick(own.bandwidth, inh.bandwidth).val,
+		ProxyProtocol:       pick(own.proxyProtocol, inh.proxyProtocol).val,
+		AcceptProxyProtocol: pick(own.acceptProxy, inh.acceptProxy).val,
+		HealthCheck:         pick(own.health, inh.health).val,
+		UDPSessionTimeout:   pick(own.udpSessTimeout, inh.udpSessTimeout).or(defaultUDPSessionTimeout),
+		MaxSessions:         pick(own.maxSessions, inh.maxSessions).val,
+	}
+	for _, b := range backends.val {
+		r.Backends = append(r.Backends, b.Backend)
+	}
+	r.Retries = pick(own.retries, inh.retries).or(max(len(r.Backends)-1, 0))
+	if !listen.present {
+		s.errorf("", "missing listen")
+	}
+	if !backends.present {
+		s.errorf("", "missing backends")
+	}
+	checkUnix(s, r.Protocol, listen, backends.val)
+	checkDuplicateBackends(s, backends.val)
+	return built{Rule: r, src: s, listenOK: listen.set, listenLine: listen.line}
+}
+
+// checkUnix reports unix sockets in rules that forward more than TCP.
+func checkUnix(s source, p Protocol, listen opt[Address], backends []backendAt) {
+	if p == TCP {
+		return
+	}
+	if listen.set && listen.val.Network == "unix" {
+		s.errorAt(listen.line, "listen %q: unix sockets need protocol %q, not %q", listen.val.String(), TCP, p)
+	}
+	for _, b := range backends {
+		if b.Address.Network == "unix" {
+			s.errorAt(b.line, "backend %q: unix sockets need protocol %q, not %q", b.Address.String(), TCP, p)
+		}
+	}
+}
+
+// checkDuplicateBackends reports a backend listed twice in one rule: it would
+// share metrics labels and API entries with its twin.
+func checkDuplicateBackends(s source, backends []backendAt) {
+	first := make(map[Address]int)
+	for _, b := range backends {
+		if b.Address == (Address{}) {
+			continue
+		}
+		line, dup := first[b.Address]
+		if !dup {
+			first[b.Address] = b.line
+			continue
+		}
+		if line > 0 {
+			s.errorAt(b.line, "backend %q listed twice (first at line %d)", b.Address.String(), line)
+		} else {
+			s.errorAt(b.line, "backend %q listed twice", b.Address.String())
+		}
+	}
+}
+
+// checkClashes reports duplicate rule names and listen addresses that
+// would take another rule's socket, on the later of the two rules.
+func checkClashes(rules []built) {
+	names := make(map[string]int)
+	for j := range rules {
+		b := &rules[j]
+		if b.named {
+			if i, dup := names[b.Name]; dup {
+				b.src.errorAt(b.nameLine, "duplicate rule name (first at line %d)", rules[i].nameLine)
+			} else {
+				names[b.Name] = j
+			}
+		}
+		for i := 0; b.listenOK && i < j; i++ {
+			a := &rules[i]
+			if a.listenOK && protocolsOverlap(a.Protocol, b.Protocol) && listenOverlap(a.Listen, b.Listen) {
+				b.src.errorAt(b.listenLine, "listen %q already used by %s", b.Listen.String(), a.src.ctx)
+				break
+			}
+		}
+	}
+}
+
+// protocolsOverlap reports whether two rules forward a common transport.
+func protocolsOverlap(a, b Protocol) bool {
+	return a.HasTCP() && b.HasTCP() || a.HasUDP() && b.HasUDP()
+}
