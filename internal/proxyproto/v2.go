@@ -62,7 +62,7 @@ func scanV2(b []byte) (Header, int, error) {
 	}
 	length := int(binary.BigEndian.Uint16(b[14:16]))
 	if addrLen := v2AddrLen(b[13]); !local && length < addrLen {
-		return Header{}, 0, v2Errorf("length %d is shorter than the %d-byte address block of family/transport %#04x",
+		return Header{}, 0, v2Errorf("length %d is shorter than the %d-byte address block of family/transport %#02x",
 			length, addrLen, b[13])
 	}
 	if total := v2FixedLen + length; len(b) < total {
@@ -136,7 +136,7 @@ func checkTLVs(b []byte, off int) error {
 		typ, n := b[off], int(binary.BigEndian.Uint16(b[off+1:off+3]))
 		value := off + tlvHeaderLen
 		if n > len(b)-value {
-			return v2Errorf("TLV %#04x at offset %d has length %d, but only %d bytes are left",
+			return v2Errorf("TLV %#02x at offset %d has length %d, but only %d bytes are left",
 				typ, off, n, len(b)-value)
 		}
 		if typ == tlvCRC32C {
@@ -161,7 +161,7 @@ func checkCRC32C(b []byte, value, n int) error {
 	sum = crc32.Update(sum, table, make([]byte, crc32cLen))
 	sum = crc32.Update(sum, table, b[value+crc32cLen:])
 	if sum != want {
-		return v2Errorf("CRC32C checksum is %#010x, the header sums to %#010x", want, sum)
+		return v2Errorf("CRC32C checksum is %#08x, the header sums to %#08x", want, sum)
 	}
 	return nil
 }
