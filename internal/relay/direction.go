@@ -9,8 +9,12 @@ import (
 	"time"
 )
 
-// errIdle ends a direction whose relay passed its idle limit.
-var errIdle = errors.New("relay: idle timeout")
+// errIdle ends a direction whose relay passed its idle limit; errPark says
+// a direction should park (see Parker).
+var (
+	errIdle = errors.New("relay: idle timeout")
+	errPark = errors.New("relay: park")
+)
 
 // direction copies one way, src → dst.
 type direction struct {
@@ -20,7 +24,12 @@ type direction struct {
 	dstRaw   syscall.RawConn // nil when dst is not a plain socket
 	counter  *atomic.Int64   // live count, may be nil
 	other    *direction
-	n        int64 // bytes written to dst
+	parkID   uint64 // key in the parker's set; 0 without a parker
+	parks    bool   // may park when idle
+	// registered is whether src is in the parker's epoll set; only the
+	// goroutine that owns the direction touches it.
+	registered bool
+	n          int64 // bytes written to dst
 }
 
 func newDirection(r *Relay, src, dst net.Conn, name string) *direction {
@@ -34,6 +43,10 @@ func newDirection(r *Relay, src, dst net.Conn, name string) *direction {
 	}
 	d.srcRaw = rawConn(src)
 	d.dstRaw = rawConn(dst)
+	if p := r.opts.Parker; p != nil && d.srcRaw != nil && d.dstRaw != nil {
+		d.parkID = p.ids.Add(1)
+		d.parks = true
+	}
 	return d
 }
 
@@ -57,14 +70,37 @@ func rawConn(c net.Conn) syscall.RawConn {
 }
 
 // run copies until src ends, then passes the FIN on, or resets the relay on
-// any error.
+// any error. A direction that parks returns early; the parker resumes it.
 func (d *direction) run() {
-	var err error
-	if d.srcRaw != nil && d.dstRaw != nil {
-		err = d.copyRaw()
-	} else {
-		err = d.copyBuffered()
+	for {
+		var err error
+		if d.srcRaw != nil && d.dstRaw != nil {
+			err = d.copyRaw()
+		} else {
+			err = d.copyBuffered()
+		}
+		if err == errPark {
+			d.r.armIdleTimer()
+			if d.r.opts.Parker.park(d) {
+				return // d now belongs to the parker or to Stop
+			}
+			d.parks = false // cannot be watched: wait here from now on
+			d.setReadDeadline()
+			continue
+		}
+		d.end(err)
+		return
 	}
+}
+
+// resume carries on a direction the parker found readable.
+func (d *direction) resume() {
+	d.setReadDeadline()
+	d.run()
+}
+
+// end acts on how the copy ended and counts the direction out.
+func (d *direction) end(err error) {
 	switch {
 	case err == nil:
 		d.finish()
@@ -75,10 +111,11 @@ func (d *direction) run() {
 	default:
 		d.r.abort(err)
 	}
+	d.r.exited()
 }
 
-// finish passes src's FIN on to dst and tightens the other direction's idle
-// limit to the half-close limit.
+// finish passes src's FIN on to dst and puts the other direction under the
+// half-close idle limit.
 func (d *direction) finish() {
 	cw, ok := d.dst.(interface{ CloseWrite() error })
 	if !ok {
@@ -93,39 +130,54 @@ func (d *direction) finish() {
 	}
 	d.r.halfClosed.Store(true)
 	if d.r.idleLimit() > 0 {
-		d.other.setDeadlines(d.r.idleDeadline())
+		d.other.setReadDeadline()
+		d.other.setWriteDeadline()
+		d.r.armIdleTimer()
 	}
 }
 
-// setDeadlines bounds this direction's waits for reading src and writing dst.
-func (d *direction) setDeadlines(t time.Time) {
+// setReadDeadline bounds the wait for data on src: by the idle limit, and
+// by the moment to park.
+func (d *direction) setReadDeadline() {
+	t := d.r.idleDeadline()
+	if d.parks {
+		park := d.r.lastTime().Add(d.r.opts.ParkAfter)
+		if now := time.Now(); !park.After(now) {
+			park = now.Add(d.r.opts.ParkAfter)
+		}
+		if t.IsZero() || park.Before(t) {
+			t = park
+		}
+	}
 	d.src.SetReadDeadline(t)
-	d.dst.SetWriteDeadline(t)
 }
 
-// waited handles an error from a wait on src or dst. It returns nil when the
-// wait should be retried (a deadline fired but the relay was not idle for its
-// whole limit, e.g. because the other direction moved bytes), errIdle when the
-// relay is idle, and err otherwise.
-func (d *direction) waited(err error) error {
+// setWriteDeadline bounds the wait for room on dst by the idle limit.
+func (d *direction) setWriteDeadline() {
+	d.dst.SetWriteDeadline(d.r.idleDeadline())
+}
+
+// waited handles an error from a wait on src (reading) or dst. It returns
+// nil when the wait should be retried with a new deadline (one fired but the
+// relay was not idle for its whole limit, e.g. because the other direction
+// moved bytes), errIdle when the relay is idle, errPark when this direction
+// should park, and err when it is not a deadline at all.
+func (d *direction) waited(err error, reading bool) error {
 	if !isDeadline(err) {
 		return err
 	}
-	deadline := d.r.idleDeadline()
-	if deadline.IsZero() {
-		d.setDeadlines(time.Time{})
-		return nil
-	}
-	if !time.Now().Before(deadline) {
+	now := time.Now()
+	if deadline := d.r.idleDeadline(); !deadline.IsZero() && !now.Before(deadline) {
 		return errIdle
 	}
-	half := d.r.halfClosed.Load()
-	d.setDeadlines(deadline)
-	if !half && d.r.halfClosed.Load() {
-		// The other direction finished while we computed the deadline;
-		// take the shorter half-close limit into account.
-		d.setDeadlines(d.r.idleDeadline())
+	if !reading {
+		d.setWriteDeadline()
+		return nil
 	}
+	if d.parks && now.Sub(d.r.lastTime()) >= d.r.opts.ParkAfter {
+		return errPark
+	}
+	d.setReadDeadline()
 	return nil
 }
 
@@ -139,7 +191,7 @@ func (d *direction) progress(n int) {
 }
 
 // copyBuffered is the portable path for connections relay cannot drive
-// directly. It holds a buffer only while a read or write is in progress.
+// directly (wrapped or rate-limited ones). It holds a buffer while it waits.
 func (d *direction) copyBuffered() error {
 	pools := d.r.pools
 	for {
@@ -157,7 +209,7 @@ func (d *direction) copyBuffered() error {
 		case err == io.EOF:
 			return nil
 		case err != nil:
-			if err = d.waited(err); err != nil {
+			if err = d.waited(err, true); err != nil {
 				return err
 			}
 		}
@@ -174,7 +226,7 @@ func (d *direction) writeAll(b []byte) error {
 			b = b[n:]
 		}
 		if err != nil {
-			if err = d.waited(err); err != nil {
+			if err = d.waited(err, false); err != nil {
 				return err
 			}
 		}

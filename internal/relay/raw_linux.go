@@ -12,7 +12,7 @@ func (d *direction) copyRaw() error {
 	for {
 		c, err := d.readChunk()
 		if err != nil {
-			if err = d.waited(err); err != nil {
+			if err = d.waited(err, true); err != nil {
 				return err
 			}
 			continue
@@ -109,7 +109,7 @@ func (d *direction) writeChunk(c *chunk) error {
 			return werr
 		}
 		if err != nil {
-			if err = d.waited(err); err != nil {
+			if err = d.waited(err, false); err != nil {
 				return err
 			}
 		}

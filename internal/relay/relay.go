@@ -4,7 +4,8 @@
 // A relay holds no user-space buffer and no kernel pipe while a connection is
 // idle. Each direction waits for readability on the raw socket and takes a
 // pipe (for splice) or a buffer from a pool only for the moment data is in
-// flight, so an idle relay costs its two sockets and two parked goroutines.
+// flight. With a Parker, a direction idle for a moment also gives up its
+// goroutine, so an idle relay costs its two sockets and a few hundred bytes.
 // When one side sends FIN the other side gets FIN (CloseWrite) and the reverse
 // direction keeps flowing; a reset or I/O error on either side resets both.
 package relay
@@ -37,8 +38,8 @@ type Counters struct {
 	Down atomic.Int64
 }
 
-// Options tune one relay. The zero value is usable: no idle limit, buffered
-// copy through a private pool.
+// Options tune one relay. The zero value is usable: no idle limit, splice
+// through a private pool, no parking.
 type Options struct {
 	// IdleTimeout closes the relay after this long with no bytes moving in
 	// either direction. Zero means no limit.
@@ -46,12 +47,24 @@ type Options struct {
 	// HalfCloseTimeout is the idle limit that applies once one direction has
 	// finished (like HAProxy's client-fin/server-fin). Zero means IdleTimeout.
 	HalfCloseTimeout time.Duration
-	// Pools supplies pipes and buffers. Nil means a private pool with splice
-	// enabled, which is fine for tests but wasteful at scale: share one.
+	// Pools supplies pipes and buffers. Nil means a private pool, which is
+	// fine for tests but wasteful at scale: share one.
 	Pools *Pools
 	// Counters, if not nil, is updated as bytes move.
 	Counters *Counters
+	// Parker, if not nil, takes directions that have waited ParkAfter for
+	// data off their goroutines (see Parker). Nil: idle directions wait in
+	// the Go runtime's poller, each holding a goroutine.
+	Parker *Parker
+	// ParkAfter is how long a direction waits for data on its goroutine
+	// before it parks. Zero means DefaultParkAfter.
+	ParkAfter time.Duration
 }
+
+// DefaultParkAfter is the default Options.ParkAfter: long enough that a busy
+// request/response connection never parks between messages, short enough
+// that thousands of idle connections soon cost no goroutines.
+const DefaultParkAfter = 250 * time.Millisecond
 
 // Result is what a finished relay reports.
 type Result struct {
@@ -68,71 +81,145 @@ type Relay struct {
 	start           time.Time
 	last            atomic.Int64 // nanoseconds since start of the last progress
 	halfClosed      atomic.Bool  // one direction has finished
+	live            atomic.Int32 // directions not yet finished
+	up, down        *direction
+	done            func(Result)
 
-	mu      sync.Mutex // guards the following fields
-	end     End
-	err     error
-	stopped bool
+	mu        sync.Mutex // guards the following fields
+	end       End
+	err       error
+	stopped   bool
+	idleTimer *time.Timer // checks the idle limit while directions are parked
 }
 
-// New prepares a relay between client and backend. Run starts it.
+// New prepares a relay between client and backend. Start or Run starts it.
 func New(client, backend net.Conn, opts Options) *Relay {
-	pools := opts.Pools
-	if pools == nil {
-		pools = NewPools(0)
+	if opts.Pools == nil {
+		opts.Pools = NewPools(0)
 	}
-	return &Relay{client: client, backend: backend, opts: opts, pools: pools, start: time.Now()}
+	if opts.ParkAfter <= 0 {
+		opts.ParkAfter = DefaultParkAfter
+	}
+	r := &Relay{client: client, backend: backend, opts: opts, pools: opts.Pools, start: time.Now()}
+	r.up = newDirection(r, client, backend, "up")
+	r.down = newDirection(r, backend, client, "down")
+	r.up.other, r.down.other = r.down, r.up
+	return r
 }
 
-// Run relays until both directions have finished or the relay is stopped,
-// closes both connections and reports the byte counts and how it ended.
-func (r *Relay) Run() Result {
-	up := newDirection(r, r.client, r.backend, "up")
-	down := newDirection(r, r.backend, r.client, "down")
-	up.other, down.other = down, up
-	if d := r.opts.IdleTimeout; d > 0 {
-		deadline := r.start.Add(d)
-		up.setDeadlines(deadline)
-		down.setDeadlines(deadline)
+// Start relays in the background until both directions have finished or the
+// relay is stopped; then it closes both connections and calls done with the
+// byte counts and how the relay ended. done is called exactly once, on one
+// of the relay's goroutines.
+func (r *Relay) Start(done func(Result)) {
+	r.done = done
+	r.live.Store(2)
+	for _, d := range []*direction{r.up, r.down} {
+		d.setReadDeadline()
+		d.setWriteDeadline()
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		down.run()
-	}()
-	up.run()
-	<-done
+	go r.up.run()
+	go r.down.run()
+}
 
+// Run is Start that waits for the result.
+func (r *Relay) Run() Result {
+	ch := make(chan Result, 1)
+	r.Start(func(res Result) { ch <- res })
+	return <-ch
+}
+
+// exited records that one direction has finished; the last one finishes
+// the relay.
+func (r *Relay) exited() {
+	if r.live.Add(-1) == 0 {
+		r.finish()
+	}
+}
+
+// finish closes both connections and reports the result.
+func (r *Relay) finish() {
 	r.mu.Lock()
 	end, err := r.end, r.err
 	if end == "" {
 		end = EndEOF
 	}
 	r.stopped = true
+	if r.idleTimer != nil {
+		r.idleTimer.Stop()
+	}
 	r.mu.Unlock()
 	r.client.Close()
 	r.backend.Close()
-	return Result{Up: up.n, Down: down.n, End: end, Err: err}
+	r.done(Result{Up: r.up.n, Down: r.down.n, End: end, Err: err})
 }
 
-// Stop ends the relay now with the given reason; Run then returns. Connections
-// are closed gracefully (the kernel sends RST only if unread data remains).
-// Stop after the relay has finished does nothing.
+// Stop ends the relay now with the given reason. Connections are closed
+// gracefully (the kernel sends RST only if unread data remains). Stop after
+// the relay has finished does nothing.
 func (r *Relay) Stop(end End) {
 	if r.setEnd(end, nil) {
 		r.client.Close()
 		r.backend.Close()
+		r.unpark()
 	}
 }
 
 // abort resets both sides because of err: a reset or failure on one side is
 // passed on as a reset to the other.
 func (r *Relay) abort(err error) {
-	if !r.setEnd(EndReset, err) {
+	if r.setEnd(EndReset, err) {
+		resetConn(r.client)
+		resetConn(r.backend)
+		r.unpark()
+	}
+}
+
+// unpark finishes the directions that are parked: no goroutine of theirs
+// will see that the connections were closed.
+func (r *Relay) unpark() {
+	p := r.opts.Parker
+	if p == nil {
 		return
 	}
-	resetConn(r.client)
-	resetConn(r.backend)
+	for _, d := range []*direction{r.up, r.down} {
+		if d.parkID != 0 && p.take(d.parkID) != nil {
+			r.exited()
+		}
+	}
+}
+
+// armIdleTimer makes sure the idle limit is checked while a direction is
+// parked, with no goroutine waiting on a deadline.
+func (r *Relay) armIdleTimer() {
+	deadline := r.idleDeadline()
+	if deadline.IsZero() {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	if r.idleTimer == nil {
+		r.idleTimer = time.AfterFunc(time.Until(deadline), r.checkIdle)
+	} else {
+		r.idleTimer.Reset(time.Until(deadline))
+	}
+}
+
+// checkIdle stops the relay if it has been idle for its limit, and
+// otherwise looks again when it next could be.
+func (r *Relay) checkIdle() {
+	deadline := r.idleDeadline()
+	if deadline.IsZero() {
+		return
+	}
+	if !time.Now().Before(deadline) {
+		r.Stop(EndIdleTimeout)
+		return
+	}
+	r.armIdleTimer()
 }
 
 // setEnd records the first reason the relay ended and reports whether it was
@@ -152,6 +239,11 @@ func (r *Relay) touch() {
 	r.last.Store(int64(time.Since(r.start)))
 }
 
+// lastTime returns when the relay last made progress.
+func (r *Relay) lastTime() time.Time {
+	return r.start.Add(time.Duration(r.last.Load()))
+}
+
 // idleLimit is the idle limit in force: the half-close limit once one
 // direction has finished.
 func (r *Relay) idleLimit() time.Duration {
@@ -169,7 +261,7 @@ func (r *Relay) idleDeadline() time.Time {
 	if d == 0 {
 		return time.Time{}
 	}
-	return r.start.Add(time.Duration(r.last.Load()) + d)
+	return r.lastTime().Add(d)
 }
 
 // resetConn closes c so that the peer sees a reset rather than a FIN.

@@ -23,6 +23,7 @@ import (
 type Server struct {
 	logger   *slog.Logger
 	pools    *relay.Pools
+	parker   *relay.Parker // nil where the platform has none
 	resolver *backend.Resolver
 	ids      conntrack.IDs
 
@@ -42,9 +43,15 @@ type rule struct {
 
 // New returns a server that logs to logger.
 func New(logger *slog.Logger) *Server {
+	parker, err := relay.NewParker()
+	if err != nil {
+		logger.Warn("idle connections will each keep two goroutines: cannot create the parker", "error", err.Error())
+		parker = nil
+	}
 	return &Server{
 		logger:   logger,
 		pools:    relay.NewPools(0),
+		parker:   parker,
 		resolver: backend.NewResolver(nil, logger),
 	}
 }
@@ -100,7 +107,7 @@ func (s *Server) run(r *rule) {
 	r.pool = backend.NewPool(r.cfg, s.resolver, logger)
 	r.pool.Start()
 	r.tcp = tcp.NewService(tcpRule(r.cfg, r.pool), tcp.Deps{
-		Logger: s.logger, Pools: s.pools, IDs: &s.ids, Table: r.table,
+		Logger: s.logger, Pools: s.pools, Parker: s.parker, IDs: &s.ids, Table: r.table,
 	})
 	for _, ln := range r.lns {
 		r.serves.Add(1)
@@ -139,6 +146,9 @@ func (s *Server) Shutdown() {
 	}
 	wg.Wait()
 	s.pools.Close()
+	if s.parker != nil {
+		s.parker.Close()
+	}
 }
 
 // Live returns the number of live connections over all rules.

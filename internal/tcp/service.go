@@ -28,6 +28,7 @@ type Rule struct {
 type Deps struct {
 	Logger *slog.Logger
 	Pools  *relay.Pools     // shared pipes and buffers
+	Parker *relay.Parker    // takes idle relays off their goroutines; may be nil
 	IDs    *conntrack.IDs   // connection ids unique in the process
 	Table  *conntrack.Table // the rule's live connections
 }
@@ -38,7 +39,7 @@ type Service struct {
 	deps     Deps
 	ctx      context.Context // cancelled when the service is cut, to abandon dials
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup // one per connection being handled
+	wg       sync.WaitGroup // one per connection until its access line is written
 	cutting  atomic.Bool    // live connections are being cut; late ones stop at once
 	listener sync.Mutex     // guards the following fields
 	lns      []net.Listener
@@ -112,9 +113,10 @@ type conn struct {
 	relay    *relay.Relay
 }
 
-// serveConn takes one connection from dial to access log.
+// serveConn takes one connection through dial to the relay, whose end
+// writes the access line. The goroutine ends once the relay has started; the
+// relay's own goroutines (or none, while it is parked) carry on.
 func (s *Service) serveConn(c net.Conn) {
-	defer s.wg.Done()
 	rule := s.rule.Load()
 	start := time.Now()
 	client := clientAddr(c)
@@ -122,14 +124,15 @@ func (s *Service) serveConn(c net.Conn) {
 	if err != nil {
 		c.Close()
 		s.logAccess(rule, c.RemoteAddr(), "", relay.Result{End: "connect-failed", Err: err}, start)
+		s.wg.Done()
 		return
 	}
-	defer b.Release()
 	cn := &conn{}
 	cn.relay = relay.New(c, up, relay.Options{
 		IdleTimeout:      rule.IdleTimeout,
 		HalfCloseTimeout: rule.DrainTimeout,
 		Pools:            s.deps.Pools,
+		Parker:           s.deps.Parker,
 		Counters:         &cn.counters,
 	})
 	cn.entry = conntrack.Entry{
@@ -139,12 +142,15 @@ func (s *Service) serveConn(c net.Conn) {
 		Stop: func(reason string) { cn.relay.Stop(relay.End(reason)) },
 	}
 	s.deps.Table.Add(&cn.entry)
+	cn.relay.Start(func(res relay.Result) {
+		s.deps.Table.Remove(cn.entry.ID)
+		b.Release()
+		s.logAccess(rule, c.RemoteAddr(), cn.entry.Backend, res, start)
+		s.wg.Done()
+	})
 	if s.cutting.Load() {
 		cn.relay.Stop(relay.EndDrained)
 	}
-	res := cn.relay.Run()
-	s.deps.Table.Remove(cn.entry.ID)
-	s.logAccess(rule, c.RemoteAddr(), cn.entry.Backend, res, start)
 }
 
 // clientAddr returns the client's IP and port; zero for unix sockets.

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"sluice/internal/config"
+)
+
+// errHelp means -h was asked for and usage has been printed.
+var errHelp = flag.ErrHelp
+
+// options are the parsed command-line flags.
+type options struct {
+	configFile string
+	quick      config.Quick
+	admin      string
+	logLevel   string
+	logFormat  string
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+const usageText = `sluice forwards TCP and UDP ports.
+
+usage:
+  sluice -l LISTEN -r REMOTE [-r REMOTE ...] [flags]   forward one port (quick mode)
+  sluice -c FILE [flags]                               run every rule of a config file
+  sluice check -c FILE                                 validate a config, print it normalised
+  sluice version
+
+LISTEN and REMOTE are host:port, :port, [v6]:port or unix:/path.
+
+flags:
+`
+
+// parseFlags parses the flags of the run modes. Any error is a usage error.
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageText)
+		fs.PrintDefaults()
+	}
+	var remotes, allow listFlag
+	fs.StringVar(&o.configFile, "c", "", "run the rules of this config `file`")
+	fs.StringVar(&o.quick.Listen, "l", "", "quick mode: `address` to listen on")
+	fs.Var(&remotes, "r", "quick mode: remote `address` (repeat for several backends)")
+	fs.StringVar(&o.quick.Protocol, "p", "", "quick mode: protocol tcp, udp or tcp+udp (default tcp)")
+	fs.StringVar(&o.quick.Protocol, "protocol", "", "same as -p")
+	fs.StringVar(&o.quick.Balance, "balance", "", "quick mode: round-robin, least-conn, random, source-hash or first")
+	fs.StringVar(&o.quick.ConnectTimeout, "connect-timeout", "", "quick mode: dial timeout per backend (default 5s)")
+	fs.StringVar(&o.quick.IdleTimeout, "idle-timeout", "", "quick mode: close after this long with no traffic (default 1h)")
+	fs.StringVar(&o.quick.ProxyProtocol, "proxy-protocol", "", "quick mode: send a PROXY protocol header, v1 or v2")
+	fs.Var(&allow, "allow", "quick mode: allow only clients in this `CIDR` (repeatable)")
+	fs.IntVar(&o.quick.MaxConns, "max-conns", 0, "quick mode: most live connections (0 = no limit)")
+	fs.StringVar(&o.admin, "admin", "", "serve the admin API, metrics and dashboard on this `address`")
+	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (default info)")
+	fs.StringVar(&o.logFormat, "log-format", "", "text or json (default text)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.quick.Remotes, o.quick.Allow = remotes, allow
+	quick := o.quick.Listen != "" || len(remotes) > 0
+	switch {
+	case o.configFile != "" && quick:
+		return nil, errors.New("-c cannot be combined with -l/-r: use a config file or quick mode")
+	case o.configFile == "" && !quick:
+		return nil, errors.New("nothing to do: give -c FILE, or -l LISTEN -r REMOTE")
+	case quick && o.quick.Listen == "":
+		return nil, errors.New("-r needs -l LISTEN")
+	case quick && len(remotes) == 0:
+		return nil, errors.New("-l needs at least one -r REMOTE")
+	case !quick && quickOnlySet(fs):
+		return nil, errors.New("-p, --balance, --connect-timeout, --idle-timeout, --proxy-protocol, --allow and --max-conns are quick-mode flags; set them in the config file")
+	}
+	return o, nil
+}
+
+// quickOnlySet reports whether a quick-mode-only flag was given.
+func quickOnlySet(fs *flag.FlagSet) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "p", "protocol", "balance", "connect-timeout", "idle-timeout", "proxy-protocol", "allow", "max-conns":
+			set = true
+		}
+	})
+	return set
+}
+
+// config builds the configuration the flags describe: the file, or the one
+// quick-mode rule, with the global flags laid over it.
+func (o *options) config() (*config.Config, error) {
+	var cfg *config.Config
+	var err error
+	if o.configFile != "" {
+		cfg, err = config.Load(o.configFile)
+	} else {
+		cfg, err = config.FromQuick(o.quick)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if o.admin != "" {
+		cfg.Admin = o.admin
+	}
+	if o.logLevel != "" {
+		cfg.LogLevel = o.logLevel
+	}
+	if o.logFormat != "" {
+		cfg.LogFormat = o.logFormat
+	}
+	if err := config.ValidateGlobals(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// check implements "sluice check -c FILE".
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("c", "", "config `file` to check")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *file == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: sluice check -c FILE")
+		return exitUsage
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	fmt.Fprint(stdout, cfg.Format())
+	return exitOK
+}

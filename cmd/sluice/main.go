@@ -1,0 +1,82 @@
+// Command sluice is a TCP and UDP port forwarder: many rules in one process,
+// load balancing, health checks, access control, graceful reload and drain.
+//
+// Usage:
+//
+//	sluice -l LISTEN -r REMOTE [-r REMOTE ...] [flags]   forward one port (quick mode)
+//	sluice -c FILE [flags]                               run every rule of a config file
+//	sluice check -c FILE                                 validate a config and print it normalised
+//	sluice version
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is the release version, set at link time with
+// -ldflags "-X main.version=1.2.3"; "dev" otherwise.
+var version = "dev"
+
+// Exit codes, as the spec fixes them.
+const (
+	exitOK     = 0
+	exitConfig = 1 // config or start-up error, or a forced stop
+	exitUsage  = 2
+)
+
+func main() {
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
+	os.Exit(run(os.Args[1:], signals, os.Stdout, os.Stderr))
+}
+
+// run is the whole program behind main: it parses args, runs until a signal
+// stops it, and returns the exit code.
+func run(args []string, signals <-chan os.Signal, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			if len(args) > 1 {
+				fmt.Fprintf(stderr, "sluice version: unexpected argument %q\n", args[1])
+				return exitUsage
+			}
+			fmt.Fprintf(stdout, "sluice %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return exitOK
+		case "check":
+			return check(args[1:], stdout, stderr)
+		}
+	}
+	opts, err := parseFlags(args, stderr)
+	if err != nil {
+		if err == errHelp {
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		fmt.Fprintln(stderr, "run 'sluice -h' for usage")
+		return exitUsage
+	}
+	cfg, err := opts.config()
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return exitConfig
+	}
+	return serve(cfg, signals, stderr)
+}
+
+// versionString prefers the link-time version and falls back to the module
+// version recorded in the build.
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}

@@ -1,0 +1,150 @@
+package relay
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Parker lets idle relay directions wait for data without a goroutine.
+//
+// A direction that has seen no data for a while hands its source socket to
+// the parker's epoll set (one-shot, level-triggered) and its goroutine ends.
+// When the socket becomes readable, closes or fails, the parker starts a new
+// goroutine that carries on. An idle relay so costs its two sockets and a
+// few hundred bytes of heap, not two parked goroutine stacks.
+//
+// Whoever removes a direction from the parked set owns it from then on: the
+// event loop (which resumes it) or Relay.Stop (which finishes it).
+type Parker struct {
+	epfd   int
+	wakefd int // eventfd that ends the event loop
+	ids    atomic.Uint64
+
+	mu     sync.Mutex // guards the following fields
+	parked map[uint64]*direction
+	closed bool
+
+	loopDone chan struct{}
+}
+
+// NewParker starts a parker's event loop. Close stops it.
+func NewParker() (*Parker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, err
+	}
+	p := &Parker{epfd: epfd, wakefd: wakefd, parked: make(map[uint64]*direction), loopDone: make(chan struct{})}
+	go p.loop()
+	return p, nil
+}
+
+// wakeToken marks the eventfd's events; direction ids start at 1.
+const wakeToken = 0
+
+// loop waits for parked sockets to become readable and resumes their
+// directions, each in a new goroutine.
+func (p *Parker) loop() {
+	defer close(p.loopDone)
+	events := make([]unix.EpollEvent, 128)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		for i := range events[:n] {
+			id := uint64(events[i].Fd) | uint64(events[i].Pad)<<32
+			if id == wakeToken {
+				return
+			}
+			if d := p.take(id); d != nil {
+				go d.resume()
+			}
+		}
+	}
+}
+
+// park hands d's source socket to the event loop. It reports false when the
+// socket could not be watched; d's goroutine then keeps ownership and goes on
+// waiting in the Go runtime's poller.
+func (p *Parker) park(d *direction) bool {
+	id := d.parkID
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	p.parked[id] = d
+	p.mu.Unlock()
+	var ctlErr error
+	err := d.srcRaw.Control(func(fd uintptr) {
+		ev := unix.EpollEvent{
+			Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
+			Fd:     int32(uint32(id)),
+			Pad:    int32(uint32(id >> 32)),
+		}
+		op := unix.EPOLL_CTL_MOD
+		if !d.registered {
+			op = unix.EPOLL_CTL_ADD
+		}
+		ctlErr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
+		if ctlErr == nil {
+			d.registered = true
+		}
+	})
+	if err == nil && ctlErr == nil {
+		return true
+	}
+	// Not watched. If nobody took it meanwhile, it is ours again.
+	return p.take(id) == nil
+}
+
+// take removes the direction with id from the parked set and returns it, or
+// nil when it is not parked.
+func (p *Parker) take(id uint64) *direction {
+	p.mu.Lock()
+	d := p.parked[id]
+	delete(p.parked, id)
+	p.mu.Unlock()
+	return d
+}
+
+// Parked returns how many directions are parked.
+func (p *Parker) Parked() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.parked)
+}
+
+// Close stops the event loop. Directions still parked stay parked until
+// their relays are stopped; call Close only after every relay has finished.
+func (p *Parker) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	unix.Write(p.wakefd, one)
+	<-p.loopDone
+	unix.Close(p.epfd)
+	unix.Close(p.wakefd)
+}
