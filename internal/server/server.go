@@ -38,6 +38,7 @@ type rule struct {
 	table  *conntrack.Table
 	tcp    *tcp.Service
 	lns    []net.Listener
+	udp    *udpSide       // nil unless the rule forwards UDP
 	serves sync.WaitGroup // accept loops
 }
 
@@ -95,8 +96,12 @@ func (s *Server) bind(rc config.Rule) (*rule, error) {
 		r.lns = append(r.lns, ln)
 	}
 	if rc.Protocol.HasUDP() {
-		r.closeListeners()
-		return nil, fmt.Errorf("rule %q: protocol %s: UDP forwarding is not available yet", rc.Name, rc.Protocol)
+		u, err := bindUDP(rc)
+		if err != nil {
+			r.closeListeners()
+			return nil, fmt.Errorf("rule %q: listen %s (udp): %w", rc.Name, rc.Listen, err)
+		}
+		r.udp = u
 	}
 	return r, nil
 }
@@ -118,6 +123,10 @@ func (s *Server) run(r *rule) {
 			}
 		}()
 		logger.Info("listening", "listen", r.cfg.Listen.String(), "proto", "tcp", "backends", len(r.cfg.Backends))
+	}
+	if r.udp != nil {
+		r.udp.start(s, r, logger)
+		logger.Info("listening", "listen", r.cfg.Listen.String(), "proto", "udp", "backends", len(r.cfg.Backends))
 	}
 }
 
@@ -170,6 +179,9 @@ func (r *rule) closeListeners() {
 	for _, ln := range r.lns {
 		ln.Close()
 	}
+	if r.udp != nil {
+		r.udp.closeListener()
+	}
 }
 
 // stop drains a rule whose listeners are closed and stops its health checks.
@@ -177,6 +189,9 @@ func (r *rule) stop() {
 	r.serves.Wait()
 	if r.tcp != nil {
 		r.tcp.Drain(r.cfg.DrainTimeout)
+	}
+	if r.udp != nil {
+		r.udp.drain(r)
 	}
 	if r.pool != nil {
 		r.pool.Stop()

@@ -1,0 +1,25 @@
+package server
+
+import (
+	"errors"
+	"log/slog"
+
+	"sluice/internal/config"
+)
+
+// udpSide is a rule's UDP side: its socket and session service.
+type udpSide struct{}
+
+// bindUDP opens a rule's UDP socket without serving it yet.
+func bindUDP(rc config.Rule) (*udpSide, error) {
+	return nil, errors.New("UDP forwarding is not available yet")
+}
+
+// start serves the bound socket.
+func (u *udpSide) start(s *Server, r *rule, logger *slog.Logger) {}
+
+// closeListener stops receiving new datagrams from new clients.
+func (u *udpSide) closeListener() {}
+
+// drain ends the live sessions, gracefully for up to the rule's drain_timeout.
+func (u *udpSide) drain(r *rule) {}
