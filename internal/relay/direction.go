@@ -23,6 +23,7 @@ type direction struct {
 	srcRaw   syscall.RawConn // nil when src is not a plain socket
 	dstRaw   syscall.RawConn // nil when dst is not a plain socket
 	counter  *atomic.Int64   // live count, may be nil
+	throttle *throttle       // nil: no bandwidth limit
 	other    *direction
 	parkID   uint64 // key in the parker's set; 0 without a parker
 	parks    bool   // may park when idle
@@ -43,6 +44,7 @@ func newDirection(r *Relay, src, dst net.Conn, name string) *direction {
 	}
 	d.srcRaw = rawConn(src)
 	d.dstRaw = rawConn(dst)
+	d.throttle = newThrottle(r.opts.Bandwidth)
 	if p := r.opts.Parker; p != nil && d.srcRaw != nil && d.dstRaw != nil {
 		d.parkID = p.ids.Add(1)
 		d.parks = true
@@ -181,6 +183,22 @@ func (d *direction) waited(err error, reading bool) error {
 	return nil
 }
 
+// allow returns how many bytes the direction may read now, at most limit,
+// waiting for the bandwidth limit if there is one.
+func (d *direction) allow(limit int) int {
+	if d.throttle == nil {
+		return limit
+	}
+	return d.throttle.allow(limit)
+}
+
+// spend charges n bytes read to the bandwidth limit.
+func (d *direction) spend(n int) {
+	if d.throttle != nil {
+		d.throttle.spend(n)
+	}
+}
+
 // progress counts n bytes written to dst.
 func (d *direction) progress(n int) {
 	d.n += int64(n)
@@ -196,8 +214,9 @@ func (d *direction) copyBuffered() error {
 	pools := d.r.pools
 	for {
 		buf := pools.buffer()
-		n, err := d.src.Read(*buf)
+		n, err := d.src.Read((*buf)[:d.allow(len(*buf))])
 		if n > 0 {
+			d.spend(n)
 			d.r.touch()
 			if werr := d.writeAll((*buf)[:n]); werr != nil {
 				pools.putBuffer(buf)

@@ -25,6 +25,7 @@ func (d *direction) copyRaw() error {
 			d.r.pools.release(c)
 			return nil // EOF
 		}
+		d.spend(c.n)
 		d.r.touch()
 		if err := d.writeChunk(&c); err != nil {
 			d.r.pools.discard(c)
@@ -49,16 +50,17 @@ type chunk struct {
 func (d *direction) readChunk() (chunk, error) {
 	var c chunk
 	pools := d.r.pools
+	size := d.allow(max(pools.pipeSize, bufferSize))
 	err := d.srcRaw.Read(func(fd uintptr) bool {
 		for {
 			c = chunk{}
 			if c.p = pools.pipe(); c.p != nil {
 				var n int64
-				n, c.err = unix.Splice(int(fd), nil, c.p.w, nil, pools.pipeSize, spliceFlags)
+				n, c.err = unix.Splice(int(fd), nil, c.p.w, nil, min(size, pools.pipeSize), spliceFlags)
 				c.n = int(n)
 			} else {
 				c.buf = pools.buffer()
-				c.n, c.err = unix.Read(int(fd), *c.buf)
+				c.n, c.err = unix.Read(int(fd), (*c.buf)[:min(size, bufferSize)])
 			}
 			switch c.err {
 			case unix.EINTR:

@@ -59,6 +59,9 @@ type Options struct {
 	// ParkAfter is how long a direction waits for data on its goroutine
 	// before it parks. Zero means DefaultParkAfter.
 	ParkAfter time.Duration
+	// Bandwidth limits each direction to this many bytes per second. Zero
+	// means no limit. Splice is still used; reads are sized by the bucket.
+	Bandwidth int64
 }
 
 // DefaultParkAfter is the default Options.ParkAfter: long enough that a busy

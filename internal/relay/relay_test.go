@@ -418,3 +418,25 @@ func TestParkedReset(t *testing.T) {
 		t.Fatalf("result %+v", r)
 	}
 }
+
+// TestBandwidth: a limited relay does not move bytes faster than its rate
+// (a lower bound on the time taken, which a slow machine cannot break), and
+// still delivers every byte.
+func TestBandwidth(t *testing.T) {
+	const rate = 512 << 10
+	const size = 1 << 20
+	p := startPair(t, "tcp", Options{Bandwidth: rate})
+	start := time.Now()
+	go sendAndHash(p.client, size)
+	_, n, err := readAndHash(p.server)
+	if err != nil || n != size {
+		t.Fatalf("got %d bytes, %v", n, err)
+	}
+	// The bucket starts full (a tenth of a second's worth), so the
+	// transfer cannot finish before (size - burst) / rate.
+	burst := rate / 10
+	least := time.Duration(size-burst) * time.Second / rate
+	if took := time.Since(start); took < least {
+		t.Fatalf("%d bytes at %d B/s took %v, less than %v", size, rate, took, least)
+	}
+}
