@@ -52,8 +52,8 @@ func TestReadHeaderLeavesPayloadInConn(t *testing.T) {
 			Source: ap("192.0.2.1:40000"), Destination: ap("198.51.100.7:22")}.AppendV1(nil),
 		"v1 tcp6, longest": []byte(
 			"PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n"),
-		"v2 local":        v2Bytes(0x20, 0x00),
-		"v2 tcp4 + TLVs":  v2Bytes(0x21, 0x11, ipv4Block, tlv(0x01, []byte("h2")), tlv(0x04, make([]byte, 300))),
+		"v2 local":       v2Bytes(0x20, 0x00),
+		"v2 tcp4 + TLVs": v2Bytes(0x21, 0x11, ipv4Block, tlv(0x01, []byte("h2")), tlv(0x04, make([]byte, 300))),
 		"v2 tcp6": Header{Command: Proxy, Transport: TCP,
 			Source: ap("[2001:db8::1]:40000"), Destination: ap("[2001:db8::2]:22")}.AppendV2(nil),
 	}
