@@ -215,5 +215,8 @@ func recvStream(ctx context.Context, addr string, seed uint64, d time.Duration) 
 	if _, err := c.Write(count[:]); err != nil {
 		return chk.total, fmt.Errorf("stream %016x: write count after the source's FIN (is half-close relayed?): %w", seed, err)
 	}
-	return chk.total, c.CloseWrite()
+	if err := c.CloseWrite(); err != nil {
+		return chk.total, fmt.Errorf("stream %016x: close-write after the count (is half-close relayed?): %w", seed, err)
+	}
+	return chk.total, nil
 }

@@ -90,11 +90,17 @@ func (r *runner) measure(ctx context.Context, fig figure, f forwarder, dir strin
 	if err != nil {
 		return result{}, err
 	}
-	out, runErr := fig.run(ctx, env{addr: addr, proc: p, d: r.d, idleN: r.idleN})
-	idleErr := r.bk.waitIdle(backendIdleWait)
-	var stopErr error
+	out, err := verdict(ctx, r.bk, fig.run, env{addr: addr, proc: p, d: r.d, idleN: r.idleN})
 	if p != nil {
-		stopErr = p.stop()
+		err = errors.Join(err, p.stop())
 	}
-	return out, errors.Join(runErr, r.bk.takeFailures(), idleErr, stopErr)
+	return out, err
+}
+
+// verdict runs a figure through e and joins its own verdict with the
+// backends': what they found wrong, and connections left open.
+func verdict(ctx context.Context, bk *backends, run func(context.Context, env) (result, error), e env) (result, error) {
+	out, runErr := run(ctx, e)
+	idleErr := bk.waitIdle(backendIdleWait)
+	return out, errors.Join(runErr, idleErr, bk.takeFailures())
 }

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+)
+
+func TestTCPListening(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if ok, err := tcpListening(port); err != nil || !ok {
+		t.Fatalf("tcpListening(%d) = %v, %v while listening", port, ok, err)
+	}
+	ln.Close()
+	if ok, err := tcpListening(port); err != nil || ok {
+		t.Fatalf("tcpListening(%d) = %v, %v after close", port, ok, err)
+	}
+}
+
+func TestProcessTreeAndUsage(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no sleep command:", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	tree, err := processTree(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tree[0] != os.Getpid() || !slices.Contains(tree, cmd.Process.Pid) {
+		t.Fatalf("tree %v lacks this process first or its child %d", tree, cmd.Process.Pid)
+	}
+
+	self, err := measureUsage([]int{os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	more, err := measureUsage([]int{os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.rssKiB <= 0 || more.fds != self.fds+1 {
+		t.Fatalf("usage %+v then %+v after opening one file", self, more)
+	}
+	// A sleeping process does not change, so its usage sums exactly.
+	one, err := measureUsage([]int{cmd.Process.Pid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice, err := measureUsage([]int{cmd.Process.Pid, cmd.Process.Pid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.rssKiB <= 0 || one.fds < 3 || twice != (usage{2 * one.rssKiB, 2 * one.fds}) {
+		t.Fatalf("usage of sleep %+v, counted twice %+v", one, twice)
+	}
+}
+
+func TestParentPID(t *testing.T) {
+	tests := map[string]struct {
+		stat string
+		ppid int
+		ok   bool
+	}{
+		"plain":            {"123 (nginx) S 45 123 123 0", 45, true},
+		"spaces and paren": {"9 (a) b (c)) R 1 9 9 0", 1, true},
+		"truncated":        {"9 (x", 0, false},
+	}
+	for name, tc := range tests {
+		ppid, ok := parentPID([]byte(tc.stat))
+		if ppid != tc.ppid || ok != tc.ok {
+			t.Errorf("%s: parentPID = %d, %v; want %d, %v", name, ppid, ok, tc.ppid, tc.ok)
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"testing"
+)
+
+// relayForwarder runs this test binary as a forwarder process (see
+// TestMain).
+func relayForwarder(t *testing.T, mode relayMode) forwarder {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return forwarder{
+		name:    "relay-" + string(mode),
+		version: "test",
+		argv: func(_, listen, backend string) ([]string, error) {
+			return []string{exe, "relay", string(mode), listen, backend}, nil
+		},
+	}
+}
+
+// testRunner returns a runner over fwds with test-sized figures.
+func testRunner(t *testing.T, fwds ...forwarder) *runner {
+	return &runner{
+		fwds:     append([]forwarder{{name: "direct"}}, fwds...),
+		bk:       testBackends(t),
+		d:        testDuration,
+		idleN:    200,
+		tmp:      t.TempDir(),
+		progress: io.Discard,
+	}
+}
+
+// checkClean fails the test unless every cell of res holds a value.
+func checkClean(t *testing.T, res *results) {
+	t.Helper()
+	for _, err := range res.errs {
+		t.Error(err)
+	}
+	for _, rw := range res.rows {
+		for _, col := range res.columns {
+			c, ok := res.cells[rw.label][col]
+			if !ok && !(rw.cmp == vsLowest && col == "direct") || c.failed {
+				t.Errorf("%s, %s: %+v, present %v", rw.label, col, c, ok)
+			}
+		}
+	}
+}
+
+// checkIdleFDs expects each relayed idle connection to cost each forwarder
+// a whole number of descriptors, at least two (one per side), and at most
+// most, if given.
+func checkIdleFDs(t *testing.T, res *results, most float64) {
+	t.Helper()
+	for _, col := range res.columns[1:] {
+		fds := res.cells["idle fds/conn"][col].value
+		if fds < 1.95 || math.Abs(fds-math.Round(fds)) > 0.05 || most > 0 && fds > most+0.05 {
+			t.Errorf("%s: %.2f descriptors per idle connection", col, fds)
+		}
+	}
+}
+
+func TestRunnerThroughRelayProcess(t *testing.T) {
+	r := testRunner(t, relayForwarder(t, relayGood))
+	res, err := r.run(context.Background(), figures())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, res)
+	// Go's io.Copy between TCP connections holds a splice pipe (two more
+	// descriptors) per direction while it waits, so expect at least two.
+	checkIdleFDs(t, res, 0)
+	var out strings.Builder
+	if err := printTable(&out, res); err != nil {
+		t.Fatal(err)
+	}
+	printFooter(&out, footer{fwds: r.fwds, d: r.d, idleN: r.idleN}, res)
+	for _, want := range []string{"relay-good", "x)", "idle N=200"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestRunnerReportsFailures(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := forwarder{name: "broken", argv: func(_, _, backend string) ([]string, error) {
+		return []string{exe, "relay", "good", "256.0.0.1:1", backend}, nil
+	}}
+	r := testRunner(t, relayForwarder(t, relayFlip), broken)
+	figs := []figure{figures()[0]}
+	res, err := r.run(context.Background(), figs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	label := figs[0].rows[0].label
+	if c := res.cells[label]; c["direct"].failed || !c["relay-flip"].failed || !c["broken"].failed {
+		t.Fatalf("cells %+v, want only direct to succeed", c)
+	}
+	if len(res.errs) != 2 {
+		t.Fatalf("errors %v, want two", res.errs)
+	}
+	if msg := res.errs[1].Error(); !strings.Contains(msg, "exited before listening") || !strings.Contains(msg, "relay: listen") {
+		t.Errorf("start failure %q does not say what happened", msg)
+	}
+}
+
+// TestPeers runs every figure through the installed peers, which checks
+// the generated HAProxy and nginx configurations end to end.
+func TestPeers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the peer forwarders")
+	}
+	nofile, err := raiseFileLimit(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwds, skipped, err := setupForwarders(context.Background(), setupOptions{
+		only: map[string]bool{"haproxy": true, "nginx": true}, tmp: t.TempDir(), maxConns: 1024, nofile: nofile,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range skipped {
+		t.Log(s)
+	}
+	if len(fwds) == 1 {
+		t.Skip("neither haproxy nor nginx is installed")
+	}
+	r := testRunner(t, fwds[1:]...)
+	res, err := r.run(context.Background(), figures())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, res)
+	checkIdleFDs(t, res, 2)
+}
