@@ -47,15 +47,20 @@ var (
 	crcTLV    = tlv(tlvCRC32C, []byte{0, 0, 0, 0})
 )
 
-func TestReadHeaderRejects(t *testing.T) {
+// malformed is a header ReadHeader must reject, and the reason it must
+// give.
+type malformed struct {
+	in      string
+	version int
+	reason  string
+}
+
+// malformedHeaders returns the headers TestReadHeaderRejects feeds in.
+func malformedHeaders() []malformed {
 	long := "PROXY UNKNOWN " + strings.Repeat("x", 100) + "\r\n"
 	badCRC := withCRC32C(v2Bytes(0x21, 0x11, ipv4Block, crcTLV), 28)
 	badCRC[20] ^= 1 // a destination address bit flipped after the checksum was taken
-	tests := []struct {
-		in      string
-		version int
-		reason  string
-	}{
+	return []malformed{
 		// Neither version.
 		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0, "not a PROXY protocol header"},
 		{"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 0, "not a PROXY protocol header"},
@@ -147,6 +152,10 @@ func TestReadHeaderRejects(t *testing.T) {
 			"CRC32C TLV has length 3, want 4"},
 		{string(badCRC), 2, "CRC32C checksum is " + crcOf(badCRC, 28, false) + ", the header sums to " + crcOf(badCRC, 28, true)},
 	}
+}
+
+func TestReadHeaderRejects(t *testing.T) {
+	tests := malformedHeaders()
 	if len(tests) < 30 {
 		t.Fatalf("only %d malformed headers; the table should hold at least 30", len(tests))
 	}
@@ -179,17 +188,22 @@ func crcOf(b []byte, off int, computed bool) string {
 	return fmt.Sprintf("0x%08x", sum)
 }
 
-func TestReadHeaderAccepts(t *testing.T) {
+// wellFormed is a header ReadHeader must accept, and what it must return
+// (Version aside).
+type wellFormed struct {
+	name string
+	in   []byte
+	want Header
+}
+
+// wellFormedHeaders returns the headers TestReadHeaderAccepts feeds in.
+func wellFormedHeaders() []wellFormed {
 	tcp := func(src, dst string) Header {
 		return Header{Command: Proxy, Transport: TCP, Source: ap(src), Destination: ap(dst)}
 	}
 	unspec := Header{Command: Proxy, Transport: Unspec}
 	goodCRC := withCRC32C(v2Bytes(0x21, 0x11, ipv4Block, tlv(0x04, nil), tlv(0x01, []byte("h2")), crcTLV), 36)
-	tests := []struct {
-		name string
-		in   []byte
-		want Header
-	}{
+	return []wellFormed{
 		{"v1 unknown, short form", []byte("PROXY UNKNOWN\r\n"), unspec},
 		{"v1 unknown with addresses", []byte("PROXY UNKNOWN ffff:f::f ffff::1 65535 65535\r\n"), unspec},
 		{"v1 unknown with anything", []byte("PROXY UNKNOWN \x00\x01 TCP9 x  y\r\n"), unspec},
@@ -223,7 +237,10 @@ func TestReadHeaderAccepts(t *testing.T) {
 		{"v2 tcp4 with a 65k TLV", v2Bytes(0x21, 0x11, ipv4Block, tlv(0x04, make([]byte, 65535-12-3))),
 			tcp("192.0.2.1:12345", "198.51.100.7:80")},
 	}
-	for _, tt := range tests {
+}
+
+func TestReadHeaderAccepts(t *testing.T) {
+	for _, tt := range wellFormedHeaders() {
 		tt.want.Version = 1
 		if tt.in[0] == '\r' {
 			tt.want.Version = 2
