@@ -96,7 +96,7 @@ func (s *Server) bind(rc config.Rule) (*rule, error) {
 		r.lns = append(r.lns, ln)
 	}
 	if rc.Protocol.HasUDP() {
-		u, err := bindUDP(rc)
+		u, err := bindUDP(s, rc)
 		if err != nil {
 			r.closeListeners()
 			return nil, fmt.Errorf("rule %q: listen %s (udp): %w", rc.Name, rc.Listen, err)
