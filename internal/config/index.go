@@ -71,7 +71,8 @@ func keyParts(n *unstable.Node) []*unstable.Node {
 }
 
 // resolve turns key parts into a path, stepping into the last element of
-// every array of tables on the way, as TOML table headers do.
+// every array of tables on the way, as TOML table headers do. Tables it
+// creates implicitly get the line of the key that created them.
 func (ix *index) resolve(base string, parts []*unstable.Node) string {
 	path := base
 	for _, k := range parts {
@@ -80,6 +81,7 @@ func (ix *index) resolve(base string, parts []*unstable.Node) string {
 			path += "." + strconv.Itoa(n-1)
 		} else if _, ok := ix.kinds[path]; !ok {
 			ix.kinds[path] = unstable.Table
+			ix.lines[path] = ix.pos(k.Raw).line
 		}
 	}
 	return path
@@ -96,6 +98,9 @@ func (ix *index) header(e *unstable.Node) {
 		n := ix.arrays[path]
 		ix.arrays[path] = n + 1
 		ix.kinds[path] = unstable.ArrayTable
+		if n == 0 {
+			ix.lines[path] = ix.pos(parts[0].Raw).line
+		}
 		path += "." + strconv.Itoa(n)
 	}
 	ix.kinds[path] = unstable.Table

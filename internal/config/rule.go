@@ -46,11 +46,10 @@ type backendAt struct {
 
 // readSpec reads every rule key but name from r.
 func readSpec(s source, r *rawRule) ruleSpec {
-	protocol := s.enum("protocol", r.Protocol, string(TCP), string(UDP), string(TCPUDP))
-	proxy := s.enum("proxy_protocol", r.ProxyProtocol, "v1", "v2")
+	// Keys are read, and problems reported, in this order.
 	return ruleSpec{
 		listen:         s.address("listen", "listen", r.Listen, roleListen),
-		protocol:       convert(protocol, func(p string) Protocol { return Protocol(p) }),
+		protocol:       s.protocol(r.Protocol),
 		backends:       s.backends("backends", r.Backends),
 		balance:        s.enum("balance", r.Balance, "round-robin", "least-conn", "random", "source-hash", "first"),
 		connectTimeout: s.duration("connect_timeout", r.ConnectTimeout),
@@ -67,9 +66,21 @@ func readSpec(s source, r *rawRule) ruleSpec {
 		allow:          s.prefixes("allow", r.Allow),
 		deny:           s.prefixes("deny", r.Deny),
 		acceptProxy:    s.prefixes("accept_proxy_protocol", r.AcceptProxyProtocol),
-		proxyProtocol:  convert(proxy, func(v string) int { return int(v[1] - '0') }),
+		proxyProtocol:  s.proxyProtocol(r.ProxyProtocol),
 		health:         s.health(r.HealthCheck),
 	}
+}
+
+// protocol reads a rule's protocol.
+func (s source) protocol(v any) opt[Protocol] {
+	o := s.enum("protocol", v, string(TCP), string(UDP), string(TCPUDP))
+	return convert(o, func(p string) Protocol { return Protocol(p) })
+}
+
+// proxyProtocol reads "v1" or "v2" as the PROXY protocol version.
+func (s source) proxyProtocol(v any) opt[int] {
+	o := s.enum("proxy_protocol", v, "v1", "v2")
+	return convert(o, func(p string) int { return int(p[1] - '0') })
 }
 
 // convert maps the value of an opt.

@@ -89,8 +89,8 @@ func parseBandwidth(s string) (int64, error) {
 	return int64(b), nil
 }
 
-// formatBandwidth writes bytes per second as TOML: a string with the largest
-// unit that divides it exactly, or a plain integer.
+// formatBandwidth writes bytes per second as TOML: a string in the unit that
+// divides it exactly with the smallest quotient, or a plain integer.
 func formatBandwidth(n int64) string {
 	units := []struct {
 		name string
@@ -99,12 +99,14 @@ func formatBandwidth(n int64) string {
 		{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
 		{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3},
 	}
+	best := strconv.FormatInt(n, 10)
+	least := n
 	for _, u := range units {
-		if n%u.size == 0 {
-			return fmt.Sprintf(`"%d%s/s"`, n/u.size, u.name)
+		if q := n / u.size; n%u.size == 0 && q < least {
+			best, least = fmt.Sprintf(`"%d%s/s"`, q, u.name), q
 		}
 	}
-	return strconv.FormatInt(n, 10)
+	return best
 }
 
 // formatDuration writes a duration the way time.ParseDuration reads it,
