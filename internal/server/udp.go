@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"log/slog"
+	"net"
 
 	"sluice/internal/config"
 )
@@ -29,3 +30,7 @@ func (u *udpSide) closeListener() {}
 
 // drain ends the live sessions, gracefully for up to the rule's drain_timeout.
 func (u *udpSide) drain(r *rule) {}
+
+// packetConn returns the rule's UDP socket, for a hitless upgrade to hand
+// over; nil when the rule has none.
+func (u *udpSide) packetConn() *net.UDPConn { return nil }
