@@ -22,17 +22,26 @@ type Error struct {
 }
 
 // Error formats the problem as "file:line:col: message", leaving out the
-// parts that are not known.
+// parts that are not known ("line 3: message" when there is no file name).
 func (e *Error) Error() string {
 	var b strings.Builder
-	if e.File != "" {
+	switch {
+	case e.File != "":
 		b.WriteString(e.File)
-		if e.Line > 0 {
-			b.WriteString(":" + strconv.Itoa(e.Line))
-			if e.Column > 0 {
-				b.WriteString(":" + strconv.Itoa(e.Column))
-			}
+	case e.Line > 0:
+		b.WriteString("line")
+	}
+	if e.Line > 0 {
+		sep := ":"
+		if e.File == "" {
+			sep = " "
 		}
+		b.WriteString(sep + strconv.Itoa(e.Line))
+		if e.Column > 0 {
+			b.WriteString(":" + strconv.Itoa(e.Column))
+		}
+	}
+	if b.Len() > 0 {
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Message)

@@ -197,8 +197,8 @@ func TestValidateGlobals(t *testing.T) {
 
 	bad := &Config{Path: "sluice.toml", LogLevel: "loud", LogFormat: "text", Admin: ":9900"}
 	err := ValidateGlobals(bad)
-	want := `sluice.toml: log_level "loud": unknown value (want one of debug, info, warn, error)` + "\n" +
-		`sluice.toml: admin ":9900": admin_token is required when admin listens on a non-loopback address`
+	want := `log_level "loud": unknown value (want one of debug, info, warn, error)` + "\n" +
+		`admin ":9900": admin_token is required when admin listens on a non-loopback address`
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
 	}

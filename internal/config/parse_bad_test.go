@@ -9,14 +9,17 @@ import (
 // ok is a valid rule body that bad cases add one mistake to.
 const ok = "name = \"web\"\nlisten = \":8080\"\nbackends = [\"10.0.0.5:80\"]\n"
 
-// TestParseBad checks the exact message, line included, for every kind of
-// mistake the parser catches.
-func TestParseBad(t *testing.T) {
-	tests := []struct {
-		name string
-		doc  string
-		want []string // one line per problem, in order
-	}{
+// badCase is a config with mistakes and the exact messages for them, one
+// line per problem, in order.
+type badCase struct {
+	name string
+	doc  string
+	want []string
+}
+
+// badDocumentCases lists mistakes in the TOML document itself: syntax, unknown keys and tables of the wrong kind.
+func badDocumentCases() []badCase {
+	return []badCase{
 		{"unknown top-level key", "listne = 3\n[[rule]]\n" + ok,
 			[]string{`sluice.toml:1: unknown key "listne"`}},
 		{"unknown rule key with hint", "[[rule]]\nname = \"web\"\nlisten = \":80\"\nlistne = \":81\"\nbackends = [\"a:1\"]\n",
@@ -31,6 +34,12 @@ func TestParseBad(t *testing.T) {
 			[]string{`sluice.toml:2:12: invalid TOML: basic strings cannot have new lines`}},
 		{"duplicate key", "log_level = \"info\"\nlog_level = \"warn\"\n",
 			[]string{`sluice.toml:2:1: invalid TOML: key log_level is already defined`}},
+	}
+}
+
+// badAddressCases lists mistakes in listen and backend addresses.
+func badAddressCases() []badCase {
+	return []badCase{
 		{"backend missing port", "[[rule]]\nname = \"web\"\nlisten = \":80\"\nbackends = [\n  \"10.0.0.6:80\",\n  \"10.0.0.5\",\n]\n",
 			[]string{`sluice.toml:6: rule "web": backend "10.0.0.5": missing port`}},
 		{"backend port 0", "[[rule]]\nname = \"web\"\nlisten = \":80\"\nbackends = [\"db:0\"]\n",
@@ -53,6 +62,12 @@ func TestParseBad(t *testing.T) {
 			[]string{`sluice.toml:3: rule "web": listen "localhost:80": host must be an IP address (listen addresses are not resolved)`}},
 		{"bad IP", "[[rule]]\nname = \"web\"\nlisten = \":80\"\nbackends = [\"10.0.0.300:1\"]\n",
 			[]string{`sluice.toml:4: rule "web": backend "10.0.0.300:1": invalid IP address "10.0.0.300"`}},
+	}
+}
+
+// badValueCases lists values of the wrong type or out of range.
+func badValueCases() []badCase {
+	return []badCase{
 		{"invalid duration", "[[rule]]\n" + ok + "\n\nidle_timeout = \"5 minutes\"\n",
 			[]string{`sluice.toml:7: rule "web": idle_timeout "5 minutes": invalid duration (want e.g. "90s", "5m", "1h")`}},
 		{"zero duration", "[[rule]]\n" + ok + "connect_timeout = \"0s\"\n",
@@ -103,6 +118,12 @@ func TestParseBad(t *testing.T) {
 			}},
 		{"CIDR list as string", "[[rule]]\n" + ok + "accept_proxy_protocol = \"10.0.0.0/8\"\n",
 			[]string{`sluice.toml:5: rule "web": accept_proxy_protocol "10.0.0.0/8": want a list, not a string`}},
+	}
+}
+
+// badRuleCases lists mistakes in globals, across keys and across rules.
+func badRuleCases() []badCase {
+	return []badCase{
 		{"admin without token", "admin = \"0.0.0.0:9900\"\n[[rule]]\n" + ok,
 			[]string{`sluice.toml:1: admin "0.0.0.0:9900": admin_token is required when admin listens on a non-loopback address`}},
 		{"admin on all addresses without token", "admin = \":9900\"\nadmin_token = \"\"\n[[rule]]\n" + ok,
@@ -158,6 +179,15 @@ func TestParseBad(t *testing.T) {
 				`sluice.toml:11: rule "web": max_sessions 1.5: want an integer, not a float`,
 			}},
 	}
+}
+
+// TestParseBad checks the exact message, line included, for every kind of
+// mistake the parser catches.
+func TestParseBad(t *testing.T) {
+	var tests []badCase
+	for _, cases := range [][]badCase{badDocumentCases(), badAddressCases(), badValueCases(), badRuleCases()} {
+		tests = append(tests, cases...)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := Parse("sluice.toml", []byte(tt.doc))
@@ -190,5 +220,25 @@ func TestErrorFields(t *testing.T) {
 	}
 	if e.File != "x.toml" || e.Line != 2 || e.Column != 12 || !strings.HasPrefix(e.Message, "invalid TOML: ") {
 		t.Errorf("got %+v", *e)
+	}
+}
+
+// TestErrorString checks how each known part of a position is shown.
+func TestErrorString(t *testing.T) {
+	tests := []struct {
+		e    Error
+		want string
+	}{
+		{Error{File: "a.toml", Line: 3, Column: 7, Message: "m"}, "a.toml:3:7: m"},
+		{Error{File: "a.toml", Line: 3, Message: "m"}, "a.toml:3: m"},
+		{Error{File: "a.toml", Message: "m"}, "a.toml: m"},
+		{Error{Line: 3, Column: 7, Message: "m"}, "line 3:7: m"},
+		{Error{Line: 3, Message: "m"}, "line 3: m"},
+		{Error{Message: "m"}, "m"},
+	}
+	for _, tt := range tests {
+		if got := tt.e.Error(); got != tt.want {
+			t.Errorf("%+v: got %q, want %q", tt.e, got, tt.want)
+		}
 	}
 }

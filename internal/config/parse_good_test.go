@@ -113,13 +113,20 @@ udp_session_timeout = "5m"
 max_sessions = 500
 `
 
-// goodCases are valid configs and what they parse to.
-func goodCases(t *testing.T) []struct {
+// goodCase is a valid config and what it parses to.
+type goodCase struct {
 	name string
 	doc  string
 	want *Config
-} {
-	web := wantRule("web", tcpAddr("0.0.0.0", 8080), tcpAddr("10.0.0.5", 80), tcpAddr("10.0.0.6", 80))
+}
+
+// webRule is the rule "web" of the spec example.
+func webRule() Rule {
+	return wantRule("web", tcpAddr("0.0.0.0", 8080), tcpAddr("10.0.0.5", 80), tcpAddr("10.0.0.6", 80))
+}
+
+// wantSpec is what the spec example parses to.
+func wantSpec() *Config {
 	dns := wantRule("dns", tcpAddr("", 5353))
 	dns.Protocol = UDP
 	dns.Backends = []Backend{
@@ -127,9 +134,13 @@ func goodCases(t *testing.T) []struct {
 		{Address: tcpAddr("10.0.0.10", 53), Weight: 1, Backup: true},
 	}
 	dns.Retries = 1
-	spec := wantConfig(web, dns)
+	spec := wantConfig(webRule(), dns)
 	spec.Admin = "127.0.0.1:9900"
+	return spec
+}
 
+// wantEveryKey is what everyKey parses to.
+func wantEveryKey(t *testing.T) *Config {
 	all := wantRule("all.keys_1", tcpAddr("::1", 443))
 	all.Protocol = TCPUDP
 	all.Backends = []Backend{
@@ -146,48 +157,49 @@ func goodCases(t *testing.T) []struct {
 	all.AcceptProxyProtocol = prefixes(t, "127.0.0.1/32")
 	all.HealthCheck = &HealthCheck{Interval: 10 * time.Second, Timeout: 2 * time.Second, Rise: 1, Fall: 5, Send: "PING\r\n", Expect: "+PONG"}
 	all.UDPSessionTimeout, all.MaxSessions = 5*time.Minute, 500
-	every := &Config{Path: "sluice.toml", LogLevel: "debug", LogFormat: "json", Admin: "[::]:9900", AdminToken: "s3cret", Rules: []Rule{all}}
+	return &Config{Path: "sluice.toml", LogLevel: "debug", LogFormat: "json", Admin: "[::]:9900", AdminToken: "s3cret", Rules: []Rule{all}}
+}
 
-	tcp := wantRule("t", tcpAddr("", 53), tcpAddr("a", 1))
-	udp := wantRule("u", tcpAddr("", 53), tcpAddr("a", 1))
-	udp.Protocol = UDP
-	v4 := wantRule("v4", tcpAddr("0.0.0.0", 80), tcpAddr("a", 1))
-	v6 := wantRule("v6", tcpAddr("::1", 80), tcpAddr("a", 1))
-	free1 := wantRule("f1", tcpAddr("127.0.0.1", 0), tcpAddr("a", 1))
-	free2 := wantRule("f2", tcpAddr("127.0.0.1", 0), tcpAddr("a", 1))
+// goodCases are valid configs and what they parse to.
+func goodCases(t *testing.T) []goodCase {
+	return append([]goodCase{
+		{"spec example", specExample, wantSpec()},
+		{"every key", everyKey, wantEveryKey(t)},
+		{"minimal rule gets every default", "[[rule]]\nname = \"web\"\nlisten = \"0.0.0.0:8080\"\nbackends = [\"10.0.0.5:80\", \"10.0.0.6:80\"]\n", wantConfig(webRule())},
+		{"rules as an inline array", "rule = [{ name = \"web\", listen = \"0.0.0.0:8080\", backends = [\"10.0.0.5:80\", \"10.0.0.6:80\"] }]\n", wantConfig(webRule())},
+	}, moreGoodCases()...)
+}
 
+// moreGoodCases are valid configs that exercise one feature each.
+func moreGoodCases() []goodCase {
+	one := func(name string, listen Address, edit func(*Rule)) Rule {
+		r := wantRule(name, listen, tcpAddr("a", 1))
+		if edit != nil {
+			edit(&r)
+		}
+		return r
+	}
+	bw := func(bytes int64) func(*Rule) { return func(r *Rule) { r.Bandwidth = bytes } }
 	sock := wantRule("sock", unixAddr("/run/in.sock"), unixAddr("/run/out.sock"), tcpAddr("db", 5432))
 	sock.HealthCheck = &HealthCheck{Interval: 5 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
-
 	tables := wantRule("tables", tcpAddr("", 80), tcpAddr("a", 1), tcpAddr("b", 2))
 	tables.Backends[1].Weight = 4
 	tables.HealthCheck = &HealthCheck{Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3, Expect: "OK"}
-
-	bw := func(name string, bytes int64, port uint16) Rule {
-		r := wantRule(name, tcpAddr("", port), tcpAddr("a", 1))
-		r.Bandwidth = bytes
-		return r
-	}
-	localAdmin := wantConfig(wantRule("x", tcpAddr("", 1), tcpAddr("a", 1)))
+	localAdmin := wantConfig(one("x", tcpAddr("", 1), nil))
 	localAdmin.Admin = "localhost:9900"
 
-	return []struct {
-		name string
-		doc  string
-		want *Config
-	}{
-		{"spec example", specExample, spec},
-		{"every key", everyKey, every},
-		{"minimal rule gets every default", "[[rule]]\nname = \"web\"\nlisten = \"0.0.0.0:8080\"\nbackends = [\"10.0.0.5:80\", \"10.0.0.6:80\"]\n", wantConfig(web)},
-		{"tcp and udp share a port", "[[rule]]\nname = \"t\"\nlisten = \":53\"\nbackends = [\"a:1\"]\n[[rule]]\nname = \"u\"\nlisten = \":53\"\nprotocol = \"udp\"\nbackends = [\"a:1\"]\n", wantConfig(tcp, udp)},
-		{"0.0.0.0 and an IPv6 address share a port", "[[rule]]\nname = \"v4\"\nlisten = \"0.0.0.0:80\"\nbackends = [\"a:1\"]\n[[rule]]\nname = \"v6\"\nlisten = \"[::1]:80\"\nbackends = [\"a:1\"]\n", wantConfig(v4, v6)},
-		{"port 0 never clashes", "[[rule]]\nname = \"f1\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"a:1\"]\n[[rule]]\nname = \"f2\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"a:1\"]\n", wantConfig(free1, free2)},
+	return []goodCase{
+		{"tcp and udp share a port", "[[rule]]\nname = \"t\"\nlisten = \":53\"\nbackends = [\"a:1\"]\n[[rule]]\nname = \"u\"\nlisten = \":53\"\nprotocol = \"udp\"\nbackends = [\"a:1\"]\n",
+			wantConfig(one("t", tcpAddr("", 53), nil), one("u", tcpAddr("", 53), func(r *Rule) { r.Protocol = UDP }))},
+		{"0.0.0.0 and an IPv6 address share a port", "[[rule]]\nname = \"v4\"\nlisten = \"0.0.0.0:80\"\nbackends = [\"a:1\"]\n[[rule]]\nname = \"v6\"\nlisten = \"[::1]:80\"\nbackends = [\"a:1\"]\n",
+			wantConfig(one("v4", tcpAddr("0.0.0.0", 80), nil), one("v6", tcpAddr("::1", 80), nil))},
+		{"port 0 never clashes", "[[rule]]\nname = \"f1\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"a:1\"]\n[[rule]]\nname = \"f2\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"a:1\"]\n",
+			wantConfig(one("f1", tcpAddr("127.0.0.1", 0), nil), one("f2", tcpAddr("127.0.0.1", 0), nil))},
 		{"unix sockets with tcp", "[[rule]]\nname = \"sock\"\nlisten = \"unix:/run/in.sock\"\nbackends = [\"unix:/run/out.sock\", \"db:5432\"]\nhealth_check = {}\n", wantConfig(sock)},
 		{"backends and health_check as table headers", "[[rule]]\nname = \"tables\"\nlisten = \":80\"\n[rule.health_check]\ninterval = \"2s\"\nexpect = \"OK\"\n[[rule.backends]]\naddress = \"a:1\"\n[[rule.backends]]\naddress = \"b:2\"\nweight = 4\n", wantConfig(tables)},
 		{"bandwidth units", "[[rule]]\nname = \"a\"\nlisten = \":1\"\nbackends = [\"a:1\"]\nbandwidth = \"10MiB/s\"\n[[rule]]\nname = \"b\"\nlisten = \":2\"\nbackends = [\"a:1\"]\nbandwidth = \"500KB/s\"\n[[rule]]\nname = \"c\"\nlisten = \":3\"\nbackends = [\"a:1\"]\nbandwidth = \"1.5 Mbit/s\"\n[[rule]]\nname = \"d\"\nlisten = \":4\"\nbackends = [\"a:1\"]\nbandwidth = 1000\n",
-			wantConfig(bw("a", 10<<20, 1), bw("b", 500_000, 2), bw("c", 187_500, 3), bw("d", 1000, 4))},
+			wantConfig(one("a", tcpAddr("", 1), bw(10<<20)), one("b", tcpAddr("", 2), bw(500_000)), one("c", tcpAddr("", 3), bw(187_500)), one("d", tcpAddr("", 4), bw(1000)))},
 		{"admin on localhost needs no token", "admin = \"localhost:9900\"\n[[rule]]\nname = \"x\"\nlisten = \":1\"\nbackends = [\"a:1\"]\n", localAdmin},
-		{"rules as an inline array", "rule = [{ name = \"web\", listen = \"0.0.0.0:8080\", backends = [\"10.0.0.5:80\", \"10.0.0.6:80\"] }]\n", wantConfig(web)},
 	}
 }
 

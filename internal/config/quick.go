@@ -53,9 +53,10 @@ func FromQuick(q Quick) (*Config, error) {
 // Admin, AdminToken), as set by command-line flags, with the rules a config
 // file's top-level keys follow. An empty LogLevel or LogFormat becomes the
 // default and Admin is normalised; c is changed only if it is valid. The
-// error is an *Errors.
+// error is an *Errors whose messages name no file, since the values checked
+// may come from flags (`admin ":9900": admin_token is required ...`).
 func ValidateGlobals(c *Config) error {
-	col := &collector{file: c.Path}
+	col := &collector{}
 	raw := rawConfig{
 		LogLevel:   nonEmpty(c.LogLevel),
 		LogFormat:  nonEmpty(c.LogFormat),
