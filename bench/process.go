@@ -25,7 +25,7 @@ const (
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
-	logf   string        // where its stdout and stderr go
+	dir    string        // its working directory, holding output.log (stdout and stderr) and maybe error.log
 	exited chan struct{} // closed once the process has exited and waitErr is set
 	// waitErr is what cmd.Wait returned; read it only after exited is closed.
 	waitErr error
@@ -48,7 +48,7 @@ func startProc(ctx context.Context, name, dir string, argv []string, port int) (
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: start %s: %w", name, argv[0], err)
 	}
-	p := &proc{name: name, cmd: cmd, logf: logf, exited: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, dir: dir, exited: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.exited)
@@ -139,16 +139,21 @@ func (p *proc) kill() {
 	<-p.exited
 }
 
-// outputTail returns the last lines of the process's output, formatted to
-// follow an error message, or "" when it wrote nothing.
+// outputTail returns the last lines of the process's output and error log,
+// formatted to follow an error message, or "" when it wrote nothing.
 func (p *proc) outputTail() string {
-	data, err := os.ReadFile(p.logf)
-	if err != nil || len(strings.TrimSpace(string(data))) == 0 {
-		return ""
+	var b strings.Builder
+	for _, name := range []string{"output.log", "error.log"} {
+		data, err := os.ReadFile(filepath.Join(p.dir, name))
+		text := strings.TrimSpace(string(data))
+		if err != nil || text == "" {
+			continue
+		}
+		lines := strings.Split(text, "\n")
+		lines = lines[max(0, len(lines)-10):]
+		fmt.Fprintf(&b, "\n\t%s %s (last lines):\n\t%s", p.name, name, strings.Join(lines, "\n\t"))
 	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	lines = lines[max(0, len(lines)-10):]
-	return "\n\t" + p.name + " output (last lines):\n\t" + strings.Join(lines, "\n\t")
+	return b.String()
 }
 
 // freePort returns a loopback TCP port that was free a moment ago. Another

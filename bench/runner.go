@@ -48,7 +48,7 @@ func (r *runner) run(ctx context.Context, figs []figure) (*results, error) {
 	for _, f := range r.fwds {
 		res.columns = append(res.columns, f.name)
 	}
-	for _, fig := range figs {
+	for fi, fig := range figs {
 		res.rows = append(res.rows, fig.rows...)
 		for _, rw := range fig.rows {
 			res.cells[rw.label] = make(map[string]cell)
@@ -58,7 +58,7 @@ func (r *runner) run(ctx context.Context, figs []figure) (*results, error) {
 				continue
 			}
 			fmt.Fprintf(r.progress, "bench: %s through %s\n", fig.name, f.name)
-			dir := filepath.Join(r.tmp, fmt.Sprintf("%s-%d-%d", f.name, len(res.rows), i))
+			dir := filepath.Join(r.tmp, fmt.Sprintf("%d-%d-%s", fi, i, f.name))
 			out, err := r.measure(ctx, fig, f, dir)
 			if ctx.Err() != nil {
 				return res, ctx.Err()
