@@ -66,7 +66,7 @@ func run(args []string, signals <-chan os.Signal, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		return exitConfig
 	}
-	return serve(cfg, signals, stderr)
+	return serve(opts, cfg, signals, stderr)
 }
 
 // versionString prefers the link-time version and falls back to the module

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -13,62 +14,123 @@ import (
 	"sluice/internal/server"
 )
 
+// daemon is a running sluice: the server and what reloads it.
+type daemon struct {
+	opts   *options
+	cfg    *config.Config
+	level  *slog.LevelVar
+	logger *slog.Logger
+	srv    *server.Server
+}
+
 // serve runs cfg until SIGTERM or SIGINT, then drains and returns the exit
-// code. A second stop signal exits at once.
-func serve(cfg *config.Config, signals <-chan os.Signal, stderr io.Writer) int {
-	logger := newLogger(cfg, stderr)
-	raiseFileLimit(logger)
-	srv := server.New(logger)
-	if err := srv.Start(cfg); err != nil {
+// code. SIGHUP reloads the config file; SIGUSR2 hands the listening sockets
+// to a new process running the binary on disk (hitless upgrade). A second
+// stop signal exits at once.
+func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr io.Writer) int {
+	d := &daemon{opts: opts, cfg: cfg, level: new(slog.LevelVar)}
+	d.logger = newLogger(cfg, d.level, stderr)
+	raiseFileLimit(d.logger)
+	inherited := server.InheritedFromEnv()
+	d.srv = server.New(server.Options{Logger: d.logger, Inherited: inherited})
+	if err := d.srv.Start(cfg); err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		return exitConfig
 	}
-	logger.Info("started", "version", versionString(), "rules", len(cfg.Rules), "pid", os.Getpid())
+	d.logger.Info("started", "version", versionString(), "rules", len(cfg.Rules), "pid", os.Getpid(), "inherited", inherited != nil)
+	if ready := server.ReadyFile(); ready != nil {
+		ready.Write([]byte("ready\n"))
+		ready.Close()
+	}
 	for sig := range signals {
 		switch sig {
 		case syscall.SIGTERM, syscall.SIGINT:
-			return drain(srv, sig, signals, logger)
-		default:
-			logger.Warn("signal ignored: not supported yet", "signal", sig.String())
+			return d.drain(sig, signals)
+		case syscall.SIGHUP:
+			d.reload()
+		case syscall.SIGUSR2:
+			if err := upgrade(d.srv, d.logger); err != nil {
+				d.logger.Error("upgrade failed; still serving", "error", err.Error())
+				continue
+			}
+			return d.drain(sig, signals)
 		}
 	}
 	return exitOK
 }
 
+// reload reads the config file again and applies it by diff. A config with
+// errors changes nothing; each error is logged.
+func (d *daemon) reload() (server.Report, error) {
+	if d.opts.configFile == "" {
+		d.logger.Warn("reload: nothing to reload in quick mode (no config file)")
+		return server.Report{}, fmt.Errorf("no config file: sluice runs in quick mode")
+	}
+	cfg, err := d.opts.config()
+	if err == nil {
+		var rep server.Report
+		if rep, err = d.srv.Reload(cfg); err == nil {
+			d.applyGlobals(cfg)
+			return rep, nil
+		}
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		d.logger.Error("reload rejected: config unchanged", "error", line)
+	}
+	return server.Report{}, err
+}
+
+// applyGlobals takes the top-level settings of a reloaded config that can
+// change while running.
+func (d *daemon) applyGlobals(cfg *config.Config) {
+	if cfg.LogFormat != d.cfg.LogFormat {
+		d.logger.Warn("reload: log_format changes take effect at the next start")
+	}
+	d.level.Set(parseLevel(cfg.LogLevel))
+	d.cfg = cfg
+}
+
 // drain stops accepting and waits for live connections, unless another stop
 // signal comes first.
-func drain(srv *server.Server, sig os.Signal, signals <-chan os.Signal, logger *slog.Logger) int {
-	logger.Info("stopping: draining live connections", "signal", sig.String(), "live", srv.Live())
+func (d *daemon) drain(sig os.Signal, signals <-chan os.Signal) int {
+	d.logger.Info("stopping: draining live connections", "signal", sig.String(), "live", d.srv.Live())
 	done := make(chan struct{})
 	go func() {
-		srv.Shutdown()
+		d.srv.Shutdown()
 		close(done)
 	}()
 	for {
 		select {
 		case <-done:
-			logger.Info("stopped")
+			d.logger.Info("stopped")
 			return exitOK
 		case sig := <-signals:
 			if sig == syscall.SIGTERM || sig == syscall.SIGINT {
-				logger.Warn("second stop signal: exiting now", "signal", sig.String(), "live", srv.Live())
+				d.logger.Warn("second stop signal: exiting now", "signal", sig.String(), "live", d.srv.Live())
 				return exitConfig
 			}
 		}
 	}
 }
 
-// newLogger builds the process logger from the config's level and format.
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		level = slog.LevelInfo
-	}
+// newLogger builds the process logger from the config's format, with its
+// level in a variable that a reload can change.
+func newLogger(cfg *config.Config, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	level.Set(parseLevel(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// parseLevel maps a validated log_level to its slog level.
+func parseLevel(s string) slog.Level {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return level
 }
 
 // raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit, since every

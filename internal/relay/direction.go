@@ -23,6 +23,7 @@ type direction struct {
 	srcRaw   syscall.RawConn // nil when src is not a plain socket
 	dstRaw   syscall.RawConn // nil when dst is not a plain socket
 	counter  *atomic.Int64   // live count, may be nil
+	total    *atomic.Int64   // rule-wide count, may be nil
 	throttle *throttle       // nil: no bandwidth limit
 	other    *direction
 	parkID   uint64 // key in the parker's set; 0 without a parker
@@ -41,6 +42,11 @@ func newDirection(r *Relay, src, dst net.Conn, name string) *direction {
 		} else {
 			d.counter = &c.Down
 		}
+	}
+	if name == "up" {
+		d.total = r.opts.RuleUp
+	} else {
+		d.total = r.opts.RuleDown
 	}
 	d.srcRaw = rawConn(src)
 	d.dstRaw = rawConn(dst)
@@ -204,6 +210,9 @@ func (d *direction) progress(n int) {
 	d.n += int64(n)
 	if d.counter != nil {
 		d.counter.Add(int64(n))
+	}
+	if d.total != nil {
+		d.total.Add(int64(n))
 	}
 	d.r.touch()
 }

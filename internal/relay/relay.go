@@ -52,6 +52,9 @@ type Options struct {
 	Pools *Pools
 	// Counters, if not nil, is updated as bytes move.
 	Counters *Counters
+	// RuleUp and RuleDown, if not nil, are rule-wide byte counts that every
+	// relay of the rule adds to as bytes move.
+	RuleUp, RuleDown *atomic.Int64
 	// Parker, if not nil, takes directions that have waited ParkAfter for
 	// data off their goroutines (see Parker). Nil: idle directions wait in
 	// the Go runtime's poller, each holding a goroutine.

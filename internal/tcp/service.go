@@ -10,18 +10,26 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sluice/internal/admit"
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
+	"sluice/internal/metrics"
 	"sluice/internal/relay"
 )
 
 // Rule is what the TCP side needs of a rule. It is immutable once given to a
 // Service; a reload hands over a new one, which applies to new connections.
 type Rule struct {
-	Name         string
-	Pool         *backend.Pool
-	IdleTimeout  time.Duration // zero: none
-	DrainTimeout time.Duration // graceful-stop limit and half-close idle limit
+	Name           string
+	Pool           *backend.Pool
+	Gate           *admit.Gate    // nil: every client is admitted
+	Metrics        *metrics.Rule  // nil: not counted
+	IdleTimeout    time.Duration  // zero: none
+	DrainTimeout   time.Duration  // graceful-stop limit and half-close idle limit
+	ConnectTimeout time.Duration  // also bounds writing the PROXY header out
+	Bandwidth      int64          // bytes per second per direction; zero: unlimited
+	SendProxy      int            // PROXY protocol version sent to backends; 0: none
+	TrustProxy     []netip.Prefix // clients whose PROXY header is read and believed
 }
 
 // Deps are the process-wide parts a Service uses.
@@ -100,77 +108,15 @@ func (s *Service) Drain(timeout time.Duration) {
 	<-done
 }
 
-// start hands a new connection to its own goroutine.
-func (s *Service) start(c net.Conn) {
-	s.wg.Add(1)
-	go s.serveConn(c)
-}
-
-// conn is the per-connection state, allocated once.
-type conn struct {
-	entry    conntrack.Entry
-	counters relay.Counters
-	relay    *relay.Relay
-}
-
-// serveConn takes one connection through dial to the relay, whose end
-// writes the access line. The goroutine ends once the relay has started; the
-// relay's own goroutines (or none, while it is parked) carry on.
-func (s *Service) serveConn(c net.Conn) {
-	rule := s.rule.Load()
-	start := time.Now()
-	client := clientAddr(c)
-	up, b, err := rule.Pool.Dial(s.ctx, client.Addr())
-	if err != nil {
-		c.Close()
-		s.logAccess(rule, c.RemoteAddr(), "", relay.Result{End: "connect-failed", Err: err}, start)
-		s.wg.Done()
-		return
-	}
-	cn := &conn{}
-	cn.relay = relay.New(c, up, relay.Options{
-		IdleTimeout:      rule.IdleTimeout,
-		HalfCloseTimeout: rule.DrainTimeout,
-		Pools:            s.deps.Pools,
-		Parker:           s.deps.Parker,
-		Counters:         &cn.counters,
-	})
-	cn.entry = conntrack.Entry{
-		ID: s.deps.IDs.Next(), Rule: rule.Name, Proto: "tcp",
-		Client: c.RemoteAddr().String(), Backend: b.Address().String(),
-		Since: start, Bytes: &cn.counters,
-		Stop: func(reason string) { cn.relay.Stop(relay.End(reason)) },
-	}
-	s.deps.Table.Add(&cn.entry)
-	cn.relay.Start(func(res relay.Result) {
-		s.deps.Table.Remove(cn.entry.ID)
-		b.Release()
-		s.logAccess(rule, c.RemoteAddr(), cn.entry.Backend, res, start)
-		s.wg.Done()
-	})
-	if s.cutting.Load() {
-		cn.relay.Stop(relay.EndDrained)
-	}
-}
-
-// clientAddr returns the client's IP and port; zero for unix sockets.
-func clientAddr(c net.Conn) netip.AddrPort {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		ap := a.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return netip.AddrPort{}
-}
-
 // logAccess writes the one access line of a finished connection.
-func (s *Service) logAccess(rule *Rule, client net.Addr, backend string, res relay.Result, start time.Time) {
+func (s *Service) logAccess(rule *Rule, client, backend string, res relay.Result, start time.Time) {
 	if !s.deps.Logger.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
 	attrs := []slog.Attr{
 		slog.String("rule", rule.Name),
 		slog.String("proto", "tcp"),
-		slog.String("client", addrString(client)),
+		slog.String("client", client),
 		slog.String("backend", backend),
 		slog.Int64("up", res.Up),
 		slog.Int64("down", res.Down),
@@ -181,12 +127,4 @@ func (s *Service) logAccess(rule *Rule, client net.Addr, backend string, res rel
 		attrs = append(attrs, slog.String("error", res.Err.Error()))
 	}
 	s.deps.Logger.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
-}
-
-// addrString formats a client address; unix clients are usually unnamed.
-func addrString(a net.Addr) string {
-	if a == nil || a.String() == "" {
-		return "unix"
-	}
-	return a.String()
 }

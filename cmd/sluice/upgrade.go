@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"sluice/internal/server"
+)
+
+// upgradeTimeout bounds how long the new process may take to start serving.
+const upgradeTimeout = 30 * time.Second
+
+// upgrade starts the binary on disk with the same arguments, hands it every
+// listening socket and waits until it says it is serving. The kernel keeps
+// queueing connections on the shared sockets throughout, so none is refused.
+// On success the caller stops accepting and drains; on failure it goes on
+// serving as before.
+func upgrade(srv *server.Server, logger *slog.Logger) error {
+	exe, err := selfPath()
+	if err != nil {
+		return err
+	}
+	files, list, err := srv.ListenerFiles()
+	if err != nil {
+		return fmt.Errorf("collecting listening sockets: %w", err)
+	}
+	defer closeFiles(files)
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer readyR.Close()
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(),
+		server.InheritEnv+"="+list,
+		server.ReadyEnv+"="+strconv.Itoa(3+len(files)))
+	cmd.ExtraFiles = append(append([]*os.File(nil), files...), readyW)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	logger.Info("upgrade: starting new process", "binary", exe, "sockets", len(files))
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
+		return fmt.Errorf("starting %s: %w", exe, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ready := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 6)
+		_, err := io.ReadFull(readyR, buf)
+		ready <- err
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			return fmt.Errorf("new process (pid %d) did not report ready: %w", cmd.Process.Pid, <-exited)
+		}
+	case err := <-exited:
+		return fmt.Errorf("new process exited before it was ready: %v", err)
+	case <-time.After(upgradeTimeout):
+		cmd.Process.Kill()
+		return errors.New("new process not ready in time; killed it")
+	}
+	logger.Info("upgrade: new process is serving; draining this one", "pid", cmd.Process.Pid)
+	srv.KeepUnixSockets()
+	return nil
+}
+
+// selfPath is the binary to run for an upgrade: the path this process was
+// started from, so that a binary replaced on disk is the one that runs.
+func selfPath() (string, error) {
+	p := os.Args[0]
+	if filepath.Base(p) == p {
+		lp, err := exec.LookPath(p)
+		if err != nil {
+			return "", err
+		}
+		p = lp
+	}
+	return filepath.Abs(p)
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}

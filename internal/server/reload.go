@@ -1,0 +1,181 @@
+package server
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+
+	"sluice/internal/backend"
+	"sluice/internal/config"
+)
+
+// Report says what a reload changed, by rule name.
+type Report struct {
+	Added     []string `json:"added"`
+	Removed   []string `json:"removed"`
+	Changed   []string `json:"changed"`
+	Unchanged []string `json:"unchanged"`
+}
+
+// change is one rule's part in a reload.
+type change struct {
+	old, new *rule // old nil: added; new holds sockets bound for the change
+	rc       config.Rule
+	tcp, udp bool // whether the TCP / UDP side was re-bound
+}
+
+// Reload applies cfg by diff: unchanged rules are left alone with their
+// listeners and connections; changed rules take the new settings for new
+// connections (re-binding only a listener whose address or protocol
+// changed); removed rules stop accepting and drain; new rules start. Every
+// new socket is bound before anything changes, so a reload that fails
+// changes nothing, and the error lists every problem.
+func (s *Server) Reload(cfg *config.Config) (Report, error) {
+	s.reloading.Lock()
+	defer s.reloading.Unlock()
+	s.mu.Lock()
+	old := make(map[string]*rule, len(s.rules))
+	for _, r := range s.rules {
+		old[r.cfg.Name] = r
+	}
+	s.mu.Unlock()
+
+	var rep Report
+	var changes []*change
+	var errs []error
+	for _, rc := range cfg.Rules {
+		o := old[rc.Name]
+		if o != nil && reflect.DeepEqual(o.cfg, rc) {
+			rep.Unchanged = append(rep.Unchanged, rc.Name)
+			continue
+		}
+		ch := &change{old: o, rc: rc, new: s.newRule(rc)}
+		if o == nil {
+			ch.tcp, ch.udp = rc.Protocol.HasTCP(), rc.Protocol.HasUDP()
+		} else {
+			moved := o.cfg.Listen != rc.Listen
+			ch.tcp = rc.Protocol.HasTCP() && (moved || !o.cfg.Protocol.HasTCP())
+			ch.udp = rc.Protocol.HasUDP() && (moved || !o.cfg.Protocol.HasUDP())
+		}
+		if err := ch.new.bindSides(ch.tcp, ch.udp); err != nil {
+			errs = append(errs, err)
+		}
+		changes = append(changes, ch)
+	}
+	if len(errs) > 0 {
+		for _, ch := range changes {
+			ch.new.closeListeners()
+		}
+		return Report{}, errors.Join(errs...)
+	}
+
+	s.mu.Lock()
+	var rules []*rule
+	for _, rc := range cfg.Rules {
+		if r := old[rc.Name]; r != nil {
+			rules = append(rules, r)
+			delete(old, rc.Name)
+		}
+	}
+	var started []*rule
+	for _, ch := range changes {
+		if ch.old == nil {
+			rules = append(rules, ch.new)
+			started = append(started, ch.new)
+			rep.Added = append(rep.Added, ch.rc.Name)
+			continue
+		}
+		ch.old.apply(ch)
+		rep.Changed = append(rep.Changed, ch.rc.Name)
+	}
+	for name, r := range old {
+		s.retired[r] = true
+		rep.Removed = append(rep.Removed, name)
+	}
+	rules = orderLike(rules, cfg.Rules)
+	s.rules, s.cfg = rules, cfg
+	s.mu.Unlock()
+
+	for _, r := range started {
+		r.run()
+	}
+	for _, r := range old {
+		s.retire(r)
+	}
+	s.logger.Info("reloaded", "added", rep.Added, "removed", rep.Removed, "changed", rep.Changed, "unchanged", len(rep.Unchanged))
+	return rep, nil
+}
+
+// apply makes a running rule take the settings of ch. Called with the
+// server's mu held.
+func (r *rule) apply(ch *change) {
+	prev := r.cfg
+	r.cfg = ch.rc
+	r.logger = ch.new.logger
+	if poolChanged(prev, ch.rc) {
+		oldPool := r.pool
+		r.pool = backend.NewPool(ch.rc, r.s.resolver, r.logger)
+		r.pool.Inherit(oldPool)
+		r.pool.Start()
+		oldPool.Stop()
+	}
+	r.gate.Update(policy(ch.rc))
+	r.tcp.Update(r.tcpRule())
+	if ch.tcp || !ch.rc.Protocol.HasTCP() {
+		r.tcp.CloseListeners()
+		r.lns = nil
+	}
+	if ch.tcp {
+		r.lns = ch.new.lns
+		for _, ln := range r.lns {
+			r.serve(ln)
+		}
+	}
+	if (ch.udp || !ch.rc.Protocol.HasUDP()) && r.udp != nil {
+		u := r.udp
+		u.closeListener()
+		go u.drain(r)
+		r.udp = nil
+	}
+	if ch.udp {
+		r.udp = ch.new.udp
+		r.udp.start(r.s, r, r.logger)
+	} else if r.udp != nil {
+		r.udp.update(r)
+	}
+}
+
+// poolChanged reports whether a change touches what the backend pool is
+// built from, so that it must be rebuilt.
+func poolChanged(a, b config.Rule) bool {
+	return !reflect.DeepEqual(a.Backends, b.Backends) || a.Balance != b.Balance ||
+		!reflect.DeepEqual(a.HealthCheck, b.HealthCheck) || a.ConnectTimeout != b.ConnectTimeout ||
+		a.Retries != b.Retries || a.ResolveTTL != b.ResolveTTL
+}
+
+// retire stops a removed rule accepting and drains it in the background.
+func (s *Server) retire(r *rule) {
+	r.closeListeners()
+	s.drains.Add(1)
+	go func() {
+		defer s.drains.Done()
+		r.stop()
+		s.mu.Lock()
+		delete(s.retired, r)
+		reused := slices.ContainsFunc(s.rules, func(o *rule) bool { return o.cfg.Name == r.cfg.Name })
+		s.mu.Unlock()
+		if !reused {
+			s.metrics.Forget(r.cfg.Name)
+		}
+	}()
+}
+
+// orderLike sorts rules into the order of the config.
+func orderLike(rules []*rule, order []config.Rule) []*rule {
+	pos := make(map[string]int, len(order))
+	for i, rc := range order {
+		pos[rc.Name] = i
+	}
+	slices.SortFunc(rules, func(a, b *rule) int { return pos[a.cfg.Name] - pos[b.cfg.Name] })
+	return rules
+}

@@ -1,0 +1,185 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+
+	"sluice/internal/admit"
+	"sluice/internal/backend"
+	"sluice/internal/config"
+	"sluice/internal/conntrack"
+	"sluice/internal/metrics"
+	"sluice/internal/tcp"
+)
+
+// rule is one running rule. cfg and pool change on reload, under the
+// server's mu; the TCP and UDP sides get their own immutable snapshots.
+type rule struct {
+	s       *Server
+	logger  *slog.Logger
+	cfg     config.Rule
+	pool    *backend.Pool
+	gate    *admit.Gate
+	metrics *metrics.Rule
+	table   *conntrack.Table
+	tcp     *tcp.Service
+	lns     []net.Listener
+	udp     *udpSide       // nil unless the rule forwards UDP
+	serves  sync.WaitGroup // accept loops
+}
+
+// newRule prepares a rule; bind and run start it.
+func (s *Server) newRule(rc config.Rule) *rule {
+	return &rule{
+		s:       s,
+		logger:  s.logger.With("rule", rc.Name),
+		cfg:     rc,
+		gate:    admit.NewGate(policy(rc)),
+		metrics: s.metrics.Rule(rc.Name),
+		table:   conntrack.NewTable(),
+	}
+}
+
+// policy is the admission part of a rule.
+func policy(rc config.Rule) admit.Policy {
+	return admit.Policy{
+		Allow: rc.Allow, Deny: rc.Deny,
+		MaxConnections: rc.MaxConnections, MaxConnectionsPerIP: rc.MaxConnectionsPerIP,
+		RatePerIP: rc.RatePerIP,
+	}
+}
+
+// bind opens the rule's listeners without serving them yet.
+func (r *rule) bind() error {
+	return r.bindSides(r.cfg.Protocol.HasTCP(), r.cfg.Protocol.HasUDP())
+}
+
+// bindSides opens the rule's TCP listener, UDP socket or both.
+func (r *rule) bindSides(tcp, udp bool) error {
+	rc := r.cfg
+	if tcp {
+		ln, err := r.s.listen(rc.Listen)
+		if err != nil {
+			return fmt.Errorf("rule %q: listen %s: %w", rc.Name, rc.Listen, err)
+		}
+		r.lns = append(r.lns, ln)
+	}
+	if udp {
+		u, err := bindUDP(r.s, rc)
+		if err != nil {
+			r.closeListeners()
+			return fmt.Errorf("rule %q: listen %s (udp): %w", rc.Name, rc.Listen, err)
+		}
+		r.udp = u
+	}
+	return nil
+}
+
+// run starts a bound rule: health checks, then its accept loops.
+func (r *rule) run() {
+	r.pool = backend.NewPool(r.cfg, r.s.resolver, r.logger)
+	r.pool.Start()
+	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{
+		Logger: r.s.logger, Pools: r.s.pools, Parker: r.s.parker, IDs: &r.s.ids, Table: r.table,
+	})
+	for _, ln := range r.lns {
+		r.serve(ln)
+	}
+	if r.udp != nil {
+		r.udp.start(r.s, r, r.logger)
+		r.logger.Info("listening", "listen", r.cfg.Listen.String(), "proto", "udp", "backends", len(r.cfg.Backends))
+	}
+}
+
+// serve runs an accept loop on ln for the rule's TCP side.
+func (r *rule) serve(ln net.Listener) {
+	r.serves.Add(1)
+	go func() {
+		defer r.serves.Done()
+		if err := r.tcp.Serve(ln); err != nil {
+			r.logger.Error("accept loop stopped", "listen", ln.Addr().String(), "error", err.Error())
+		}
+	}()
+	r.logger.Info("listening", "listen", r.cfg.Listen.String(), "proto", "tcp", "backends", len(r.cfg.Backends))
+}
+
+// tcpRule is the TCP side's view of the rule.
+func (r *rule) tcpRule() *tcp.Rule {
+	rc := r.cfg
+	return &tcp.Rule{
+		Name: rc.Name, Pool: r.pool, Gate: r.gate, Metrics: r.metrics,
+		IdleTimeout: rc.IdleTimeout, DrainTimeout: rc.DrainTimeout, ConnectTimeout: rc.ConnectTimeout,
+		Bandwidth: rc.Bandwidth, SendProxy: rc.ProxyProtocol, TrustProxy: rc.AcceptProxyProtocol,
+	}
+}
+
+// closeListeners stops the rule accepting.
+func (r *rule) closeListeners() {
+	if r.tcp != nil {
+		r.tcp.CloseListeners()
+	}
+	for _, ln := range r.lns {
+		ln.Close()
+	}
+	if r.udp != nil {
+		r.udp.closeListener()
+	}
+}
+
+// stop drains a rule whose listeners are closed and stops its health checks.
+func (r *rule) stop() {
+	r.serves.Wait()
+	if r.tcp != nil {
+		r.tcp.Drain(r.cfg.DrainTimeout)
+	}
+	if r.udp != nil {
+		r.udp.drain(r)
+	}
+	if r.pool != nil {
+		r.pool.Stop()
+	}
+}
+
+// listen binds addr, or takes the socket a previous process handed over.
+// Errors are the bare cause, e.g. "address already in use".
+func (s *Server) listen(addr config.Address) (net.Listener, error) {
+	if ln := s.inherited.listener(addr); ln != nil {
+		return ln, nil
+	}
+	ln, err := net.Listen(addr.Network, addr.DialAddress())
+	if err != nil && addr.Network == "unix" && errors.Is(err, syscall.EADDRINUSE) && removeStaleSocket(addr.Path) {
+		ln, err = net.Listen(addr.Network, addr.DialAddress())
+	}
+	if err != nil {
+		return nil, bareError(err)
+	}
+	return ln, nil
+}
+
+// removeStaleSocket removes a unix socket file nobody listens on any more
+// and reports whether it did.
+func removeStaleSocket(path string) bool {
+	if fi, err := os.Stat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return false
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return false
+	}
+	return os.Remove(path) == nil
+}
+
+// bareError strips Go's "listen tcp 1.2.3.4:80: bind:" prefix, leaving the
+// cause a user can act on.
+func bareError(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
+}

@@ -1,0 +1,202 @@
+package tcp
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"sluice/internal/admit"
+	"sluice/internal/backend"
+	"sluice/internal/conntrack"
+	"sluice/internal/proxyproto"
+	"sluice/internal/relay"
+)
+
+// proxyHeaderTimeout bounds the wait for a trusted sender's PROXY header.
+const proxyHeaderTimeout = 3 * time.Second
+
+// conn is one client connection on its way through the service: who it is
+// from, what admitted it, and, once dialed, its relay. Allocated once.
+type conn struct {
+	rule     *Rule
+	c        net.Conn
+	client   netip.AddrPort // the real client: from the PROXY header if trusted
+	local    netip.AddrPort // the address the client connected to
+	name     string         // the client as logged
+	start    time.Time
+	ticket   admit.Ticket
+	backend  *backend.Backend
+	entry    conntrack.Entry
+	counters relay.Counters
+	relay    *relay.Relay
+}
+
+// start takes a new connection from the accept loop. Clients that must send
+// a PROXY header get a goroutine to read it; the others are admitted here,
+// so a refused client costs no goroutine at all.
+func (s *Service) start(c net.Conn) {
+	cn := &conn{rule: s.rule.Load(), c: c, start: time.Now()}
+	cn.client, cn.local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
+	cn.rule.Metrics.ConnOpened()
+	s.wg.Add(1)
+	if trusted(cn.rule.TrustProxy, cn.client.Addr()) {
+		go s.readProxyHeader(cn)
+		return
+	}
+	if !s.admit(cn) {
+		return
+	}
+	go s.dial(cn)
+}
+
+// readProxyHeader reads a trusted sender's PROXY header, whose addresses
+// then stand for the client, and carries on with admission.
+func (s *Service) readProxyHeader(cn *conn) {
+	cn.c.SetReadDeadline(time.Now().Add(proxyHeaderTimeout))
+	h, err := proxyproto.ReadHeader(cn.c)
+	cn.c.SetReadDeadline(time.Time{})
+	if err != nil {
+		s.reject(cn, "proxy-protocol", err)
+		return
+	}
+	if src, dst, ok := h.Endpoints(); ok {
+		cn.client, cn.local = src, dst
+	}
+	if s.admit(cn) {
+		s.dial(cn)
+	}
+}
+
+// admit applies the rule's access lists and limits. A refused client is
+// closed at once with a reset and logged.
+func (s *Service) admit(cn *conn) bool {
+	if cn.rule.Gate == nil {
+		return true
+	}
+	ticket, reason := cn.rule.Gate.Admit(cn.client.Addr())
+	if reason != "" {
+		s.reject(cn, string(reason), nil)
+		return false
+	}
+	cn.ticket = ticket
+	return true
+}
+
+// reject closes a refused client and writes its access line.
+func (s *Service) reject(cn *conn, reason string, err error) {
+	if tc, ok := cn.c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	cn.c.Close()
+	cn.rule.Metrics.Rejected(reason)
+	s.finish(cn, relay.Result{End: relay.End("rejected:" + reason), Err: err})
+}
+
+// dial connects to a backend (with retries on the next one), sends the
+// PROXY header if the rule asks for it, and starts the relay.
+func (s *Service) dial(cn *conn) {
+	rule := cn.rule
+	began := time.Now()
+	up, b, err := rule.Pool.Dial(s.ctx, cn.client.Addr())
+	if err == nil && rule.SendProxy != 0 {
+		if err = sendProxyHeader(up, rule, cn); err != nil {
+			up.Close()
+			b.Release()
+		}
+	}
+	if err != nil {
+		cn.c.Close()
+		s.finish(cn, relay.Result{End: "connect-failed", Err: err})
+		return
+	}
+	rule.Metrics.ConnectDuration(time.Since(began))
+	cn.backend = b
+	up.SetDeadline(time.Time{})
+	bytesUp, bytesDown := rule.Metrics.Bytes()
+	cn.relay = relay.New(cn.c, up, relay.Options{
+		IdleTimeout:      rule.IdleTimeout,
+		HalfCloseTimeout: rule.DrainTimeout,
+		Bandwidth:        rule.Bandwidth,
+		Pools:            s.deps.Pools,
+		Parker:           s.deps.Parker,
+		Counters:         &cn.counters,
+		RuleUp:           bytesUp,
+		RuleDown:         bytesDown,
+	})
+	cn.entry = conntrack.Entry{
+		ID: s.deps.IDs.Next(), Rule: rule.Name, Proto: "tcp",
+		Client: clientName(cn), Backend: b.Address().String(),
+		Since: cn.start, Bytes: &cn.counters,
+		Stop: func(reason string) { cn.relay.Stop(relay.End(reason)) },
+	}
+	s.deps.Table.Add(&cn.entry)
+	cn.relay.Start(func(res relay.Result) {
+		s.deps.Table.Remove(cn.entry.ID)
+		s.finish(cn, res)
+	})
+	if s.cutting.Load() {
+		cn.relay.Stop(relay.EndDrained)
+	}
+}
+
+// finish releases what the connection held and writes its access line.
+func (s *Service) finish(cn *conn, res relay.Result) {
+	backendName := ""
+	if cn.backend != nil {
+		cn.backend.Release()
+		backendName = cn.backend.Address().String()
+	}
+	cn.ticket.Release()
+	cn.rule.Metrics.ConnClosed()
+	s.logAccess(cn.rule, clientName(cn), backendName, res, cn.start)
+	s.wg.Done()
+}
+
+// sendProxyHeader writes the client's real addresses to the backend before
+// any data, bounded by the connect timeout.
+func sendProxyHeader(up net.Conn, rule *Rule, cn *conn) error {
+	h := proxyproto.Header{Command: proxyproto.Proxy, Transport: proxyproto.TCP, Source: cn.client, Destination: cn.local}
+	if !cn.client.IsValid() || !cn.local.IsValid() {
+		h = proxyproto.Header{} // a unix-socket client: LOCAL, no addresses
+	}
+	var b []byte
+	if rule.SendProxy == 1 {
+		b = h.AppendV1(nil)
+	} else {
+		b = h.AppendV2(nil)
+	}
+	up.SetWriteDeadline(time.Now().Add(rule.ConnectTimeout))
+	_, err := up.Write(b)
+	return err
+}
+
+// trusted reports whether addr may send a PROXY header.
+func trusted(prefixes []netip.Prefix, addr netip.Addr) bool {
+	if !addr.IsValid() {
+		return false
+	}
+	for _, p := range prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// addrPort returns a TCP address as an AddrPort with IPv4-mapped addresses
+// unmapped; zero for unix sockets.
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// clientName is the client as logged and listed: ip:port, or "unix".
+func clientName(cn *conn) string {
+	if !cn.client.IsValid() {
+		return "unix"
+	}
+	return cn.client.String()
+}
