@@ -1,0 +1,89 @@
+package metrics
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Descriptions of the series that are read from atomics at scrape time.
+var (
+	descConnectionsTotal = prometheus.NewDesc(nameConnectionsTotal,
+		"Connections (and UDP sessions) admitted, by rule.", []string{"rule"}, nil)
+	descConnectionsActive = prometheus.NewDesc(nameConnectionsActive,
+		"Connections (and UDP sessions) open now, by rule.", []string{"rule"}, nil)
+	descBytesTotal = prometheus.NewDesc(nameBytesTotal,
+		"Bytes relayed, by rule and direction (up: client to backend, down: backend to client).",
+		[]string{"rule", "direction"}, nil)
+	descRejectedTotal = prometheus.NewDesc(nameRejectedTotal,
+		"Clients turned away before a backend was dialled, by rule and reason.", []string{"rule", "reason"}, nil)
+	descUDPSessionsActive = prometheus.NewDesc(nameUDPSessionsActive,
+		"UDP sessions open now, by rule.", []string{"rule"}, nil)
+	descBackendUp = prometheus.NewDesc(nameBackendUp,
+		"Whether a backend takes new connections (1) or is down (0).", []string{"rule", "backend"}, nil)
+	descBackendConnectErrors = prometheus.NewDesc(nameBackendConnectErrs,
+		"Failed connects to a backend.", []string{"rule", "backend"}, nil)
+)
+
+// ruleCollector exports the per-rule atomics of every live Rule handle.
+type ruleCollector struct{ m *Metrics }
+
+// Describe sends the descriptions of every series the collector exports.
+func (c ruleCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descConnectionsTotal
+	ch <- descConnectionsActive
+	ch <- descBytesTotal
+	ch <- descRejectedTotal
+	ch <- descUDPSessionsActive
+}
+
+// Collect reads every rule's counters.
+func (c ruleCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range c.m.snapshotRules() {
+		ch <- prometheus.MustNewConstMetric(descConnectionsTotal, prometheus.CounterValue, float64(r.total.Load()), r.name)
+		ch <- prometheus.MustNewConstMetric(descConnectionsActive, prometheus.GaugeValue, float64(r.active.Load()), r.name)
+		ch <- prometheus.MustNewConstMetric(descBytesTotal, prometheus.CounterValue, float64(r.up.Load()), r.name, directionUp)
+		ch <- prometheus.MustNewConstMetric(descBytesTotal, prometheus.CounterValue, float64(r.down.Load()), r.name, directionD)
+		ch <- prometheus.MustNewConstMetric(descUDPSessionsActive, prometheus.GaugeValue, float64(r.sessions.Load()), r.name)
+		r.rejected.Range(func(reason, n any) bool {
+			ch <- prometheus.MustNewConstMetric(descRejectedTotal, prometheus.CounterValue,
+				float64(n.(*atomic.Uint64).Load()), r.name, reason.(string))
+			return true
+		})
+	}
+}
+
+// backendCollector exports backend health read through the backend source.
+type backendCollector struct{ m *Metrics }
+
+// Describe sends the descriptions of every series the collector exports.
+func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descBackendUp
+	ch <- descBackendConnectErrors
+}
+
+// Collect asks the backend source for a snapshot. A backend reported twice
+// for the same rule is exported once, so a source that briefly lists an old
+// and a new pool during a reload cannot break the scrape.
+func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
+	src := c.m.backends.Load()
+	if src == nil {
+		return
+	}
+	type key struct{ rule, backend string }
+	seen := make(map[key]bool)
+	for _, b := range (*src)() {
+		k := key{b.Rule, b.Backend}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		up := 0.0
+		if b.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descBackendUp, prometheus.GaugeValue, up, b.Rule, b.Backend)
+		ch <- prometheus.MustNewConstMetric(descBackendConnectErrors, prometheus.CounterValue,
+			float64(b.ConnectErrors), b.Rule, b.Backend)
+	}
+}
