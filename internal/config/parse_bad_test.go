@@ -32,6 +32,8 @@ func badDocumentCases() []badCase {
 			[]string{`sluice.toml:6: rule "web": backend "b:2": unknown key "wieght" (did you mean "weight"?)`}},
 		{"syntax error has a column", "[[rule]]\nname = \"web\nlisten = \":80\"\n",
 			[]string{`sluice.toml:2:12: invalid TOML: basic strings cannot have new lines`}},
+		{"CRLF line endings", "[[rule]]\r\nname = \"web\"\r\nlisten = \":80\"\r\nbackends = [\"b\"]\r\n",
+			[]string{`sluice.toml:4: rule "web": backend "b": missing port`}},
 		{"duplicate key", "log_level = \"info\"\nlog_level = \"warn\"\n",
 			[]string{`sluice.toml:2:1: invalid TOML: key log_level is already defined`}},
 	}
