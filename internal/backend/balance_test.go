@@ -249,6 +249,11 @@ func TestBackupTakesOverAndHandsBack(t *testing.T) {
 			}}
 			p := NewPool(rule, nil, nil)
 			p.now = newFakeClock().Now
+			for i, b := range p.Backends() {
+				if b.Backup() != (i >= 2) || b.Address() != testAddr(i+1) || b.Weight() != 1 {
+					t.Fatalf("Backends()[%d] = %v backup=%v weight=%d", i, b.Address(), b.Backup(), b.Weight())
+				}
+			}
 			for i := range 200 {
 				if got := mustPick(t, p, clientIP(i)); got > 1 {
 					t.Fatalf("backup %d picked while primaries are up", got)
