@@ -1,0 +1,404 @@
+package tcp
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sluice/internal/admit"
+	"sluice/internal/backend"
+	"sluice/internal/config"
+	"sluice/internal/conntrack"
+	"sluice/internal/relay"
+)
+
+// logBuffer collects JSON log lines safely across goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// access returns the decoded access lines so far.
+func (l *logBuffer) access() []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(l.buf.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "access" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// waitAccess waits, boundedly, for n access lines and returns them.
+func (l *logBuffer) waitAccess(t *testing.T, n int) []map[string]any {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		if got := l.access(); len(got) >= n {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("want %d access lines, have %v", n, l.access())
+	return nil
+}
+
+// fixture is a running Service in front of a backend.
+type fixture struct {
+	addr string // where clients connect
+	logs *logBuffer
+	svc  *Service
+}
+
+// serve starts a Service for rule (Pool filled in from backends) on network
+// ("tcp4" or "tcp6") loopback.
+func serve(t *testing.T, network string, rule Rule, backends ...string) *fixture {
+	t.Helper()
+	logs := &logBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	rc := config.Rule{Name: "t", ConnectTimeout: time.Second}
+	for _, b := range backends {
+		ap := netip.MustParseAddrPort(b)
+		rc.Backends = append(rc.Backends, config.Backend{Address: config.Address{Network: "tcp", Host: ap.Addr().String(), Port: ap.Port()}, Weight: 1})
+	}
+	rc.Retries = len(backends) - 1
+	rule.Name = "t"
+	rule.Pool = backend.NewPool(rc, nil, logger)
+	if rule.ConnectTimeout == 0 {
+		rule.ConnectTimeout = time.Second
+	}
+	host := "127.0.0.1:0"
+	if network == "tcp6" {
+		host = "[::1]:0"
+	}
+	ln, err := net.Listen(network, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parker, err := relay.NewParker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := NewService(&rule, Deps{Logger: logger, Pools: relay.NewPools(0), Parker: parker, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
+	go svc.Serve(ln)
+	t.Cleanup(func() {
+		svc.CloseListeners()
+		svc.Drain(time.Second)
+		parker.Close()
+	})
+	return &fixture{addr: ln.Addr().String(), logs: logs, svc: svc}
+}
+
+// reporter is a reference backend written by hand for these tests: it reads
+// an optional PROXY header byte by byte without the proxyproto package and
+// answers with what it saw ("v1 TCP4 1.2.3.4 ..." or "v2 src dst" or "none").
+func reporter(t *testing.T, expectHeader bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				seen := "none"
+				if expectHeader {
+					seen = readReferenceHeader(c)
+				}
+				fmt.Fprintf(c, "%s\n", seen)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// readReferenceHeader parses a PROXY header the plain way.
+func readReferenceHeader(c net.Conn) string {
+	first := make([]byte, 16)
+	if _, err := io.ReadFull(c, first); err != nil {
+		return "error: " + err.Error()
+	}
+	if bytes.HasPrefix(first, []byte("PROXY ")) {
+		line := first
+		for !bytes.HasSuffix(line, []byte("\r\n")) {
+			b := make([]byte, 1)
+			if _, err := io.ReadFull(c, b); err != nil {
+				return "error: " + err.Error()
+			}
+			line = append(line, b[0])
+		}
+		return "v1 " + strings.TrimSuffix(strings.TrimPrefix(string(line), "PROXY "), "\r\n")
+	}
+	sig := []byte("\r\n\r\n\x00\r\nQUIT\n")
+	if !bytes.Equal(first[:12], sig) || first[12] != 0x21 {
+		return fmt.Sprintf("error: bad v2 start % x", first)
+	}
+	rest := make([]byte, binary.BigEndian.Uint16(first[14:16]))
+	if _, err := io.ReadFull(c, rest); err != nil {
+		return "error: " + err.Error()
+	}
+	switch first[13] {
+	case 0x11: // TCP over IPv4
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte(rest[0:4])), binary.BigEndian.Uint16(rest[8:10]))
+		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte(rest[4:8])), binary.BigEndian.Uint16(rest[10:12]))
+		return "v2 " + src.String() + " " + dst.String()
+	case 0x21: // TCP over IPv6
+		src := netip.AddrPortFrom(netip.AddrFrom16([16]byte(rest[0:16])), binary.BigEndian.Uint16(rest[32:34]))
+		dst := netip.AddrPortFrom(netip.AddrFrom16([16]byte(rest[16:32])), binary.BigEndian.Uint16(rest[34:36]))
+		return "v2 " + src.String() + " " + dst.String()
+	}
+	return fmt.Sprintf("v2 family %#x", first[13])
+}
+
+// dialFrom connects to addr from the local IP src ("" for any) and returns
+// the first line the far end sends, or the error that ended the read.
+func dialFrom(t *testing.T, src, addr string) (string, net.Conn, error) {
+	t.Helper()
+	d := net.Dialer{Timeout: 2 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		// A refused client may be reset before its connect returns.
+		return "", nil, err
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSuffix(line, "\n"), c, err
+}
+
+func gate(p admit.Policy) *admit.Gate { return admit.NewGate(p) }
+
+func prefixes(s ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range s {
+		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
+}
+
+func TestAdmission(t *testing.T) {
+	for _, tc := range []struct {
+		name, network, src string
+		policy             admit.Policy
+		wantRejected       string // "" means admitted
+	}{
+		{"v4 allowed", "tcp4", "127.0.0.2", admit.Policy{Allow: prefixes("127.0.0.0/30")}, ""},
+		{"v4 not in allow", "tcp4", "127.0.0.9", admit.Policy{Allow: prefixes("127.0.0.0/30")}, "rejected:denied"},
+		{"v4 deny wins", "tcp4", "127.0.0.2", admit.Policy{Allow: prefixes("127.0.0.0/8"), Deny: prefixes("127.0.0.2/32")}, "rejected:denied"},
+		{"v6 allowed", "tcp6", "::1", admit.Policy{Allow: prefixes("::1/128")}, ""},
+		{"v6 denied", "tcp6", "::1", admit.Policy{Deny: prefixes("::/0")}, "rejected:denied"},
+		{"v6 not matched by v4 rules", "tcp6", "::1", admit.Policy{Allow: prefixes("127.0.0.0/8")}, "rejected:denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := serve(t, tc.network, Rule{Gate: gate(tc.policy)}, reporter(t, false))
+			line, c, err := dialFrom(t, tc.src, f.addr)
+			if tc.wantRejected == "" {
+				if line != "none" {
+					t.Fatalf("admitted client got %q, %v", line, err)
+				}
+				c.Close()
+				if end := f.logs.waitAccess(t, 1)[0]["end"]; end != "eof" {
+					t.Fatalf("admitted connection ended %v", end)
+				}
+				return
+			}
+			lines := f.logs.waitAccess(t, 1)
+			if err == nil {
+				t.Fatalf("refused client read %q", line)
+			}
+			if lines[0]["end"] != tc.wantRejected || !strings.HasPrefix(lines[0]["client"].(string), strings.Trim(net.JoinHostPort(tc.src, ""), ":")) {
+				t.Fatalf("access line %v", lines[0])
+			}
+		})
+	}
+}
+
+// TestMaxConnections: the limit holds at its number and frees on close.
+func TestMaxConnections(t *testing.T) {
+	f := serve(t, "tcp4", Rule{Gate: gate(admit.Policy{MaxConnections: 2, MaxConnectionsPerIP: 1})}, reporter(t, false))
+	if line, _, _ := dialFrom(t, "127.0.0.2", f.addr); line != "none" {
+		t.Fatalf("first: %q", line)
+	}
+	if _, _, err := dialFrom(t, "127.0.0.2", f.addr); err == nil {
+		t.Fatal("second from the same IP admitted")
+	}
+	_, c3, err := dialFrom(t, "127.0.0.3", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dialFrom(t, "127.0.0.4", f.addr); err == nil {
+		t.Fatal("third connection admitted over max_connections")
+	}
+	c3.Close()
+	f.logs.waitAccess(t, 3) // c3's relay has ended and released its slot
+	if line, _, err := dialFrom(t, "127.0.0.4", f.addr); line != "none" {
+		t.Fatalf("after a close: %q %v", line, err)
+	}
+	var reasons []string
+	for _, l := range f.logs.access() {
+		reasons = append(reasons, l["end"].(string))
+	}
+	for _, want := range []string{"rejected:max-connections-per-ip", "rejected:max-connections"} {
+		if !strings.Contains(strings.Join(reasons, " "), want) {
+			t.Errorf("no %s in %v", want, reasons)
+		}
+	}
+}
+
+func TestProxyProtocolOut(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		version int
+		network string
+		want    func(client, local string) string
+	}{
+		{"v1 ipv4", 1, "tcp4", func(c, l string) string { return "v1 TCP4 " + spaced(c, l) }},
+		{"v2 ipv4", 2, "tcp4", func(c, l string) string { return "v2 " + c + " " + l }},
+		{"v1 ipv6", 1, "tcp6", func(c, l string) string { return "v1 TCP6 " + spaced(c, l) }},
+		{"v2 ipv6", 2, "tcp6", func(c, l string) string { return "v2 " + c + " " + l }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := serve(t, tc.network, Rule{SendProxy: tc.version}, reporter(t, true))
+			line, c, err := dialFrom(t, "", f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := tc.want(c.LocalAddr().String(), c.RemoteAddr().String()); line != want {
+				t.Fatalf("backend saw %q, want %q", line, want)
+			}
+		})
+	}
+}
+
+// spaced formats two addresses as a v1 line does: "src dst sport dport".
+func spaced(client, local string) string {
+	c, l := netip.MustParseAddrPort(client), netip.MustParseAddrPort(local)
+	return c.Addr().String() + " " + l.Addr().String() + " " + strconv.Itoa(int(c.Port())) + " " + strconv.Itoa(int(l.Port()))
+}
+
+// TestProxyProtocolChain: sluice A sends v2 to sluice B, which trusts A and
+// sends v1 on: the backend sees the real client. B's admission judges the
+// real client too.
+func TestProxyProtocolChain(t *testing.T) {
+	ref := reporter(t, true)
+	b := serve(t, "tcp4", Rule{SendProxy: 1, TrustProxy: prefixes("127.0.0.1/32"), Gate: gate(admit.Policy{Deny: prefixes("127.0.0.66/32")})}, ref)
+	a := serve(t, "tcp4", Rule{SendProxy: 2}, b.addr)
+
+	line, c, err := dialFrom(t, "127.0.0.5", a.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "v1 TCP4 " + spaced(c.LocalAddr().String(), c.RemoteAddr().String()); line != want {
+		t.Fatalf("backend saw %q, want %q", line, want)
+	}
+	if _, _, err := dialFrom(t, "127.0.0.66", a.addr); err == nil {
+		t.Fatal("client denied at B got through A")
+	}
+	lines := b.logs.waitAccess(t, 1)
+	if lines[0]["end"] != "rejected:denied" || !strings.HasPrefix(lines[0]["client"].(string), "127.0.0.66:") {
+		t.Fatalf("B's access line %v", lines[0])
+	}
+}
+
+// TestProxyProtocolMalformed: a trusted sender's bad header aborts the
+// connection with a logged reason; an untrusted sender's header is data.
+func TestProxyProtocolMalformed(t *testing.T) {
+	f := serve(t, "tcp4", Rule{TrustProxy: prefixes("127.0.0.1/32")}, reporter(t, false))
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("PROXY TCP4 1.2.3.4 5.6.7.8 080 80\r\n"))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("connection with a malformed header was relayed")
+	}
+	line := f.logs.waitAccess(t, 1)[0]
+	if line["end"] != "rejected:proxy-protocol" || !strings.Contains(fmt.Sprint(line["error"]), "leading zero") {
+		t.Fatalf("access line %v", line)
+	}
+
+	plain := serve(t, "tcp4", Rule{}, echoBackend(t))
+	c2, err := net.Dial("tcp", plain.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	hdr := "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"
+	c2.Write([]byte(hdr))
+	got := make([]byte, len(hdr))
+	c2.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.ReadFull(c2, got); err != nil || string(got) != hdr {
+		t.Fatalf("untrusted header not relayed as data: %q %v", got, err)
+	}
+}
+
+// echoBackend echoes everything back.
+func echoBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestRejectedCostNoGoroutine: refused clients are closed in the accept
+// loop; nothing of theirs outlives the refusal.
+func TestRejectedCostNoGoroutine(t *testing.T) {
+	f := serve(t, "tcp4", Rule{Gate: gate(admit.Policy{Deny: prefixes("127.0.0.0/8")})}, reporter(t, false))
+	baseline := runtime.NumGoroutine()
+	for i := 0; i < 50; i++ {
+		if line, _, err := dialFrom(t, "", f.addr); err == nil || errors.Is(err, io.ErrNoProgress) {
+			t.Fatalf("refused client %d read %q, %v", i, line, err)
+		}
+	}
+	f.logs.waitAccess(t, 50)
+	if n := runtime.NumGoroutine(); n > baseline {
+		t.Fatalf("%d goroutines after 50 refusals, %d before", n, baseline)
+	}
+}
