@@ -80,8 +80,11 @@ const defaultMaxIdle = 100_000
 // At most 100,000 such idle IPs are remembered; past that the oldest-idle one
 // is forgotten, which gives that IP a full bucket on its next connection. An
 // address spray therefore costs bounded memory and, at worst, lets the
-// sprayed addresses each get a fresh burst. IPs with live connections are
-// never forgotten; there are no more of them than live connections.
+// sprayed addresses each get a fresh burst; the idle IPs then take about
+// 16 MiB (some 170 bytes each), which is given back once they are forgotten.
+// Idle IPs are forgotten as their buckets refill, a few at each Admit, so no
+// goroutine is needed. IPs with live connections are never forgotten; there
+// are no more of them than live connections.
 type Gate struct {
 	now   func() time.Time // clock for token buckets
 	epoch time.Time        // origin of the nanosecond times kept per IP
@@ -130,28 +133,43 @@ func newGate(p Policy, now func() time.Time, maxIdle int) *Gate {
 // denied, rate-limited, max-connections-per-ip, max-connections.
 func (g *Gate) Admit(client netip.Addr) (Ticket, Reason) {
 	client = client.Unmap().WithZone("")
-	if client.IsValid() && !g.pol.Load().permits(client) {
+	if !client.IsValid() {
+		return g.admitUnix()
+	}
+	// The ACL check and the clock read, the slow parts, run unlocked.
+	r := g.pol.Load()
+	if !r.permits(client) {
 		return Ticket{}, ReasonDenied
 	}
+	now := g.clockFor(r)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	r := g.pol.Load()
-	if !client.IsValid() {
-		if r.maxConns > 0 && g.live >= r.maxConns {
-			return Ticket{}, ReasonMaxConnections
+	if cur := g.pol.Load(); cur != r { // Update ran meanwhile
+		r, now = cur, g.clockFor(cur)
+		if !r.permits(client) {
+			return Ticket{}, ReasonDenied
 		}
-		g.live++
-		return Ticket{g: g}, ""
 	}
-	return g.admitIPLocked(client, r)
+	return g.admitIPLocked(client, r, now)
 }
 
-// admitIPLocked applies the per-IP and rule-wide limits of r to a client
-// with an IP address, and takes a slot and a token if they allow it.
-func (g *Gate) admitIPLocked(client netip.Addr, r *rules) (Ticket, Reason) {
-	var now int64
+// admitUnix admits a client without an IP address, subject only to
+// MaxConnections.
+func (g *Gate) admitUnix() (Ticket, Reason) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r := g.pol.Load(); r.maxConns > 0 && g.live >= r.maxConns {
+		return Ticket{}, ReasonMaxConnections
+	}
+	g.live++
+	return Ticket{g: g}, ""
+}
+
+// admitIPLocked applies the per-IP and rule-wide limits of r at time now to
+// a client with an IP address, and takes a slot and a token if they allow
+// it.
+func (g *Gate) admitIPLocked(client netip.Addr, r *rules, now int64) (Ticket, Reason) {
 	if r.interval > 0 {
-		now = g.nanos()
 		g.clients.sweep(now, sweepPerOp)
 	}
 	c := g.clients.get(client)
@@ -191,6 +209,12 @@ func (t *Ticket) Release() {
 // release undoes one successful Admit from addr (zero: a client without an
 // IP address).
 func (g *Gate) release(addr netip.Addr) {
+	var r *rules
+	var now int64
+	if addr.IsValid() {
+		r = g.pol.Load()
+		now = g.clockFor(r)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.live > 0 {
@@ -207,12 +231,12 @@ func (g *Gate) release(addr netip.Addr) {
 	if c.live > 0 {
 		return
 	}
-	if g.pol.Load().interval > 0 {
-		now := g.nanos()
-		if c.tat > now {
-			g.clients.idle(c) // bucket not full yet: remember it for a while
-			return
-		}
+	if cur := g.pol.Load(); cur != r { // Update ran meanwhile
+		r, now = cur, g.clockFor(cur)
+	}
+	if r.interval > 0 && c.tat > now {
+		g.clients.idle(c) // bucket not full yet: remember it for a while
+		return
 	}
 	g.clients.remove(c)
 }
@@ -238,7 +262,11 @@ func (g *Gate) Live() int {
 	return g.live
 }
 
-// nanos returns the gate's clock as nanoseconds since the gate was made.
-func (g *Gate) nanos() int64 {
+// clockFor returns the gate's clock, as nanoseconds since the gate was made,
+// when r limits the rate; otherwise 0, sparing the clock read.
+func (g *Gate) clockFor(r *rules) int64 {
+	if r.interval == 0 {
+		return 0
+	}
 	return int64(g.now().Sub(g.epoch))
 }
