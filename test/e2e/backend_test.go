@@ -27,8 +27,9 @@ type backend struct {
 	accepted atomic.Int64 // connections accepted so far
 	live     atomic.Int64 // connections whose handler has not returned
 
-	mu    sync.Mutex // guards conns
-	conns map[*net.TCPConn]struct{}
+	mu     sync.Mutex // guards the following fields
+	conns  map[*net.TCPConn]struct{}
+	closed bool // set by close; later connections are closed at once
 }
 
 // startBackend listens on 127.0.0.1:0 and serves handle.
@@ -56,11 +57,16 @@ func (b *backend) serve() {
 		if err != nil {
 			return
 		}
-		b.accepted.Add(1)
-		b.live.Add(1)
 		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			_ = c.Close()
+			return
+		}
 		b.conns[c] = struct{}{}
 		b.mu.Unlock()
+		b.accepted.Add(1)
+		b.live.Add(1)
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
@@ -79,6 +85,7 @@ func (b *backend) close() {
 	close(b.done)
 	_ = b.ln.Close()
 	b.mu.Lock()
+	b.closed = true
 	for c := range b.conns {
 		_ = c.Close()
 	}

@@ -92,6 +92,9 @@ func TestIdleTimeout(t *testing.T) {
 		if err == nil && len(got) != ticks {
 			err = fmt.Errorf("read %d bytes, want %d", len(got), ticks)
 		}
+		if err == nil {
+			err = slow.CloseWrite() // both ways done: a clean end
+		}
 		slowRead <- err
 	}()
 

@@ -27,7 +27,8 @@ func TestMain(m *testing.M) {
 }
 
 // testMain builds the binaries into a temporary directory, runs the tests
-// and removes the directory again. It returns the process exit code.
+// and removes the directory again. It returns the process exit code. With
+// SLUICE_E2E_BINARY set it builds nothing and tests that binary instead.
 func testMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "sluice-e2e-")
 	if err != nil {
@@ -39,6 +40,11 @@ func testMain(m *testing.M) int {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
+	}
+	if bin := os.Getenv("SLUICE_E2E_BINARY"); bin != "" {
+		// Test a binary built elsewhere, such as a release build.
+		binaries.sluice, binaries.bulk = bin, bin
+		return m.Run()
 	}
 	binaries.sluice = filepath.Join(dir, "sluice")
 	binaries.bulk = binaries.sluice

@@ -57,7 +57,12 @@ func TestBulkBothWays(t *testing.T) {
 	const size = 256 << 20
 	const limit = 3 * time.Minute // a hang fails here instead of at go test's timeout
 	backendDone := make(chan transfer, 1)
-	be := startBackend(t, func(c *net.TCPConn) { backendDone <- exchange(c, size, limit) })
+	be := startBackend(t, func(c *net.TCPConn) {
+		select {
+		case backendDone <- exchange(c, size, limit):
+		default: // not the test's connection
+		}
+	})
 	p, addr := launchQuick(t, binaries.bulk, nil, be.addr)
 
 	c := dial(t, addr)
@@ -108,6 +113,9 @@ func TestHalfCloseClientFirst(t *testing.T) {
 
 	payload := make([]byte, 1<<20)
 	if _, err := rand.Read(payload); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetWriteDeadline(time.Now().Add(waitLimit)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Write(payload); err != nil {
@@ -165,6 +173,9 @@ func TestHalfCloseBackendFirst(t *testing.T) {
 		copy(tr.recv[:], h.Sum(nil))
 		received <- tr
 	}()
+	if err := c.SetWriteDeadline(time.Now().Add(waitLimit)); err != nil {
+		t.Fatal(err)
+	}
 	h := sha256.New()
 	chunk := make([]byte, 16<<10)
 	const chunks = 64
