@@ -1,36 +1,92 @@
 package server
 
 import (
-	"errors"
 	"log/slog"
 	"net"
 
 	"sluice/internal/config"
+	"sluice/internal/udp"
 )
 
 // udpSide is a rule's UDP side: its socket and session service.
-type udpSide struct{}
+type udpSide struct {
+	conn *net.UDPConn
+	svc  *udp.Service  // nil until start
+	done chan struct{} // closed when the service's receive loop has returned
+}
 
 // bindUDP opens a rule's UDP socket without serving it yet. It takes the
-// socket from s.inheritedPacketConn(rc.Listen) when the process was started
-// by a hitless upgrade, and binds a new one otherwise.
+// socket handed over by the process it replaces (hitless upgrade) when there
+// is one, and binds a new one otherwise.
 func bindUDP(s *Server, rc config.Rule) (*udpSide, error) {
-	return nil, errors.New("UDP forwarding is not available yet")
+	if pc := s.inherited.packetConn(rc.Listen); pc != nil {
+		if c, ok := pc.(*net.UDPConn); ok {
+			return &udpSide{conn: c}, nil
+		}
+		pc.Close()
+	}
+	pc, err := net.ListenPacket("udp", rc.Listen.DialAddress())
+	if err != nil {
+		return nil, bareError(err)
+	}
+	return &udpSide{conn: pc.(*net.UDPConn)}, nil
+}
+
+// udpRule is the UDP side's view of the rule.
+func udpRule(r *rule) *udp.Rule {
+	rc := r.cfg
+	return &udp.Rule{
+		Name: rc.Name, Pool: r.pool, Gate: r.gate, Metrics: r.metrics,
+		SessionTimeout: rc.UDPSessionTimeout, MaxSessions: rc.MaxSessions,
+		ConnectTimeout: rc.ConnectTimeout, DrainTimeout: rc.DrainTimeout,
+	}
 }
 
 // start serves the bound socket.
-func (u *udpSide) start(s *Server, r *rule, logger *slog.Logger) {}
+func (u *udpSide) start(s *Server, r *rule, logger *slog.Logger) {
+	u.svc = udp.NewService(udpRule(r), udp.Deps{Logger: s.logger, IDs: &s.ids, Table: r.table})
+	u.done = make(chan struct{})
+	go func() {
+		defer close(u.done)
+		if err := u.svc.Serve(u.conn); err != nil {
+			logger.Error("udp receive loop stopped", "listen", r.cfg.Listen.String(), "error", err.Error())
+		}
+	}()
+}
 
 // update applies a reloaded rule (r.cfg, r.pool, r.gate are already the new
 // ones) to sessions created from now on.
-func (u *udpSide) update(r *rule) {}
+func (u *udpSide) update(r *rule) {
+	if u.svc != nil {
+		u.svc.Update(udpRule(r))
+	}
+}
 
-// closeListener stops receiving new datagrams from new clients.
-func (u *udpSide) closeListener() {}
+// closeListener stops receiving datagrams. The socket of a started side
+// stays open for the replies of live sessions until drain.
+func (u *udpSide) closeListener() {
+	if u.svc == nil {
+		u.conn.Close()
+		return
+	}
+	u.svc.StopReading()
+}
 
-// drain ends the live sessions, gracefully for up to the rule's drain_timeout.
-func (u *udpSide) drain(r *rule) {}
+// drain ends the live sessions, gracefully for up to the rule's
+// drain_timeout, and closes the socket.
+func (u *udpSide) drain(r *rule) {
+	if u.svc != nil {
+		u.svc.Drain()
+		<-u.done
+	}
+	u.conn.Close()
+}
 
 // packetConn returns the rule's UDP socket, for a hitless upgrade to hand
 // over; nil when the rule has none.
-func (u *udpSide) packetConn() *net.UDPConn { return nil }
+func (u *udpSide) packetConn() *net.UDPConn {
+	if u == nil {
+		return nil
+	}
+	return u.conn
+}

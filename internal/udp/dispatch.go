@@ -1,0 +1,126 @@
+package udp
+
+import (
+	"time"
+
+	"sluice/internal/admit"
+	"sluice/internal/conntrack"
+)
+
+// dispatch hands the n datagrams of b to their sessions, opening sessions
+// for new clients, and sends each session's share with one call. A client's
+// datagrams keep their order.
+func (s *Service) dispatch(b *batch, n int) {
+	now := s.now()
+	dest := b.dest[:n]
+	dropped := 0
+	s.mu.Lock()
+	var last *session
+	for i := range n {
+		p := b.from[i]
+		if last == nil || last.key != p {
+			last = s.sessions[p]
+			if last == nil {
+				last = s.openLocked(p, now)
+			}
+		}
+		if last == nil {
+			dropped++
+		}
+		dest[i] = last
+	}
+	s.mu.Unlock()
+	if dropped > 0 {
+		s.dropped.Add(int64(dropped))
+	}
+	for i, ss := range dest {
+		if ss == nil {
+			continue
+		}
+		b.idx = b.idx[:0]
+		for j := i; j < n; j++ {
+			if dest[j] == ss {
+				b.idx = append(b.idx, j)
+				dest[j] = nil
+			}
+		}
+		ss.forward(b, now)
+	}
+}
+
+// openLocked starts a session for a new client p, or remembers a refusal.
+// It returns nil when p is refused and no more refusals can be remembered.
+func (s *Service) openLocked(p peer, now int64) *session {
+	rs := s.rule.Load()
+	rule := rs.rule
+	client := p.client()
+	var ticket admit.Ticket
+	var reason admit.Reason
+	if rule.Gate != nil {
+		ticket, reason = rule.Gate.Admit(client.Addr())
+	}
+	if reason == "" && rule.MaxSessions > 0 && s.live >= rule.MaxSessions {
+		ticket.Release()
+		reason = ReasonMaxSessions
+	}
+	if reason != "" {
+		rule.Metrics.Rejected(string(reason))
+		s.rejected[string(reason)]++
+		return s.refuseLocked(p, rs, "rejected:"+string(reason), nil, now)
+	}
+	b, err := rule.Pool.Pick(client.Addr())
+	if err != nil {
+		ticket.Release()
+		return s.refuseLocked(p, rs, "connect-failed", err, now)
+	}
+	ss := &session{
+		svc: s, rs: rs, key: p, name: client.String(), start: time.Now(), born: now,
+		timeout: rule.sessionTimeout(), backend: b, ticket: ticket,
+	}
+	ss.last.Store(now)
+	ss.entry = conntrack.Entry{
+		ID: s.deps.IDs.Next(), Rule: rule.Name, Proto: "udp",
+		Client: ss.name, Backend: b.Address().String(), Since: ss.start, Bytes: ss,
+		Stop: func(reason string) { ss.stop(reason, nil) },
+	}
+	s.sessions[p] = ss
+	s.live++
+	s.deps.Table.Add(&ss.entry)
+	rule.Metrics.ConnOpened()
+	rule.Metrics.UDPSessionOpened()
+	s.wg.Add(1)
+	go ss.run()
+	return ss
+}
+
+// refuseLocked remembers that p was refused (or found no backend), so that
+// its datagrams are dropped until the refusal expires, which writes its one
+// access line. It returns nil when too many refusals are remembered.
+func (s *Service) refuseLocked(p peer, rs *ruleState, end string, err error, now int64) *session {
+	if s.refusals >= maxRefusals {
+		return nil
+	}
+	ss := &session{
+		svc: s, rs: rs, key: p, name: p.client().String(), start: time.Now(), born: now,
+		timeout: min(refusalMemory, rs.rule.sessionTimeout()), refusal: end, refusalErr: err,
+	}
+	s.sessions[p] = ss
+	s.refusals++
+	return ss
+}
+
+// forget removes a session from the table (when it is still there), so that
+// the client's next datagram opens a new one.
+func (s *Service) forget(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions[ss.key] != ss {
+		return
+	}
+	delete(s.sessions, ss.key)
+	if ss.refusal != "" {
+		s.refusals--
+	} else {
+		s.live--
+	}
+}

@@ -1,0 +1,322 @@
+package udp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"sluice/internal/backend"
+	"sluice/internal/config"
+	"sluice/internal/conntrack"
+)
+
+// waitLimit bounds every wait for something that should happen soon; the
+// tests never assert that anything is fast, only that it happens.
+const waitLimit = 10 * time.Second
+
+// record is one captured log record.
+type record struct {
+	msg   string
+	attrs map[string]string
+}
+
+// logRecorder is a slog.Handler that keeps every record and wakes waiters
+// when one arrives, so tests wait on logged events, not on time.
+type logRecorder struct {
+	mu      sync.Mutex // guards the following fields
+	records []record
+	notify  chan struct{} // closed and replaced on every record
+}
+
+func newLogRecorder() *logRecorder { return &logRecorder{notify: make(chan struct{})} }
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { panic("not used") }
+func (h *logRecorder) WithGroup(string) slog.Handler            { panic("not used") }
+
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	rec := record{msg: r.Message, attrs: map[string]string{}}
+	r.Attrs(func(a slog.Attr) bool {
+		rec.attrs[a.Key] = a.Value.String()
+		return true
+	})
+	h.mu.Lock()
+	h.records = append(h.records, rec)
+	close(h.notify)
+	h.notify = make(chan struct{})
+	h.mu.Unlock()
+	return nil
+}
+
+// find returns the records that match.
+func (h *logRecorder) find(match func(record) bool) []record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []record
+	for _, r := range h.records {
+		if match(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// waitN waits until n records match and returns them.
+func (h *logRecorder) waitN(t *testing.T, n int, what string, match func(record) bool) []record {
+	t.Helper()
+	deadline := time.NewTimer(waitLimit)
+	defer deadline.Stop()
+	for {
+		h.mu.Lock()
+		ch := h.notify
+		h.mu.Unlock()
+		if got := h.find(match); len(got) >= n {
+			return got
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("waited %v for %d log records of %s; have %d: %v", waitLimit, n, what, len(h.find(match)), h.find(match))
+		}
+	}
+}
+
+// accessOf matches the access line of client (and end, unless empty).
+func accessOf(client net.Addr, end string) func(record) bool {
+	name := clientName(client)
+	return func(r record) bool {
+		return r.msg == "access" && r.attrs["client"] == name && (end == "" || r.attrs["end"] == end)
+	}
+}
+
+// clientName is how the service logs a client socket's address.
+func clientName(a net.Addr) string {
+	ap := a.(*net.UDPAddr).AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+}
+
+// num returns the integer attribute key of r.
+func (r record) num(t *testing.T, key string) int64 {
+	t.Helper()
+	v, err := strconv.ParseInt(r.attrs[key], 10, 64)
+	if err != nil {
+		t.Fatalf("access line %v: %s is not an integer", r.attrs, key)
+	}
+	return v
+}
+
+// udpBackend is a real UDP server on loopback that answers each datagram
+// with reply(datagram) unless reply returns nil. It records the distinct
+// source addresses it has seen.
+type udpBackend struct {
+	conn  *net.UDPConn
+	reply func([]byte) []byte
+	done  chan struct{}
+
+	mu      sync.Mutex // guards the following fields
+	sources map[netip.AddrPort]int
+}
+
+// startBackend serves on a free port of host (an IP literal) until the
+// test ends.
+func startBackend(t *testing.T, host string, reply func([]byte) []byte) *udpBackend {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(host), 0)))
+	if err != nil {
+		t.Fatalf("backend listen on %s: %v", host, err)
+	}
+	// Room for a 64 KiB datagram from each of several sessions at once.
+	if err := c.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	b := &udpBackend{conn: c, reply: reply, done: make(chan struct{}), sources: map[netip.AddrPort]int{}}
+	go b.serve()
+	t.Cleanup(func() {
+		c.Close()
+		<-b.done
+	})
+	return b
+}
+
+// echo answers every datagram with itself.
+func echo(p []byte) []byte { return p }
+
+// tagged answers every datagram with tag, a colon and the datagram.
+func tagged(tag string) func([]byte) []byte {
+	return func(p []byte) []byte { return append([]byte(tag+":"), p...) }
+}
+
+func (b *udpBackend) serve() {
+	defer close(b.done)
+	buf := make([]byte, slotSize)
+	for {
+		n, from, err := b.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		b.mu.Lock()
+		b.sources[from]++
+		b.mu.Unlock()
+		if out := b.reply(buf[:n]); out != nil {
+			if _, err := b.conn.WriteToUDPAddrPort(out, from); err != nil && errors.Is(err, net.ErrClosed) {
+				return
+			}
+		}
+	}
+}
+
+// addr returns the backend's address in config form.
+func (b *udpBackend) addr() config.Address { return configAddr(b.conn.LocalAddr()) }
+
+// sourceCount returns how many distinct source addresses sent datagrams.
+func (b *udpBackend) sourceCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sources)
+}
+
+// configAddr converts a socket address to a config address.
+func configAddr(a net.Addr) config.Address {
+	ap := a.(*net.UDPAddr).AddrPort()
+	return config.Address{Network: "tcp", Host: ap.Addr().Unmap().String(), Port: ap.Port()}
+}
+
+// deadAddr returns a loopback UDP address nobody listens on, so datagrams
+// sent there are answered with ICMP port unreachable.
+func deadAddr(t *testing.T) config.Address {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := configAddr(c.LocalAddr())
+	c.Close()
+	return a
+}
+
+// fixture is a running service on loopback with its collaborators.
+type fixture struct {
+	svc    *Service
+	conn   *net.UDPConn // the listening socket
+	addr   *net.UDPAddr // where clients send
+	logs   *logRecorder
+	table  *conntrack.Table
+	pool   *backend.Pool
+	served chan error
+}
+
+// options tune a fixture.
+type options struct {
+	listen   string       // listen host; default 127.0.0.1
+	portable bool         // use the portable I/O
+	rule     Rule         // Name and Pool are filled in
+	cfg      config.Rule  // for the pool: Backends and Balance
+	resolver *backend.Resolver
+}
+
+// start runs a service for o until the test ends, when it is drained.
+func start(t *testing.T, o options) *fixture {
+	t.Helper()
+	if o.listen == "" {
+		o.listen = "127.0.0.1"
+	}
+	f := &fixture{logs: newLogRecorder(), table: conntrack.NewTable(), served: make(chan error, 1)}
+	logger := slog.New(f.logs)
+	o.cfg.Name = "test"
+	f.pool = backend.NewPool(o.cfg, o.resolver, logger)
+	rule := o.rule
+	rule.Name, rule.Pool = "test", f.pool
+	if rule.DrainTimeout == 0 {
+		rule.DrainTimeout = 2 * time.Second
+	}
+	f.svc = NewService(&rule, Deps{Logger: logger, Table: f.table})
+	f.svc.portable = o.portable
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(o.listen), 0)))
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	f.conn, f.addr = c, c.LocalAddr().(*net.UDPAddr)
+	go func() { f.served <- f.svc.Serve(c) }()
+	t.Cleanup(func() {
+		// Tests of draining drain for themselves; the others need not wait
+		// for their sessions to be quiet.
+		f.table.StopAll("closed")
+		f.svc.Drain()
+		if err := <-f.served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		c.Close()
+		if n := f.table.Len(); n != 0 {
+			t.Errorf("%d sessions left in the table after Drain", n)
+		}
+	})
+	return f
+}
+
+// backends returns a config with the given backends.
+func backends(balance string, addrs ...config.Address) config.Rule {
+	rc := config.Rule{Balance: balance}
+	for _, a := range addrs {
+		rc.Backends = append(rc.Backends, config.Backend{Address: a})
+	}
+	return rc
+}
+
+// client opens a client socket on host (default 127.0.0.1).
+func client(t *testing.T, host string) *net.UDPConn {
+	t.Helper()
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(host), 0)))
+	if err != nil {
+		t.Fatalf("client socket on %s: %v", host, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// exchange sends msg to to from c and returns the reply, checking that it
+// comes from to.
+func exchange(c *net.UDPConn, to *net.UDPAddr, msg []byte, buf []byte) ([]byte, error) {
+	if _, err := c.WriteToUDP(msg, to); err != nil {
+		return nil, fmt.Errorf("send %d bytes: %w", len(msg), err)
+	}
+	return receive(c, to, buf, waitLimit)
+}
+
+// receive waits up to limit for a datagram on c and checks it comes from
+// want.
+func receive(c *net.UDPConn, want *net.UDPAddr, buf []byte, limit time.Duration) ([]byte, error) {
+	if err := c.SetReadDeadline(time.Now().Add(limit)); err != nil {
+		return nil, err
+	}
+	n, from, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return nil, fmt.Errorf("%s: no reply: %w", c.LocalAddr(), err)
+	}
+	if from.Port() != uint16(want.Port) || from.Addr().Unmap() != want.AddrPort().Addr().Unmap() {
+		return nil, fmt.Errorf("%s: reply from %v, want from the listening address %v", c.LocalAddr(), from, want)
+	}
+	return buf[:n], nil
+}
+
+// mustExchange is exchange that fails the test, checking the reply.
+func mustExchange(t *testing.T, c *net.UDPConn, to *net.UDPAddr, msg, want string) {
+	t.Helper()
+	got, err := exchange(c, to, []byte(msg), make([]byte, slotSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, []byte(want)) {
+		t.Fatalf("%s: reply %q, want %q", c.LocalAddr(), got, want)
+	}
+}

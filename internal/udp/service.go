@@ -1,0 +1,335 @@
+// Package udp runs a rule's UDP side: one session per client address.
+//
+// The first datagram from a client address admits it (the rule's admission
+// gate, then max_sessions), picks a backend by the rule's balance among the
+// usable ones, and opens one connected socket to that backend. Datagrams go
+// up through that socket unchanged, whatever their size (up to 65,535 bytes;
+// nothing is ever truncated) and zero-length ones too; replies go back to the
+// client from the listening socket. A session ends after the rule's session
+// timeout with no datagram either way.
+//
+// A backend that answers with ICMP port (or host) unreachable counts as a
+// failed dial for its health (Backend.ReportFailure) and the session ends; a
+// backend's first reply counts as a successful one (ReportSuccess). The
+// client's next datagram opens a new session, which picks again.
+//
+// Every finished session writes one access line, msg "access", with rule,
+// proto ("udp"), client, backend, up and down (bytes), dgrams_up,
+// dgrams_down, duration (seconds), end, and, when not zero or empty, dropped
+// (datagrams sluice could not pass on) and error. end is one of:
+//
+//   - idle-timeout: no datagram either way for the session timeout.
+//   - drained: ended by a graceful stop (see Service.Drain).
+//   - closed, or another reason given to the entry's Stop: ended by an
+//     operator through the connection table.
+//   - connect-failed: no usable backend, the backend's name did not
+//     resolve, or the backend was unreachable before it ever replied.
+//   - reset: the backend became unreachable after replying, or the socket
+//     failed.
+//   - rejected:<reason>: the client was refused: the admission gate's
+//     reasons, or max-sessions.
+//
+// A refused client (and one for which no backend was usable) is remembered
+// for five seconds, or the session timeout if shorter: its datagrams in that
+// time are dropped without asking again, and it gets one access line when
+// the memory expires, counting them in dropped. So a client that keeps
+// sending logs one line per five seconds, not one per datagram. At most
+// 10,000 refused clients per rule are remembered; past that, refusals are
+// counted in the metrics only.
+//
+// On Linux datagrams move in batches with recvmmsg and sendmmsg, and the
+// path of a datagram allocates nothing; elsewhere they move one per call
+// through the net package.
+package udp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sluice/internal/admit"
+	"sluice/internal/backend"
+	"sluice/internal/conntrack"
+	"sluice/internal/metrics"
+)
+
+// Defaults for Rule fields left zero.
+const (
+	DefaultSessionTimeout = 60 * time.Second
+	defaultConnectTimeout = 5 * time.Second
+	defaultDrainTimeout   = 30 * time.Second
+)
+
+const (
+	// refusalMemory is how long a refused client is remembered.
+	refusalMemory = 5 * time.Second
+	// maxRefusals caps the refused clients remembered per rule.
+	maxRefusals = 10_000
+	// drainQuiet is how long a session must be quiet during a graceful stop
+	// before it ends (or its session timeout, if shorter).
+	drainQuiet = time.Second
+	// socketBuffer is the receive and send buffer asked for the listening
+	// socket (the kernel caps it at net.core.rmem_max and wmem_max).
+	socketBuffer = 4 << 20
+	// spareReplyBatches is how many reply batches the pool keeps.
+	spareReplyBatches = 16
+)
+
+// ReasonMaxSessions is the rejection reason when the rule has MaxSessions
+// sessions live.
+const ReasonMaxSessions = "max-sessions"
+
+// Rule is what the UDP side needs of a rule. It is immutable once given to a
+// Service; a reload hands over a new one, which applies to new sessions.
+type Rule struct {
+	Name    string
+	Pool    *backend.Pool
+	Gate    *admit.Gate   // nil: every client is admitted
+	Metrics *metrics.Rule // nil: not counted
+	// SessionTimeout ends a session after this long with no datagram either
+	// way. Zero means DefaultSessionTimeout.
+	SessionTimeout time.Duration
+	// MaxSessions caps the rule's live sessions; 0 means no cap.
+	MaxSessions int
+	// ConnectTimeout bounds resolving a backend's host name. Zero: 5s.
+	ConnectTimeout time.Duration
+	// DrainTimeout bounds a graceful stop. Zero: 30s.
+	DrainTimeout time.Duration
+}
+
+// sessionTimeout returns the session timeout in force.
+func (r *Rule) sessionTimeout() time.Duration {
+	if r.SessionTimeout <= 0 {
+		return DefaultSessionTimeout
+	}
+	return r.SessionTimeout
+}
+
+// ruleState is a rule with the counters its sessions add to.
+type ruleState struct {
+	rule     *Rule
+	up, down *atomic.Int64 // the rule's byte counters in the metrics
+}
+
+// Deps are the process-wide parts a Service uses.
+type Deps struct {
+	Logger *slog.Logger
+	IDs    *conntrack.IDs   // session ids unique in the process
+	Table  *conntrack.Table // the rule's live connections and sessions
+}
+
+// Service serves one rule's UDP socket. Make it with NewService.
+type Service struct {
+	deps     Deps
+	rule     atomic.Pointer[ruleState]
+	epoch    time.Time // origin of the service clock (now)
+	ctx      context.Context
+	cancel   context.CancelFunc // abandons name resolutions when a drain runs out
+	replies  *batchPool
+	portable bool // use the portable I/O even where batches are available (tests)
+
+	lio       dgramIO       // the listening socket's I/O; set by Serve before any session
+	conn      *net.UDPConn  // the listening socket; set by Serve
+	readDone  chan struct{} // closed when Serve returns
+	sweepDone chan struct{} // closed when the sweeper has stopped
+	wake      chan struct{} // nudges the sweeper
+	wg        sync.WaitGroup
+
+	totals   counters     // over every session, finished or not
+	dropped  atomic.Int64 // datagrams dropped without a session to count them
+	stopping atomic.Bool  // no more datagrams are read
+
+	mu       sync.Mutex // guards the following fields
+	sessions map[peer]*session
+	live     int // sessions in the map that are not refusals
+	refusals int
+	rejected map[string]int64
+	serving  bool
+	drainEnd int64 // service clock at which a drain cuts every session
+}
+
+// counters are datagram and byte counts each way.
+type counters struct {
+	upDgrams, upBytes, downDgrams, downBytes atomic.Int64
+}
+
+// NewService returns a service for rule.
+func NewService(rule *Rule, deps Deps) *Service {
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.IDs == nil {
+		deps.IDs = new(conntrack.IDs)
+	}
+	if deps.Table == nil {
+		deps.Table = conntrack.NewTable()
+	}
+	s := &Service{
+		deps:      deps,
+		epoch:     time.Now(),
+		replies:   newBatchPool(replyBatch, spareReplyBatches),
+		readDone:  make(chan struct{}),
+		sweepDone: make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		sessions:  make(map[peer]*session),
+		rejected:  make(map[string]int64),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.Update(rule)
+	return s
+}
+
+// Update makes rule apply to sessions created from now on.
+func (s *Service) Update(rule *Rule) {
+	up, down := rule.Metrics.Bytes()
+	s.rule.Store(&ruleState{rule: rule, up: up, down: down})
+	s.nudge()
+}
+
+// Rule returns the rule in force for new sessions.
+func (s *Service) Rule() *Rule { return s.rule.Load().rule }
+
+// now returns the service clock: monotonic nanoseconds since NewService.
+func (s *Service) now() int64 { return int64(time.Since(s.epoch)) }
+
+// nudge wakes the sweeper to look again at once.
+func (s *Service) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Serve reads datagrams from conn and forwards them until StopReading or
+// Drain, then returns nil; the sessions carry on until Drain ends them.
+// conn stays the caller's: close it after Drain. Serve runs once.
+func (s *Service) Serve(conn *net.UDPConn) error {
+	defer close(s.readDone)
+	lio, err := newIO(conn, listenBatch, s.portable)
+	if err != nil {
+		return err
+	}
+	// Best effort: the kernel caps these at its limits.
+	_ = conn.SetReadBuffer(socketBuffer)
+	_ = conn.SetWriteBuffer(socketBuffer)
+	s.mu.Lock()
+	if s.stopping.Load() {
+		s.mu.Unlock()
+		close(s.sweepDone)
+		return nil
+	}
+	s.conn, s.lio, s.serving = conn, lio, true
+	s.mu.Unlock()
+	go s.sweep()
+	return s.readLoop(lio, newBatch(lio.batchSize()))
+}
+
+// Backoff bounds for receive errors that a retry may cure.
+const (
+	minReadDelay = 5 * time.Millisecond
+	maxReadDelay = time.Second
+)
+
+// readLoop receives batches and dispatches them until reading stops. An
+// error it does not expect (out of memory, say) never ends the loop: it
+// backs off from 5 ms doubling to 1 s and says so once per episode.
+func (s *Service) readLoop(lio dgramIO, b *batch) error {
+	var delay time.Duration
+	for {
+		n, err := lio.recvFrom(b)
+		if err == nil {
+			if delay > 0 {
+				s.deps.Logger.Info("receiving again", "rule", s.Rule().Name)
+				delay = 0
+			}
+			s.dispatch(b, n)
+			continue
+		}
+		if s.stopping.Load() || errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		if delay == 0 {
+			delay = minReadDelay
+			s.deps.Logger.Warn("receive failing; backing off", "rule", s.Rule().Name, "error", err.Error())
+		} else {
+			delay = min(2*delay, maxReadDelay)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// StopReading stops taking datagrams from the socket, from any client, and
+// starts the drain clock: live sessions still carry replies back until
+// Drain ends them. This is what a closed listener is for TCP; the socket
+// stays open for the replies (and may be handed to another process).
+func (s *Service) StopReading() {
+	s.mu.Lock()
+	if s.stopping.Swap(true) {
+		s.mu.Unlock()
+		return
+	}
+	timeout := s.Rule().DrainTimeout
+	if timeout <= 0 {
+		timeout = defaultDrainTimeout
+	}
+	s.drainEnd = s.now() + int64(timeout)
+	conn := s.conn
+	s.mu.Unlock()
+	if conn != nil {
+		// A deadline in the past wakes the reader without closing the socket.
+		_ = conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	s.nudge()
+}
+
+// Drain ends the live sessions gracefully and returns once all are gone.
+// Sessions keep carrying replies; each ends ("drained") once quiet for a
+// second (or its session timeout, if shorter), and those still going at the
+// rule's drain_timeout after StopReading are cut. Refused clients still
+// remembered get their access lines at once. Drain calls StopReading if it
+// was not called; close the socket after Drain returns.
+func (s *Service) Drain() {
+	s.StopReading()
+	s.mu.Lock()
+	serving := s.serving
+	s.mu.Unlock()
+	if !serving {
+		return
+	}
+	<-s.readDone
+	s.nudge()
+	s.wg.Wait()
+	<-s.sweepDone
+}
+
+// Stats are a service's counts, for the admin API and tests.
+type Stats struct {
+	Sessions      int              // live sessions
+	Refused       int              // refused clients remembered
+	DatagramsUp   int64            // client→backend datagrams passed on
+	DatagramsDown int64            // backend→client datagrams passed on
+	BytesUp       int64            // client→backend bytes passed on
+	BytesDown     int64            // backend→client bytes passed on
+	Dropped       int64            // datagrams received but not passed on
+	Rejected      map[string]int64 // refused session attempts by reason
+}
+
+// Stats returns the service's counts now.
+func (s *Service) Stats() Stats {
+	st := Stats{
+		DatagramsUp: s.totals.upDgrams.Load(), DatagramsDown: s.totals.downDgrams.Load(),
+		BytesUp: s.totals.upBytes.Load(), BytesDown: s.totals.downBytes.Load(),
+		Dropped: s.dropped.Load(), Rejected: make(map[string]int64),
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.Sessions, st.Refused = s.live, s.refusals
+	for k, v := range s.rejected {
+		st.Rejected[k] = v
+	}
+	return st
+}

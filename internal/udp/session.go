@@ -1,0 +1,308 @@
+package udp
+
+import (
+	"context"
+	"errors"
+	"math"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sluice/internal/admit"
+	"sluice/internal/backend"
+	"sluice/internal/conntrack"
+)
+
+// Bounds on the datagrams a session queues while its socket is being set up
+// (its backend's name resolved). The first datagram is always kept.
+const (
+	maxPending      = 16
+	maxPendingBytes = 256 << 10
+)
+
+// session is one client's traffic through one backend socket, or, with
+// refusal set, a refused client remembered so its datagrams are dropped.
+type session struct {
+	svc     *Service
+	rs      *ruleState
+	key     peer
+	name    string // the client as logged
+	start   time.Time
+	born    int64         // service clock at creation
+	timeout time.Duration // idle limit; for a refusal, how long it is remembered
+
+	refusal    string // non-empty: the end of a refusal's access line
+	refusalErr error
+
+	backend *backend.Backend
+	ticket  admit.Ticket
+	entry   conntrack.Entry
+
+	last    atomic.Int64 // service clock of the last datagram either way
+	ready   atomic.Bool  // io is set up; datagrams go straight to it
+	replied atomic.Bool  // the backend has replied
+	io      dgramIO      // the backend socket's I/O, once ready
+	traffic counters
+	dropped atomic.Int64
+
+	mu           sync.Mutex // guards the following fields
+	conn         *net.UDPConn
+	pending      [][]byte
+	pendingBytes int
+	ended        bool
+	end          string
+	endErr       error
+}
+
+// BytesUp returns the bytes passed from the client to the backend so far.
+func (ss *session) BytesUp() int64 { return ss.traffic.upBytes.Load() }
+
+// BytesDown returns the bytes passed from the backend to the client so far.
+func (ss *session) BytesDown() int64 { return ss.traffic.downBytes.Load() }
+
+// forward passes the client's datagrams b.idx on to the backend, or queues
+// them while the backend socket is being set up. A refusal drops them.
+func (ss *session) forward(b *batch, now int64) {
+	if ss.refusal != "" {
+		ss.drop(len(b.idx))
+		return
+	}
+	ss.last.Store(now)
+	if !ss.ready.Load() && ss.queue(b) {
+		return
+	}
+	sent, bytes, err := ss.io.send(b, nil, false)
+	ss.count(true, sent, bytes, len(b.idx))
+	if err != nil && unreachable(err) {
+		ss.fail(err)
+	}
+}
+
+// count adds a send's datagrams and bytes (up: client→backend) to the
+// session's, the service's and the rule's counters, and what was not sent
+// of tried to the drops.
+func (ss *session) count(up bool, sent, bytes, tried int) {
+	mine, all, rule := &ss.traffic, &ss.svc.totals, ss.rs.down
+	if up {
+		rule = ss.rs.up
+	}
+	for _, c := range [...]*counters{mine, all} {
+		if up {
+			c.upDgrams.Add(int64(sent))
+			c.upBytes.Add(int64(bytes))
+		} else {
+			c.downDgrams.Add(int64(sent))
+			c.downBytes.Add(int64(bytes))
+		}
+	}
+	rule.Add(int64(bytes))
+	ss.drop(tried - sent)
+}
+
+// drop counts n datagrams that were not passed on.
+func (ss *session) drop(n int) {
+	if n > 0 {
+		ss.dropped.Add(int64(n))
+		ss.svc.dropped.Add(int64(n))
+	}
+}
+
+// queue keeps copies of b.idx until the backend socket is ready, and
+// reports false when it is ready after all and the caller must send.
+func (ss *session) queue(b *batch) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ready.Load() {
+		return false
+	}
+	for _, i := range b.idx {
+		n := b.lens[i]
+		if ss.ended || (len(ss.pending) > 0 && (len(ss.pending) >= maxPending || ss.pendingBytes+n > maxPendingBytes)) {
+			ss.drop(1)
+			continue
+		}
+		ss.pending = append(ss.pending, append([]byte(nil), b.bufs[i][:n]...))
+		ss.pendingBytes += n
+	}
+	return true
+}
+
+// run sets the session's backend socket up, relays replies until the
+// session ends, and finishes it.
+func (ss *session) run() {
+	defer ss.finish()
+	conn, err := ss.dial()
+	if err != nil {
+		if ss.stop("connect-failed", err) && ss.svc.ctx.Err() == nil {
+			ss.backend.ReportFailure(err)
+		}
+		return
+	}
+	io, err := newIO(conn, replyBatch, ss.svc.portable)
+	if err != nil {
+		conn.Close()
+		ss.stop("connect-failed", err)
+		return
+	}
+	if err := ss.attach(conn, io); err != nil {
+		if unreachable(err) {
+			ss.fail(err)
+		}
+		return
+	}
+	ss.relayReplies()
+}
+
+// dial resolves the backend's address (within the connect timeout) and
+// opens a socket connected to it.
+func (ss *session) dial() (*net.UDPConn, error) {
+	timeout := ss.rs.rule.ConnectTimeout
+	if timeout <= 0 {
+		timeout = defaultConnectTimeout
+	}
+	ctx, cancel := context.WithTimeout(ss.svc.ctx, timeout)
+	addr, err := ss.backend.ResolveAddr(ctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, errors.New("backend " + ss.backend.Address().String() + ": " + err.Error())
+	}
+	return conn, nil
+}
+
+// attach makes conn the session's backend socket and sends what was
+// queued. It fails with net.ErrClosed when the session ended meanwhile,
+// and with the error of a queued datagram's send that ends the session.
+func (ss *session) attach(conn *net.UDPConn, io dgramIO) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended {
+		conn.Close()
+		return net.ErrClosed
+	}
+	ss.conn, ss.io = conn, io
+	for _, p := range ss.pending {
+		_, err := conn.Write(p)
+		if err == nil {
+			ss.count(true, 1, len(p), 1)
+			continue
+		}
+		ss.drop(1)
+		if unreachable(err) {
+			return err
+		}
+	}
+	ss.pending, ss.pendingBytes = nil, 0
+	ss.ready.Store(true)
+	return nil
+}
+
+// relayReplies passes the backend's datagrams to the client until the
+// session ends.
+func (ss *session) relayReplies() {
+	lio, pool := ss.svc.lio, ss.svc.replies
+	for {
+		b, n, err := ss.io.recv(pool)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				ss.fail(err)
+			}
+			return
+		}
+		ss.last.Store(ss.svc.now())
+		if !ss.replied.Load() {
+			ss.replied.Store(true)
+			ss.backend.ReportSuccess()
+		}
+		b.idx = b.idx[:0]
+		for i := range n {
+			b.idx = append(b.idx, i)
+		}
+		sent, bytes, _ := lio.send(b, &ss.key, true)
+		ss.count(false, sent, bytes, n)
+		pool.put(b)
+	}
+}
+
+// fail ends the session after a socket error: connect-failed when the
+// backend never replied, reset otherwise. An ICMP unreachable counts
+// against the backend's health.
+func (ss *session) fail(err error) {
+	end := "reset"
+	if !ss.replied.Load() {
+		end = "connect-failed"
+	}
+	if ss.stop(end, err) && unreachable(err) {
+		ss.backend.ReportFailure(err)
+	}
+}
+
+// stop ends the session with end (the first end given wins): the client's
+// next datagram opens a new session and the backend socket is closed, which
+// ends run. It reports whether this call ended it. Safe to call more than
+// once and concurrently.
+func (ss *session) stop(end string, err error) bool {
+	ss.mu.Lock()
+	if ss.ended {
+		ss.mu.Unlock()
+		return false
+	}
+	ss.ended, ss.end, ss.endErr = true, end, err
+	conn := ss.conn
+	ss.pending = nil
+	ss.mu.Unlock()
+	ss.svc.forget(ss)
+	if conn != nil {
+		conn.Close()
+	}
+	return true
+}
+
+// finish releases what the session held and writes its access line.
+func (ss *session) finish() {
+	ss.stop("reset", nil) // in case run ended without an end
+	svc, rule := ss.svc, ss.rs.rule
+	svc.deps.Table.Remove(ss.entry.ID)
+	ss.backend.Release()
+	ss.ticket.Release()
+	rule.Metrics.UDPSessionClosed()
+	rule.Metrics.ConnClosed()
+	ss.mu.Lock()
+	end, err := ss.end, ss.endErr
+	ss.mu.Unlock()
+	svc.logAccess(ss, ss.backend.Address().String(), end, err)
+	svc.wg.Done()
+}
+
+// logAccess writes the one access line of a finished session or refusal.
+func (s *Service) logAccess(ss *session, backendName, end string, err error) {
+	if !s.deps.Logger.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	t := &ss.traffic
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
+		slog.String("rule", ss.rs.rule.Name),
+		slog.String("proto", "udp"),
+		slog.String("client", ss.name),
+		slog.String("backend", backendName),
+		slog.Int64("up", t.upBytes.Load()),
+		slog.Int64("down", t.downBytes.Load()),
+		slog.Int64("dgrams_up", t.upDgrams.Load()),
+		slog.Int64("dgrams_down", t.downDgrams.Load()),
+		slog.Float64("duration", math.Round(time.Since(ss.start).Seconds()*1e6)/1e6),
+		slog.String("end", end),
+	)
+	if d := ss.dropped.Load(); d > 0 {
+		attrs = append(attrs, slog.Int64("dropped", d))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	s.deps.Logger.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+}

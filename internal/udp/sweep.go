@@ -1,0 +1,102 @@
+package udp
+
+import "time"
+
+// Bounds on how often the sweeper looks for expired sessions. It looks ten
+// times per shortest limit in force, so a session ends within a tenth of
+// its timeout after it expired.
+const (
+	minSweep = 5 * time.Millisecond
+	maxSweep = time.Second
+)
+
+// sweep ends expired sessions and refusals until a drain is complete. One
+// goroutine per service, whatever the number of sessions: traffic only
+// stores a timestamp.
+func (s *Service) sweep() {
+	defer close(s.sweepDone)
+	timer := time.NewTimer(s.sweepInterval())
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+		case <-s.wake:
+		}
+		if s.expire() {
+			return
+		}
+		timer.Reset(s.sweepInterval())
+	}
+}
+
+// sweepInterval returns the time to the sweeper's next look.
+func (s *Service) sweepInterval() time.Duration {
+	d := min(s.Rule().sessionTimeout(), refusalMemory)
+	if s.stopping.Load() {
+		d = min(d, drainQuiet)
+		s.mu.Lock()
+		left := time.Duration(s.drainEnd - s.now())
+		s.mu.Unlock()
+		return max(min(d/10, left), minSweep)
+	}
+	return min(max(d/10, minSweep), maxSweep)
+}
+
+// expire ends the sessions whose limit has passed and writes the access
+// lines of expired refusals. During a drain the limit of a session is also
+// the drain's quiet time, every refusal expires, and at the drain's end every
+// session does. It reports whether the drain is complete: reading has
+// stopped and no session is left.
+func (s *Service) expire() (drained bool) {
+	now := s.now()
+	draining := s.stopping.Load()
+	var ended, refused []*session
+	s.mu.Lock()
+	cut := draining && now >= s.drainEnd
+	for _, ss := range s.sessions {
+		idle := time.Duration(now - ss.last.Load())
+		switch {
+		case ss.refusal != "":
+			if draining || time.Duration(now-ss.born) >= ss.timeout {
+				refused = append(refused, ss)
+			}
+		case idle >= ss.timeout || (draining && (cut || idle >= min(ss.timeout, drainQuiet))):
+			ended = append(ended, ss)
+		}
+	}
+	s.mu.Unlock()
+	if cut {
+		s.cancel() // abandon name resolutions in progress
+		if s.conn != nil {
+			// Unblock replies waiting for room in the socket's buffer.
+			_ = s.conn.SetWriteDeadline(time.Unix(1, 0))
+		}
+	}
+	for _, ss := range refused {
+		s.forget(ss)
+		s.logAccess(ss, "", ss.refusal, ss.refusalErr)
+	}
+	for _, ss := range ended {
+		end := "drained"
+		if time.Duration(now-ss.last.Load()) >= ss.timeout {
+			end = "idle-timeout"
+		}
+		ss.stop(end, nil)
+	}
+	if !draining {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions) == 0 && isClosed(s.readDone)
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
