@@ -215,10 +215,10 @@ type fixture struct {
 
 // options tune a fixture.
 type options struct {
-	listen   string       // listen host; default 127.0.0.1
-	portable bool         // use the portable I/O
-	rule     Rule         // Name and Pool are filled in
-	cfg      config.Rule  // for the pool: Backends and Balance
+	listen   string      // listen host; default 127.0.0.1
+	portable bool        // use the portable I/O
+	rule     Rule        // Name and Pool are filled in
+	cfg      config.Rule // for the pool: Backends and Balance
 	resolver *backend.Resolver
 }
 

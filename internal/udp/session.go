@@ -3,8 +3,8 @@ package udp
 import (
 	"context"
 	"errors"
-	"math"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
