@@ -1,0 +1,93 @@
+package admin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// guard holds what protect checks on every request.
+type guard struct {
+	inner http.Handler // the routes behind cross-origin protection
+	page  *page
+	token bool     // a token is configured
+	sum   [32]byte // SHA-256 of the token
+}
+
+// protect wraps next with the checks every request goes through: security
+// headers, DNS-rebinding protection when there is no token, the bearer
+// token when there is one, and cross-origin protection for POST and DELETE.
+func protect(next http.Handler, token string, p *page) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-origin request refused: "+r.Method+" from another site")
+	}))
+	return &guard{inner: cop.Handler(next), page: p, token: token != "", sum: sha256.Sum256([]byte(token))}
+}
+
+// ServeHTTP applies the checks in order and passes the request on.
+func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	if !g.token && !safeHost(r.Host) {
+		writeError(w, http.StatusForbidden, fmt.Sprintf(
+			"host %q refused: without admin_token the admin server answers only to IP addresses and localhost (DNS rebinding protection)", r.Host))
+		return
+	}
+	if g.token && !tokenMatches(r.Header.Get("Authorization"), &g.sum) {
+		g.unauthorized(w, r)
+		return
+	}
+	g.inner.ServeHTTP(w, r)
+}
+
+// unauthorized answers a request without the right token: a browser opening
+// the dashboard gets the sign-in page, everything else a JSON error.
+func (g *guard) unauthorized(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+	if r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		g.page.serveSignIn(w, r)
+		return
+	}
+	msg := "missing bearer token: send Authorization: Bearer TOKEN"
+	if r.Header.Get("Authorization") != "" {
+		msg = "wrong token or malformed Authorization header"
+	}
+	writeError(w, http.StatusUnauthorized, msg)
+}
+
+// tokenMatches reports whether an Authorization header value carries the
+// token whose SHA-256 is want. Both sides are hashed first, so the compare
+// takes the same time whatever the length or content of the guess.
+func tokenMatches(header string, want *[32]byte) bool {
+	scheme, cred, found := strings.Cut(header, " ")
+	bearer := subtle.ConstantTimeCompare([]byte(strings.ToLower(scheme)), []byte("bearer"))
+	got := sha256.Sum256([]byte(strings.TrimSpace(cred)))
+	same := subtle.ConstantTimeCompare(got[:], want[:])
+	return found && bearer&same == 1
+}
+
+// safeHost reports whether a request's Host names an IP address or
+// localhost, which a DNS-rebinding attack cannot produce. An empty Host
+// (HTTP/1.0, not a browser) is allowed.
+func safeHost(hostport string) bool {
+	if hostport == "" {
+		return true
+	}
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
+}

@@ -1,0 +1,109 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Server is a running admin HTTP server.
+type Server struct {
+	http *http.Server
+	ln   net.Listener
+	done chan struct{} // closed when Serve has returned
+	err  error         // Serve's error other than ErrServerClosed; read after done
+}
+
+// Listen binds addr ("host:port") and serves the admin handler of o on it
+// until Shutdown. Without a token it refuses an address that is not
+// loopback (localhost, 127.0.0.0/8 or ::1), since anyone who can reach the
+// API could close connections and reload the config.
+func Listen(addr string, o Options) (*Server, error) {
+	if o.Token == "" && !loopbackHost(addr) {
+		return nil, fmt.Errorf("admin: listen %s: not a loopback address, and no admin_token is set", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	return Serve(ln, o)
+}
+
+// Serve serves the admin handler of o on ln, a listener the caller opened
+// or inherited, until Shutdown. Without a token it refuses a listener that
+// is not on a loopback address, and closes it.
+func Serve(ln net.Listener, o Options) (*Server, error) {
+	addr := ln.Addr().String()
+	if o.Token == "" && !loopbackHost(addr) {
+		ln.Close()
+		return nil, fmt.Errorf("admin: serve on %s: not a loopback address, and no admin_token is set", addr)
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		http: &http.Server{
+			Handler:           NewHandler(o),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+		ln:   ln,
+		done: make(chan struct{}),
+	}
+	go s.serve()
+	return s, nil
+}
+
+// serve runs the HTTP server until it is shut down.
+func (s *Server) serve() {
+	defer close(s.done)
+	if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.err = fmt.Errorf("admin: serve on %s: %w", s.ln.Addr(), err)
+	}
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Shutdown stops accepting, lets requests in flight finish until ctx ends,
+// then closes what is left. It returns once the server has stopped, with
+// the error that stopped it early, if any.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		s.http.Close()
+	}
+	<-s.done
+	if s.err != nil {
+		return s.err
+	}
+	if err != nil {
+		return fmt.Errorf("admin: shutdown on %s: %w", s.ln.Addr(), err)
+	}
+	return nil
+}
+
+// loopbackHost reports whether a "host:port" address names only loopback:
+// localhost or a loopback IP. An empty host means every address.
+func loopbackHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
