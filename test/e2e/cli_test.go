@@ -94,11 +94,24 @@ func TestBadConfigs(t *testing.T) {
 	for _, tc := range badConfigs {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, tc.config)
-			want := strings.ReplaceAll(tc.want, "FILE", path)
 			for _, args := range [][]string{{"check", "-c", path}, {"-c", path}} {
 				res := runSluice(t, nil, args...)
-				if res.code != 1 || !strings.Contains(res.stderr, want) {
-					t.Errorf("sluice %q: %v\nwant exit 1 and stderr containing %q", args, res, want)
+				if res.code != 1 || res.stdout != "" {
+					t.Errorf("sluice %q: %v\nwant exit 1 and nothing on stdout", args, res)
+				}
+				// The lines must appear in order, each on a line of its own
+				// (run mode may prefix the first with "sluice: ").
+				lines := strings.Split(res.stderr, "\n")
+				for _, w := range tc.want {
+					w = strings.ReplaceAll(w, "FILE", path)
+					for len(lines) > 0 && !strings.HasSuffix(lines[0], w) {
+						lines = lines[1:]
+					}
+					if len(lines) == 0 {
+						t.Errorf("sluice %q: %v\nwant, in order, a stderr line ending in %q", args, res, w)
+						break
+					}
+					lines = lines[1:]
 				}
 			}
 		})

@@ -112,25 +112,58 @@ func TestManyConcurrentConnections(t *testing.T) {
 // TestFDExhaustion runs sluice with a limit of 64 descriptors, holds more
 // connections open than fit, and checks that sluice says it ran out of file
 // descriptors, survives, and serves new connections once they are closed.
+// It runs twice, with an odd and an even number of descriptors in use at
+// start, so that the shortage hits accept itself in one of the runs even
+// if it hits the dial to the backend in the other.
 func TestFDExhaustion(t *testing.T) {
 	t.Parallel()
-	be := startBackend(t, echo)
-	p, addr := launch(t, "bash", func(listen string) []string {
-		return []string{"-c", `ulimit -n 64 && exec "$0" "$@"`, binaries.sluice,
-			"-l", listen, "-r", be.addr, "--log-format", "json"}
-	})
+	for _, tc := range []struct{ name, prefix string }{
+		{"inherited fds 0-2", ""},
+		{"inherited fds 0-2 and 9", "exec 9</dev/null; "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be := startBackend(t, echo)
+			p, addr := launch(t, "bash", func(listen string) []string {
+				return []string{"-c", tc.prefix + `ulimit -n 64 && exec "$0" "$@"`, binaries.sluice,
+					"-l", listen, "-r", be.addr, "--log-format", "json"}
+			})
+			exhaust(t, p, addr)
+		})
+	}
+}
+
+// exhaust holds more connections to sluice at addr open than its descriptor
+// limit allows, waits for the warning, closes them, and checks that sluice
+// still runs and a new connection gets through.
+func exhaust(t *testing.T, p *proc, addr string) {
+	t.Helper()
 	conns := dialMany(t, addr, 80) // 2 descriptors each in sluice: at most ~30 fit
-	p.wait("warn about file descriptors", func(r record) bool {
+	warn := p.wait("warn about file descriptors", func(r record) bool {
 		return r.str("level") == "WARN" && strings.Contains(r.String(), "file descriptor")
 	})
+	t.Logf("sluice said: %v", warn)
 	for _, c := range conns {
 		_ = c.Close()
 	}
-	// Sluice backs off for up to a second between accepts; the kernel holds
-	// the new connection in the backlog meanwhile.
-	c := dial(t, addr)
-	if err := roundTrip(c, "after the shortage"); err != nil {
-		t.Fatal(err)
+	// Sluice may still be short for a moment while it tears the closed
+	// connections down (a new one then fails with connect-failed), and it
+	// backs off for up to a second between accepts. Within waitLimit a new
+	// connection must get through.
+	deadline := time.Now().Add(waitLimit)
+	for attempt := 1; ; attempt++ {
+		c, err := net.DialTimeout("tcp", addr, waitLimit)
+		if err == nil {
+			err = roundTrip(c, "after the shortage")
+			_ = c.Close()
+		}
+		if err == nil {
+			t.Logf("a new connection got through at attempt %d", attempt)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection got through after the shortage, last: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // retry interval; sluice gives no signal
 	}
 	if !p.running() {
 		t.Fatalf("sluice exited: %v", p.err)

@@ -74,6 +74,7 @@ func startProc(t *testing.T, configure func(*exec.Cmd), name string, args ...str
 	p := &proc{t: t, exited: make(chan struct{}), grew: make(chan struct{})}
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Stdout = &p.stdout
+	p.cmd.Env = childEnv()
 	if configure != nil {
 		configure(p.cmd)
 	}
@@ -124,9 +125,22 @@ func (p *proc) stop() {
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	}
+	if strings.Contains(p.stderr(), raceWarning) {
+		p.t.Errorf("the race detector found a data race in sluice")
+	}
 	if p.t.Failed() {
 		p.t.Logf("sluice %q stderr:\n%s", p.cmd.Args[1:], p.stderr())
 	}
+}
+
+// raceWarning starts every report of the race detector.
+const raceWarning = "WARNING: DATA RACE"
+
+// childEnv returns the environment for sluice: this process's, with the
+// race detector's one-second pause at a normal exit turned off (it only
+// matters when sluice is race-built; other binaries ignore GORACE).
+func childEnv() []string {
+	return append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 }
 
 // stderr returns everything the process wrote to stderr so far.
@@ -340,6 +354,7 @@ func runSluice(t *testing.T, configure func(*exec.Cmd), args ...string) result {
 	cmd := exec.Command(binaries.sluice, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Env = childEnv()
 	cmd.WaitDelay = time.Second
 	if configure != nil {
 		configure(cmd)
@@ -353,6 +368,9 @@ func runSluice(t *testing.T, configure func(*exec.Cmd), args ...string) result {
 		t.Fatalf("sluice %q still running after %v", args, waitLimit)
 	}
 	res := result{stdout: stdout.String(), stderr: stderr.String()}
+	if strings.Contains(res.stderr, raceWarning) {
+		t.Errorf("the race detector found a data race in sluice %q:\n%s", args, res.stderr)
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
