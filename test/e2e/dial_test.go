@@ -24,7 +24,7 @@ func TestFailoverToNextBackend(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			be := startBackend(t, echo)
 			flags := []string{"--balance", "first", "--connect-timeout", "500ms"}
-			p, addr := launchQuick(t, binaries.sluice, flags, tc.dead(t), be.addr)
+			p, addr := launchQuick(t, sluiceBin, flags, tc.dead(t), be.addr)
 			for i := 0; i < 2; i++ {
 				c := dial(t, addr)
 				if err := roundTrip(c, "through the second backend"); err != nil {
@@ -50,7 +50,7 @@ func TestFailoverToNextBackend(t *testing.T) {
 // the error.
 func TestAllBackendsDown(t *testing.T) {
 	t.Parallel()
-	p, addr := launchQuick(t, binaries.sluice, []string{"--connect-timeout", "1s"},
+	p, addr := launchQuick(t, sluiceBin, []string{"--connect-timeout", "1s"},
 		freeAddr(t), freeAddr(t))
 	c := dial(t, addr)
 	// The client sends nothing: sluice has to close it on its own. readEnd
@@ -77,8 +77,8 @@ func TestIdleTimeout(t *testing.T) {
 	flags := []string{"--idle-timeout", "1s"}
 	echoBE := startBackend(t, echo)
 	slowBE := startBackend(t, trickle(interval, ticks))
-	pEcho, addrEcho := launchQuick(t, binaries.sluice, flags, echoBE.addr)
-	pSlow, addrSlow := launchQuick(t, binaries.sluice, flags, slowBE.addr)
+	pEcho, addrEcho := launchQuick(t, sluiceBin, flags, echoBE.addr)
+	pSlow, addrSlow := launchQuick(t, sluiceBin, flags, slowBE.addr)
 
 	quiet := dial(t, addrEcho)
 	if err := roundTrip(quiet, "then silence"); err != nil {

@@ -90,7 +90,7 @@ func TestManyConcurrentConnections(t *testing.T) {
 	const n = 2000
 	raiseFDLimit(t, 3*n) // this process: 2n sockets; sluice inherits it and needs 2n
 	be := startBackend(t, echo)
-	p, addr := launchQuick(t, binaries.sluice, nil, be.addr)
+	p, addr := launchQuick(t, sluiceBin, nil, be.addr)
 
 	conns := dialMany(t, addr, n)
 	be.waitLive(t, n) // all n relayed at once, not one after another
@@ -124,7 +124,7 @@ func TestFDExhaustion(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			be := startBackend(t, echo)
 			p, addr := launch(t, "bash", func(listen string) []string {
-				return []string{"-c", tc.prefix + `ulimit -n 64 && exec "$0" "$@"`, binaries.sluice,
+				return []string{"-c", tc.prefix + `ulimit -n 64 && exec "$0" "$@"`, sluiceBin,
 					"-l", listen, "-r", be.addr, "--log-format", "json"}
 			})
 			exhaust(t, p, addr)
@@ -200,7 +200,7 @@ func TestDescriptorsReturnToBaseline(t *testing.T) {
 	t.Parallel()
 	const n, pipePool = 200, 64
 	be := startBackend(t, echo)
-	p, addr := launchQuick(t, binaries.sluice, nil, be.addr)
+	p, addr := launchQuick(t, sluiceBin, nil, be.addr)
 
 	warm := dial(t, addr)
 	if err := roundTrip(warm, "warm-up"); err != nil {

@@ -314,7 +314,7 @@ func launchQuick(t *testing.T, bin string, flags []string, backends ...string) (
 // file and runs sluice -c on it. The config should set log_format = "json".
 func launchConfig(t *testing.T, toml func(listen string) string) (*proc, string) {
 	t.Helper()
-	return launch(t, binaries.sluice, func(listen string) []string {
+	return launch(t, sluiceBin, func(listen string) []string {
 		return []string{"-c", writeConfig(t, toml(listen))}
 	})
 }
@@ -351,7 +351,7 @@ func (r result) String() string {
 // returns how it ended. configure, if not nil, adjusts the command first.
 func runSluice(t *testing.T, configure func(*exec.Cmd), args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binaries.sluice, args...)
+	cmd := exec.Command(sluiceBin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Env = childEnv()

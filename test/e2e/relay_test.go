@@ -63,7 +63,7 @@ func TestBulkBothWays(t *testing.T) {
 		default: // not the test's connection
 		}
 	})
-	p, addr := launchQuick(t, binaries.bulk, nil, be.addr)
+	p, addr := launchQuick(t, sluiceBin, nil, be.addr)
 
 	c := dial(t, addr)
 	start := time.Now()
@@ -98,7 +98,7 @@ func TestBulkBothWays(t *testing.T) {
 	if rec.num("up") != size || rec.num("down") != size || rec.str("end") != "eof" {
 		t.Errorf("access line %v: want up=down=%d end=eof", rec, size)
 	}
-	t.Logf("moved 2×%d MiB in %v (%.0f MiB/s each way, sluice race=false, test race=%v)",
+	t.Logf("moved 2×%d MiB in %v (%.0f MiB/s each way, race=%v)",
 		size>>20, elapsed.Round(time.Millisecond), float64(size>>20)/elapsed.Seconds(), raceEnabled)
 }
 
@@ -108,7 +108,7 @@ func TestBulkBothWays(t *testing.T) {
 func TestHalfCloseClientFirst(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, answerAfterEOF)
-	p, addr := launchQuick(t, binaries.sluice, nil, be.addr)
+	p, addr := launchQuick(t, sluiceBin, nil, be.addr)
 	c := dial(t, addr)
 
 	payload := make([]byte, 1<<20)
@@ -147,7 +147,7 @@ func TestHalfCloseClientFirst(t *testing.T) {
 func TestHalfCloseBackendFirst(t *testing.T) {
 	t.Parallel()
 	be, conns := startHandoffBackend(t)
-	p, addr := launchQuick(t, binaries.sluice, nil, be.addr)
+	p, addr := launchQuick(t, sluiceBin, nil, be.addr)
 	c := dial(t, addr)
 	bc := next(t, conns)
 
@@ -219,7 +219,7 @@ func readAll(c net.Conn) (string, error) {
 func TestResetPropagates(t *testing.T) {
 	t.Parallel()
 	be, conns := startHandoffBackend(t)
-	p, addr := launchQuick(t, binaries.sluice, nil, be.addr)
+	p, addr := launchQuick(t, sluiceBin, nil, be.addr)
 
 	for _, side := range []string{"backend", "client"} {
 		t.Run("from "+side, func(t *testing.T) {
