@@ -138,9 +138,14 @@ const raceWarning = "WARNING: DATA RACE"
 
 // childEnv returns the environment for sluice: this process's, with the
 // race detector's one-second pause at a normal exit turned off (it only
-// matters when sluice is race-built; other binaries ignore GORACE).
+// matters when sluice is race-built; other binaries ignore GORACE), and with
+// every goroutine in a crash dump unless the user chose otherwise.
 func childEnv() []string {
-	return append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	env := append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	if os.Getenv("GOTRACEBACK") == "" {
+		env = append(env, "GOTRACEBACK=all")
+	}
+	return env
 }
 
 // stderr returns everything the process wrote to stderr so far.
