@@ -24,39 +24,42 @@ backends = [%q]
 	}
 }
 
-// TestSIGTERMDrains: after SIGTERM sluice refuses new connections, a live one
-// keeps working, and sluice exits 0 as soon as it closes, well before the
-// drain timeout.
-func TestSIGTERMDrains(t *testing.T) {
+// TestSignalDrains: after SIGTERM or SIGINT sluice refuses new connections,
+// a live one keeps working, and sluice exits 0 as soon as it closes, well
+// before the drain timeout.
+func TestSignalDrains(t *testing.T) {
 	t.Parallel()
-	be := startBackend(t, echo)
-	p, addr := launchConfig(t, drainConfig(be.addr, "60s"))
-	c := dial(t, addr)
-	if err := roundTrip(c, "before"); err != nil {
-		t.Fatal(err)
-	}
-
-	p.signal(syscall.SIGTERM)
-	waitRefused(t, addr)
-	if err := roundTrip(c, "during the drain"); err != nil {
-		t.Fatalf("live connection after SIGTERM: %v", err)
-	}
-	if !p.running() {
-		t.Fatalf("sluice exited with a live connection: %v", p.err)
-	}
-	if err := c.CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := readEnd(c); n != 0 || err != nil {
-		t.Fatalf("live connection end: %d bytes, %v; want EOF", n, err)
-	}
-	// waitLimit is a third of the drain timeout: exiting in time means
-	// sluice noticed the last connection end.
-	if code, err := p.waitExit(waitLimit); code != 0 {
-		t.Fatalf("sluice exit code %d (%v), want 0", code, err)
-	}
-	if rec := p.waitAccess(c); rec.str("end") != "eof" {
-		t.Errorf("access line %v: want end=eof", rec)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			be := startBackend(t, echo)
+			p, addr := launchConfig(t, drainConfig(be.addr, "60s"))
+			c := dial(t, addr)
+			if err := roundTrip(c, "before"); err != nil {
+				t.Fatal(err)
+			}
+			p.signal(sig)
+			waitRefused(t, addr)
+			if err := roundTrip(c, "during the drain"); err != nil {
+				t.Fatalf("live connection after %v: %v", sig, err)
+			}
+			if !p.running() {
+				t.Fatalf("sluice exited with a live connection: %v", p.err)
+			}
+			if err := c.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := readEnd(c); n != 0 || err != nil {
+				t.Fatalf("live connection end: %d bytes, %v; want EOF", n, err)
+			}
+			// waitLimit is a third of the drain timeout: exiting in time
+			// means sluice noticed the last connection end.
+			if code, err := p.waitExit(waitLimit); code != 0 {
+				t.Fatalf("sluice exit code %d (%v), want 0", code, err)
+			}
+			if rec := p.waitAccess(c); rec.str("end") != "eof" {
+				t.Errorf("access line %v: want end=eof", rec)
+			}
+		})
 	}
 }
 
