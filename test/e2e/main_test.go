@@ -52,11 +52,15 @@ func testMain(m *testing.M) int {
 
 // buildSluice builds sluice/cmd/sluice into out, with -race if race is set.
 // It uses the go command of the toolchain running the tests: `go test` puts
-// its own GOROOT/bin first in PATH.
+// its own GOROOT/bin first in PATH; a test binary run by hand may say where
+// the toolchain is with GOROOT instead.
 func buildSluice(out string, race bool) error {
 	goTool, err := exec.LookPath("go")
+	if err != nil && os.Getenv("GOROOT") != "" {
+		goTool, err = filepath.Join(os.Getenv("GOROOT"), "bin", "go"), nil
+	}
 	if err != nil {
-		return fmt.Errorf("building sluice: go command not found in PATH: %w", err)
+		return fmt.Errorf("building sluice: go command not found in PATH or GOROOT: %w", err)
 	}
 	args := []string{"build", "-o", out}
 	if race {
