@@ -26,7 +26,7 @@ func protect(next http.Handler, token string, p *page) http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross-origin request refused: "+r.Method+" from another site")
 	}))
-	return &guard{inner: cop.Handler(next), page: p, token: token != "", sum: sha256.Sum256([]byte(token))}
+	return &guard{inner: cop.Handler(next), page: p, token: strings.TrimSpace(token) != "", sum: sha256.Sum256([]byte(strings.TrimSpace(token)))}
 }
 
 // ServeHTTP applies the checks in order and passes the request on.
@@ -63,14 +63,15 @@ func (g *guard) unauthorized(w http.ResponseWriter, r *http.Request) {
 }
 
 // tokenMatches reports whether an Authorization header value carries the
-// token whose SHA-256 is want. Both sides are hashed first, so the compare
-// takes the same time whatever the length or content of the guess.
+// token whose SHA-256 is want. Both sides are hashed first and compared with
+// crypto/subtle, so the time taken says nothing about how close a guess was
+// or how long the token is. Surrounding spaces do not count.
 func tokenMatches(header string, want *[32]byte) bool {
-	scheme, cred, found := strings.Cut(header, " ")
-	bearer := subtle.ConstantTimeCompare([]byte(strings.ToLower(scheme)), []byte("bearer"))
+	scheme, cred, _ := strings.Cut(header, " ")
 	got := sha256.Sum256([]byte(strings.TrimSpace(cred)))
-	same := subtle.ConstantTimeCompare(got[:], want[:])
-	return found && bearer&same == 1
+	match := subtle.ConstantTimeCompare([]byte(strings.ToLower(scheme)), []byte("bearer")) &
+		subtle.ConstantTimeCompare(got[:], want[:])
+	return match == 1
 }
 
 // safeHost reports whether a request's Host names an IP address or

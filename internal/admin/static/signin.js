@@ -56,6 +56,14 @@
     }
   });
 
+  // Editing the fragment in the address bar does not reload the page.
+  window.addEventListener('hashchange', function () {
+    var t = tokenFromHash();
+    if (t) {
+      open(t);
+    }
+  });
+
   var token = tokenFromHash() || sessionStorage.getItem(KEY);
   if (token) {
     open(token);

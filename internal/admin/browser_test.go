@@ -1,0 +1,332 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// screenshotPath is where the browser test leaves a picture of the
+// dashboard for a person to look at.
+const screenshotPath = "/tmp/dashboard.png"
+
+// findChromium returns the path of a Chromium or Chrome binary. Without
+// one the test skips, except under CI=true, where it fails.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	candidates := []string{os.Getenv("CHROMIUM"), "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if p, err := exec.LookPath(c); err == nil {
+			return p
+		}
+	}
+	msg := fmt.Sprintf("no Chromium found (looked for %s; set CHROMIUM to its path): the dashboard browser test needs one, "+
+		"install Debian's chromium", strings.Join(candidates[1:], ", "))
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// newBrowser starts a headless Chromium with a fresh profile and returns a
+// tab's context. It ends with the test.
+func newBrowser(t *testing.T, timeout time.Duration) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(findChromium(t)),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1440, 1000),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(cancelAlloc)
+	tab, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(cancelTab)
+	return tab
+}
+
+// consoleLog collects what the page writes to its console: errors and
+// warnings from the console API, uncaught exceptions, and browser log
+// entries of level warning or error (failed loads, CSP violations).
+type consoleLog struct {
+	mu       sync.Mutex // guards problems
+	problems []string
+}
+
+// listen subscribes to the tab's console events.
+func (c *consoleLog) listen(t *testing.T, tab context.Context) {
+	t.Helper()
+	err := chromedp.Listen(tab, func(ev any) {
+		var msg string
+		switch e := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if e.Type != runtime.ConsoleAPICalledTypeError && e.Type != runtime.ConsoleAPICalledTypeWarning && e.Type != runtime.ConsoleAPICalledTypeAssert {
+				return
+			}
+			var parts []string
+			for _, a := range e.Args {
+				if len(a.Value) > 0 {
+					parts = append(parts, string(a.Value))
+				} else {
+					parts = append(parts, a.Description)
+				}
+			}
+			msg = fmt.Sprintf("console.%s: %s", e.Type, strings.Join(parts, " "))
+		case *runtime.EventExceptionThrown:
+			d := e.ExceptionDetails
+			msg = fmt.Sprintf("exception: %s", d.Text)
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			msg += fmt.Sprintf(" at %s:%d", d.URL, d.LineNumber+1)
+		case *cdplog.EventEntryAdded:
+			if e.Entry.Level != cdplog.EntryLevelError && e.Entry.Level != cdplog.EntryLevelWarning {
+				return
+			}
+			msg = fmt.Sprintf("browser log %s/%s: %s %s", e.Entry.Source, e.Entry.Level, e.Entry.Text, e.Entry.URL)
+		default:
+			return
+		}
+		c.mu.Lock()
+		c.problems = append(c.problems, msg)
+		c.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatalf("start browser: %v", err)
+	}
+}
+
+// take returns the problems seen so far and forgets them.
+func (c *consoleLog) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.problems
+	c.problems = nil
+	return p
+}
+
+// eval evaluates a JavaScript expression in the tab.
+func eval[T any](t *testing.T, tab context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(tab, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript predicate in the tab until it holds. The
+// sign-in page replaces its document with the dashboard's, which destroys
+// the JavaScript context a poll runs in; such a poll is started again, a
+// few times at most.
+func waitFor(t *testing.T, tab context.Context, what, expr string) {
+	t.Helper()
+	var err error
+	for range 5 {
+		_, err = chromedp.Run(tab, chromedp.Poll[bool](expr,
+			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
+		if err == nil || !strings.Contains(err.Error(), "Cannot find context") {
+			break
+		}
+	}
+	if err != nil {
+		page, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.title + " | " + (document.body ? document.body.innerText.slice(0, 400) : "")`))
+		t.Fatalf("waiting for %s (%s): %v\npage: %s", what, expr, err, page)
+	}
+}
+
+// pump sends data through conn and reads the echo until stop is closed,
+// so the rule's byte counters keep moving.
+func pump(conn net.Conn, stop <-chan struct{}) error {
+	chunk := make([]byte, 64<<10)
+	back := make([]byte, len(chunk))
+	for {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write(chunk); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(conn, back); err != nil {
+			return err
+		}
+	}
+}
+
+// Selectors and expressions into the dashboard's DOM. The canvases expose
+// data-points and data-peak, and <html> exposes data-polls (see dashboard.js).
+const (
+	jsPolls     = `Number(document.documentElement.dataset.polls || 0)`
+	jsBytesPeak = `Number(document.querySelector('[data-rule="web"] .c-bytes').dataset.peak || 0)`
+	jsConnsPeak = `Number(document.querySelector('[data-rule="web"] .c-conns').dataset.peak || 0)`
+	jsBytesHash = `(function(){var s=document.querySelector('[data-rule="web"] .c-bytes').toDataURL(),h=0;` +
+		`for(var i=0;i<s.length;i++){h=(h*31+s.charCodeAt(i))|0}return String(h)})()`
+)
+
+// TestDashboardInBrowser loads the dashboard in headless Chromium through
+// the token sign-in, and checks that it loads cleanly, that its charts
+// follow the traffic, and that its close button closes a connection.
+func TestDashboardInBrowser(t *testing.T) {
+	const token = "browser-test-token"
+	ctl := newTestController(t)
+	base := startAdmin(t, ctl, token)
+	busy, busyID := ctl.open("web")
+	victim, victimID := ctl.open("web")
+	ctl.open("dns")
+
+	tab := newBrowser(t, 90*time.Second)
+	var console consoleLog
+	console.listen(t, tab)
+
+	signInProblems := signIn(t, tab, &console, base, token)
+	checkDashboardContent(t, tab, busyID, victimID)
+
+	checkChartsFollowTraffic(t, tab, busy)
+	closeFromDashboard(t, tab, ctl, victim, victimID, busyID)
+
+	shot, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(screenshotPath, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := append(signInProblems, console.take()...); len(p) > 0 {
+		t.Errorf("the dashboard wrote to the console:\n%s", strings.Join(p, "\n"))
+	}
+}
+
+// signIn opens the dashboard first with a wrong token, then with the right
+// one, and returns the console problems of the successful sign-in.
+func signIn(t *testing.T, tab context.Context, console *consoleLog, base, token string) []string {
+	t.Helper()
+	// A wrong token leaves the sign-in page up with a message.
+	if err := chromedp.Do(tab, chromedp.Navigate(base+"/#token=wrong")); err != nil {
+		t.Fatalf("open %s: %v", base, err)
+	}
+	waitFor(t, tab, "the refusal message", `document.getElementById('message') && document.getElementById('message').textContent.includes('refused')`)
+	console.take() // the refused loads are logged as failed (401), as they should be
+	if err := chromedp.Do(tab, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+
+	// A fresh load with the token signs in and shows the dashboard.
+	signInURL := base + "/#token=" + token
+	if err := chromedp.Do(tab, chromedp.Navigate(signInURL)); err != nil {
+		t.Fatalf("open %s: %v", signInURL, err)
+	}
+	waitFor(t, tab, "two polls of the API", jsPolls+` >= 2`)
+	if got := eval[string](t, tab, `location.hash`); got != "" {
+		t.Errorf("the token stays in the address bar: %q", got)
+	}
+	// The browser logs the sign-in page's own 401 status as a failed load:
+	// that one line is the documented cost of answering 401 to a request
+	// without the token. Anything else is a problem.
+	expected := "browser log network/error: Failed to load resource: the server responded with a status of 401 (Unauthorized) " + signInURL
+	return slices.DeleteFunc(console.take(), func(p string) bool { return p == expected })
+}
+
+// checkChartsFollowTraffic pushes traffic through conn, a connection of
+// rule web, and checks the charts show it.
+func checkChartsFollowTraffic(t *testing.T, tab context.Context, busy net.Conn) {
+	t.Helper()
+	if peak := eval[float64](t, tab, jsBytesPeak); peak != 0 {
+		t.Fatalf("throughput chart peak %v before any traffic, want 0", peak)
+	}
+	before := eval[string](t, tab, jsBytesHash)
+	stop := make(chan struct{})
+	pumped := make(chan error, 1)
+	go func() { pumped <- pump(busy, stop) }()
+	waitFor(t, tab, "the throughput chart and the upload tile to show traffic",
+		jsBytesPeak+` > 64*1024 && /^[1-9]/.test(document.getElementById('t-up').textContent)`)
+	close(stop)
+	if err := <-pumped; err != nil {
+		t.Fatalf("pump traffic: %v", err)
+	}
+	if after := eval[string](t, tab, jsBytesHash); after == before {
+		t.Error("the throughput canvas did not change while traffic flowed")
+	}
+	if peak := eval[float64](t, tab, jsConnsPeak); peak < 2 {
+		t.Errorf("connections chart peak %v, want at least the 2 active web connections", peak)
+	}
+}
+
+// checkDashboardContent checks the rule cards, backend health and
+// connection rows after the first polls.
+func checkDashboardContent(t *testing.T, tab context.Context, ids ...uint64) {
+	t.Helper()
+	rules := eval[[]string](t, tab, `Array.from(document.querySelectorAll('#rules .card')).map(c => c.dataset.rule)`)
+	if !slices.Equal(rules, []string{"web", "dns"}) {
+		t.Errorf("rule cards %v, want [web dns]", rules)
+	}
+	state := eval[string](t, tab, `document.querySelector('[data-rule="web"] li[data-backend="10.0.0.6:80"] .state').textContent`)
+	if state != "down" {
+		t.Errorf("backend 10.0.0.6:80 shown as %q, want down", state)
+	}
+	if h := eval[string](t, tab, `document.getElementById('health').dataset.state`); h != "ok" {
+		t.Errorf("health pill %q, want ok", h)
+	}
+	rows := eval[[]string](t, tab, `Array.from(document.querySelectorAll('#conns tbody tr')).map(r => r.dataset.id)`)
+	for _, id := range ids {
+		if !slices.Contains(rows, fmt.Sprint(id)) {
+			t.Errorf("connection %d not in the table %v", id, rows)
+		}
+	}
+}
+
+// closeFromDashboard clicks the close button of one connection and checks
+// the controller closed it, and only it, and the row went away for good.
+func closeFromDashboard(t *testing.T, tab context.Context, ctl *testController, victim net.Conn, victimID, keepID uint64) {
+	t.Helper()
+	row := fmt.Sprintf(`tr[data-id="%d"]`, victimID)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(row+" button.close"))); err != nil {
+		t.Fatalf("click close on connection %d: %v", victimID, err)
+	}
+	waitFor(t, tab, "the closed row to go", `document.querySelector('`+row+`') === null`)
+	waitEOF(t, victim)
+	ctl.waitGone(victimID)
+	if got := ctl.closed(); !slices.Equal(got, []uint64{victimID}) {
+		t.Errorf("the controller was asked to close %v, want [%d]", got, victimID)
+	}
+	polls := eval[float64](t, tab, jsPolls)
+	waitFor(t, tab, "two more polls", fmt.Sprintf(`%s >= %v`, jsPolls, polls+2))
+	if eval[bool](t, tab, `document.querySelector('`+row+`') !== null`) {
+		t.Error("the closed connection came back in the table")
+	}
+	if !eval[bool](t, tab, fmt.Sprintf(`document.querySelector('tr[data-id="%d"]') !== null`, keepID)) {
+		t.Error("the other connection left the table")
+	}
+}
