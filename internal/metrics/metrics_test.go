@@ -151,6 +151,18 @@ func TestScrapeNamesLabelsValues(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
+	checkTypes(t, fams)
+	checkHistogram(t, fams)
+	for _, name := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "process_open_fds"} {
+		if fams[name] == nil {
+			t.Errorf("runtime/process family %s missing", name)
+		}
+	}
+}
+
+// checkTypes checks the type of every sluice family.
+func checkTypes(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
 	types := map[string]dto.MetricType{
 		"sluice_connections_total":            dto.MetricType_COUNTER,
 		"sluice_connections_active":           dto.MetricType_GAUGE,
@@ -164,12 +176,6 @@ func TestScrapeNamesLabelsValues(t *testing.T) {
 	for name, typ := range types {
 		if f := fams[name]; f == nil || f.GetType() != typ {
 			t.Errorf("family %s: got %v, want type %v", name, f.GetType(), typ)
-		}
-	}
-	checkHistogram(t, fams)
-	for _, name := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "process_open_fds"} {
-		if fams[name] == nil {
-			t.Errorf("runtime/process family %s missing", name)
 		}
 	}
 }
