@@ -14,7 +14,9 @@
   'use strict';
 
   var POLL_MS = 1000;
-  var WINDOW_MS = 5 * 60 * 1000;
+  var WINDOW_MS = 5 * 60 * 1000; // history kept and longest span drawn
+  var MIN_SPAN_MS = 60 * 1000; // shortest span drawn, while history is young
+  var TICK_STEPS_MS = [10000, 15000, 30000, 60000];
   var CONN_LIMIT = 500;
   var KEY = 'sluice-admin-token';
   var GAP_MS = 3 * POLL_MS; // samples further apart than this are not joined
@@ -102,8 +104,8 @@
 
   // ----------------------------------------------------------------- chart
 
-  // Chart draws time series on a canvas: the last WINDOW_MS, one line per
-  // series, the first one filled. fmt formats the y-axis labels; base is
+  // Chart draws time series on a canvas: the history so far, at least the
+  // last minute and at most WINDOW_MS, one line per series, the first one filled. fmt formats the y-axis labels; base is
   // 1024 for byte rates (ticks at round KiB, MiB) or 1 for counts.
   function Chart(canvas, series, fmt, base, floor) {
     this.canvas = canvas;
@@ -172,9 +174,10 @@
       }
     }
     var scale = niceMax(peak, this.base, this.floor);
-    var box = { left: 64, right: w - 6, top: 6, bottom: h - 18 };
+    var span = hist.t.length ? Math.min(WINDOW_MS, Math.max(MIN_SPAN_MS, now - hist.t[0])) : MIN_SPAN_MS;
+    var box = { left: 64, right: w - 6, top: 6, bottom: h - 18, span: span };
     drawGrid(ctx, css, box, scale, this.fmt, now);
-    for (var k = this.series.length - 1; k >= 0; k--) {
+    for (var k = 0; k < this.series.length; k++) { // the first, filled, underneath
       var sr = this.series[k];
       drawLine(ctx, box, hist.t, hist[sr.key] || [], scale.max, now, css.getPropertyValue(sr.color).trim(), k === 0);
     }
@@ -183,7 +186,7 @@
   };
 
   function xOf(box, t, now) {
-    return box.right - ((now - t) / WINDOW_MS) * (box.right - box.left);
+    return box.right - ((now - t) / box.span) * (box.right - box.left);
   }
 
   function drawGrid(ctx, css, box, scale, fmt, now) {
@@ -203,16 +206,38 @@
     }
     ctx.textAlign = 'center';
     ctx.textBaseline = 'alphabetic';
-    for (var m = 0; m <= WINDOW_MS / 60000; m++) {
-      var x = Math.round(xOf(box, now - m * 60000, now)) + 0.5;
+    var step = TICK_STEPS_MS[TICK_STEPS_MS.length - 1];
+    for (var k = 0; k < TICK_STEPS_MS.length; k++) {
+      if (box.span / TICK_STEPS_MS[k] <= 6) {
+        step = TICK_STEPS_MS[k];
+        break;
+      }
+    }
+    ctx.textAlign = 'left';
+    var freeRight = Infinity; // labels go right to left; each must end before the last began
+    for (var ago = 0; ago <= box.span; ago += step) {
+      var x = Math.round(xOf(box, now - ago, now)) + 0.5;
       ctx.beginPath();
       ctx.moveTo(x, box.top);
       ctx.lineTo(x, box.bottom);
       ctx.stroke();
-      var label = m === 0 ? 'now' : '\u2212' + m + 'm';
-      ctx.textAlign = m === 0 ? 'right' : m === WINDOW_MS / 60000 ? 'left' : 'center';
-      ctx.fillText(label, x, box.bottom + 14);
+      var label = ago === 0 ? 'now' : '\u2212' + fmtAgo(ago);
+      var width = ctx.measureText(label).width;
+      var left = Math.max(box.left, Math.min(x - width / 2, box.right - width));
+      if (left + width + 3 <= freeRight) {
+        ctx.fillText(label, left, box.bottom + 14);
+        freeRight = left;
+      }
     }
+  }
+
+  // fmtAgo labels a time axis tick: 30s, 1m, 1m30s.
+  function fmtAgo(ms) {
+    var s = Math.round(ms / 1000);
+    if (s < 60) {
+      return s + 's';
+    }
+    return Math.floor(s / 60) + 'm' + (s % 60 ? (s % 60) + 's' : '');
   }
 
   function drawLine(ctx, box, ts, vals, max, now, color, fill) {
@@ -568,6 +593,6 @@
       });
   }
 
-  document.getElementById('window-note').textContent = 'last ' + WINDOW_MS / 60000 + ' minutes';
+  document.getElementById('window-note').textContent = 'up to the last ' + WINDOW_MS / 60000 + ' minutes';
   poll();
 })();
