@@ -150,11 +150,13 @@ func echo(server net.Conn, ctr *byteCounters, mr *metrics.Rule) {
 		if n > 0 {
 			ctr.up.Add(int64(n))
 			up.Add(int64(n))
+			// Count before writing, so a client that has read the echo
+			// always sees it counted.
+			ctr.down.Add(int64(n))
+			down.Add(int64(n))
 			if _, werr := server.Write(buf[:n]); werr != nil {
 				return
 			}
-			ctr.down.Add(int64(n))
-			down.Add(int64(n))
 		}
 		if err != nil {
 			return
