@@ -4,13 +4,15 @@
 //
 // Usage, from the module root:
 //
-//	go run ./bench [-d 5s] [-idle 5000] [-smoke] [-only sluice,haproxy,nginx] [-sluice PATH]
+//	go run ./bench [-d 5s] [-idle 5000] [-rounds 1] [-smoke] [-only sluice,haproxy,nginx] [-sluice PATH]
 //
 // The bench builds sluice from ./cmd/sluice unless -sluice names a binary,
 // and runs each peer that is installed. Every forwarder is its own process
 // on a free loopback port in front of the bench's own backends (a sink, a
 // source and an echo server, goroutines in this process), and runs alone,
-// started afresh for each figure. Streams carry a deterministic
+// started afresh for each figure. With -rounds N every figure runs N times
+// through each forwarder, the forwarders taking turns, and the table shows
+// medians: on a shared, noisy machine that steadies the figures. Streams carry a deterministic
 // pseudo-random pattern that the receiving end verifies byte for byte.
 //
 // Lost or corrupted bytes, a forwarder that fails to start, dies, or leaves
@@ -59,6 +61,7 @@ func (e usageError) Error() string { return e.msg }
 type options struct {
 	d         time.Duration
 	idleN     int
+	rounds    int
 	only      map[string]bool
 	sluiceBin string
 }
@@ -72,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	idleN := fs.Int("idle", 5000, "connections held open for the idle figure")
 	smoke := fs.Bool("smoke", false, "CI mode: about 1s per figure and 500 idle connections")
 	only := fs.String("only", strings.Join(peerNames(), ","), "comma-separated forwarders to measure besides direct")
+	rounds := fs.Int("rounds", 1, "run every figure this many times through each forwarder, taking turns, and print medians")
 	sluiceBin := fs.String("sluice", "", "use this sluice binary instead of building ./cmd/sluice")
 	if err := fs.Parse(args); err != nil {
 		return options{}, usageError{err.Error()}
@@ -79,7 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return options{}, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	o := options{d: *d, idleN: *idleN, only: make(map[string]bool), sluiceBin: *sluiceBin}
+	o := options{d: *d, idleN: *idleN, rounds: *rounds, only: make(map[string]bool), sluiceBin: *sluiceBin}
 	if *smoke {
 		set := make(map[string]bool)
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -103,6 +107,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.d <= 0 {
 		return options{}, usageError{fmt.Sprintf("-d %v: must be positive", o.d)}
 	}
+	if o.rounds <= 0 {
+		return options{}, usageError{fmt.Sprintf("-rounds %d: must be positive", o.rounds)}
+	}
 	if o.idleN <= 0 {
 		return options{}, usageError{fmt.Sprintf("-idle %d: must be positive", o.idleN)}
 	}
@@ -122,6 +129,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	loadBefore := loadAverage()
 	tmp, err := os.MkdirTemp("", "sluice-bench-")
 	if err != nil {
 		return err
@@ -138,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer bk.close()
-	r := runner{fwds: fwds, bk: bk, d: o.d, idleN: o.idleN, tmp: tmp, progress: stderr}
+	r := runner{fwds: fwds, bk: bk, d: o.d, idleN: o.idleN, rounds: o.rounds, tmp: tmp, progress: stderr}
 	res, err := r.run(ctx, figures())
 	if err != nil {
 		return err
@@ -146,7 +154,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := printTable(stdout, res); err != nil {
 		return err
 	}
-	printFooter(stdout, footer{fwds: fwds, skipped: skipped, d: o.d, idleN: o.idleN}, res)
+	printFooter(stdout, footer{fwds: fwds, skipped: skipped, d: o.d, idleN: o.idleN, rounds: o.rounds, loadBefore: loadBefore}, res)
 	if len(res.errs) > 0 {
 		return fmt.Errorf("%d measurements failed (see FAILED above)", len(res.errs))
 	}

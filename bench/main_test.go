@@ -22,6 +22,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-smoke", "-d", "3s", "-idle", "7"}, 3 * time.Second, 7, "haproxy,nginx,sluice"},
 		{[]string{"-only", "sluice, haproxy"}, 5 * time.Second, 5000, "haproxy,sluice"},
 		{[]string{"-only", "direct"}, 5 * time.Second, 5000, ""},
+		{[]string{"-rounds", "3"}, 5 * time.Second, 5000, "haproxy,nginx,sluice"},
 	}
 	for _, tc := range tests {
 		o, err := parseFlags(tc.args, io.Discard)
@@ -46,6 +47,7 @@ func TestParseFlagsRejects(t *testing.T) {
 		{"-only", "envoy"},
 		{"-d", "0s"},
 		{"-idle", "-1"},
+		{"-rounds", "0"},
 		{"-bogus"},
 		{"extra"},
 	} {
@@ -66,9 +68,9 @@ func TestTableFormat(t *testing.T) {
 			{label: "mem", format: "%.1f", cmp: vsLowest},
 		},
 		cells: map[string]map[string]cell{
-			"rate":   {"direct": {value: 200}, "a": {value: 100}, "b": {failed: true}},
-			"errors": {"direct": {value: 0}, "a": {value: 3}, "b": {value: 0}},
-			"mem":    {"a": {value: 2}, "b": {value: 5}},
+			"rate":   {"direct": {samples: []float64{150, 200, 900}}, "a": {samples: []float64{100}}, "b": {failed: true}},
+			"errors": {"direct": {samples: []float64{0}}, "a": {samples: []float64{3, 2, 1}}, "b": {samples: []float64{0}}},
+			"mem":    {"a": {samples: []float64{2}}, "b": {samples: []float64{5}}},
 		},
 	}
 	var out strings.Builder
@@ -78,7 +80,7 @@ func TestTableFormat(t *testing.T) {
 	want := []string{
 		"figure   direct   a             b",
 		"rate     200      100 (0.50x)   FAIL",
-		"errors   0        3             0",
+		"errors   0        2             0",
 		"mem      -        2.0 (1.00x)   5.0 (2.50x)",
 	}
 	got := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -14,10 +16,24 @@ import (
 // passing its clients' closes on.
 const backendIdleWait = 10 * time.Second
 
-// cell is one measured value, or why there is none.
+// cell is what one forwarder measured for one row: a sample per round, or
+// a failure.
 type cell struct {
-	value  float64
-	failed bool // the figure failed for this forwarder
+	samples []float64
+	failed  bool // the figure failed for this forwarder in some round
+}
+
+// value returns the median sample: on a noisy machine, one slow or fast
+// round does not move it.
+func (c cell) value() float64 {
+	s := slices.Sorted(slices.Values(c.samples))
+	if len(s) == 0 {
+		return math.NaN()
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // results collects the table as the figures run.
@@ -29,20 +45,40 @@ type results struct {
 	errs    []error                    // failed figures; any makes the exit non-zero
 }
 
+// record adds what fig measured through column col in one round.
+func (res *results) record(fig figure, col string, out result, err error) {
+	for _, note := range out.notes {
+		res.notes = append(res.notes, fmt.Sprintf("%s, %s: %s", fig.name, col, note))
+	}
+	if err != nil {
+		res.errs = append(res.errs, fmt.Errorf("%s through %s: %w", fig.name, col, err))
+	}
+	for j, rw := range fig.rows {
+		c := res.cells[rw.label][col]
+		c.failed = c.failed || err != nil
+		if j < len(out.values) {
+			c.samples = append(c.samples, out.values[j])
+		}
+		res.cells[rw.label][col] = c
+	}
+}
+
 // runner runs every figure through every forwarder, one process at a time.
 type runner struct {
 	fwds     []forwarder
 	bk       *backends
 	d        time.Duration
 	idleN    int
+	rounds   int // times each figure runs through each forwarder; at least 1
 	tmp      string
 	progress io.Writer // one line per measurement, so long runs show life
 }
 
 // run measures figs through every forwarder. The forwarders take turns
-// within each figure, so slow drift in a noisy machine's speed spreads over
-// all of them rather than favouring whichever ran first. It returns early
-// only when ctx is cancelled.
+// within each figure and round, so slow drift in a noisy machine's speed
+// spreads over all of them rather than favouring whichever ran first. A
+// forwarder that fails a figure is not tried again in later rounds. run
+// returns early only when ctx is cancelled.
 func (r *runner) run(ctx context.Context, figs []figure) (*results, error) {
 	res := &results{cells: make(map[string]map[string]cell)}
 	for _, f := range r.fwds {
@@ -53,28 +89,18 @@ func (r *runner) run(ctx context.Context, figs []figure) (*results, error) {
 		for _, rw := range fig.rows {
 			res.cells[rw.label] = make(map[string]cell)
 		}
-		for i, f := range r.fwds {
-			if fig.needsProc && f.argv == nil {
-				continue
-			}
-			fmt.Fprintf(r.progress, "bench: %s through %s\n", fig.name, f.name)
-			dir := filepath.Join(r.tmp, fmt.Sprintf("%d-%d-%s", fi, i, f.name))
-			out, err := r.measure(ctx, fig, f, dir)
-			if ctx.Err() != nil {
-				return res, ctx.Err()
-			}
-			for _, note := range out.notes {
-				res.notes = append(res.notes, fmt.Sprintf("%s, %s: %s", fig.name, f.name, note))
-			}
-			if err != nil {
-				res.errs = append(res.errs, fmt.Errorf("%s through %s: %w", fig.name, f.name, err))
-			}
-			for j, rw := range fig.rows {
-				c := cell{failed: err != nil}
-				if j < len(out.values) {
-					c.value = out.values[j]
+		for round := range max(r.rounds, 1) {
+			for i, f := range r.fwds {
+				if fig.needsProc && f.argv == nil || res.cells[fig.rows[0].label][f.name].failed {
+					continue
 				}
-				res.cells[rw.label][f.name] = c
+				fmt.Fprintf(r.progress, "bench: %s through %s (round %d)\n", fig.name, f.name, round+1)
+				dir := filepath.Join(r.tmp, fmt.Sprintf("%d-%d-%d-%s", fi, round, i, f.name))
+				out, err := r.measure(ctx, fig, f, dir)
+				if ctx.Err() != nil {
+					return res, ctx.Err()
+				}
+				res.record(fig, f.name, out, err)
 			}
 		}
 	}

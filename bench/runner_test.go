@@ -33,6 +33,7 @@ func testRunner(t *testing.T, fwds ...forwarder) *runner {
 		bk:       testBackends(t),
 		d:        testDuration,
 		idleN:    200,
+		rounds:   1,
 		tmp:      t.TempDir(),
 		progress: io.Discard,
 	}
@@ -60,7 +61,7 @@ func checkClean(t *testing.T, res *results) {
 func checkIdleFDs(t *testing.T, res *results, most float64) {
 	t.Helper()
 	for _, col := range res.columns[1:] {
-		fds := res.cells["idle fds/conn"][col].value
+		fds := res.cells["idle fds/conn"][col].value()
 		if fds < 1.95 || math.Abs(fds-math.Round(fds)) > 0.05 || most > 0 && fds > most+0.05 {
 			t.Errorf("%s: %.2f descriptors per idle connection", col, fds)
 		}
@@ -98,17 +99,22 @@ func TestRunnerReportsFailures(t *testing.T) {
 		return []string{exe, "relay", "good", "256.0.0.1:1", backend}, nil
 	}}
 	r := testRunner(t, relayForwarder(t, relayFlip), broken)
+	r.rounds = 2
 	figs := []figure{figures()[0]}
 	res, err := r.run(context.Background(), figs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	label := figs[0].rows[0].label
-	if c := res.cells[label]; c["direct"].failed || !c["relay-flip"].failed || !c["broken"].failed {
+	c := res.cells[label]
+	if c["direct"].failed || !c["relay-flip"].failed || !c["broken"].failed {
 		t.Fatalf("cells %+v, want only direct to succeed", c)
 	}
+	if n := len(c["direct"].samples); n != 2 {
+		t.Errorf("direct has %d samples after two rounds", n)
+	}
 	if len(res.errs) != 2 {
-		t.Fatalf("errors %v, want two", res.errs)
+		t.Fatalf("errors %v, want two: one per failing forwarder, not one per round", res.errs)
 	}
 	if msg := res.errs[1].Error(); !strings.Contains(msg, "exited before listening") || !strings.Contains(msg, "relay: listen") {
 		t.Errorf("start failure %q does not say what happened", msg)

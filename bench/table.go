@@ -35,7 +35,7 @@ func (res *results) format(rw row, col string) string {
 	case c.failed:
 		return "FAIL"
 	}
-	s := fmt.Sprintf(rw.format, c.value)
+	s := fmt.Sprintf(rw.format, c.value())
 	var base float64
 	switch rw.cmp {
 	case vsDirect:
@@ -46,7 +46,7 @@ func (res *results) format(rw row, col string) string {
 		if !ok || d.failed {
 			return s
 		}
-		base = d.value
+		base = d.value()
 	case vsLowest:
 		base = res.lowest(rw)
 	default:
@@ -55,7 +55,7 @@ func (res *results) format(rw row, col string) string {
 	if base <= 0 || math.IsNaN(base) {
 		return s
 	}
-	return fmt.Sprintf("%s (%.2fx)", s, c.value/base)
+	return fmt.Sprintf("%s (%.2fx)", s, c.value()/base)
 }
 
 // lowest returns the lowest successful value in row rw, or NaN when fewer
@@ -64,7 +64,7 @@ func (res *results) lowest(rw row) float64 {
 	low, n := math.Inf(1), 0
 	for _, c := range res.cells[rw.label] {
 		if !c.failed {
-			low = min(low, c.value)
+			low = min(low, c.value())
 			n++
 		}
 	}
@@ -80,6 +80,10 @@ type footer struct {
 	skipped []string
 	d       time.Duration
 	idleN   int
+	rounds  int
+	// loadBefore is the machine's load average when the bench started:
+	// other work on a shared machine shows in the figures.
+	loadBefore string
 }
 
 // printFooter writes the versions, settings and notes that belong with the
@@ -89,8 +93,9 @@ func printFooter(w io.Writer, f footer, res *results) {
 	for _, fw := range f.fwds[1:] {
 		fmt.Fprintf(w, "%-8s %s\n", fw.name, fw.version)
 	}
-	fmt.Fprintf(w, "settings: %v per figure, idle N=%d, %d CPUs, bench GOMAXPROCS %d, %s, Linux %s\n",
-		f.d, f.idleN, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), kernelRelease())
+	fmt.Fprintf(w, "settings: %v per figure and round, %d round(s) (cells are medians), idle N=%d, %d CPUs, bench GOMAXPROCS %d, %s, Linux %s\n",
+		f.d, f.rounds, f.idleN, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), kernelRelease())
+	fmt.Fprintf(w, "load average (1 min) before: %s, after: %s\n", f.loadBefore, loadAverage())
 	fmt.Fprintln(w, "ratios: to direct (higher is better, except p99); idle rows: to the lowest forwarder (lower is better)")
 	fmt.Fprintln(w, "backends and load generators run in the bench process; forwarders run one at a time, fresh for each figure")
 	for _, fw := range f.fwds {
@@ -116,4 +121,14 @@ func kernelRelease() string {
 		return "?"
 	}
 	return strings.TrimSpace(string(data))
+}
+
+// loadAverage returns the one-minute load average, or "?".
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	load, _, _ := strings.Cut(string(data), " ")
+	return load
 }
