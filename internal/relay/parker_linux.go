@@ -1,9 +1,10 @@
 package relay
 
 import (
-	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,9 +20,10 @@ import (
 // Whoever removes a direction from the parked set owns it from then on: the
 // event loop (which resumes it) or Relay.Stop (which finishes it).
 type Parker struct {
-	epfd   int
-	wakefd int // eventfd that ends the event loop
-	ids    atomic.Uint64
+	epfd int
+	file *os.File        // epfd, registered with the Go runtime's poller
+	raw  syscall.RawConn // waits for epfd to have events, holding no thread
+	ids  atomic.Uint64
 
 	mu     sync.Mutex // guards the following fields
 	parked map[uint64]*direction
@@ -31,48 +33,51 @@ type Parker struct {
 }
 
 // NewParker starts a parker's event loop. Close stops it.
+//
+// The epoll set is itself watched by the Go runtime's poller (an epoll
+// descriptor is readable when it has events), so the event loop is an
+// ordinary goroutine that holds no OS thread while it waits.
 func NewParker() (*Parker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(epfd), "sluice-parker")
+	raw, err := f.SyscallConn()
 	if err != nil {
-		unix.Close(epfd)
+		f.Close()
 		return nil, err
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(wakefd)
-		return nil, err
-	}
-	p := &Parker{epfd: epfd, wakefd: wakefd, parked: make(map[uint64]*direction), loopDone: make(chan struct{})}
+	p := &Parker{epfd: epfd, file: f, raw: raw, parked: make(map[uint64]*direction), loopDone: make(chan struct{})}
 	go p.loop()
 	return p, nil
 }
 
-// wakeToken marks the eventfd's events; direction ids start at 1.
-const wakeToken = 0
-
 // loop waits for parked sockets to become readable and resumes their
-// directions, each in a new goroutine.
+// directions, each in a new goroutine. It ends when the parker is closed.
 func (p *Parker) loop() {
 	defer close(p.loopDone)
 	events := make([]unix.EpollEvent, 128)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
+		var n int
+		err := p.raw.Read(func(fd uintptr) bool {
+			for {
+				var werr error
+				n, werr = unix.EpollWait(int(fd), events, 0)
+				if werr != unix.EINTR {
+					return n > 0
+				}
 			}
+		})
+		if err != nil {
 			return
 		}
 		for i := range events[:n] {
-			id := uint64(events[i].Fd) | uint64(events[i].Pad)<<32
-			if id == wakeToken {
-				return
-			}
+			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
 			if d := p.take(id); d != nil {
 				go d.resume()
 			}
@@ -142,9 +147,6 @@ func (p *Parker) Close() {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
-	unix.Write(p.wakefd, one)
+	p.file.Close()
 	<-p.loopDone
-	unix.Close(p.epfd)
-	unix.Close(p.wakefd)
 }

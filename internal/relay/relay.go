@@ -70,7 +70,7 @@ type Options struct {
 // DefaultParkAfter is the default Options.ParkAfter: long enough that a busy
 // request/response connection never parks between messages, short enough
 // that thousands of idle connections soon cost no goroutines.
-const DefaultParkAfter = 250 * time.Millisecond
+const DefaultParkAfter = 50 * time.Millisecond
 
 // Result is what a finished relay reports.
 type Result struct {
@@ -117,15 +117,23 @@ func New(client, backend net.Conn, opts Options) *Relay {
 // relay is stopped; then it closes both connections and calls done with the
 // byte counts and how the relay ended. done is called exactly once, on one
 // of the relay's goroutines.
+//
+// With a Parker, both directions start parked: a new connection costs no
+// goroutine until its first bytes arrive.
 func (r *Relay) Start(done func(Result)) {
 	r.done = done
 	r.live.Store(2)
-	for _, d := range []*direction{r.up, r.down} {
-		d.setReadDeadline()
-		d.setWriteDeadline()
+	if r.opts.Parker != nil {
+		r.armIdleTimer()
 	}
-	go r.up.run()
-	go r.down.run()
+	for _, d := range []*direction{r.up, r.down} {
+		d.setWriteDeadline()
+		if d.parks && r.opts.Parker.park(d) {
+			continue
+		}
+		d.setReadDeadline()
+		go d.run()
+	}
 }
 
 // Run is Start that waits for the result.
