@@ -40,7 +40,7 @@ import (
 
 // Controller is what the admin API reads and controls. The server
 // implements it; every method must be safe for concurrent use and return
-// quickly.
+// quickly. The API may modify the slices it gets, so return fresh ones.
 type Controller interface {
 	// Rules reports every running rule, in config order.
 	Rules() []RuleStatus

@@ -31,15 +31,12 @@ type Options struct {
 	// Logger receives a line for every reload and closed connection. Nil:
 	// nothing is logged.
 	Logger *slog.Logger
-	// Now returns the current time, for connection ages. Nil: time.Now.
-	Now func() time.Time
 }
 
 // handler serves the admin routes.
 type handler struct {
 	ctl    Controller
 	logger *slog.Logger
-	now    func() time.Time
 	page   *page
 }
 
@@ -56,12 +53,9 @@ func NewHandler(o Options) http.Handler {
 	if o.Controller == nil {
 		panic("admin: NewHandler: Options.Controller is nil")
 	}
-	h := &handler{ctl: o.Controller, logger: o.Logger, now: o.Now, page: newPage()}
+	h := &handler{ctl: o.Controller, logger: o.Logger, page: newPage()}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
-	}
-	if h.now == nil {
-		h.now = time.Now
 	}
 	metricsHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "metrics are not enabled")
@@ -156,7 +150,7 @@ func (h *handler) connections(w http.ResponseWriter, r *http.Request) {
 	if rule := q.Get("rule"); rule != "" {
 		conns = slices.DeleteFunc(conns, func(c conntrack.Snapshot) bool { return c.Rule != rule })
 	}
-	list := connectionList{Now: h.now().UTC(), Total: len(conns)}
+	list := connectionList{Now: time.Now().UTC(), Total: len(conns)}
 	if limit >= 0 && len(conns) > limit {
 		conns = conns[:limit]
 	}
