@@ -1,26 +1,39 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"sluice/internal/admin"
 	"sluice/internal/config"
+	"sluice/internal/metrics"
 	"sluice/internal/server"
 )
 
-// daemon is a running sluice: the server and what reloads it.
+// daemon is a running sluice: the server, its admin API, and what reloads
+// them.
 type daemon struct {
-	opts   *options
-	cfg    *config.Config
-	level  *slog.LevelVar
-	logger *slog.Logger
-	srv    *server.Server
+	opts    *options
+	level   *slog.LevelVar
+	logger  *slog.Logger
+	srv     *server.Server
+	admin   *admin.Server // nil unless the admin API is on
+	adminLn net.Listener  // the admin API's socket, for an upgrade to hand over
+
+	mu  sync.Mutex // guards the following fields; held through a reload
+	cfg *config.Config
 }
 
 // serve runs cfg until SIGTERM or SIGINT, then drains and returns the exit
@@ -32,10 +45,38 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 	d.logger = newLogger(cfg, d.level, stderr)
 	raiseFileLimit(d.logger)
 	inherited := server.InheritedFromEnv()
-	d.srv = server.New(server.Options{Logger: d.logger, Inherited: inherited})
+	if cfg.Admin != "" {
+		if d.adminLn = inherited.AdminListener(cfg.Admin); d.adminLn == nil {
+			ln, err := net.Listen("tcp", cfg.Admin)
+			if err != nil {
+				fmt.Fprintf(stderr, "sluice: admin: listen %s: %v\n", cfg.Admin, bareError(err))
+				return exitConfig
+			}
+			d.adminLn = ln
+		}
+	}
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: metrics: %v\n", err)
+		return exitConfig
+	}
+	d.srv = server.New(server.Options{Logger: d.logger, Metrics: m, Inherited: inherited})
 	if err := d.srv.Start(cfg); err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		if d.adminLn != nil {
+			d.adminLn.Close()
+		}
 		return exitConfig
+	}
+	if d.adminLn != nil {
+		d.admin, err = admin.Serve(d.adminLn, admin.Options{Controller: controller{d.srv, d}, Gatherer: reg, Token: cfg.AdminToken, Logger: d.logger})
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice: %v\n", err)
+			d.srv.Shutdown()
+			return exitConfig
+		}
+		d.logger.Info("admin API listening", "admin", d.adminLn.Addr().String(), "token", cfg.AdminToken != "")
 	}
 	d.logger.Info("started", "version", versionString(), "rules", len(cfg.Rules), "pid", os.Getpid(), "inherited", inherited != nil)
 	if ready := server.ReadyFile(); ready != nil {
@@ -49,10 +90,11 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 		case syscall.SIGHUP:
 			d.reload()
 		case syscall.SIGUSR2:
-			if err := upgrade(d.srv, d.logger); err != nil {
+			if err := d.upgrade(); err != nil {
 				d.logger.Error("upgrade failed; still serving", "error", err.Error())
 				continue
 			}
+			d.stopAdmin() // the new process answers on the admin socket now
 			return d.drain(sig, signals)
 		}
 	}
@@ -62,6 +104,8 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 // reload reads the config file again and applies it by diff. A config with
 // errors changes nothing; each error is logged.
 func (d *daemon) reload() (server.Report, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.opts.configFile == "" {
 		d.logger.Warn("reload: nothing to reload in quick mode (no config file)")
 		return server.Report{}, fmt.Errorf("no config file: sluice runs in quick mode")
@@ -84,7 +128,10 @@ func (d *daemon) reload() (server.Report, error) {
 // change while running.
 func (d *daemon) applyGlobals(cfg *config.Config) {
 	if cfg.LogFormat != d.cfg.LogFormat {
-		d.logger.Warn("reload: log_format changes take effect at the next start")
+		d.logger.Warn("reload: log_format changes take effect at the next start or upgrade")
+	}
+	if cfg.Admin != d.cfg.Admin || cfg.AdminToken != d.cfg.AdminToken {
+		d.logger.Warn("reload: admin and admin_token changes take effect at the next start or upgrade (SIGUSR2)")
 	}
 	d.level.Set(parseLevel(cfg.LogLevel))
 	d.cfg = cfg
@@ -102,6 +149,7 @@ func (d *daemon) drain(sig os.Signal, signals <-chan os.Signal) int {
 	for {
 		select {
 		case <-done:
+			d.stopAdmin()
 			d.logger.Info("stopped")
 			return exitOK
 		case sig := <-signals:
@@ -111,6 +159,40 @@ func (d *daemon) drain(sig os.Signal, signals <-chan os.Signal) int {
 			}
 		}
 	}
+}
+
+// stopAdmin shuts the admin API down, letting requests in flight finish
+// for a moment.
+func (d *daemon) stopAdmin() {
+	if d.admin == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	d.admin.Shutdown(ctx)
+	d.admin = nil
+}
+
+// controller is what the admin API drives: the server, plus reloading the
+// config file as SIGHUP does.
+type controller struct {
+	*server.Server
+	d *daemon
+}
+
+// Reload re-reads the config file and applies it.
+func (c controller) Reload() (admin.ReloadReport, error) {
+	rep, err := c.d.reload()
+	return admin.ReloadReport(rep), err
+}
+
+// bareError strips Go's "listen tcp ADDR:" prefix from a socket error.
+func bareError(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
 }
 
 // newLogger builds the process logger from the config's format, with its

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,12 +21,16 @@ const upgradeTimeout = 30 * time.Second
 // queueing connections on the shared sockets throughout, so none is refused.
 // On success the caller stops accepting and drains; on failure it goes on
 // serving as before.
-func upgrade(srv *server.Server, logger *slog.Logger) error {
+func (d *daemon) upgrade() error {
+	srv, logger := d.srv, d.logger
 	exe, err := selfPath()
 	if err != nil {
 		return err
 	}
-	files, list, err := srv.ListenerFiles()
+	d.mu.Lock()
+	adminAddr := d.cfg.Admin
+	d.mu.Unlock()
+	files, list, err := srv.ListenerFiles(adminAddr, d.adminLn)
 	if err != nil {
 		return fmt.Errorf("collecting listening sockets: %w", err)
 	}

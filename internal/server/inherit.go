@@ -65,6 +65,20 @@ func (in *Inherited) listener(addr config.Address) net.Listener {
 	return ln
 }
 
+// AdminListener returns the inherited admin listener for addr, or nil.
+func (in *Inherited) AdminListener(addr string) net.Listener {
+	f := in.take("admin@" + addr)
+	if f == nil {
+		return nil
+	}
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil
+	}
+	return ln
+}
+
 // packetConn returns the inherited UDP socket for addr, or nil.
 func (in *Inherited) packetConn(addr config.Address) net.PacketConn {
 	f := in.take(inheritKey("udp", addr))
@@ -104,8 +118,9 @@ func (in *Inherited) closeUnused(logger *slog.Logger) {
 
 // ListenerFiles returns duplicates of every listening socket, for a new
 // process to inherit, with the value for InheritEnv that names them in order.
-// The caller closes the files once the new process has started.
-func (s *Server) ListenerFiles() ([]*os.File, string, error) {
+// adminLn, if not nil, is the admin API's listener on adminAddr. The caller
+// closes the files once the new process has started.
+func (s *Server) ListenerFiles(adminAddr string, adminLn net.Listener) ([]*os.File, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var files []*os.File
@@ -118,6 +133,11 @@ func (s *Server) ListenerFiles() ([]*os.File, string, error) {
 		files = append(files, f)
 		keys = append(keys, key)
 		return nil
+	}
+	if c, ok := adminLn.(interface{ File() (*os.File, error) }); ok {
+		if err := add("admin@"+adminAddr, c); err != nil {
+			return nil, "", err
+		}
 	}
 	for _, r := range s.rules {
 		for _, ln := range r.lns {

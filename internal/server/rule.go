@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"sluice/internal/admit"
@@ -29,8 +30,9 @@ type rule struct {
 	table   *conntrack.Table
 	tcp     *tcp.Service
 	lns     []net.Listener
-	udp     *udpSide       // nil unless the rule forwards UDP
-	serves  sync.WaitGroup // accept loops
+	udp     *udpSide               // nil unless the rule forwards UDP
+	serves  sync.WaitGroup         // accept loops
+	failure atomic.Pointer[string] // why a listener stopped serving; nil while all serve
 }
 
 // newRule prepares a rule; bind and run start it.
@@ -99,10 +101,13 @@ func (r *rule) run() {
 // serve runs an accept loop on ln for the rule's TCP side.
 func (r *rule) serve(ln net.Listener) {
 	r.serves.Add(1)
+	logger, name, svc := r.logger, r.cfg.Name, r.tcp // r's fields change on reload
 	go func() {
 		defer r.serves.Done()
-		if err := r.tcp.Serve(ln); err != nil {
-			r.logger.Error("accept loop stopped", "listen", ln.Addr().String(), "error", err.Error())
+		if err := svc.Serve(ln); err != nil {
+			logger.Error("accept loop stopped", "listen", ln.Addr().String(), "error", err.Error())
+			msg := fmt.Sprintf("rule %q: listen %s: %v", name, ln.Addr(), err)
+			r.failure.Store(&msg)
 		}
 	}()
 	r.logger.Info("listening", "listen", r.cfg.Listen.String(), "proto", "tcp", "backends", len(r.cfg.Backends))

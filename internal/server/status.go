@@ -1,0 +1,71 @@
+package server
+
+import (
+	"sort"
+	"strings"
+
+	"sluice/internal/admin"
+	"sluice/internal/conntrack"
+	"sluice/internal/relay"
+)
+
+// Rules reports every running rule with its backends and counters, in
+// config order, for the admin API.
+func (s *Server) Rules() []admin.RuleStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]admin.RuleStatus, 0, len(s.rules))
+	for _, r := range s.rules {
+		st := admin.RuleStatus{
+			Name: r.cfg.Name, Listen: r.cfg.Listen.String(),
+			Protocol: string(r.cfg.Protocol), Balance: r.cfg.Balance,
+			Counters: admin.CountersOf(r.metrics.Counters()),
+		}
+		for _, b := range r.pool.Backends() {
+			st.Backends = append(st.Backends, admin.BackendStatus{
+				Address: b.Address().String(), Up: b.Up(), Weight: b.Weight(),
+				Backup: b.Backup(), Active: b.Active(), ConnectErrors: b.ConnectErrors(),
+			})
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// Connections reports the live connections and UDP sessions of every rule,
+// draining ones included, ordered by id.
+func (s *Server) Connections() []conntrack.Snapshot {
+	var out []conntrack.Snapshot
+	for _, r := range s.allRules() {
+		out = append(out, r.table.Snapshots()...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// CloseConnection stops the connection or session with id and reports
+// whether it was live. Its access line says "closed".
+func (s *Server) CloseConnection(id uint64) bool {
+	for _, r := range s.allRules() {
+		if r.table.Stop(id, string(relay.EndClosed)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Healthy reports whether every rule is serving: no accept loop has died.
+func (s *Server) Healthy() (bool, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var down []string
+	for _, r := range s.rules {
+		if msg := r.failure.Load(); msg != nil {
+			down = append(down, *msg)
+		}
+	}
+	if len(down) > 0 {
+		return false, strings.Join(down, "; ")
+	}
+	return true, ""
+}
