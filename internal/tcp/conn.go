@@ -22,7 +22,6 @@ type conn struct {
 	c        net.Conn
 	client   netip.AddrPort // the real client: from the PROXY header if trusted
 	local    netip.AddrPort // the address the client connected to
-	name     string         // the client as logged
 	start    time.Time
 	ticket   admit.Ticket
 	backend  *backend.Backend
