@@ -23,7 +23,7 @@ type pair struct {
 }
 
 // connPair returns two connected stream sockets of the given network.
-func connPair(t *testing.T, network string) (net.Conn, net.Conn) {
+func connPair(t testing.TB, network string) (net.Conn, net.Conn) {
 	t.Helper()
 	addr := "127.0.0.1:0"
 	if network == "unix" {
@@ -62,6 +62,20 @@ func startPair(t *testing.T, network string, opts Options) *pair {
 	p := &pair{client: client, server: server, relay: New(front, back, opts), result: make(chan Result, 1)}
 	go func() { p.result <- p.relay.Run() }()
 	t.Cleanup(func() {
+		client.Close()
+		server.Close()
+		p.relay.Stop(EndClosed)
+	})
+	return p
+}
+
+// startPairB is startPair for benchmarks: a relay over TCP with pools.
+func startPairB(b *testing.B, pools *Pools) *pair {
+	client, front := connPair(b, "tcp")
+	back, server := connPair(b, "tcp")
+	p := &pair{client: client, server: server, relay: New(front, back, Options{Pools: pools}), result: make(chan Result, 1)}
+	go func() { p.result <- p.relay.Run() }()
+	b.Cleanup(func() {
 		client.Close()
 		server.Close()
 		p.relay.Stop(EndClosed)
