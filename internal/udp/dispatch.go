@@ -20,7 +20,10 @@ func (s *Service) dispatch(b *batch, n int) {
 		p := b.from[i]
 		if last == nil || last.key != p {
 			last = s.sessions[p]
-			if last == nil {
+			// A read may still complete just after StopReading (the
+			// runtime lets data that races the deadline through); it
+			// opens no session.
+			if last == nil && !s.stopping.Load() {
 				last = s.openLocked(p, now)
 			}
 		}

@@ -264,7 +264,9 @@ func (s *Service) readLoop(lio dgramIO, b *batch) error {
 
 // StopReading stops taking datagrams from the socket, from any client, and
 // starts the drain clock: live sessions still carry replies back until
-// Drain ends them. This is what a closed listener is for TCP; the socket
+// Drain ends them. (A datagram that arrives just as reading stops may still
+// be read; it goes to its client's session if there is one, and is dropped
+// otherwise.) This is what a closed listener is for TCP; the socket
 // stays open for the replies (and may be handed to another process).
 func (s *Service) StopReading() {
 	s.mu.Lock()

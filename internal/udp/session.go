@@ -254,6 +254,7 @@ func (ss *session) stop(end string, err error) bool {
 	}
 	ss.ended, ss.end, ss.endErr = true, end, err
 	conn := ss.conn
+	ss.drop(len(ss.pending))
 	ss.pending = nil
 	ss.mu.Unlock()
 	ss.svc.forget(ss)

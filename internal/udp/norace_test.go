@@ -1,0 +1,6 @@
+//go:build !race
+
+package udp
+
+// raceEnabled is whether the race detector is on; it allocates on its own.
+const raceEnabled = false
