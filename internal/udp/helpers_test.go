@@ -210,11 +210,11 @@ func deadAddr(t *testing.T) config.Address {
 
 // fixture is a running service on loopback with its collaborators.
 type fixture struct {
-	svc    *Service
-	conn   *net.UDPConn // the listening socket
-	addr   *net.UDPAddr // where clients send
-	logs   *logRecorder
-	table  *conntrack.Table
+	svc     *Service
+	conn    *net.UDPConn // the listening socket
+	addr    *net.UDPAddr // where clients send
+	logs    *logRecorder
+	table   *conntrack.Table
 	pool    *backend.Pool
 	served  chan error
 	resends atomic.Int64 // datagrams exchange sent again
