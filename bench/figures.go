@@ -37,7 +37,8 @@ type env struct {
 	addr  string // the address clients dial: the forwarder's, or the backend's for direct
 	proc  *proc  // the forwarder's process; nil for direct
 	d     time.Duration
-	idleN int // connections for the idle figure
+	idleN int         // connections for the idle figure
+	udp   *udpBackend // the UDP figures' backend (udp.go); nil for the others
 }
 
 // result is what a figure measured through one forwarder.
@@ -54,6 +55,9 @@ type figure struct {
 	// needsProc marks figures that only make sense for a forwarder process;
 	// they are not run for direct.
 	needsProc bool
+	// udp marks figures relayed over UDP (udp.go): they run through the
+	// forwarders' udpArgv, each measurement with a fresh UDP backend.
+	udp bool
 	rows      []row
 	// run measures through e and returns one value per row. An error means
 	// the forwarder misbehaved (lost or corrupted bytes, died, refused to

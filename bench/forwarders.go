@@ -22,6 +22,9 @@ type forwarder struct {
 	// returns its command line for relaying listen to backend. It is nil for
 	// the direct connection, which has no process.
 	argv func(dir, listen, backend string) ([]string, error)
+	// udpArgv is argv for relaying UDP (udp.go); nil when the forwarder
+	// does not relay UDP, and for the direct connection.
+	udpArgv func(dir, listen, backend string) ([]string, error)
 	// notes describe how the forwarder was configured, for the footer.
 	notes []string
 }
@@ -36,7 +39,7 @@ type setupOptions struct {
 }
 
 // peerNames lists the forwarders besides direct, in column order.
-func peerNames() []string { return []string{"sluice", "haproxy", "nginx"} }
+func peerNames() []string { return []string{"sluice", "haproxy", "nginx", "socat"} }
 
 // setupForwarders finds (or builds) each selected forwarder. A peer that is
 // not installed is skipped with a note; sluice failing to build is an error.
@@ -44,7 +47,7 @@ func setupForwarders(ctx context.Context, o setupOptions) ([]forwarder, []string
 	fwds := []forwarder{{name: "direct", version: "-"}}
 	var skipped []string
 	probes := map[string]func(context.Context, setupOptions) (forwarder, string, error){
-		"sluice": probeSluice, "haproxy": probeHAProxy, "nginx": probeNginx,
+		"sluice": probeSluice, "haproxy": probeHAProxy, "nginx": probeNginx, "socat": probeSocat,
 	}
 	for _, name := range peerNames() {
 		if !o.only[name] {
@@ -83,6 +86,7 @@ func probeSluice(ctx context.Context, o setupOptions) (forwarder, string, error)
 		argv: func(_, listen, backend string) ([]string, error) {
 			return []string{bin, "-l", listen, "-r", backend, "--log-level", "warn"}, nil
 		},
+		udpArgv: sluiceUDPArgv(bin),
 		notes: []string{"sluice: quick mode, --log-level warn (no access log lines)"},
 	}, "", nil
 }
@@ -214,7 +218,11 @@ func probeNginx(ctx context.Context, o setupOptions) (forwarder, string, error) 
 			}
 			return []string{bin, "-p", dir + "/", "-c", conf, "-e", filepath.Join(dir, "error.log")}, nil
 		},
-		notes: []string{fmt.Sprintf("nginx: stream proxy, worker_processes 2, worker_connections %d, proxy_half_close on", workerConns)},
+		udpArgv: nginxUDPArgv(bin, loadModule, o.nofile),
+		notes: []string{
+			fmt.Sprintf("nginx: stream proxy, worker_processes 2, worker_connections %d, proxy_half_close on", workerConns),
+			"nginx (udp): listen udp reuseport, worker_processes 2, proxy_timeout 10s",
+		},
 	}, "", nil
 }
 
@@ -263,7 +271,7 @@ func launch(ctx context.Context, f forwarder, dir, backend string) (string, *pro
 	if err != nil {
 		return "", nil, err
 	}
-	p, err := startProc(ctx, f.name, dir, argv, port)
+	p, err := startProc(ctx, f.name, dir, argv, port, tcpListening)
 	if err != nil {
 		return "", nil, err
 	}

@@ -1,10 +1,10 @@
 // Command bench measures sluice side by side with a direct connection and
-// with peer forwarders (HAProxy, nginx stream) in one run, and prints one
-// table.
+// with peer forwarders (HAProxy, nginx stream; socat for UDP) in one run,
+// and prints one table. The UDP figures are in udp.go.
 //
 // Usage, from the module root:
 //
-//	go run ./bench [-d 5s] [-idle 5000] [-rounds 1] [-smoke] [-only sluice,haproxy,nginx] [-sluice PATH]
+//	go run ./bench [-d 5s] [-idle 5000] [-rounds 1] [-smoke] [-only sluice,haproxy,nginx,socat] [-sluice PATH]
 //
 // The bench builds sluice from ./cmd/sluice unless -sluice names a binary,
 // and runs each peer that is installed. Every forwarder is its own process
@@ -147,7 +147,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer bk.close()
 	r := runner{fwds: fwds, bk: bk, d: o.d, idleN: o.idleN, rounds: o.rounds, tmp: tmp, progress: stderr}
-	res, err := r.run(ctx, figures())
+	res, err := r.run(ctx, append(figures(), udpFigures()...))
 	if err != nil {
 		return err
 	}

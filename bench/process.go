@@ -32,9 +32,10 @@ type proc struct {
 }
 
 // startProc runs argv in dir with its output in dir/output.log and waits
-// until something listens on port. The process gets its own process group so
+// until listening(port) says something listens on port (tcpListening, or
+// udpBound for UDP). The process gets its own process group so
 // that stop can reach all of it (nginx's workers too).
-func startProc(ctx context.Context, name, dir string, argv []string, port int) (*proc, error) {
+func startProc(ctx context.Context, name, dir string, argv []string, port int, listening func(int) (bool, error)) (*proc, error) {
 	logf := filepath.Join(dir, "output.log")
 	out, err := os.Create(logf)
 	if err != nil {
@@ -53,22 +54,22 @@ func startProc(ctx context.Context, name, dir string, argv []string, port int) (
 		p.waitErr = cmd.Wait()
 		close(p.exited)
 	}()
-	if err := p.waitListening(ctx, port); err != nil {
+	if err := p.waitListening(ctx, port, listening); err != nil {
 		p.kill()
 		return nil, err
 	}
 	return p, nil
 }
 
-// waitListening polls /proc until port is in LISTEN state, the process
+// waitListening polls /proc until listening(port) holds, the process
 // exits, or startTimeout passes.
-func (p *proc) waitListening(ctx context.Context, port int) error {
+func (p *proc) waitListening(ctx context.Context, port int, listening func(int) (bool, error)) error {
 	deadline := time.NewTimer(startTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		ok, err := tcpListening(port)
+		ok, err := listening(port)
 		if err != nil {
 			return err
 		}

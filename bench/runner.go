@@ -91,7 +91,7 @@ func (r *runner) run(ctx context.Context, figs []figure) (*results, error) {
 		}
 		for round := range max(r.rounds, 1) {
 			for i, f := range r.fwds {
-				if fig.needsProc && f.argv == nil || res.cells[fig.rows[0].label][f.name].failed {
+				if fig.needsProc && f.argv == nil || !f.relays(fig) || res.cells[fig.rows[0].label][f.name].failed {
 					continue
 				}
 				fmt.Fprintf(r.progress, "bench: %s through %s (round %d)\n", fig.name, f.name, round+1)
@@ -112,6 +112,9 @@ func (r *runner) run(ctx context.Context, figs []figure) (*results, error) {
 // own verdict, what the backends found, connections the forwarder left
 // open, and the forwarder dying or refusing to stop.
 func (r *runner) measure(ctx context.Context, fig figure, f forwarder, dir string) (result, error) {
+	if fig.udp {
+		return r.measureUDP(ctx, fig, f, dir)
+	}
 	addr, p, err := launch(ctx, f, dir, r.bk.addr(fig.backend))
 	if err != nil {
 		return result{}, err

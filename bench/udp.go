@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// The UDP figures. Each runs through the direct path and every forwarder
+// that relays UDP (see forwarder.udpArgv), with a fresh backend per
+// measurement:
+//
+//   - request/response: udpRRSockets client sockets each keep one 64-byte
+//     request in flight to the echo backend; round trips per second.
+//   - one-way: udpSenders senders each send as fast as they can for the
+//     figure's duration; the rate is what the sink received and verified,
+//     not what was sent.
+const (
+	udpRRSockets = 16
+	udpSenders   = 4
+	// udpRRTimeout is how long a request waits for its answer before it is
+	// sent again (and counted lost).
+	udpRRTimeout = 200 * time.Millisecond
+	// sinkQuiet and sinkSettle bound the wait for datagrams still in a
+	// forwarder's buffers once the senders stop.
+	sinkQuiet  = 100 * time.Millisecond
+	sinkSettle = 2 * time.Second
+)
+
+// udpFigures returns the UDP figures in table order.
+func udpFigures() []figure {
+	return []figure{
+		{name: "udp request/response", udp: true, backend: echoBackend, rows: []row{
+			{label: "udp req/resp/s (16 sockets, 64 B)", format: "%.0f", cmp: vsDirect},
+		}, run: udpReqResp},
+		{name: "udp one-way 64 B", udp: true, backend: sinkBackend, rows: []row{
+			{label: "udp delivered dgrams/s (4 senders, 64 B)", format: "%.0f", cmp: vsDirect},
+		}, run: udpOneWay(64, false)},
+		{name: "udp one-way 1400 B", udp: true, backend: sinkBackend, rows: []row{
+			{label: "udp delivered Gbit/s (4 senders, 1400 B)", format: "%.2f", cmp: vsDirect},
+		}, run: udpOneWay(1400, true)},
+	}
+}
+
+// relays reports whether f takes part in fig: the direct path always (it
+// has no configuration at all); otherwise forwarders configured for the
+// figure's transport.
+func (f forwarder) relays(fig figure) bool {
+	if f.argv == nil && f.udpArgv == nil {
+		return true
+	}
+	if fig.udp {
+		return f.udpArgv != nil
+	}
+	return f.argv != nil
+}
+
+// measureUDP starts a fresh UDP backend and f in front of it, runs the
+// figure, and stops both. The error gathers the figure's verdict, what the
+// sink found wrong, and the forwarder dying or refusing to stop.
+func (r *runner) measureUDP(ctx context.Context, fig figure, f forwarder, dir string) (result, error) {
+	be, err := startUDPBackend(fig.backend)
+	if err != nil {
+		return result{}, err
+	}
+	defer be.close()
+	addr, p, err := launchUDP(ctx, f, dir, be.addr())
+	if err != nil {
+		return result{}, err
+	}
+	out, err := fig.run(ctx, env{addr: addr, proc: p, d: r.d, udp: be})
+	err = errors.Join(err, be.failure())
+	if p != nil {
+		err = errors.Join(err, stopUDP(p))
+	}
+	return out, err
+}
+
+// launchUDP starts f's UDP relay in front of backend and returns the
+// address clients send to and the process, nil for the direct path.
+func launchUDP(ctx context.Context, f forwarder, dir, backend string) (string, *proc, error) {
+	if f.udpArgv == nil {
+		return backend, nil, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, fmt.Errorf("%s: %w", f.name, err)
+	}
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return "", nil, fmt.Errorf("find a free udp port: %w", err)
+	}
+	listen := c.LocalAddr().(*net.UDPAddr)
+	c.Close()
+	argv, err := f.udpArgv(dir, listen.String(), backend)
+	if err != nil {
+		return "", nil, err
+	}
+	p, err := startProc(ctx, f.name, dir, argv, listen.Port, udpBound)
+	if err != nil {
+		return "", nil, err
+	}
+	return listen.String(), p, nil
+}
+
+// stopUDP stops a UDP forwarder and whatever it forked (socat's children
+// outlive their parent). socat exits with status 143 on SIGTERM, which is
+// a clean stop.
+func stopUDP(p *proc) error {
+	err := p.stop()
+	_ = killGroup(p) // the leader is gone; its children may not be
+	var exit interface{ ExitCode() int }
+	if err != nil && errors.As(p.waitErr, &exit) && exit.ExitCode() == 128+15 {
+		return nil
+	}
+	return err
+}
+
+// udpReqResp keeps udpRRSockets sockets playing 64-byte ping-pong with the
+// echo backend for the figure's duration and reports round trips per
+// second. A request unanswered for udpRRTimeout is sent again and counted
+// lost; an answer that differs from its request fails the figure.
+func udpReqResp(ctx context.Context, e env) (result, error) {
+	counts := make([]int64, udpRRSockets)
+	lost := make([]int64, udpRRSockets)
+	errs := make([]error, udpRRSockets)
+	start := time.Now()
+	until := start.Add(e.d)
+	var wg sync.WaitGroup
+	for i := range udpRRSockets {
+		wg.Go(func() { counts[i], lost[i], errs[i] = udpPingPong(ctx, e.addr, uint32(i), until) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var total, totalLost int64
+	for i := range counts {
+		total += counts[i]
+		totalLost += lost[i]
+	}
+	res := result{values: []float64{float64(total) / elapsed.Seconds()}}
+	if totalLost > 0 {
+		res.notes = append(res.notes, fmt.Sprintf("%d requests or answers lost and sent again (each cost %v)", totalLost, udpRRTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return res, err
+	}
+	if total == 0 {
+		return res, errors.New("no UDP round trip completed")
+	}
+	return res, ctx.Err()
+}
+
+// udpPingPong does round trips from one socket until the deadline and
+// returns how many completed and how many requests were sent again.
+func udpPingPong(ctx context.Context, addr string, id uint32, until time.Time) (done, lost int64, err error) {
+	c, err := dialUDP(addr)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	defer context.AfterFunc(ctx, func() { c.Close() })()
+	msg, buf := make([]byte, msgSize), make([]byte, 1<<16)
+	for seq := uint64(1); time.Now().Before(until); seq++ {
+		fillDatagram(msg, id, seq)
+		ok, err := udpRoundTrip(c, msg, buf, seq)
+		for !ok && err == nil && time.Now().Before(until) {
+			lost++
+			ok, err = udpRoundTrip(c, msg, buf, seq)
+		}
+		if err != nil {
+			return done, lost, fmt.Errorf("udp request/response after %d round trips: %w", done, err)
+		}
+		if ok {
+			done++
+		}
+	}
+	return done, lost, ctx.Err()
+}
+
+// udpRoundTrip sends request seq and waits up to udpRRTimeout for its
+// answer, skipping late answers to earlier requests. It reports false when
+// none came in time.
+func udpRoundTrip(c *net.UDPConn, msg, buf []byte, seq uint64) (bool, error) {
+	if _, err := c.Write(msg); err != nil {
+		return false, err
+	}
+	c.SetReadDeadline(time.Now().Add(udpRRTimeout))
+	for {
+		n, err := c.Read(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if n >= 8 && binary.BigEndian.Uint64(buf) < seq {
+			continue // the answer to a request that was sent again
+		}
+		if string(buf[:n]) != string(msg) {
+			return false, fmt.Errorf("%w: %d bytes back for %d sent", errEchoMismatch, n, len(msg))
+		}
+		return true, nil
+	}
+}
+
+// udpOneWay returns a figure in which udpSenders senders send size-byte
+// datagrams to the sink as fast as they can for the figure's duration. It
+// reports what the sink received per second: datagrams, or Gbit/s with
+// gbits.
+func udpOneWay(size int, gbits bool) func(context.Context, env) (result, error) {
+	return func(ctx context.Context, e env) (result, error) {
+		sent := make([]int64, udpSenders)
+		errs := make([]error, udpSenders)
+		until := time.Now().Add(e.d)
+		var wg sync.WaitGroup
+		for i := range udpSenders {
+			wg.Go(func() { sent[i], errs[i] = udpSend(ctx, e.addr, uint32(i), size, until) })
+		}
+		wg.Wait()
+		e.udp.waitQuiet(sinkQuiet, sinkSettle)
+		var total int64
+		for _, n := range sent {
+			total += n
+		}
+		got, bytes := e.udp.received.Load(), e.udp.bytes.Load()
+		v := float64(got) / e.d.Seconds()
+		if gbits {
+			v = gbitPerSec(bytes, e.d)
+		}
+		res := result{values: []float64{v}}
+		if total > 0 {
+			res.notes = append(res.notes, fmt.Sprintf("%d of %d datagrams delivered (%.0f%%)", got, total, 100*float64(got)/float64(total)))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return res, err
+		}
+		if got == 0 {
+			return res, errors.New("the sink received no datagram")
+		}
+		return res, ctx.Err()
+	}
+}
+
+// udpSend sends numbered datagrams of size bytes to addr until the deadline
+// and returns how many it sent. A refusal (ICMP from a forwarder still
+// starting, or one that has no session yet) is not an error.
+func udpSend(ctx context.Context, addr string, id uint32, size int, until time.Time) (int64, error) {
+	c, err := dialUDP(addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	msg := make([]byte, size)
+	var n int64
+	for seq := uint64(1); ctx.Err() == nil; seq++ {
+		if seq%64 == 0 && !time.Now().Before(until) {
+			break
+		}
+		fillDatagram(msg, id, seq)
+		if _, err := c.Write(msg); err == nil {
+			n++
+		}
+	}
+	return n, ctx.Err()
+}
+
+// dialUDP returns a UDP socket connected to addr with large buffers.
+func dialUDP(addr string) (*net.UDPConn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.DialUDP("udp", nil, ua)
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadBuffer(udpBufSize)
+	c.SetWriteBuffer(udpBufSize)
+	return c, nil
+}

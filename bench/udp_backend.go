@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The UDP figures' backends, started afresh for each measurement:
+//
+//   - echo (echoBackend): every datagram is sent back to its sender.
+//   - sink (sinkBackend): every datagram is counted and checked: it must
+//     be as long as its header says and carry the pattern its header names
+//     (see fillDatagram). A bad one fails the figure.
+//
+// Each runs udpServers goroutines on one socket, so that one can read while
+// another answers or checks.
+const udpServers = 2
+
+// udpBufSize is the receive and send buffer of the bench's UDP sockets: room
+// for bursts, so that what is lost is lost in the forwarder.
+const udpBufSize = 4 << 20
+
+// dgramHeader is the header of a sink datagram: sequence number (8 bytes),
+// sender (4) and the datagram's total length (4), big-endian.
+const dgramHeader = 16
+
+// udpBackend is one UDP backend on a free loopback port.
+type udpBackend struct {
+	kind backendKind
+	conn *net.UDPConn
+	wg   sync.WaitGroup
+
+	received atomic.Int64 // datagrams
+	bytes    atomic.Int64
+	bad      atomic.Int64
+
+	mu       sync.Mutex // guards firstBad
+	firstBad error
+}
+
+// startUDPBackend serves kind (echoBackend or sinkBackend) on loopback.
+func startUDPBackend(kind backendKind) (*udpBackend, error) {
+	if kind != echoBackend && kind != sinkBackend {
+		return nil, fmt.Errorf("no UDP %v backend", kind)
+	}
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("udp %v backend: listen: %w", kind, err)
+	}
+	c.SetReadBuffer(udpBufSize)
+	c.SetWriteBuffer(udpBufSize)
+	b := &udpBackend{kind: kind, conn: c}
+	for range udpServers {
+		b.wg.Go(b.serve)
+	}
+	return b, nil
+}
+
+// addr returns the backend's address.
+func (b *udpBackend) addr() string { return b.conn.LocalAddr().String() }
+
+// close stops the backend.
+func (b *udpBackend) close() {
+	b.conn.Close()
+	b.wg.Wait()
+}
+
+// failure returns what the sink found wrong, or nil.
+func (b *udpBackend) failure() error {
+	n := b.bad.Load()
+	if n == 0 {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return fmt.Errorf("udp sink: %d bad datagrams, first: %w", n, b.firstBad)
+}
+
+// serve answers or checks datagrams until the socket is closed.
+func (b *udpBackend) serve() {
+	buf := make([]byte, 1<<16)
+	for {
+		n, from, err := b.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		b.received.Add(1)
+		b.bytes.Add(int64(n))
+		if b.kind == echoBackend {
+			b.conn.WriteToUDPAddrPort(buf[:n], from)
+			continue
+		}
+		if err := checkDatagram(buf[:n]); err != nil {
+			if b.bad.Add(1) == 1 {
+				b.mu.Lock()
+				b.firstBad = err
+				b.mu.Unlock()
+			}
+		}
+	}
+}
+
+// fillDatagram writes sender's datagram seq into p (at least dgramHeader
+// long): the header, then a pattern that depends on both.
+func fillDatagram(p []byte, sender uint32, seq uint64) {
+	binary.BigEndian.PutUint64(p[0:], seq)
+	binary.BigEndian.PutUint32(p[8:], sender)
+	binary.BigEndian.PutUint32(p[12:], uint32(len(p)))
+	x := byte(seq) ^ byte(sender)*31
+	for i := dgramHeader; i < len(p); i++ {
+		p[i] = x + byte(i)
+	}
+}
+
+// checkDatagram verifies a datagram that fillDatagram wrote.
+func checkDatagram(p []byte) error {
+	if len(p) < dgramHeader {
+		return fmt.Errorf("a datagram of %d bytes, shorter than its header", len(p))
+	}
+	seq, sender := binary.BigEndian.Uint64(p[0:]), binary.BigEndian.Uint32(p[8:])
+	if want := binary.BigEndian.Uint32(p[12:]); uint32(len(p)) != want {
+		return fmt.Errorf("sender %d datagram %d: %d bytes, sent %d", sender, seq, len(p), want)
+	}
+	x := byte(seq) ^ byte(sender)*31
+	for i := dgramHeader; i < len(p); i++ {
+		if p[i] != x+byte(i) {
+			return fmt.Errorf("sender %d datagram %d: byte %d differs", sender, seq, i)
+		}
+	}
+	return nil
+}
+
+// waitQuiet waits until the backend has received nothing new for quiet, or
+// limit has passed, so that datagrams still in a forwarder's buffers are
+// counted.
+func (b *udpBackend) waitQuiet(quiet, limit time.Duration) {
+	tick := time.NewTicker(quiet)
+	defer tick.Stop()
+	deadline := time.Now().Add(limit)
+	last := b.received.Load()
+	for range tick.C {
+		now := b.received.Load()
+		if now == last || time.Now().After(deadline) {
+			return
+		}
+		last = now
+	}
+}
