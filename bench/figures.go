@@ -57,8 +57,8 @@ type figure struct {
 	needsProc bool
 	// udp marks figures relayed over UDP (udp.go): they run through the
 	// forwarders' udpArgv, each measurement with a fresh UDP backend.
-	udp bool
-	rows      []row
+	udp  bool
+	rows []row
 	// run measures through e and returns one value per row. An error means
 	// the forwarder misbehaved (lost or corrupted bytes, died, refused to
 	// hold connections), not merely that it was slow.

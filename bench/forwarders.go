@@ -87,7 +87,7 @@ func probeSluice(ctx context.Context, o setupOptions) (forwarder, string, error)
 			return []string{bin, "-l", listen, "-r", backend, "--log-level", "warn"}, nil
 		},
 		udpArgv: sluiceUDPArgv(bin),
-		notes: []string{"sluice: quick mode, --log-level warn (no access log lines)"},
+		notes:   []string{"sluice: quick mode, --log-level warn (no access log lines)"},
 	}, "", nil
 }
 
