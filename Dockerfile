@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # sluice in a container: a static binary on an empty image, run as a
 # non-root user.
 #
