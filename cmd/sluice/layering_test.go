@@ -11,8 +11,8 @@ import (
 // not. The direction is cmd → server → {tcp, udp, admin} → the leaves; a
 // package missing here may depend on nothing of sluice's own.
 var layers = map[string][]string{
-	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config"},
-	"internal/tcp":        {"internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/config"},
+	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers"},
+	"internal/tcp":        {"internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/config", "internal/workers"},
 	"internal/udp":        {"internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/config"},
 	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/backend", "internal/config"},
 	"internal/metrics":    {},
@@ -22,6 +22,7 @@ var layers = map[string][]string{
 	"internal/relay":      {},
 	"internal/proxyproto": {},
 	"internal/config":     {},
+	"internal/workers":    {},
 }
 
 // leaves may import only the standard library and these modules.

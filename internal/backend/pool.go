@@ -77,6 +77,9 @@ func NewPool(rule config.Rule, r *Resolver, logger *slog.Logger) *Pool {
 		resolver:       r,
 		logger:         logger,
 		now:            time.Now,
+		// No TCP keepalive: it costs four setsockopt calls per connection,
+		// and idle_timeout already bounds how long a silent peer is kept.
+		dialer: net.Dialer{KeepAlive: -1},
 	}
 	switch p.balance {
 	case RoundRobin, LeastConn, Random, SourceHash, First:

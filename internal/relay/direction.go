@@ -31,7 +31,10 @@ type direction struct {
 	// registered is whether src is in the parker's epoll set; only the
 	// goroutine that owns the direction touches it.
 	registered bool
-	n          int64 // bytes written to dst
+	// writeDeadline is whether dst has a write deadline; it is set only
+	// once a write has had to wait, which most connections never do.
+	writeDeadline bool
+	n             int64 // bytes written to dst
 }
 
 func newDirection(r *Relay, src, dst net.Conn, name string) *direction {
@@ -139,7 +142,7 @@ func (d *direction) finish() {
 	d.r.halfClosed.Store(true)
 	if d.r.idleLimit() > 0 {
 		d.other.setReadDeadline()
-		d.other.setWriteDeadline()
+		d.other.dst.SetWriteDeadline(d.r.idleDeadline())
 		d.r.armIdleTimer()
 	}
 }
@@ -162,6 +165,7 @@ func (d *direction) setReadDeadline() {
 
 // setWriteDeadline bounds the wait for room on dst by the idle limit.
 func (d *direction) setWriteDeadline() {
+	d.writeDeadline = true
 	d.dst.SetWriteDeadline(d.r.idleDeadline())
 }
 
@@ -221,6 +225,7 @@ func (d *direction) progress(n int) {
 // directly (wrapped or rate-limited ones). It holds a buffer while it waits.
 func (d *direction) copyBuffered() error {
 	pools := d.r.pools
+	d.setWriteDeadline() // plain writes cannot set it lazily
 	for {
 		buf := pools.buffer()
 		n, err := d.src.Read((*buf)[:d.allow(len(*buf))])

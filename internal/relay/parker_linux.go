@@ -79,7 +79,7 @@ func (p *Parker) loop() {
 		for i := range events[:n] {
 			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
 			if d := p.take(id); d != nil {
-				go d.resume()
+				d.r.opts.Go(d.resume)
 			}
 		}
 	}

@@ -98,6 +98,9 @@ func (d *direction) writeChunk(c *chunk) error {
 				case werr == unix.EINTR:
 					continue
 				case werr == unix.EAGAIN:
+					if !d.writeDeadline {
+						d.setWriteDeadline() // about to wait: bound it
+					}
 					return false
 				case werr != nil:
 					return true

@@ -65,6 +65,9 @@ type Options struct {
 	// Bandwidth limits each direction to this many bytes per second. Zero
 	// means no limit. Splice is still used; reads are sized by the bucket.
 	Bandwidth int64
+	// Go runs a function on a goroutine, e.g. from a pool of workers whose
+	// stacks are already grown. Nil: the go statement.
+	Go func(func())
 }
 
 // DefaultParkAfter is the default Options.ParkAfter: long enough that a busy
@@ -106,6 +109,9 @@ func New(client, backend net.Conn, opts Options) *Relay {
 	if opts.ParkAfter <= 0 {
 		opts.ParkAfter = DefaultParkAfter
 	}
+	if opts.Go == nil {
+		opts.Go = func(f func()) { go f() }
+	}
 	r := &Relay{client: client, backend: backend, opts: opts, pools: opts.Pools, start: time.Now()}
 	r.up = newDirection(r, client, backend, "up")
 	r.down = newDirection(r, backend, client, "down")
@@ -113,27 +119,22 @@ func New(client, backend net.Conn, opts Options) *Relay {
 	return r
 }
 
-// Start relays in the background until both directions have finished or the
-// relay is stopped; then it closes both connections and calls done with the
-// byte counts and how the relay ended. done is called exactly once, on one
-// of the relay's goroutines.
+// Start relays until both directions have finished or the relay is
+// stopped; then it closes both connections and calls done with the byte
+// counts and how the relay ended. done is called exactly once, on one of the
+// relay's goroutines.
 //
-// With a Parker, both directions start parked: a new connection costs no
-// goroutine until its first bytes arrive.
+// The calling goroutine carries the client→backend direction (a new
+// connection's first bytes usually come from the client, and the caller's
+// stack is already grown) and Start returns when that direction parks or
+// ends; the other direction gets a goroutine of its own.
 func (r *Relay) Start(done func(Result)) {
 	r.done = done
 	r.live.Store(2)
-	if r.opts.Parker != nil {
-		r.armIdleTimer()
-	}
-	for _, d := range []*direction{r.up, r.down} {
-		d.setWriteDeadline()
-		if d.parks && r.opts.Parker.park(d) {
-			continue
-		}
-		d.setReadDeadline()
-		go d.run()
-	}
+	r.up.setReadDeadline()
+	r.down.setReadDeadline()
+	r.opts.Go(r.down.run)
+	r.up.run()
 }
 
 // Run is Start that waits for the result.

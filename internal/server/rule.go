@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,7 +88,7 @@ func (r *rule) run() {
 	r.pool = backend.NewPool(r.cfg, r.s.resolver, r.logger)
 	r.pool.Start()
 	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{
-		Logger: r.s.logger, Pools: r.s.pools, Parker: r.s.parker, IDs: &r.s.ids, Table: r.table,
+		Logger: r.s.logger, Pools: r.s.pools, Parker: r.s.parker, Workers: r.s.workers, IDs: &r.s.ids, Table: r.table,
 	})
 	for _, ln := range r.lns {
 		r.serve(ln)
@@ -156,9 +157,12 @@ func (s *Server) listen(addr config.Address) (net.Listener, error) {
 	if ln := s.inherited.listener(addr); ln != nil {
 		return ln, nil
 	}
-	ln, err := net.Listen(addr.Network, addr.DialAddress())
+	// No TCP keepalive on accepted connections: it costs four setsockopt
+	// calls each, and idle_timeout already bounds a silent client.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), addr.Network, addr.DialAddress())
 	if err != nil && addr.Network == "unix" && errors.Is(err, syscall.EADDRINUSE) && removeStaleSocket(addr.Path) {
-		ln, err = net.Listen(addr.Network, addr.DialAddress())
+		ln, err = lc.Listen(context.Background(), addr.Network, addr.DialAddress())
 	}
 	if err != nil {
 		return nil, bareError(err)

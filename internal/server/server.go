@@ -8,12 +8,14 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"sluice/internal/backend"
 	"sluice/internal/config"
 	"sluice/internal/conntrack"
 	"sluice/internal/metrics"
 	"sluice/internal/relay"
+	"sluice/internal/workers"
 )
 
 // Options are what a Server is built from. Only Logger is required.
@@ -33,6 +35,7 @@ type Server struct {
 	inherited *Inherited
 	pools     *relay.Pools
 	parker    *relay.Parker // nil where the platform has none
+	workers   *workers.Pool
 	resolver  *backend.Resolver
 	ids       conntrack.IDs
 	reloading sync.Mutex // one reload at a time
@@ -58,6 +61,7 @@ func New(opts Options) *Server {
 		inherited: opts.Inherited,
 		pools:     relay.NewPools(0),
 		parker:    parker,
+		workers:   workers.New(256, 10*time.Second),
 		resolver:  backend.NewResolver(nil, logger),
 		retired:   make(map[*rule]bool),
 	}
@@ -117,6 +121,7 @@ func (s *Server) Shutdown() {
 	wg.Wait()
 	s.drains.Wait()
 	s.pools.Close()
+	s.workers.Close()
 	if s.parker != nil {
 		s.parker.Close()
 	}

@@ -39,13 +39,13 @@ func (s *Service) start(c net.Conn) {
 	cn.rule.Metrics.ConnOpened()
 	s.wg.Add(1)
 	if trusted(cn.rule.TrustProxy, cn.client.Addr()) {
-		go s.readProxyHeader(cn)
+		s.spawn(func() { s.readProxyHeader(cn) })
 		return
 	}
 	if !s.admit(cn) {
 		return
 	}
-	go s.dial(cn)
+	s.spawn(func() { s.dial(cn) })
 }
 
 // readProxyHeader reads a trusted sender's PROXY header, whose addresses
@@ -121,6 +121,7 @@ func (s *Service) dial(cn *conn) {
 		Counters:         &cn.counters,
 		RuleUp:           bytesUp,
 		RuleDown:         bytesDown,
+		Go:               s.spawn,
 	})
 	cn.entry = conntrack.Entry{
 		ID: s.deps.IDs.Next(), Rule: rule.Name, Proto: "tcp",
@@ -129,13 +130,13 @@ func (s *Service) dial(cn *conn) {
 		Stop: func(reason string) { cn.relay.Stop(relay.End(reason)) },
 	}
 	s.deps.Table.Add(&cn.entry)
+	if s.cutting.Load() {
+		cn.relay.Stop(relay.EndDrained) // before Start is fine: it ends at once
+	}
 	cn.relay.Start(func(res relay.Result) {
 		s.deps.Table.Remove(cn.entry.ID)
 		s.finish(cn, res)
 	})
-	if s.cutting.Load() {
-		cn.relay.Stop(relay.EndDrained)
-	}
 }
 
 // finish releases what the connection held and writes its access line.

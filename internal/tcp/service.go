@@ -15,6 +15,7 @@ import (
 	"sluice/internal/conntrack"
 	"sluice/internal/metrics"
 	"sluice/internal/relay"
+	"sluice/internal/workers"
 )
 
 // Rule is what the TCP side needs of a rule. It is immutable once given to a
@@ -34,11 +35,12 @@ type Rule struct {
 
 // Deps are the process-wide parts a Service uses.
 type Deps struct {
-	Logger *slog.Logger
-	Pools  *relay.Pools     // shared pipes and buffers
-	Parker *relay.Parker    // takes idle relays off their goroutines; may be nil
-	IDs    *conntrack.IDs   // connection ids unique in the process
-	Table  *conntrack.Table // the rule's live connections
+	Logger  *slog.Logger
+	Pools   *relay.Pools     // shared pipes and buffers
+	Parker  *relay.Parker    // takes idle relays off their goroutines; may be nil
+	Workers *workers.Pool    // goroutines with grown stacks for dials and relays; may be nil
+	IDs     *conntrack.IDs   // connection ids unique in the process
+	Table   *conntrack.Table // the rule's live connections
 }
 
 // Service serves one rule's TCP listener(s).
@@ -49,13 +51,17 @@ type Service struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // one per connection until its access line is written
 	cutting  atomic.Bool    // live connections are being cut; late ones stop at once
+	spawn    func(func())   // runs a connection's goroutine (Deps.Workers or go)
 	listener sync.Mutex     // guards the following fields
 	lns      []net.Listener
 }
 
 // NewService returns a service for rule.
 func NewService(rule *Rule, deps Deps) *Service {
-	s := &Service{deps: deps}
+	s := &Service{deps: deps, spawn: func(f func()) { go f() }}
+	if deps.Workers != nil {
+		s.spawn = deps.Workers.Go
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.rule.Store(rule)
 	return s
@@ -110,9 +116,14 @@ func (s *Service) Drain(timeout time.Duration) {
 
 // logAccess writes the one access line of a finished connection.
 func (s *Service) logAccess(rule *Rule, client, backend string, res relay.Result, start time.Time) {
-	if !s.deps.Logger.Enabled(context.Background(), slog.LevelInfo) {
-		return
+	if s.deps.Logger.Enabled(context.Background(), slog.LevelInfo) {
+		s.writeAccess(rule, client, backend, res, start)
 	}
+}
+
+// writeAccess formats and writes an access line. It is apart from
+// logAccess so that its large frame costs nothing when access lines are off.
+func (s *Service) writeAccess(rule *Rule, client, backend string, res relay.Result, start time.Time) {
 	attrs := []slog.Attr{
 		slog.String("rule", rule.Name),
 		slog.String("proto", "tcp"),

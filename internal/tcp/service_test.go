@@ -364,8 +364,36 @@ func TestProxyProtocolMalformed(t *testing.T) {
 	}
 }
 
+// serveB starts a plain Service in front of backend for benchmarks and
+// returns its address.
+func serveB(b *testing.B, backendAddr string) string {
+	logger := slog.New(slog.DiscardHandler)
+	ap := netip.MustParseAddrPort(backendAddr)
+	rc := config.Rule{Name: "b", ConnectTimeout: time.Second, Backends: []config.Backend{{Address: config.Address{Network: "tcp", Host: ap.Addr().String(), Port: ap.Port()}, Weight: 1}}}
+	rule := &Rule{Name: "b", Pool: backend.NewPool(rc, nil, logger), Gate: admit.NewGate(admit.Policy{}), ConnectTimeout: time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	parker, err := relay.NewParker()
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc := NewService(rule, Deps{Logger: logger, Pools: relay.NewPools(0), Parker: parker, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
+	go svc.Serve(ln)
+	b.Cleanup(func() {
+		svc.CloseListeners()
+		svc.Drain(time.Second)
+		parker.Close()
+	})
+	return ln.Addr().String()
+}
+
 // echoBackend echoes everything back.
-func echoBackend(t *testing.T) string {
+func echoBackend(t *testing.T) string { return echoBackendB(t) }
+
+// echoBackendB echoes everything back.
+func echoBackendB(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
