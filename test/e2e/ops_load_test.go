@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,11 +120,11 @@ func (c *churner) run(id int, stop <-chan struct{}) {
 	}
 }
 
-// note keeps the first few failures for the report.
+// note keeps the first few distinct failures for the report.
 func (c *churner) note(msg string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.errs) < 5 {
+	if len(c.errs) < 3 && !slices.Contains(c.errs, msg) {
 		c.errs = append(c.errs, msg)
 	}
 }
@@ -381,6 +382,22 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return -1
+}
+
+// access waits for the stream's access line in p's log. The stream's name
+// is its rule's. A client address alone does not identify the stream:
+// the kernel may give the same local port to a churner's connection to
+// another address, or to this one after the stream's port was free. So
+// the line must also be of the stream's rule and either carry more bytes
+// than a churner sends or end otherwise than a churner's clean end.
+func (s *stream) access(p *proc) record {
+	p.t.Helper()
+	client := s.c.LocalAddr().String()
+	rec, _ := p.waitFrom(0, "access line of stream "+s.name+" from "+client, func(r record) bool {
+		return r.str("msg") == "access" && r.str("rule") == s.name && r.str("client") == client &&
+			(r.num("up") > 1024 || r.num("down") > 1024 || r.str("end") != "eof")
+	})
+	return rec
 }
 
 // finish waits for the stream to end (the load must have been halted) and

@@ -289,7 +289,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	l.checkChurn()
 	for _, s := range streams {
 		n := s.finish(t)
-		rec, _ := p.waitFrom(0, "access line of stream "+s.name, accessOf(s.c.LocalAddr()))
+		rec := s.access(p)
 		if rec.str("end") != "eof" || rec.num("up") != n || rec.num("down") != n {
 			t.Errorf("stream %s: access line %v: want end=eof up=down=%d", s.name, rec, n)
 		}
@@ -349,6 +349,11 @@ func rejectBadConfig(t *testing.T, r *reloader, l *load, m reloadModel) {
 	if err := json.Unmarshal(body, &failure); code != http.StatusBadRequest || err != nil ||
 		!slices.Equal(failure.Errors, want) || failure.Error != strings.Join(want, "\n") {
 		t.Errorf("POST /api/v1/reload with a bad config: %d %s\nwant 400 with errors %q", code, body, want)
+	}
+	// Logged after the reload was tried: every line before it is in now.
+	rec, _ := r.p.waitFrom(at, "admin: reload failed", isMsg("admin: reload failed; nothing changed"))
+	if rec.num("errors") != int64(len(want)) {
+		t.Errorf("API reload failure logged %v, want errors=%d", rec, len(want))
 	}
 
 	if n := r.p.count(isMsg("reloaded")); n != r.done {

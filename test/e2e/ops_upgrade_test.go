@@ -37,7 +37,6 @@ func TestHitlessUpgrade(t *testing.T) {
 		g = startGroup(t, "-c", path)
 		return g.proc
 	})
-	oldPid := g.cmd.Process.Pid
 	listens := map[string]string{"alpha": addrs[1], "beta": addrs[2], "gamma": addrs[3]}
 	fixed := map[string]bool{"alpha": true, "beta": true, "gamma": true}
 	l := startLoad(t, newAddrBook(listens), []string{"alpha", "alpha", "alpha", "beta", "beta", "beta", "gamma", "gamma"}, fixed)
@@ -48,6 +47,41 @@ func TestHitlessUpgrade(t *testing.T) {
 	l.waitProgress(l.snapshot(), 5, 64<<10)
 
 	from := l.snapshot()
+	newPid := upgrade(t, g)
+	// Traffic goes on across the hand-over: new connections reach the new
+	// process while the streams keep flowing through the old one.
+	l.waitProgress(from, 10, 256<<10)
+	if !g.leaderRunning() {
+		t.Fatalf("the old process exited with its streams still open: %v", g.leaderErr)
+	}
+	checkNewProcessServes(t, newAdmin(t, addrs[0], ""), streams)
+
+	l.halt()
+	l.checkChurn()
+	for _, s := range streams {
+		n := s.finish(t)
+		rec := s.access(g.proc)
+		if rec.str("end") != "eof" || rec.num("up") != n || rec.num("down") != n {
+			t.Errorf("stream %s: access line %v: want end=eof up=down=%d", s.name, rec, n)
+		}
+	}
+	if code := g.waitLeader(); code != 0 {
+		t.Fatalf("old process exit code %d (%v), want 0", code, g.leaderErr)
+	}
+	for name, addr := range listens {
+		if err := echoOnce(addr, "after the old process left\n"); err != nil {
+			t.Errorf("rule %s after the old process exited: %v", name, err)
+		}
+	}
+	stopUpgraded(t, g, newPid)
+}
+
+// upgrade sends SIGUSR2 to the group's first process and waits until a new
+// process has started on the inherited sockets and the old one has stopped
+// accepting. It returns the new process's pid.
+func upgrade(t *testing.T, g *group) int {
+	t.Helper()
+	oldPid := g.cmd.Process.Pid
 	g.signal(syscall.SIGUSR2)
 	started := g.wait("started line of the new process", func(r record) bool {
 		return r.str("msg") == "started" && r["inherited"] == true
@@ -64,32 +98,7 @@ func TestHitlessUpgrade(t *testing.T) {
 	g.wait("old process draining", func(r record) bool {
 		return r.str("msg") == "stopping: draining live connections" && r.str("signal") == syscall.SIGUSR2.String()
 	})
-	// Traffic goes on across the hand-over: new connections reach the new
-	// process while the streams keep flowing through the old one.
-	l.waitProgress(from, 10, 256<<10)
-	if !g.leaderRunning() {
-		t.Fatalf("the old process exited with its streams still open: %v", g.leaderErr)
-	}
-	checkNewProcessServes(t, newAdmin(t, addrs[0], ""), streams)
-
-	l.halt()
-	l.checkChurn()
-	for _, s := range streams {
-		n := s.finish(t)
-		rec := g.wait("access line of stream "+s.name, accessOf(s.c.LocalAddr()))
-		if rec.str("end") != "eof" || rec.num("up") != n || rec.num("down") != n {
-			t.Errorf("stream %s: access line %v: want end=eof up=down=%d", s.name, rec, n)
-		}
-	}
-	if code := g.waitLeader(); code != 0 {
-		t.Fatalf("old process exit code %d (%v), want 0", code, g.leaderErr)
-	}
-	for name, addr := range listens {
-		if err := echoOnce(addr, "after the old process left\n"); err != nil {
-			t.Errorf("rule %s after the old process exited: %v", name, err)
-		}
-	}
-	stopUpgraded(t, g, newPid)
+	return newPid
 }
 
 // checkNewProcessServes asks the admin API, which the new process answers
