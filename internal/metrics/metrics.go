@@ -203,8 +203,9 @@ func (r *Rule) UDPSessionClosed() {
 }
 
 // Rejected counts a client turned away before any backend was dialled.
-// reason must come from a small fixed set, such as "acl", "max-connections",
-// "max-connections-per-ip", "rate" or "proxy-protocol": it is a label.
+// reason must come from a small fixed set, such as "denied",
+// "max-connections", "max-connections-per-ip", "rate-limited" or
+// "proxy-protocol" (see admit.Reason): it is a label.
 func (r *Rule) Rejected(reason string) {
 	if r == nil {
 		return

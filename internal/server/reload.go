@@ -114,7 +114,7 @@ func (r *rule) apply(ch *change) {
 	r.logger = ch.new.logger
 	if poolChanged(prev, ch.rc) {
 		oldPool := r.pool
-		r.pool = backend.NewPool(ch.rc, r.s.resolver, r.logger)
+		r.pool = backend.NewPool(ch.rc, r.s.resolver, r.s.logger) // it names the rule itself
 		r.pool.Inherit(oldPool)
 		r.pool.Start()
 		oldPool.Stop()

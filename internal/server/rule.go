@@ -85,7 +85,7 @@ func (r *rule) bindSides(tcp, udp bool) error {
 
 // run starts a bound rule: health checks, then its accept loops.
 func (r *rule) run() {
-	r.pool = backend.NewPool(r.cfg, r.s.resolver, r.logger)
+	r.pool = backend.NewPool(r.cfg, r.s.resolver, r.s.logger) // it names the rule itself
 	r.pool.Start()
 	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{
 		Logger: r.s.logger, Pools: r.s.pools, Parker: r.s.parker, Workers: r.s.workers, IDs: &r.s.ids, Table: r.table,

@@ -40,11 +40,12 @@ type Server struct {
 	ids       conntrack.IDs
 	reloading sync.Mutex // one reload at a time
 
-	mu      sync.Mutex // guards the following fields
-	cfg     *config.Config
-	rules   []*rule        // in config order
-	retired map[*rule]bool // removed by a reload, still draining
-	drains  sync.WaitGroup // retired rules draining
+	mu       sync.Mutex // guards the following fields
+	cfg      *config.Config
+	rules    []*rule        // in config order
+	retired  map[*rule]bool // removed by a reload, still draining
+	drains   sync.WaitGroup // retired rules draining
+	stopping bool           // Shutdown has begun
 }
 
 // New returns a server with no rules; Start gives it its first config.
@@ -106,6 +107,7 @@ func (s *Server) Shutdown() {
 	s.mu.Lock()
 	rules := s.rules
 	s.rules = nil
+	s.stopping = true
 	s.mu.Unlock()
 	for _, r := range rules {
 		r.closeListeners()

@@ -54,10 +54,15 @@ func (s *Server) CloseConnection(id uint64) bool {
 	return false
 }
 
-// Healthy reports whether every rule is serving: no accept loop has died.
+// Healthy reports whether every rule is serving: no accept loop has died
+// and the server is not shutting down (so that a load balancer probing
+// /healthz moves traffic away while sluice drains).
 func (s *Server) Healthy() (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopping {
+		return false, "draining: shutting down"
+	}
 	var down []string
 	for _, r := range s.rules {
 		if msg := r.failure.Load(); msg != nil {

@@ -24,6 +24,7 @@ type conn struct {
 	local    netip.AddrPort // the address the client connected to
 	start    time.Time
 	ticket   admit.Ticket
+	admitted bool // counted in the rule's connection metrics
 	backend  *backend.Backend
 	entry    conntrack.Entry
 	counters relay.Counters
@@ -36,7 +37,6 @@ type conn struct {
 func (s *Service) start(c net.Conn) {
 	cn := &conn{rule: s.rule.Load(), c: c, start: time.Now()}
 	cn.client, cn.local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
-	cn.rule.Metrics.ConnOpened()
 	s.wg.Add(1)
 	if trusted(cn.rule.TrustProxy, cn.client.Addr()) {
 		s.spawn(func() { s.readProxyHeader(cn) })
@@ -70,6 +70,8 @@ func (s *Service) readProxyHeader(cn *conn) {
 // closed at once with a reset and logged.
 func (s *Service) admit(cn *conn) bool {
 	if cn.rule.Gate == nil {
+		cn.admitted = true
+		cn.rule.Metrics.ConnOpened()
 		return true
 	}
 	ticket, reason := cn.rule.Gate.Admit(cn.client.Addr())
@@ -78,6 +80,8 @@ func (s *Service) admit(cn *conn) bool {
 		return false
 	}
 	cn.ticket = ticket
+	cn.admitted = true
+	cn.rule.Metrics.ConnOpened()
 	return true
 }
 
@@ -147,7 +151,9 @@ func (s *Service) finish(cn *conn, res relay.Result) {
 		backendName = cn.backend.Address().String()
 	}
 	cn.ticket.Release()
-	cn.rule.Metrics.ConnClosed()
+	if cn.admitted {
+		cn.rule.Metrics.ConnClosed()
+	}
 	s.logAccess(cn.rule, clientName(cn), backendName, res, cn.start)
 	s.wg.Done()
 }
