@@ -56,7 +56,7 @@ func (d *direction) readChunk() (chunk, error) {
 			c = chunk{}
 			if c.p = pools.pipe(); c.p != nil {
 				var n int64
-				n, c.err = unix.Splice(int(fd), nil, c.p.w, nil, min(size, pools.pipeSize), spliceFlags)
+				n, c.err = unix.Splice(int(fd), nil, c.p.w, nil, min(size, c.p.size), spliceFlags)
 				c.n = int(n)
 			} else {
 				c.buf = pools.buffer()
