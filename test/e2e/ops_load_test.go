@@ -281,16 +281,22 @@ type stream struct {
 	read       chan error // the reader's result
 	sentSum    []byte     // SHA-256 of what was sent; set before wrote is sent to
 	recvSum    []byte     // SHA-256 of what came back; set before read is sent to
+	halt       chan struct{}
+	haltOnce   sync.Once
 
 	mu  sync.Mutex // guards err
 	err error      // the first failure of either side
 }
 
 // startStream connects to addr and starts the writer and the reader. The
-// writer half-closes when stop is closed; the reader then runs to EOF.
+// writer half-closes when stop is closed or the stream's stop method is
+// called; the reader then runs to EOF.
 func startStream(t *testing.T, name, addr string, stop <-chan struct{}) *stream {
 	t.Helper()
-	s := &stream{name: name, c: dial(t, addr), wrote: make(chan error, 1), read: make(chan error, 1)}
+	s := &stream{
+		name: name, c: dial(t, addr), wrote: make(chan error, 1), read: make(chan error, 1),
+		halt: make(chan struct{}),
+	}
 	seed := sha256.Sum256([]byte(name + "|" + s.c.LocalAddr().String()))
 	go func() { s.wrote <- s.fail(s.write(rand.NewChaCha8(seed), stop)) }()
 	go func() { s.read <- s.fail(s.check(rand.NewChaCha8(seed))) }()
@@ -316,8 +322,11 @@ func (s *stream) failure() error {
 	return s.err
 }
 
-// write sends chunks from src, one per streamPace, until stop is closed,
-// then half-closes.
+// stop makes the writer half-close; finish then waits for the end.
+func (s *stream) stop() { s.haltOnce.Do(func() { close(s.halt) }) }
+
+// write sends chunks from src, one per streamPace, until stop or s.halt is
+// closed, then half-closes.
 func (s *stream) write(src io.Reader, stop <-chan struct{}) error {
 	h := sha256.New()
 	defer func() { s.sentSum = h.Sum(nil) }()
@@ -327,6 +336,8 @@ func (s *stream) write(src io.Reader, stop <-chan struct{}) error {
 	for {
 		select {
 		case <-stop:
+			return s.c.CloseWrite()
+		case <-s.halt:
 			return s.c.CloseWrite()
 		case <-tick.C:
 		}
@@ -400,7 +411,7 @@ func (s *stream) access(p *proc) record {
 	return rec
 }
 
-// finish waits for the stream to end (the load must have been halted) and
+// finish waits for the stream to end (the load halted or the stream stopped) and
 // checks that every byte sent came back, byte-exact. It returns the bytes
 // moved each way.
 func (s *stream) finish(t *testing.T) int64 {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // upgradeConfig is the hitless-upgrade test's config: admin API on
@@ -25,7 +26,8 @@ func upgradeConfig(backends []string) func(addrs []string) string {
 // long-lived streams run both ways. A new process takes over the listening
 // sockets and the admin API; not one connection fails during the hand-over.
 // The old process keeps relaying its streams, byte-exact, and exits 0 once
-// they end. The new one serves on and stops cleanly on SIGTERM.
+// they end. Then the new process is upgraded in turn, with the clients
+// still going, and the third one stops cleanly on SIGTERM.
 func TestHitlessUpgrade(t *testing.T) {
 	t.Parallel()
 	var backends []string
@@ -47,7 +49,7 @@ func TestHitlessUpgrade(t *testing.T) {
 	l.waitProgress(l.snapshot(), 5, 64<<10)
 
 	from := l.snapshot()
-	newPid := upgrade(t, g)
+	second := upgrade(t, g, g.cmd.Process.Pid, 1)
 	// Traffic goes on across the hand-over: new connections reach the new
 	// process while the streams keep flowing through the old one.
 	l.waitProgress(from, 10, 256<<10)
@@ -55,9 +57,9 @@ func TestHitlessUpgrade(t *testing.T) {
 		t.Fatalf("the old process exited with its streams still open: %v", g.leaderErr)
 	}
 	checkNewProcessServes(t, newAdmin(t, addrs[0], ""), streams)
-
-	l.halt()
-	l.checkChurn()
+	for _, s := range streams {
+		s.stop()
+	}
 	for _, s := range streams {
 		n := s.finish(t)
 		rec := s.access(g.proc)
@@ -68,37 +70,83 @@ func TestHitlessUpgrade(t *testing.T) {
 	if code := g.waitLeader(); code != 0 {
 		t.Fatalf("old process exit code %d (%v), want 0", code, g.leaderErr)
 	}
+
+	from = l.snapshot()
+	third := upgrade(t, g, second, 2)
+	l.waitProgress(from, 10, 0)
+	if code := waitPid(t, second); code != 0 {
+		t.Errorf("second process exit code %d after handing over, want 0", code)
+	}
+	l.halt()
+	l.checkChurn()
 	for name, addr := range listens {
-		if err := echoOnce(addr, "after the old process left\n"); err != nil {
-			t.Errorf("rule %s after the old process exited: %v", name, err)
+		if err := echoOnce(addr, "after two upgrades\n"); err != nil {
+			t.Errorf("rule %s after two upgrades: %v", name, err)
 		}
 	}
-	stopUpgraded(t, g, newPid)
+	stopUpgraded(t, g, third, 3)
 }
 
-// upgrade sends SIGUSR2 to the group's first process and waits until a new
-// process has started on the inherited sockets and the old one has stopped
-// accepting. It returns the new process's pid.
-func upgrade(t *testing.T, g *group) int {
+// upgrade sends SIGUSR2 to the process pid of the group, the n-th to be
+// upgraded, and waits until a new process has started on the inherited
+// sockets and the old one has stopped accepting. It returns the new
+// process's pid.
+func upgrade(t *testing.T, g *group, pid, n int) int {
 	t.Helper()
-	oldPid := g.cmd.Process.Pid
-	g.signal(syscall.SIGUSR2)
-	started := g.wait("started line of the new process", func(r record) bool {
+	signalPid(t, pid, syscall.SIGUSR2)
+	started := g.waitN(n, "started line of the new process", func(r record) bool {
 		return r.str("msg") == "started" && r["inherited"] == true
-	})
+	})[n-1]
 	newPid := int(started.num("pid"))
-	if newPid <= 0 || newPid == oldPid {
-		t.Fatalf("new process logged %v; want a pid other than %d", started, oldPid)
+	if newPid <= 0 || newPid == pid {
+		t.Fatalf("new process logged %v; want a pid other than %d", started, pid)
 	}
 	g.wait("old process handing over", func(r record) bool {
 		return r.str("msg") == "upgrade: new process is serving; draining this one" && r.num("pid") == int64(newPid)
 	})
 	// The old process stops its admin API and then its listeners; from
 	// this line on only the new process accepts, on the same sockets.
-	g.wait("old process draining", func(r record) bool {
+	g.waitN(n, "old process draining", func(r record) bool {
 		return r.str("msg") == "stopping: draining live connections" && r.str("signal") == syscall.SIGUSR2.String()
 	})
 	return newPid
+}
+
+// signalPid sends sig to the process pid.
+func signalPid(t *testing.T, pid int, sig syscall.Signal) {
+	t.Helper()
+	if err := syscall.Kill(pid, sig); err != nil {
+		t.Fatalf("signal %v to sluice %d: %v", sig, pid, err)
+	}
+}
+
+// waitPid waits for the process pid, a child of this test process, to
+// exit and returns its exit code (-1 when a signal ended it).
+func waitPid(t *testing.T, pid int) int {
+	t.Helper()
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatalf("find sluice %d: %v", pid, err)
+	}
+	type result struct {
+		state *os.ProcessState
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		state, err := proc.Wait()
+		done <- result{state, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("wait for sluice %d: %v", pid, r.err)
+		}
+		return r.state.ExitCode()
+	case <-time.After(waitLimit):
+		t.Fatalf("sluice %d still runs after %v", pid, waitLimit)
+		return -1
+	}
 }
 
 // checkNewProcessServes asks the admin API, which the new process answers
@@ -122,25 +170,16 @@ func checkNewProcessServes(t *testing.T, api *adminClient, streams []*stream) {
 	}
 }
 
-// stopUpgraded stops the new process with SIGTERM and checks that it exits
-// 0 and that both processes logged that they stopped.
-func stopUpgraded(t *testing.T, g *group, pid int) {
+// stopUpgraded stops the process pid, the last of the group, with SIGTERM
+// and checks that it exits 0 and that all n processes logged that they
+// stopped.
+func stopUpgraded(t *testing.T, g *group, pid, n int) {
 	t.Helper()
-	proc, err := os.FindProcess(pid)
-	if err != nil {
-		t.Fatalf("find the new process %d: %v", pid, err)
-	}
-	if err := proc.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM to the new process %d: %v", pid, err)
-	}
-	g.waitN(2, "stopped lines of both processes", isMsg("stopped"))
-	// The old process has exited, so this one is now this test's child
-	// (startGroup made the test a subreaper) and can be waited for.
-	state, err := proc.Wait()
-	if err != nil {
-		t.Fatalf("wait for the new process %d: %v", pid, err)
-	}
-	if state.ExitCode() != 0 {
-		t.Fatalf("new process %s after SIGTERM, want exit 0", state)
+	signalPid(t, pid, syscall.SIGTERM)
+	g.waitN(n, "stopped lines of every process", isMsg("stopped"))
+	// Its parent has exited, so it is now this test's child (startGroup
+	// made the test a subreaper) and can be waited for.
+	if code := waitPid(t, pid); code != 0 {
+		t.Fatalf("last process exit code %d after SIGTERM, want 0", code)
 	}
 }
