@@ -34,7 +34,13 @@ type direction struct {
 	// writeDeadline is whether dst has a write deadline; it is set only
 	// once a write has had to wait, which most connections never do.
 	writeDeadline bool
-	n             int64 // bytes written to dst
+	// seen is the relay's activity count when this direction last looked.
+	seen uint64
+	// spare is an empty pipe kept from the last chunk for the next read
+	// attempt; it goes back to the pool before the direction waits.
+	spare *pipe
+	raw   *rawState // for raw sockets: the chunk in flight and callbacks
+	n     int64     // bytes written to dst
 }
 
 func newDirection(r *Relay, src, dst net.Conn, name string) *direction {
@@ -54,6 +60,9 @@ func newDirection(r *Relay, src, dst net.Conn, name string) *direction {
 	d.srcRaw = rawConn(src)
 	d.dstRaw = rawConn(dst)
 	d.throttle = newThrottle(r.opts.Bandwidth)
+	if d.srcRaw != nil && d.dstRaw != nil {
+		d.newRaw()
+	}
 	if p := r.opts.Parker; p != nil && d.srcRaw != nil && d.dstRaw != nil {
 		d.parkID = p.ids.Add(1)
 		d.parks = true
@@ -141,44 +150,37 @@ func (d *direction) finish() {
 	}
 	d.r.halfClosed.Store(true)
 	if d.r.idleLimit() > 0 {
-		d.other.setReadDeadline()
-		d.other.dst.SetWriteDeadline(d.r.idleDeadline())
+		deadline := d.r.deadline(time.Now())
+		d.other.src.SetReadDeadline(deadline)
+		d.other.dst.SetWriteDeadline(deadline)
 		d.r.armIdleTimer()
 	}
 }
 
-// setReadDeadline bounds the wait for data on src: by the idle limit, and
-// by the moment to park.
+// setReadDeadline bounds the next wait for data on src (see Relay.deadline).
 func (d *direction) setReadDeadline() {
-	t := d.r.idleDeadline()
-	if d.parks {
-		park := d.r.lastTime().Add(d.r.opts.ParkAfter)
-		if now := time.Now(); !park.After(now) {
-			park = now.Add(d.r.opts.ParkAfter)
-		}
-		if t.IsZero() || park.Before(t) {
-			t = park
-		}
-	}
-	d.src.SetReadDeadline(t)
+	d.src.SetReadDeadline(d.r.deadline(time.Now()))
 }
 
-// setWriteDeadline bounds the wait for room on dst by the idle limit.
+// setWriteDeadline bounds the next wait for room on dst.
 func (d *direction) setWriteDeadline() {
 	d.writeDeadline = true
-	d.dst.SetWriteDeadline(d.r.idleDeadline())
+	d.dst.SetWriteDeadline(d.r.deadline(time.Now()))
 }
 
 // waited handles an error from a wait on src (reading) or dst. It returns
 // nil when the wait should be retried with a new deadline (one fired but the
 // relay was not idle for its whole limit, e.g. because the other direction
 // moved bytes), errIdle when the relay is idle, errPark when this direction
-// should park, and err when it is not a deadline at all.
+// should park (it saw no activity for a whole window), and err when it is
+// not a deadline at all.
 func (d *direction) waited(err error, reading bool) error {
 	if !isDeadline(err) {
 		return err
 	}
 	now := time.Now()
+	before := d.seen
+	d.r.noticeActivity(now, &d.seen)
 	if deadline := d.r.idleDeadline(); !deadline.IsZero() && !now.Before(deadline) {
 		return errIdle
 	}
@@ -186,7 +188,7 @@ func (d *direction) waited(err error, reading bool) error {
 		d.setWriteDeadline()
 		return nil
 	}
-	if d.parks && now.Sub(d.r.lastTime()) >= d.r.opts.ParkAfter {
+	if d.parks && d.seen == before {
 		return errPark
 	}
 	d.setReadDeadline()
@@ -231,7 +233,6 @@ func (d *direction) copyBuffered() error {
 		n, err := d.src.Read((*buf)[:d.allow(len(*buf))])
 		if n > 0 {
 			d.spend(n)
-			d.r.touch()
 			if werr := d.writeAll((*buf)[:n]); werr != nil {
 				pools.putBuffer(buf)
 				return werr

@@ -90,9 +90,17 @@ func (p *Parker) loop() {
 // waiting in the Go runtime's poller.
 func (p *Parker) park(d *direction) bool {
 	id := d.parkID
+	op := unix.EPOLL_CTL_MOD
+	if !d.registered {
+		op = unix.EPOLL_CTL_ADD
+	}
+	// Every write to d happens before it is published in the parked set:
+	// once the socket is armed, another goroutine may resume d at once.
+	d.registered = true
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		d.registered = op == unix.EPOLL_CTL_MOD
 		return false
 	}
 	p.parked[id] = d
@@ -104,20 +112,18 @@ func (p *Parker) park(d *direction) bool {
 			Fd:     int32(uint32(id)),
 			Pad:    int32(uint32(id >> 32)),
 		}
-		op := unix.EPOLL_CTL_MOD
-		if !d.registered {
-			op = unix.EPOLL_CTL_ADD
-		}
 		ctlErr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
-		if ctlErr == nil {
-			d.registered = true
-		}
 	})
 	if err == nil && ctlErr == nil {
 		return true
 	}
-	// Not watched. If nobody took it meanwhile, it is ours again.
-	return p.take(id) == nil
+	// Not watched, so no event can come for it. If nobody took it
+	// meanwhile (Stop), it is ours again.
+	if p.take(id) == nil {
+		return true // Stop owns it now
+	}
+	d.registered = op == unix.EPOLL_CTL_MOD && ctlErr == nil
+	return false
 }
 
 // take removes the direction with id from the parked set and returns it, or

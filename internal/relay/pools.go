@@ -3,8 +3,6 @@ package relay
 import (
 	"sync"
 	"sync/atomic"
-
-	"golang.org/x/sys/unix"
 )
 
 // bufferSize is the size of the buffers used where splice cannot be.
@@ -74,21 +72,11 @@ func (p *Pools) pipe() *pipe {
 		return pp
 	}
 	p.mu.Unlock()
-	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return nil
+	pp := newPipe(p.pipeSize)
+	if pp != nil {
+		p.lent.Add(1)
 	}
-	p.lent.Add(1)
-	size := p.pipeSize
-	if p.pipeSize != 64<<10 {
-		// Best effort: a smaller pipe than asked for still works.
-		if n, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, p.pipeSize); err == nil {
-			size = n
-		} else if n, err := unix.FcntlInt(uintptr(fds[1]), unix.F_GETPIPE_SZ, 0); err == nil {
-			size = n
-		}
-	}
-	return &pipe{r: fds[0], w: fds[1], size: size}
+	return pp
 }
 
 // putPipe returns an empty pipe to the pool, or closes it when the pool is full.
@@ -102,11 +90,6 @@ func (p *Pools) putPipe(pp *pipe) {
 	}
 	p.mu.Unlock()
 	pp.close()
-}
-
-func (pp *pipe) close() {
-	unix.Close(pp.r)
-	unix.Close(pp.w)
 }
 
 // buffer lends a buffer of bufferSize bytes.

@@ -88,9 +88,10 @@ type Relay struct {
 	opts            Options
 	pools           *Pools
 	start           time.Time
-	last            atomic.Int64 // nanoseconds since start of the last progress
-	halfClosed      atomic.Bool  // one direction has finished
-	live            atomic.Int32 // directions not yet finished
+	activity        atomic.Uint64 // chunks moved either way; see touch
+	last            atomic.Int64  // nanoseconds since start when activity was last seen to change
+	halfClosed      atomic.Bool   // one direction has finished
+	live            atomic.Int32  // directions not yet finished
 	up, down        *direction
 	done            func(Result)
 
@@ -99,6 +100,7 @@ type Relay struct {
 	err       error
 	stopped   bool
 	idleTimer *time.Timer // checks the idle limit while directions are parked
+	timerSeen uint64      // activity when idleTimer was armed
 }
 
 // New prepares a relay between client and backend. Start or Run starts it.
@@ -216,6 +218,7 @@ func (r *Relay) armIdleTimer() {
 	if r.stopped {
 		return
 	}
+	r.timerSeen = r.activity.Load()
 	if r.idleTimer == nil {
 		r.idleTimer = time.AfterFunc(time.Until(deadline), r.checkIdle)
 	} else {
@@ -226,11 +229,15 @@ func (r *Relay) armIdleTimer() {
 // checkIdle stops the relay if it has been idle for its limit, and
 // otherwise looks again when it next could be.
 func (r *Relay) checkIdle() {
+	now := time.Now()
+	r.mu.Lock()
+	r.noticeActivity(now, &r.timerSeen)
+	r.mu.Unlock()
 	deadline := r.idleDeadline()
 	if deadline.IsZero() {
 		return
 	}
-	if !time.Now().Before(deadline) {
+	if !now.Before(deadline) {
 		r.Stop(EndIdleTimeout)
 		return
 	}
@@ -249,9 +256,54 @@ func (r *Relay) setEnd(end End, err error) bool {
 	return true
 }
 
-// touch records progress for the idle timer.
+// touch records progress. It reads no clock, which would cost more than
+// the rest of a small message's trip: the time of the last progress is
+// noticed later, when a deadline or timer fires and finds the activity
+// count changed (see noticeActivity). Idle limits so fire up to a window
+// late, never early.
 func (r *Relay) touch() {
-	r.last.Store(int64(time.Since(r.start)))
+	r.activity.Add(1)
+}
+
+// noticeActivity records now as the time of the last progress if the
+// activity count changed since *seen, and updates *seen.
+func (r *Relay) noticeActivity(now time.Time, seen *uint64) {
+	a := r.activity.Load()
+	if a == *seen {
+		return
+	}
+	*seen = a
+	t := int64(now.Sub(r.start))
+	for {
+		old := r.last.Load()
+		if t <= old || r.last.CompareAndSwap(old, t) {
+			return
+		}
+	}
+}
+
+// window is how far ahead a direction's deadlines are set: the deadline
+// firing is when it notices activity, parks, or finds the relay idle. With
+// a parker it is ParkAfter; without, an eighth of the idle limit (at least
+// ParkAfter), so that waiting connections do not wake often for nothing.
+func (r *Relay) window() time.Duration {
+	if r.opts.Parker != nil {
+		return r.opts.ParkAfter
+	}
+	return max(r.opts.ParkAfter, r.idleLimit()/8)
+}
+
+// deadline is when a wait starting now should wake: at the next window or
+// when the relay would be idle, whichever is first.
+func (r *Relay) deadline(now time.Time) time.Time {
+	t := now.Add(r.window())
+	if idle := r.idleDeadline(); !idle.IsZero() && idle.Before(t) {
+		t = idle
+	}
+	if r.opts.Parker == nil && r.idleLimit() == 0 {
+		return time.Time{} // nothing to wake for
+	}
+	return t
 }
 
 // lastTime returns when the relay last made progress.

@@ -1,0 +1,40 @@
+//go:build !linux
+
+package relay
+
+import "errors"
+
+// On systems other than Linux there is no splice and no parker: relays copy
+// through pooled buffers and idle directions wait in the Go runtime's
+// poller, each holding a goroutine.
+
+// Parker is not available on this system; NewParker says so.
+type Parker struct{ ids idCounter }
+
+// idCounter stands in for the Linux parker's id source.
+type idCounter struct{}
+
+// Add is never called: no direction parks here.
+func (idCounter) Add(uint64) uint64 { return 0 }
+
+// NewParker reports that parking is not supported here.
+func NewParker() (*Parker, error) {
+	return nil, errors.New("relay: parking idle connections needs Linux (epoll)")
+}
+
+func (p *Parker) park(*direction) bool   { return false }
+func (p *Parker) take(uint64) *direction { return nil }
+func (p *Parker) Parked() int            { return 0 }
+func (p *Parker) Close()                 {}
+func newPipe(int) *pipe                  { return nil }
+func (pp *pipe) close()                  {}
+func (d *direction) newRaw()             {}
+func (d *direction) copyRaw() error      { return d.copyBuffered() }
+
+// rawState and chunk exist only for the Linux splice path.
+type rawState struct{}
+
+type chunk struct {
+	p   *pipe
+	buf *[]byte
+}
