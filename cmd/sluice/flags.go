@@ -5,10 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"sluice/internal/config"
 )
+
+// adminTokenEnv names the environment variable that gives the admin token
+// when the config file does not (always, in quick mode).
+const adminTokenEnv = "SLUICE_ADMIN_TOKEN"
 
 // errHelp means -h was asked for and usage has been printed.
 var errHelp = flag.ErrHelp
@@ -37,6 +42,7 @@ usage:
   sluice version
 
 LISTEN and REMOTE are host:port, :port, [v6]:port or unix:/path.
+The admin token may be given in $SLUICE_ADMIN_TOKEN.
 
 flags:
 `
@@ -115,6 +121,9 @@ func (o *options) config() (*config.Config, error) {
 	}
 	if o.admin != "" {
 		cfg.Admin = o.admin
+	}
+	if token := os.Getenv(adminTokenEnv); token != "" && cfg.AdminToken == "" {
+		cfg.AdminToken = token // quick mode has no file; a flag would show in ps
 	}
 	if o.logLevel != "" {
 		cfg.LogLevel = o.logLevel

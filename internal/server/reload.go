@@ -40,7 +40,7 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 	}
 	s.mu.Unlock()
 
-	var rep Report
+	rep := Report{Added: []string{}, Removed: []string{}, Changed: []string{}, Unchanged: []string{}}
 	var changes []*change
 	var errs []error
 	for _, rc := range cfg.Rules {

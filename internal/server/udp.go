@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 
@@ -10,26 +11,32 @@ import (
 
 // udpSide is a rule's UDP side: its socket and session service.
 type udpSide struct {
-	conn *net.UDPConn
+	sock *udp.Socket
 	svc  *udp.Service  // nil until start
-	done chan struct{} // closed when the service's receive loop has returned
+	done chan struct{} // closed when the service's Serve has returned
 }
 
 // bindUDP opens a rule's UDP socket without serving it yet. It takes the
 // socket handed over by the process it replaces (hitless upgrade) when there
 // is one, and binds a new one otherwise.
 func bindUDP(s *Server, rc config.Rule) (*udpSide, error) {
-	if pc := s.inherited.packetConn(rc.Listen); pc != nil {
-		if c, ok := pc.(*net.UDPConn); ok {
-			return &udpSide{conn: c}, nil
+	pc := s.inherited.packetConn(rc.Listen)
+	if pc == nil {
+		var err error
+		if pc, err = net.ListenPacket("udp", rc.Listen.DialAddress()); err != nil {
+			return nil, bareError(err)
 		}
+	}
+	c, ok := pc.(*net.UDPConn)
+	if !ok {
 		pc.Close()
+		return nil, fmt.Errorf("inherited socket for %s is not a UDP socket", rc.Listen)
 	}
-	pc, err := net.ListenPacket("udp", rc.Listen.DialAddress())
+	sock, err := udp.NewSocket(c)
 	if err != nil {
-		return nil, bareError(err)
+		return nil, err
 	}
-	return &udpSide{conn: pc.(*net.UDPConn)}, nil
+	return &udpSide{sock: sock}, nil
 }
 
 // udpRule is the UDP side's view of the rule.
@@ -48,8 +55,8 @@ func (u *udpSide) start(s *Server, r *rule, logger *slog.Logger) {
 	u.done = make(chan struct{})
 	go func() {
 		defer close(u.done)
-		if err := u.svc.Serve(u.conn); err != nil {
-			logger.Error("udp receive loop stopped", "listen", r.cfg.Listen.String(), "error", err.Error())
+		if err := u.svc.Serve(u.sock); err != nil {
+			logger.Error("udp forwarding stopped", "listen", r.cfg.Listen.String(), "error", err.Error())
 		}
 	}()
 }
@@ -66,7 +73,7 @@ func (u *udpSide) update(r *rule) {
 // stays open for the replies of live sessions until drain.
 func (u *udpSide) closeListener() {
 	if u.svc == nil {
-		u.conn.Close()
+		u.sock.Close()
 		return
 	}
 	u.svc.StopReading()
@@ -79,14 +86,14 @@ func (u *udpSide) drain(r *rule) {
 		u.svc.Drain()
 		<-u.done
 	}
-	u.conn.Close()
+	u.sock.Close()
 }
 
 // packetConn returns the rule's UDP socket, for a hitless upgrade to hand
-// over; nil when the rule has none.
-func (u *udpSide) packetConn() *net.UDPConn {
+// over (its File method duplicates it); nil when the rule has none.
+func (u *udpSide) packetConn() *udp.Socket {
 	if u == nil {
 		return nil
 	}
-	return u.conn
+	return u.sock
 }
