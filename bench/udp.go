@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -185,13 +186,16 @@ func udpPingPong(ctx context.Context, addr string, id uint32, until time.Time) (
 // answer, skipping late answers to earlier requests. It reports false when
 // none came in time.
 func udpRoundTrip(c *net.UDPConn, msg, buf []byte, seq uint64) (bool, error) {
-	if _, err := c.Write(msg); err != nil {
+	if _, err := c.Write(msg); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
 		return false, err
 	}
 	c.SetReadDeadline(time.Now().Add(udpRRTimeout))
 	for {
 		n, err := c.Read(buf)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		// A refusal (ICMP port unreachable) means the forwarder was not
+		// bound for a moment, as socat's fork mode is not while it hands a
+		// client to a child: the request is lost, like any other.
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) {
 			return false, nil
 		}
 		if err != nil {

@@ -11,12 +11,15 @@ import (
 // (65,507 bytes over IPv4, 65,527 over IPv6), so nothing is ever truncated.
 const slotSize = 1 << 16
 
-// Datagrams per batched receive. The listening socket's batch is allocated
-// once per rule (32 × 64 KiB = 2 MiB of address space, of which only the
-// pages datagrams touch become resident); a session takes a reply batch from
-// a shared pool only while replies are in hand.
+// Datagrams per batched call (Linux). The event loop of a rule has one batch
+// for the listening socket (32 × 64 KiB = 2 MiB of address space, of which
+// only the pages datagrams touch become resident) and one for the replies
+// on their way out (64 × 64 KiB); a session's socket is read at most
+// replyBatch datagrams at a time, so that one busy backend cannot starve
+// the others.
 const (
 	listenBatch = 32
+	outBatch    = 64
 	replyBatch  = 8
 )
 
@@ -100,18 +103,8 @@ func (p *batchPool) put(b *batch) {
 	p.mu.Unlock()
 }
 
-// dgramIO is datagram I/O on one socket: batched system calls on Linux, one
-// datagram per call elsewhere (or when a test asks for the portable path).
-type dgramIO interface {
-	// batchSize is how many slots a receive fills at most.
-	batchSize() int
-	// recvFrom waits for datagrams on an unconnected socket and fills b's
-	// slots and senders from the front; it returns how many.
-	recvFrom(b *batch) (int, error)
-	// recv waits for datagrams on a connected socket and returns a batch
-	// from pool holding them; the caller puts it back. While no datagram is
-	// waiting it holds no batch where the platform allows.
-	recv(pool *batchPool) (*batch, int, error)
+// sender sends datagrams on one socket.
+type sender interface {
 	// send sends the slots b.idx of b to the connected peer (to == nil) or
 	// to *to. With wait it waits while the socket's buffer is full;
 	// otherwise what does not fit is dropped. It returns how many datagrams
@@ -119,6 +112,29 @@ type dgramIO interface {
 	// refuses by itself is skipped, but after an error that ends the
 	// session (see unreachable) or a closed socket nothing more is sent.
 	send(b *batch, to *peer, wait bool) (sent, bytes int, err error)
+}
+
+// plane moves a service's datagrams. On Linux one event loop per rule does
+// all of it with batched system calls (loopPlane); elsewhere, and in tests
+// that ask for it, a goroutine reads the listening socket and one per
+// session reads its replies (goPlane).
+type plane interface {
+	// serve receives and forwards until the service quits, calling
+	// s.readingStopped once it no longer reads the listening socket.
+	serve(sock *Socket) error
+	// stopReading stops reading the listening socket.
+	stopReading()
+	// open sets a new session's backend socket up in the background and
+	// relays its replies until it ends; whoever holds the socket then
+	// calls ss.finish.
+	open(ss *session)
+	// release closes the socket of a session that has ended.
+	release(ss *session)
+	// cut unblocks whatever waits to send on the listening socket: the
+	// drain has run out.
+	cut()
+	// quit makes serve return; every session has finished.
+	quit()
 }
 
 // unreachable reports whether err is an ICMP error the kernel reported on a

@@ -92,7 +92,7 @@ func (s *Service) openLocked(p peer, now int64) *session {
 	rule.Metrics.ConnOpened()
 	rule.Metrics.UDPSessionOpened()
 	s.wg.Add(1)
-	go ss.run()
+	s.plane.open(ss)
 	return ss
 }
 

@@ -211,7 +211,6 @@ func deadAddr(t *testing.T) config.Address {
 // fixture is a running service on loopback with its collaborators.
 type fixture struct {
 	svc     *Service
-	conn    *net.UDPConn // the listening socket
 	addr    *net.UDPAddr // where clients send
 	logs    *logRecorder
 	table   *conntrack.Table
@@ -250,8 +249,12 @@ func start(t *testing.T, o options) *fixture {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	f.conn, f.addr = c, c.LocalAddr().(*net.UDPAddr)
-	go func() { f.served <- f.svc.Serve(c) }()
+	f.addr = c.LocalAddr().(*net.UDPAddr)
+	sock, err := NewSocket(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { f.served <- f.svc.Serve(sock) }()
 	t.Cleanup(func() {
 		// Tests of draining drain for themselves; the others need not wait
 		// for their sessions to be quiet.
@@ -260,7 +263,7 @@ func start(t *testing.T, o options) *fixture {
 		if err := <-f.served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-		c.Close()
+		sock.Close()
 		if n := f.table.Len(); n != 0 {
 			t.Errorf("%d sessions left in the table after Drain", n)
 		}

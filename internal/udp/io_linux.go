@@ -2,10 +2,7 @@ package udp
 
 import (
 	"encoding/binary"
-	"net"
 	"net/netip"
-	"runtime"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -13,33 +10,19 @@ import (
 
 // On Linux datagrams move with recvmmsg and sendmmsg. The calls are made
 // directly rather than through golang.org/x/net/ipv4's ReadBatch, which
-// allocates a net.UDPAddr for every datagram it receives; here the headers,
-// addresses and callbacks live in the batch and a datagram costs no
-// allocation.
+// allocates a net.UDPAddr for every datagram it receives; here the headers
+// and addresses live in the batch and a datagram costs no allocation.
 
 // sysBatch is a batch's mmsghdr state, reused by every call on it.
 type sysBatch struct {
 	rh    []unix.Mmsghdr          // receive: one header per slot
 	riov  []unix.Iovec            // receive: one iovec per slot, slotSize long
-	names []unix.RawSockaddrInet6 // receive: senders
+	names []unix.RawSockaddrInet6 // receive: senders; send from the loop: destinations
 	sh    []unix.Mmsghdr          // send: headers of the slots in idx
 	siov  []unix.Iovec            // send: iovecs of the slots in idx
-	dst   unix.RawSockaddrInet6   // send: the destination, when not connected
-	dstN  uint32                  // length of dst; 0 when connected
-
-	// The state of the call in progress, for the callbacks below, which are
-	// bound once so that RawConn calls allocate nothing.
-	hdrs   []unix.Mmsghdr // headers still to send or to receive into
-	wait   bool           // send: wait for room instead of dropping
-	sent   int            // send: datagrams sent so far
-	bytes  int            // send: their bytes
-	n      int            // receive: datagrams received
-	err    error
-	recvFn func(fd uintptr) bool
-	sendFn func(fd uintptr) bool
 }
 
-// init points b's headers at its slots.
+// init points b's receive headers at its slots.
 func (s *sysBatch) init(b *batch) {
 	n := len(b.bufs)
 	s.rh = make([]unix.Mmsghdr, n)
@@ -53,178 +36,96 @@ func (s *sysBatch) init(b *batch) {
 		s.rh[i].Hdr.Iov = &s.riov[i]
 		s.rh[i].Hdr.SetIovlen(1)
 	}
-	s.recvFn = s.recvCall
-	s.sendFn = s.sendCall
 }
 
-// recvCall is the RawConn callback of a receive into s.hdrs.
-func (s *sysBatch) recvCall(fd uintptr) bool {
+// recvmmsg receives into hs from the non-blocking socket fd.
+func recvmmsg(fd int, hs []unix.Mmsghdr) (int, unix.Errno) {
 	for {
-		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(s.hdrs)), 0, 0, 0)
-		switch errno {
-		case 0:
-			s.n, s.err = int(r), nil
-			return true
-		case unix.EINTR:
+		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
+		if errno != unix.EINTR {
+			return int(r), errno
+		}
+	}
+}
+
+// sendmmsg sends hs on the non-blocking socket fd.
+func sendmmsg(fd int, hs []unix.Mmsghdr) (int, unix.Errno) {
+	for {
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
+		if errno != unix.EINTR {
+			return int(r), errno
+		}
+	}
+}
+
+// sendAll sends hs on fd and returns the datagrams and bytes sent and the
+// first error. A datagram the kernel refuses by itself is skipped; an error
+// that ends the session, or a full buffer (EAGAIN), ends the send.
+func sendAll(fd int, hs []unix.Mmsghdr) (sent, bytes int, first error) {
+	for i := range hs {
+		hs[i].Len = 0
+	}
+	for len(hs) > 0 {
+		r, errno := sendmmsg(fd, hs)
+		if errno == 0 {
+			for i := range r {
+				bytes += int(hs[i].Len)
+			}
+			sent += r
+			hs = hs[r:]
 			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			s.n, s.err = 0, errno
-			return true
 		}
-	}
-}
-
-// sendCall is the RawConn callback of a send of s.hdrs. A datagram the
-// kernel rejects for itself (too big for the path, say) is dropped and the
-// rest carry on; an error that ends the session stops the send.
-func (s *sysBatch) sendCall(fd uintptr) bool {
-	for len(s.hdrs) > 0 {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(s.hdrs)), 0, 0, 0)
-		switch {
-		case errno == 0:
-			for i := range int(r) {
-				s.bytes += int(s.hdrs[i].Len)
-			}
-			s.sent += int(r)
-			s.hdrs = s.hdrs[r:]
-		case errno == unix.EINTR:
-		case errno == unix.EAGAIN:
-			if s.wait {
-				return false
-			}
-			return true
-		default:
-			if s.err == nil {
-				s.err = errno
-			}
-			if unreachable(errno) {
-				return true
-			}
-			s.hdrs = s.hdrs[1:]
+		if first == nil {
+			first = errno
 		}
+		if errno == unix.EAGAIN || unreachable(errno) || errno == unix.EBADF {
+			break
+		}
+		hs = hs[1:]
 	}
-	return true
+	return sent, bytes, first
 }
 
-// mmsgIO is batched I/O on one socket.
-type mmsgIO struct {
-	rc   syscall.RawConn
-	size int // slots per receive
+// rawConn is a session's socket to its backend, owned by the event loop:
+// only the loop sends on it, reads it and closes it.
+type rawConn struct{ fd int }
 
-	// Lazy receive on a session's socket, by its one reading goroutine.
-	pool   *batchPool
-	cur    *batch
-	lazyFn func(fd uintptr) bool
-}
-
-// newIO returns the I/O for c: batched with recvmmsg/sendmmsg, or one
-// datagram per call with portable set. size is the batch size of receives.
-func newIO(c *net.UDPConn, size int, portable bool) (dgramIO, error) {
-	if portable {
-		return plainIO{c}, nil
-	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	m := &mmsgIO{rc: rc, size: size}
-	m.lazyFn = m.lazyCall
-	return m, nil
-}
-
-// batchSize returns the receive batch size.
-func (m *mmsgIO) batchSize() int { return m.size }
-
-// recvFrom receives into b's slots and decodes each sender.
-func (m *mmsgIO) recvFrom(b *batch) (int, error) {
+// send sends b.idx to the connected backend without waiting: what does not
+// fit in the socket's buffer is dropped.
+func (c rawConn) send(b *batch, _ *peer, _ bool) (int, int, error) {
 	s := &b.sys
-	n := min(len(s.rh), m.size)
-	for i := range n {
-		s.rh[i].Hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
-		s.rh[i].Hdr.Namelen = unix.SizeofSockaddrInet6
-	}
-	s.hdrs = s.rh[:n]
-	if err := m.rc.Read(s.recvFn); err != nil {
-		return 0, err
-	}
-	if s.err != nil {
-		return 0, s.err
-	}
-	for i := range s.n {
-		b.lens[i] = int(s.rh[i].Len)
-		b.from[i] = decodePeer(&s.names[i], s.rh[i].Hdr.Namelen)
-	}
-	runtime.KeepAlive(b)
-	return s.n, nil
-}
-
-// recv waits on a connected socket; the batch is taken from pool only once
-// datagrams are there, and given back when there were none after all.
-func (m *mmsgIO) recv(pool *batchPool) (*batch, int, error) {
-	m.pool = pool
-	err := m.rc.Read(m.lazyFn)
-	b := m.cur
-	m.cur = nil
-	if err == nil && b != nil && b.sys.err != nil {
-		err = b.sys.err
-	}
-	if err != nil {
-		if b != nil {
-			pool.put(b)
-		}
-		return nil, 0, err
-	}
-	for i := range b.sys.n {
-		b.lens[i] = int(b.sys.rh[i].Len)
-	}
-	return b, b.sys.n, nil
-}
-
-// lazyCall is the RawConn callback of recv.
-func (m *mmsgIO) lazyCall(fd uintptr) bool {
-	if m.cur == nil {
-		m.cur = m.pool.get()
-	}
-	s := &m.cur.sys
-	n := min(len(s.rh), m.size)
-	for i := range n {
-		s.rh[i].Hdr.Name, s.rh[i].Hdr.Namelen = nil, 0
-	}
-	s.hdrs = s.rh[:n]
-	if !s.recvCall(fd) {
-		m.pool.put(m.cur)
-		m.cur = nil
-		return false
-	}
-	return true
-}
-
-// send sends the slots b.idx with one sendmmsg where they fit.
-func (m *mmsgIO) send(b *batch, to *peer, wait bool) (int, int, error) {
-	s := &b.sys
-	s.dstN = 0
-	if to != nil {
-		s.dstN = encodePeer(&s.dst, *to)
-	}
+	hs := s.sh[:len(b.idx)]
 	for k, i := range b.idx {
 		s.siov[k].Base = &b.bufs[i][0]
 		s.siov[k].SetLen(b.lens[i])
-		h := &s.sh[k].Hdr
-		h.Iov = &s.siov[k]
-		h.SetIovlen(1)
-		h.Name, h.Namelen = nil, 0
-		if s.dstN != 0 {
-			h.Name, h.Namelen = (*byte)(unsafe.Pointer(&s.dst)), s.dstN
-		}
+		hs[k].Hdr.Iov = &s.siov[k]
+		hs[k].Hdr.SetIovlen(1)
+		hs[k].Hdr.Name, hs[k].Hdr.Namelen = nil, 0
 	}
-	s.hdrs, s.wait, s.sent, s.bytes, s.err = s.sh[:len(b.idx)], wait, 0, 0, nil
-	if err := m.rc.Write(s.sendFn); err != nil {
-		return s.sent, s.bytes, err
+	sent, bytes, err := sendAll(c.fd, hs)
+	if err == unix.EAGAIN {
+		err = nil // dropped, and counted so by the caller
 	}
-	runtime.KeepAlive(b)
-	return s.sent, s.bytes, s.err
+	return sent, bytes, err
+}
+
+// connectRaw opens a non-blocking UDP socket connected to addr.
+func connectRaw(addr netip.AddrPort) (int, error) {
+	family := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
+	if addr.Addr().Unmap().Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().Unmap().As4()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // decodePeer reads a sockaddr the kernel filled in.

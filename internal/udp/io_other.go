@@ -2,13 +2,11 @@
 
 package udp
 
-import "net"
-
 // sysBatch holds nothing where datagrams move one per call.
 type sysBatch struct{}
 
 // init does nothing.
 func (s *sysBatch) init(*batch) {}
 
-// newIO returns the portable I/O for c.
-func newIO(c *net.UDPConn, _ int, _ bool) (dgramIO, error) { return plainIO{c}, nil }
+// newPlane returns the portable plane: the only one here.
+func newPlane(s *Service, _ bool) plane { return newGoPlane(s) }

@@ -10,9 +10,6 @@ import (
 // on Linux, to cover it). Its receives hold their buffer while they wait.
 type plainIO struct{ c *net.UDPConn }
 
-// batchSize returns 1: every call moves one datagram.
-func (p plainIO) batchSize() int { return 1 }
-
 // recvFrom receives one datagram into slot 0.
 func (p plainIO) recvFrom(b *batch) (int, error) {
 	n, ap, err := p.c.ReadFromUDPAddrPort(b.bufs[0])

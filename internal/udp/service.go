@@ -44,9 +44,7 @@ package udp
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,15 +127,15 @@ type Service struct {
 	epoch    time.Time // origin of the service clock (now)
 	ctx      context.Context
 	cancel   context.CancelFunc // abandons name resolutions when a drain runs out
-	replies  *batchPool
-	portable bool // use the portable I/O even where batches are available (tests)
+	portable bool               // use the portable plane even where the loop is available (tests)
 
-	lio       dgramIO       // the listening socket's I/O; set by Serve before any session
-	conn      *net.UDPConn  // the listening socket; set by Serve
-	readDone  chan struct{} // closed when Serve returns
-	sweepDone chan struct{} // closed when the sweeper has stopped
-	wake      chan struct{} // nudges the sweeper
-	wg        sync.WaitGroup
+	plane       plane         // set by Serve before any session exists
+	stopOnce    sync.Once     // closes readStopped
+	readStopped chan struct{} // closed once the listening socket is no longer read
+	sweepDone   chan struct{} // closed when the sweeper has stopped
+	wake        chan struct{} // nudges the sweeper
+	wg          sync.WaitGroup
+	readDelay   time.Duration // backoff after receive errors; the reading goroutine's
 
 	totals   counters     // over every session, finished or not
 	dropped  atomic.Int64 // datagrams dropped without a session to count them
@@ -169,14 +167,13 @@ func NewService(rule *Rule, deps Deps) *Service {
 		deps.Table = conntrack.NewTable()
 	}
 	s := &Service{
-		deps:      deps,
-		epoch:     time.Now(),
-		replies:   newBatchPool(replyBatch, spareReplyBatches),
-		readDone:  make(chan struct{}),
-		sweepDone: make(chan struct{}),
-		wake:      make(chan struct{}, 1),
-		sessions:  make(map[peer]*session),
-		rejected:  make(map[string]int64),
+		deps:        deps,
+		epoch:       time.Now(),
+		readStopped: make(chan struct{}),
+		sweepDone:   make(chan struct{}),
+		wake:        make(chan struct{}, 1),
+		sessions:    make(map[peer]*session),
+		rejected:    make(map[string]int64),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.Update(rule)
@@ -204,29 +201,28 @@ func (s *Service) nudge() {
 	}
 }
 
-// Serve reads datagrams from conn and forwards them until StopReading or
-// Drain, then returns nil; the sessions carry on until Drain ends them.
-// conn stays the caller's: close it after Drain. Serve runs once.
-func (s *Service) Serve(conn *net.UDPConn) error {
-	defer close(s.readDone)
-	lio, err := newIO(conn, listenBatch, s.portable)
-	if err != nil {
-		return err
-	}
-	// Best effort: the kernel caps these at its limits.
-	_ = conn.SetReadBuffer(socketBuffer)
-	_ = conn.SetWriteBuffer(socketBuffer)
+// Serve reads datagrams from sock and forwards them, and carries replies
+// back, until Drain has ended every session; then it returns nil. sock
+// stays the caller's: keep it open until Serve returns, then close it.
+// Serve runs once.
+func (s *Service) Serve(sock *Socket) error {
+	sock.sys.setBuffers(socketBuffer)
 	s.mu.Lock()
 	if s.stopping.Load() {
 		s.mu.Unlock()
+		s.readingStopped()
 		close(s.sweepDone)
 		return nil
 	}
-	s.conn, s.lio, s.serving = conn, lio, true
+	p := newPlane(s, s.portable)
+	s.plane, s.serving = p, true
 	s.mu.Unlock()
 	go s.sweep()
-	return s.readLoop(lio, newBatch(lio.batchSize()))
+	return p.serve(sock)
 }
+
+// readingStopped notes that the listening socket is no longer read.
+func (s *Service) readingStopped() { s.stopOnce.Do(func() { close(s.readStopped) }) }
 
 // Backoff bounds for receive errors that a retry may cure.
 const (
@@ -234,31 +230,24 @@ const (
 	maxReadDelay = time.Second
 )
 
-// readLoop receives batches and dispatches them until reading stops. An
-// error it does not expect (out of memory, say) never ends the loop: it
-// backs off from 5 ms doubling to 1 s and says so once per episode.
-func (s *Service) readLoop(lio dgramIO, b *batch) error {
-	var delay time.Duration
-	for {
-		n, err := lio.recvFrom(b)
-		if err == nil {
-			if delay > 0 {
-				s.deps.Logger.Info("receiving again", "rule", s.Rule().Name)
-				delay = 0
-			}
-			s.dispatch(b, n)
-			continue
-		}
-		if s.stopping.Load() || errors.Is(err, net.ErrClosed) {
-			return nil
-		}
-		if delay == 0 {
-			delay = minReadDelay
-			s.deps.Logger.Warn("receive failing; backing off", "rule", s.Rule().Name, "error", err.Error())
-		} else {
-			delay = min(2*delay, maxReadDelay)
-		}
-		time.Sleep(delay)
+// receiveFailed handles an unexpected error receiving on the listening
+// socket (out of memory, say): reading never stops for it, but backs off
+// from 5 ms doubling to 1 s, and says so once per episode.
+func (s *Service) receiveFailed(err error) {
+	if s.readDelay == 0 {
+		s.readDelay = minReadDelay
+		s.deps.Logger.Warn("receive failing; backing off", "rule", s.Rule().Name, "error", err.Error())
+	} else {
+		s.readDelay = min(2*s.readDelay, maxReadDelay)
+	}
+	time.Sleep(s.readDelay)
+}
+
+// receiving notes a successful receive, ending a backoff episode.
+func (s *Service) receiving() {
+	if s.readDelay > 0 {
+		s.deps.Logger.Info("receiving again", "rule", s.Rule().Name)
+		s.readDelay = 0
 	}
 }
 
@@ -279,11 +268,10 @@ func (s *Service) StopReading() {
 		timeout = defaultDrainTimeout
 	}
 	s.drainEnd = s.now() + int64(timeout)
-	conn := s.conn
+	p := s.plane
 	s.mu.Unlock()
-	if conn != nil {
-		// A deadline in the past wakes the reader without closing the socket.
-		_ = conn.SetReadDeadline(time.Unix(1, 0))
+	if p != nil {
+		p.stopReading()
 	}
 	s.nudge()
 }
@@ -293,7 +281,7 @@ func (s *Service) StopReading() {
 // second (or its session timeout, if shorter), and those still going at the
 // rule's drain_timeout after StopReading are cut. Refused clients still
 // remembered get their access lines at once. Drain calls StopReading if it
-// was not called; close the socket after Drain returns.
+// was not called; Serve returns once Drain is done.
 func (s *Service) Drain() {
 	s.StopReading()
 	s.mu.Lock()
@@ -302,10 +290,11 @@ func (s *Service) Drain() {
 	if !serving {
 		return
 	}
-	<-s.readDone
+	<-s.readStopped
 	s.nudge()
 	s.wg.Wait()
 	<-s.sweepDone
+	s.plane.quit()
 }
 
 // Stats are a service's counts, for the admin API and tests.

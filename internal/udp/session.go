@@ -2,10 +2,10 @@ package udp
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,14 +41,19 @@ type session struct {
 	entry   conntrack.Entry
 
 	last    atomic.Int64 // service clock of the last datagram either way
-	ready   atomic.Bool  // io is set up; datagrams go straight to it
+	ready   atomic.Bool  // up is set; datagrams go straight to it
 	replied atomic.Bool  // the backend has replied
-	io      dgramIO      // the backend socket's I/O, once ready
+	up      sender       // the backend socket, once ready
 	traffic counters
 	dropped atomic.Int64
 
-	mu           sync.Mutex // guards the following fields
+	mu sync.Mutex // guards the following fields
+	// owned: the plane holds the session's backend socket (conn for
+	// goPlane, fd for loopPlane), so the plane closes it and finishes the
+	// session once it has ended.
+	owned        bool
 	conn         *net.UDPConn
+	fd           int
 	pending      [][]byte
 	pendingBytes int
 	ended        bool
@@ -73,7 +78,7 @@ func (ss *session) forward(b *batch, now int64) {
 	if !ss.ready.Load() && ss.queue(b) {
 		return
 	}
-	sent, bytes, err := ss.io.send(b, nil, false)
+	sent, bytes, err := ss.up.send(b, nil, false)
 	ss.count(true, sent, bytes, len(b.idx))
 	if err != nil && unreachable(err) {
 		ss.fail(err)
@@ -129,103 +134,33 @@ func (ss *session) queue(b *batch) bool {
 	return true
 }
 
-// run sets the session's backend socket up, relays replies until the
-// session ends, and finishes it.
-func (ss *session) run() {
-	defer ss.finish()
-	conn, err := ss.dial()
-	if err != nil {
-		if ss.stop("connect-failed", err) && ss.svc.ctx.Err() == nil {
-			ss.backend.ReportFailure(err)
-		}
-		return
-	}
-	io, err := newIO(conn, replyBatch, ss.svc.portable)
-	if err != nil {
-		conn.Close()
-		ss.stop("connect-failed", err)
-		return
-	}
-	if err := ss.attach(conn, io); err != nil {
-		if unreachable(err) {
-			ss.fail(err)
-		}
-		return
-	}
-	ss.relayReplies()
-}
-
-// dial resolves the backend's address (within the connect timeout) and
-// opens a socket connected to it.
-func (ss *session) dial() (*net.UDPConn, error) {
+// resolve returns the address of the session's backend, resolving its name
+// within the rule's connect timeout.
+func (ss *session) resolve() (netip.AddrPort, error) {
 	timeout := ss.rs.rule.ConnectTimeout
 	if timeout <= 0 {
 		timeout = defaultConnectTimeout
 	}
 	ctx, cancel := context.WithTimeout(ss.svc.ctx, timeout)
-	addr, err := ss.backend.ResolveAddr(ctx)
-	cancel()
-	if err != nil {
-		return nil, err
-	}
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
-	if err != nil {
-		return nil, errors.New("backend " + ss.backend.Address().String() + ": " + err.Error())
-	}
-	return conn, nil
+	defer cancel()
+	return ss.backend.ResolveAddr(ctx)
 }
 
-// attach makes conn the session's backend socket and sends what was
-// queued. It fails with net.ErrClosed when the session ended meanwhile,
-// and with the error of a queued datagram's send that ends the session.
-func (ss *session) attach(conn *net.UDPConn, io dgramIO) error {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if ss.ended {
-		conn.Close()
-		return net.ErrClosed
+// setupFailed ends a session whose socket could not be set up. It counts
+// against the backend, unless a drain cut the setup short.
+func (ss *session) setupFailed(err error) {
+	if ss.stop("connect-failed", err) && ss.svc.ctx.Err() == nil {
+		ss.backend.ReportFailure(err)
 	}
-	ss.conn, ss.io = conn, io
-	for _, p := range ss.pending {
-		_, err := conn.Write(p)
-		if err == nil {
-			ss.count(true, 1, len(p), 1)
-			continue
-		}
-		ss.drop(1)
-		if unreachable(err) {
-			return err
-		}
-	}
-	ss.pending, ss.pendingBytes = nil, 0
-	ss.ready.Store(true)
-	return nil
 }
 
-// relayReplies passes the backend's datagrams to the client until the
-// session ends.
-func (ss *session) relayReplies() {
-	lio, pool := ss.svc.lio, ss.svc.replies
-	for {
-		b, n, err := ss.io.recv(pool)
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				ss.fail(err)
-			}
-			return
-		}
-		ss.last.Store(ss.svc.now())
-		if !ss.replied.Load() {
-			ss.replied.Store(true)
-			ss.backend.ReportSuccess()
-		}
-		b.idx = b.idx[:0]
-		for i := range n {
-			b.idx = append(b.idx, i)
-		}
-		sent, bytes, _ := lio.send(b, &ss.key, true)
-		ss.count(false, sent, bytes, n)
-		pool.put(b)
+// replyArrived notes traffic from the backend at now; the first reply
+// counts as a successful connect for the backend's health.
+func (ss *session) replyArrived(now int64) {
+	ss.last.Store(now)
+	if !ss.replied.Load() {
+		ss.replied.Store(true)
+		ss.backend.ReportSuccess()
 	}
 }
 
@@ -243,9 +178,9 @@ func (ss *session) fail(err error) {
 }
 
 // stop ends the session with end (the first end given wins): the client's
-// next datagram opens a new session and the backend socket is closed, which
-// ends run. It reports whether this call ended it. Safe to call more than
-// once and concurrently.
+// next datagram opens a new session, and the plane closes the backend
+// socket and finishes the session. It reports whether this call ended it.
+// Safe to call more than once and concurrently.
 func (ss *session) stop(end string, err error) bool {
 	ss.mu.Lock()
 	if ss.ended {
@@ -253,20 +188,20 @@ func (ss *session) stop(end string, err error) bool {
 		return false
 	}
 	ss.ended, ss.end, ss.endErr = true, end, err
-	conn := ss.conn
+	owned := ss.owned
 	ss.drop(len(ss.pending))
 	ss.pending = nil
 	ss.mu.Unlock()
 	ss.svc.forget(ss)
-	if conn != nil {
-		conn.Close()
+	if owned {
+		ss.svc.plane.release(ss)
 	}
 	return true
 }
 
 // finish releases what the session held and writes its access line.
 func (ss *session) finish() {
-	ss.stop("reset", nil) // in case run ended without an end
+	ss.stop("reset", nil) // in case the plane let go without an end
 	svc, rule := ss.svc, ss.rs.rule
 	svc.deps.Table.Remove(ss.entry.ID)
 	ss.backend.Release()

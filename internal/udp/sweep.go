@@ -67,10 +67,7 @@ func (s *Service) expire() (drained bool) {
 	s.mu.Unlock()
 	if cut {
 		s.cancel() // abandon name resolutions in progress
-		if s.conn != nil {
-			// Unblock replies waiting for room in the socket's buffer.
-			_ = s.conn.SetWriteDeadline(time.Unix(1, 0))
-		}
+		s.plane.cut()
 	}
 	for _, ss := range refused {
 		s.forget(ss)
@@ -88,7 +85,7 @@ func (s *Service) expire() (drained bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.sessions) == 0 && isClosed(s.readDone)
+	return len(s.sessions) == 0 && isClosed(s.readStopped)
 }
 
 // isClosed reports whether ch is closed.

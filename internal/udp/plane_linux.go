@@ -1,0 +1,381 @@
+package udp
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// loopPlane is the Linux data plane: one goroutine per rule runs an epoll
+// loop (level-triggered) over the listening socket and every session's
+// backend socket, as an nginx worker does. A turn of the loop reads the
+// listening socket in batches of up to 32, sends each session's share to
+// its backend with one sendmmsg, reads up to 8 replies from each backend
+// socket that is ready, and sends all the replies to their clients with one
+// sendmmsg. No goroutine wakes per datagram, and an idle session costs its
+// socket and its session record: no goroutine, no buffer.
+//
+// The loop owns the backend sockets: only it sends on them, reads them and
+// closes them. Other goroutines (a session's setup, the sweeper, an
+// operator) talk to it through commands, woken by an eventfd.
+type loopPlane struct {
+	svc    *Service
+	lfd    int // the listening socket's descriptor, borrowed from the service's conn
+	epfd   int
+	evfd   int
+	in     *batch // receives on the listening socket
+	out    *batch // replies on their way out through the listening socket
+	outN   int
+	events []unix.EpollEvent
+	byFD   map[int]*session // sessions whose socket is in the epoll set
+
+	mu    sync.Mutex // guards cmds
+	cmds  []command
+	spare []command // the loop's own: the previous command list, reused
+}
+
+// command is a request to the loop from another goroutine.
+type command struct {
+	kind cmdKind
+	ss   *session
+}
+
+// cmdKind says what a command asks.
+type cmdKind int
+
+const (
+	cmdAttach      cmdKind = iota // ss's socket (ss.fd) is set up: take it
+	cmdClose                      // ss has ended: close its socket, finish it
+	cmdStopReading                // stop reading the listening socket
+	cmdQuit                       // every session has finished: return
+)
+
+// Tags of the epoll events that are not a session's (whose tag is its
+// descriptor).
+const (
+	tagListener = -1
+	tagWake     = -2
+)
+
+// newPlane returns the loop, or the portable plane when portable is set.
+func newPlane(s *Service, portable bool) plane {
+	if portable {
+		return newGoPlane(s)
+	}
+	return &loopPlane{svc: s, lfd: -1, epfd: -1, evfd: -1, byFD: make(map[int]*session)}
+}
+
+// serve runs the loop until quit. The socket stays open until serve
+// returns (the caller's promise), so lfd is never reused under the loop.
+func (l *loopPlane) serve(sock *Socket) error {
+	l.lfd = sock.sys.fd
+	err := l.setup()
+	if err == nil {
+		err = l.loop()
+	}
+	l.svc.readingStopped()
+	for _, fd := range []int{l.epfd, l.evfd} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+	return err
+}
+
+// setup creates the epoll set and the eventfd and adds the listening socket.
+func (l *loopPlane) setup() error {
+	var err error
+	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("eventfd", err)
+	}
+	if err := l.watch(evfd, tagWake, 0); err != nil {
+		unix.Close(evfd)
+		return err
+	}
+	l.mu.Lock()
+	l.evfd = evfd
+	early := len(l.cmds) > 0 // posted before there was an eventfd
+	l.mu.Unlock()
+	if early {
+		l.wake(evfd)
+	}
+	if err := l.watch(l.lfd, tagListener, 0); err != nil {
+		return err
+	}
+	l.in, l.out = newBatch(listenBatch), newBatch(outBatch)
+	l.events = make([]unix.EpollEvent, 128)
+	return nil
+}
+
+// watch adds fd to the epoll set with a tag and a generation, which tells a
+// session's events from those of an earlier socket with the same number.
+func (l *loopPlane) watch(fd, tag int, gen uint32) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(tag), Pad: int32(gen)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// loop waits for events and handles them until a quit command.
+func (l *loopPlane) loop() error {
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("epoll_wait", err)
+		}
+		now := l.svc.now()
+		quit := false
+		for _, ev := range l.events[:n] {
+			switch tag := int(ev.Fd); tag {
+			case tagListener:
+				l.receive()
+			case tagWake:
+				quit = l.commands() || quit
+			default:
+				l.replies(tag, uint32(ev.Pad), now)
+			}
+		}
+		l.flush()
+		if quit {
+			return nil
+		}
+	}
+}
+
+// receive reads a batch from the listening socket and dispatches it.
+func (l *loopPlane) receive() {
+	b, s := l.in, &l.in.sys
+	for i := range s.rh {
+		s.rh[i].Hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
+		s.rh[i].Hdr.Namelen = unix.SizeofSockaddrInet6
+	}
+	n, errno := recvmmsg(l.lfd, s.rh)
+	if errno != 0 {
+		if errno != unix.EAGAIN {
+			l.svc.receiveFailed(errno)
+		}
+		return
+	}
+	for i := range n {
+		b.lens[i] = int(s.rh[i].Len)
+		b.from[i] = decodePeer(&s.names[i], s.rh[i].Hdr.Namelen)
+	}
+	l.svc.receiving()
+	l.svc.dispatch(b, n)
+}
+
+// replies reads what the backend socket fd has for its client into the
+// outgoing batch.
+func (l *loopPlane) replies(fd int, gen uint32, now int64) {
+	ss := l.byFD[fd]
+	if ss == nil || uint32(ss.entry.ID) != gen {
+		return // an event of a socket closed in this turn
+	}
+	if l.outN == outBatch {
+		l.flush()
+	}
+	hs := l.out.sys.rh[l.outN:min(l.outN+replyBatch, outBatch)]
+	for i := range hs {
+		hs[i].Hdr.Name, hs[i].Hdr.Namelen = nil, 0
+	}
+	n, errno := recvmmsg(fd, hs)
+	if errno != 0 {
+		if errno != unix.EAGAIN {
+			ss.fail(errno)
+		}
+		return
+	}
+	ss.replyArrived(now)
+	for i := range n {
+		l.out.lens[l.outN+i] = int(hs[i].Len)
+		l.out.dest[l.outN+i] = ss
+	}
+	l.outN += n
+}
+
+// unsent marks a send header whose datagram has not gone out.
+const unsent = math.MaxUint32
+
+// flush sends the waiting replies to their clients with one sendmmsg
+// (more when the kernel takes fewer), and counts them per session.
+func (l *loopPlane) flush() {
+	if l.outN == 0 {
+		return
+	}
+	b, s := l.out, &l.out.sys
+	hs := s.sh[:l.outN]
+	for i := range hs {
+		s.siov[i].Base = &b.bufs[i][0]
+		s.siov[i].SetLen(b.lens[i])
+		hs[i].Hdr.Iov = &s.siov[i]
+		hs[i].Hdr.SetIovlen(1)
+		hs[i].Hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
+		hs[i].Hdr.Namelen = encodePeer(&s.names[i], b.dest[i].key)
+		hs[i].Len = unsent
+	}
+	for rest := hs; len(rest) > 0; {
+		r, errno := sendmmsg(l.lfd, rest)
+		switch {
+		case errno == 0:
+			rest = rest[r:]
+		case errno == unix.EAGAIN:
+			if !l.waitWritable() {
+				rest = nil // dropped
+			}
+		default:
+			rest = rest[1:] // this client cannot be sent to; the others can
+		}
+	}
+	for i := 0; i < len(hs); {
+		ss, j, sent, bytes := b.dest[i], i, 0, 0
+		for ; j < len(hs) && b.dest[j] == ss; j++ {
+			if hs[j].Len != unsent {
+				sent++
+				bytes += int(hs[j].Len)
+			}
+			b.dest[j] = nil
+		}
+		ss.count(false, sent, bytes, j-i)
+		i = j
+	}
+	l.outN = 0
+}
+
+// waitWritable waits up to 100 ms for room in the listening socket's send
+// buffer: backpressure from the clients' side stalls the loop that long at
+// most, then replies are dropped.
+func (l *loopPlane) waitWritable() bool {
+	fds := []unix.PollFd{{Fd: int32(l.lfd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(fds, 100)
+	return err == nil && n == 1
+}
+
+// post queues a command for the loop and wakes it.
+func (l *loopPlane) post(c command) {
+	l.mu.Lock()
+	l.cmds = append(l.cmds, c)
+	first, evfd := len(l.cmds) == 1, l.evfd
+	l.mu.Unlock()
+	if first && evfd >= 0 {
+		l.wake(evfd)
+	}
+}
+
+// wake makes the eventfd readable.
+func (l *loopPlane) wake(evfd int) {
+	var one [8]byte
+	*(*uint64)(unsafe.Pointer(&one[0])) = 1
+	unix.Write(evfd, one[:])
+}
+
+// commands runs the queued commands and reports whether one was quit. The
+// eventfd is read before the queue is taken, so a command queued meanwhile
+// wakes the loop again.
+func (l *loopPlane) commands() (quit bool) {
+	var buf [8]byte
+	unix.Read(l.evfd, buf[:])
+	l.mu.Lock()
+	cmds := l.cmds
+	l.cmds = l.spare[:0]
+	l.mu.Unlock()
+	for i, c := range cmds {
+		switch c.kind {
+		case cmdAttach:
+			l.attach(c.ss)
+		case cmdClose:
+			l.flush() // replies in hand still go out
+			delete(l.byFD, c.ss.fd)
+			unix.Close(c.ss.fd)
+			c.ss.finish()
+		case cmdStopReading:
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, l.lfd, nil)
+			l.svc.readingStopped()
+		case cmdQuit:
+			quit = true
+		}
+		cmds[i] = command{}
+	}
+	l.spare = cmds
+	return quit
+}
+
+// open sets the session's socket up on a goroutine of its own (resolving a
+// backend name may take a while) and hands it to the loop.
+func (l *loopPlane) open(ss *session) {
+	go func() {
+		addr, err := ss.resolve()
+		fd := -1
+		if err == nil {
+			if fd, err = connectRaw(addr); err != nil {
+				err = fmt.Errorf("backend %s: %w", ss.backend.Address(), os.NewSyscallError("connect", err))
+			}
+		}
+		if err != nil {
+			ss.setupFailed(err)
+			ss.finish()
+			return
+		}
+		ss.mu.Lock()
+		if ss.ended {
+			ss.mu.Unlock()
+			unix.Close(fd)
+			ss.finish()
+			return
+		}
+		ss.owned, ss.fd = true, fd
+		ss.mu.Unlock()
+		l.post(command{kind: cmdAttach, ss: ss})
+	}()
+}
+
+// attach takes a session's socket into the loop and sends what the session
+// queued meanwhile.
+func (l *loopPlane) attach(ss *session) {
+	if err := l.watch(ss.fd, ss.fd, uint32(ss.entry.ID)); err != nil {
+		l.byFD[ss.fd] = ss // so that the close command finds it
+		ss.fail(err)
+		return
+	}
+	l.byFD[ss.fd] = ss
+	ss.mu.Lock()
+	pending := ss.pending
+	ss.pending, ss.pendingBytes = nil, 0
+	ss.up = rawConn{ss.fd}
+	ss.ready.Store(true)
+	ss.mu.Unlock()
+	for _, q := range pending {
+		if err := unix.Sendto(ss.fd, q, unix.MSG_DONTWAIT, nil); err != nil {
+			ss.drop(1)
+			if unreachable(err) {
+				ss.fail(err)
+				return
+			}
+			continue
+		}
+		ss.count(true, 1, len(q), 1)
+	}
+}
+
+// cut does nothing: the loop never waits long to send.
+func (l *loopPlane) cut() {}
+
+// stopReading asks the loop to stop reading the listening socket.
+func (l *loopPlane) stopReading() { l.post(command{kind: cmdStopReading}) }
+
+// release asks the loop to close a session's socket and finish it.
+func (l *loopPlane) release(ss *session) { l.post(command{kind: cmdClose, ss: ss}) }
+
+// quit asks the loop to return.
+func (l *loopPlane) quit() { l.post(command{kind: cmdQuit}) }

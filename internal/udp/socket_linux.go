@@ -1,0 +1,65 @@
+package udp
+
+import (
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// socketSys is a descriptor of the socket outside the runtime's poller.
+type socketSys struct{ fd int }
+
+// take duplicates c's descriptor and closes c, which removes c's own
+// descriptor from the runtime's poller (the duplicate was never in it).
+func (s *socketSys) take(c *net.UDPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	s.fd = -1
+	var dupErr error
+	if err := rc.Control(func(fd uintptr) {
+		s.fd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return err
+	}
+	if dupErr != nil {
+		return os.NewSyscallError("fcntl", dupErr)
+	}
+	return c.Close()
+}
+
+// udpConn returns a socket for the portable plane (tests), registered with
+// the runtime's poller, and the function that closes it when the plane is
+// done with it.
+func (s *socketSys) udpConn() (*net.UDPConn, func(), error) {
+	f, err := s.file()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := pc.(*net.UDPConn)
+	return c, func() { c.Close() }, nil
+}
+
+// setBuffers asks for receive and send buffers of n bytes (best effort:
+// the kernel caps them at net.core.rmem_max and wmem_max).
+func (s *socketSys) setBuffers(n int) {
+	_ = unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n)
+	_ = unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, n)
+}
+
+func (s *socketSys) close() error { return unix.Close(s.fd) }
+
+func (s *socketSys) file() (*os.File, error) {
+	fd, err := unix.FcntlInt(uintptr(s.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	return os.NewFile(uintptr(fd), "udp"), nil
+}
