@@ -53,21 +53,17 @@ func InheritedFromEnv() *Inherited {
 
 // listener returns the inherited TCP or unix listener for addr, or nil.
 func (in *Inherited) listener(addr config.Address) net.Listener {
-	f := in.take(inheritKey("tcp", addr))
-	if f == nil {
-		return nil
-	}
-	defer f.Close()
-	ln, err := net.FileListener(f)
-	if err != nil {
-		return nil
-	}
-	return ln
+	return in.takeListener(inheritKey("tcp", addr))
 }
 
 // AdminListener returns the inherited admin listener for addr, or nil.
 func (in *Inherited) AdminListener(addr string) net.Listener {
-	f := in.take("admin@" + addr)
+	return in.takeListener("admin@" + addr)
+}
+
+// takeListener takes the inherited listening socket named key, or nil.
+func (in *Inherited) takeListener(key string) net.Listener {
+	f := in.take(key)
 	if f == nil {
 		return nil
 	}
