@@ -27,6 +27,9 @@ type forwarder struct {
 	udpArgv func(dir, listen, backend string) ([]string, error)
 	// notes describe how the forwarder was configured, for the footer.
 	notes []string
+	// peer marks another project's forwarder: its failures are shown but
+	// do not fail the run, which judges sluice.
+	peer bool
 }
 
 // setupOptions are what the forwarders' configuration depends on.
@@ -149,6 +152,7 @@ func probeHAProxy(ctx context.Context, o setupOptions) (forwarder, string, error
 	// HAProxy needs about two descriptors per connection, plus a few.
 	maxconn := min(o.maxConns, int(o.nofile/2)-100)
 	return forwarder{
+		peer:    true,
 		name:    "haproxy",
 		version: version,
 		argv: func(dir, listen, backend string) ([]string, error) {
@@ -208,6 +212,7 @@ func probeNginx(ctx context.Context, o setupOptions) (forwarder, string, error) 
 	// may get all of them.
 	workerConns := min(2*o.maxConns+64, int(o.nofile))
 	return forwarder{
+		peer:    true,
 		name:    "nginx",
 		version: version,
 		argv: func(dir, listen, backend string) ([]string, error) {

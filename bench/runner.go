@@ -38,20 +38,29 @@ func (c cell) value() float64 {
 
 // results collects the table as the figures run.
 type results struct {
-	columns []string                   // forwarder names, direct first
-	rows    []row                      // in table order
-	cells   map[string]map[string]cell // by row label, then column
-	notes   []string                   // printed under the table
-	errs    []error                    // failed figures; any makes the exit non-zero
+	columns  []string                   // forwarder names, direct first
+	rows     []row                      // in table order
+	cells    map[string]map[string]cell // by row label, then column
+	notes    []string                   // printed under the table
+	errs     []error                    // failed figures of sluice or direct; any makes the exit non-zero
+	peerErrs []error                    // failed figures of a peer: shown, but the peer's problem
 }
 
 // record adds what fig measured through column col in one round.
-func (res *results) record(fig figure, col string, out result, err error) {
+func (res *results) record(fig figure, f forwarder, out result, err error) {
+	col := f.name
 	for _, note := range out.notes {
 		res.notes = append(res.notes, fmt.Sprintf("%s, %s: %s", fig.name, col, note))
 	}
 	if err != nil {
-		res.errs = append(res.errs, fmt.Errorf("%s through %s: %w", fig.name, col, err))
+		err = fmt.Errorf("%s through %s: %w", fig.name, col, err)
+		if !f.peer {
+			res.errs = append(res.errs, err)
+		} else {
+			// A peer that loses or mixes up data (socat's forking UDP
+			// listener does under load) is marked, not a failed run.
+			res.peerErrs = append(res.peerErrs, err)
+		}
 	}
 	for j, rw := range fig.rows {
 		c := res.cells[rw.label][col]
@@ -100,7 +109,7 @@ func (r *runner) run(ctx context.Context, figs []figure) (*results, error) {
 				if ctx.Err() != nil {
 					return res, ctx.Err()
 				}
-				res.record(fig, f.name, out, err)
+				res.record(fig, f, out, err)
 			}
 		}
 	}

@@ -151,3 +151,22 @@ func TestPeers(t *testing.T) {
 	checkClean(t, res)
 	checkIdleFDs(t, res, 2)
 }
+
+// TestPeerFailuresDoNotFailTheRun: a peer that breaks is marked in its
+// cell and listed, but only sluice's and direct's failures fail the run.
+func TestPeerFailuresDoNotFailTheRun(t *testing.T) {
+	flip := relayForwarder(t, relayFlip)
+	flip.peer = true
+	r := testRunner(t, flip)
+	figs := []figure{figures()[0]}
+	res, err := r.run(context.Background(), figs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.cells[figs[0].rows[0].label]["relay-flip"].failed {
+		t.Fatal("the broken peer's cell is not marked failed")
+	}
+	if len(res.errs) != 0 || len(res.peerErrs) != 1 {
+		t.Fatalf("errs %v, peer errs %v; want none and one", res.errs, res.peerErrs)
+	}
+}

@@ -109,6 +109,9 @@ func printFooter(w io.Writer, f footer, res *results) {
 	for _, n := range res.notes {
 		fmt.Fprintln(w, "note:", n)
 	}
+	for _, err := range res.peerErrs {
+		fmt.Fprintln(w, "peer FAILED (not sluice's fault, run goes on):", err)
+	}
 	for _, err := range res.errs {
 		fmt.Fprintln(w, "FAILED:", err)
 	}

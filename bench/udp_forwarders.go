@@ -70,6 +70,7 @@ func probeSocat(ctx context.Context, _ setupOptions) (forwarder, string, error) 
 		}
 	}
 	return forwarder{
+		peer:    true,
 		name:    "socat",
 		version: version,
 		udpArgv: func(_, listen, backend string) ([]string, error) {
