@@ -430,3 +430,85 @@ func TestRejectedCostNoGoroutine(t *testing.T) {
 		t.Fatalf("%d goroutines after 50 refusals, %d before", n, baseline)
 	}
 }
+
+// killableEcho is an echo backend that can be killed: its listener and
+// every connection it holds are closed at once.
+type killableEcho struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newKillableEcho(t *testing.T) *killableEcho {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &killableEcho{ln: ln}
+	t.Cleanup(k.kill)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			k.mu.Lock()
+			k.conns = append(k.conns, c)
+			k.mu.Unlock()
+			go io.Copy(c, c)
+		}
+	}()
+	return k
+}
+
+func (k *killableEcho) kill() {
+	k.ln.Close()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, c := range k.conns {
+		c.Close()
+	}
+}
+
+// TestBackendKilledMidRun: once a backend dies, every client that connects
+// afterwards is served by the others, without an error.
+func TestBackendKilledMidRun(t *testing.T) {
+	a, b, c := newKillableEcho(t), newKillableEcho(t), newKillableEcho(t)
+	f := serve(t, "tcp4", Rule{}, a.ln.Addr().String(), b.ln.Addr().String(), c.ln.Addr().String())
+	roundTrip := func() error {
+		conn, err := net.DialTimeout("tcp", f.addr, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(3 * time.Second))
+		msg := []byte("ping")
+		if _, err := conn.Write(msg); err != nil {
+			return err
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, got); err != nil {
+			return err
+		}
+		return nil
+	}
+	for i := 0; i < 30; i++ {
+		if err := roundTrip(); err != nil {
+			t.Fatalf("before the kill, client %d: %v", i, err)
+		}
+	}
+	b.kill()
+	for i := 0; i < 300; i++ {
+		if err := roundTrip(); err != nil {
+			t.Fatalf("after the kill, client %d: %v", i, err)
+		}
+	}
+	ends := map[any]int{}
+	for _, l := range f.logs.access() {
+		ends[l["end"]]++
+	}
+	if ends["connect-failed"] != 0 {
+		t.Fatalf("access lines by end: %v", ends)
+	}
+}
