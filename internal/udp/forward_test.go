@@ -90,7 +90,10 @@ func TestRequestResponseManyClients(t *testing.T) {
 			t.Fatal(err)
 		}
 		if f.lossFree() {
-			waitFor(t, "the last replies to be counted", func() bool { return f.svc.Stats().DatagramsDown == 2*clients })
+			waitFor(t, "the last datagrams to be counted", func() bool {
+				st := f.svc.Stats()
+				return st.DatagramsUp == 2*clients && st.DatagramsDown == 2*clients
+			})
 			if st := f.svc.Stats(); st.DatagramsUp != 2*clients || st.Dropped != 0 {
 				t.Fatalf("stats %+v: want %d datagrams each way, none dropped", st, 2*clients)
 			}
@@ -137,7 +140,10 @@ func TestDatagramsPassUnchanged(t *testing.T) {
 			t.Fatal(err)
 		}
 		if f.lossFree() {
-			waitFor(t, "the last replies to be counted", func() bool { return f.svc.Stats().DatagramsDown == int64(total) })
+			waitFor(t, "the last datagrams to be counted", func() bool {
+				st := f.svc.Stats()
+				return st.DatagramsUp == int64(total) && st.DatagramsDown == int64(total)
+			})
 			if st := f.svc.Stats(); st.DatagramsUp != int64(total) || st.BytesUp != st.BytesDown || st.Dropped != 0 {
 				t.Fatalf("stats %+v: want %d datagrams each way, the same bytes, none dropped", st, total)
 			}

@@ -226,7 +226,7 @@ func TestOperatorClose(t *testing.T) {
 	c := client(t, "")
 	f.mustExchange(t, c, "hello", "hello")
 	// The reply is counted once sent, which may be after it arrived.
-	waitFor(t, "the reply to be counted", func() bool { return f.svc.Stats().BytesDown == 5 })
+	waitFor(t, "the exchange to be counted", func() bool { st := f.svc.Stats(); return st.BytesUp == 5 && st.BytesDown == 5 })
 	snaps := f.table.Snapshots()
 	if len(snaps) != 1 || snaps[0].Proto != "udp" || snaps[0].Client != clientName(c.LocalAddr()) || snaps[0].Up != 5 || snaps[0].Down != 5 {
 		t.Fatalf("table %+v", snaps)
