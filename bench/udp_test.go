@@ -191,5 +191,7 @@ func TestUDPPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkClean(t, res)
+	// socat's forking UDP listener mixes up replies under load (a datagram
+	// that arrives before the child for its client exists forks another).
+	checkClean(t, res, "socat")
 }
