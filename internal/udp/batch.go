@@ -41,22 +41,26 @@ func (p peer) client() netip.AddrPort {
 // scratch space to send some of them on. A batch is used by one goroutine
 // at a time.
 type batch struct {
-	bufs [][]byte   // each slotSize long
-	lens []int      // bytes received per slot
-	from []peer     // senders, on the listening socket
-	dest []*session // the listening side's dispatch: each slot's session
-	idx  []int      // scratch: the slots of one send
-	sys  sysBatch   // the platform's batched-call state
+	bufs  [][]byte   // each slotSize long
+	lens  []int      // bytes received per slot
+	ok    []bool     // the slot was sent (Linux send path)
+	from  []peer     // senders, on the listening socket
+	dest  []*session // the listening side's dispatch: each slot's session
+	fresh []*session // the listening side's dispatch: sessions it opened
+	idx   []int      // scratch: the slots of one send
+	sys   sysBatch   // the platform's batched-call state
 }
 
 // newBatch returns a batch of n slots.
 func newBatch(n int) *batch {
 	b := &batch{
-		bufs: make([][]byte, n),
-		lens: make([]int, n),
-		from: make([]peer, n),
-		dest: make([]*session, n),
-		idx:  make([]int, 0, n),
+		bufs:  make([][]byte, n),
+		lens:  make([]int, n),
+		ok:    make([]bool, n),
+		from:  make([]peer, n),
+		dest:  make([]*session, n),
+		fresh: make([]*session, 0, n),
+		idx:   make([]int, 0, n),
 	}
 	for i := range b.bufs {
 		b.bufs[i] = make([]byte, slotSize)
@@ -124,9 +128,10 @@ type plane interface {
 	serve(sock *Socket) error
 	// stopReading stops reading the listening socket.
 	stopReading()
-	// open sets a new session's backend socket up in the background and
-	// relays its replies until it ends; whoever holds the socket then
-	// calls ss.finish.
+	// open sets a new session's backend socket up (in the background if
+	// its backend's name must be resolved), sends what the session queued
+	// and relays its replies until it ends; whoever holds the socket then
+	// calls ss.finish. It runs on the reading goroutine.
 	open(ss *session)
 	// release closes the socket of a session that has ended.
 	release(ss *session)

@@ -9,10 +9,13 @@ import (
 
 // dispatch hands the n datagrams of b to their sessions, opening sessions
 // for new clients, and sends each session's share with one call. A client's
-// datagrams keep their order.
+// datagrams keep their order. A new session's datagrams are queued first
+// and its socket set up after, outside the lock, so that a setup that
+// fails at once still counts them.
 func (s *Service) dispatch(b *batch, n int) {
 	now := s.now()
 	dest := b.dest[:n]
+	fresh := b.fresh[:0]
 	dropped := 0
 	s.mu.Lock()
 	var last *session
@@ -24,7 +27,9 @@ func (s *Service) dispatch(b *batch, n int) {
 			// runtime lets data that races the deadline through); it
 			// opens no session.
 			if last == nil && !s.stopping.Load() {
-				last = s.openLocked(p, now)
+				if last = s.openLocked(p, now); last != nil && last.refusal == "" {
+					fresh = append(fresh, last)
+				}
 			}
 		}
 		if last == nil {
@@ -48,6 +53,10 @@ func (s *Service) dispatch(b *batch, n int) {
 			}
 		}
 		ss.forward(b, now)
+	}
+	for i, ss := range fresh {
+		s.plane.open(ss)
+		fresh[i] = nil
 	}
 }
 
@@ -92,7 +101,6 @@ func (s *Service) openLocked(p peer, now int64) *session {
 	rule.Metrics.ConnOpened()
 	rule.Metrics.UDPSessionOpened()
 	s.wg.Add(1)
-	s.plane.open(ss)
 	return ss
 }
 

@@ -18,8 +18,10 @@ type sysBatch struct {
 	rh    []unix.Mmsghdr          // receive: one header per slot
 	riov  []unix.Iovec            // receive: one iovec per slot, slotSize long
 	names []unix.RawSockaddrInet6 // receive: senders; send from the loop: destinations
-	sh    []unix.Mmsghdr          // send: headers of the slots in idx
-	siov  []unix.Iovec            // send: iovecs of the slots in idx
+	sh    []unix.Mmsghdr          // send: one header per message
+	siov  []unix.Iovec            // send: iovecs of the slots sent, in order
+	segs  []int                   // send: datagrams in each message (see pack)
+	ctl   []byte                  // send: a UDP_SEGMENT control message per header
 }
 
 // init points b's receive headers at its slots.
@@ -30,6 +32,8 @@ func (s *sysBatch) init(b *batch) {
 	s.names = make([]unix.RawSockaddrInet6, n)
 	s.sh = make([]unix.Mmsghdr, n)
 	s.siov = make([]unix.Iovec, n)
+	s.segs = make([]int, 0, n)
+	s.ctl = make([]byte, n*cmsgGSO)
 	for i := range n {
 		s.riov[i].Base = &b.bufs[i][0]
 		s.riov[i].SetLen(slotSize)
@@ -58,51 +62,17 @@ func sendmmsg(fd int, hs []unix.Mmsghdr) (int, unix.Errno) {
 	}
 }
 
-// sendAll sends hs on fd and returns the datagrams and bytes sent and the
-// first error. A datagram the kernel refuses by itself is skipped; an error
-// that ends the session, or a full buffer (EAGAIN), ends the send.
-func sendAll(fd int, hs []unix.Mmsghdr) (sent, bytes int, first error) {
-	for i := range hs {
-		hs[i].Len = 0
-	}
-	for len(hs) > 0 {
-		r, errno := sendmmsg(fd, hs)
-		if errno == 0 {
-			for i := range r {
-				bytes += int(hs[i].Len)
-			}
-			sent += r
-			hs = hs[r:]
-			continue
-		}
-		if first == nil {
-			first = errno
-		}
-		if errno == unix.EAGAIN || unreachable(errno) || errno == unix.EBADF {
-			break
-		}
-		hs = hs[1:]
-	}
-	return sent, bytes, first
-}
-
 // rawConn is a session's socket to its backend, owned by the event loop:
 // only the loop sends on it, reads it and closes it.
-type rawConn struct{ fd int }
+type rawConn struct {
+	fd  int
+	gso *bool // the loop's: segmentation works
+}
 
 // send sends b.idx to the connected backend without waiting: what does not
 // fit in the socket's buffer is dropped.
 func (c rawConn) send(b *batch, _ *peer, _ bool) (int, int, error) {
-	s := &b.sys
-	hs := s.sh[:len(b.idx)]
-	for k, i := range b.idx {
-		s.siov[k].Base = &b.bufs[i][0]
-		s.siov[k].SetLen(b.lens[i])
-		hs[k].Hdr.Iov = &s.siov[k]
-		hs[k].Hdr.SetIovlen(1)
-		hs[k].Hdr.Name, hs[k].Hdr.Namelen = nil, 0
-	}
-	sent, bytes, err := sendAll(c.fd, hs)
+	sent, bytes, err := b.sys.sendSlots(c.fd, b, b.idx, c.gso, nil, nil)
 	if err == unix.EAGAIN {
 		err = nil // dropped, and counted so by the caller
 	}

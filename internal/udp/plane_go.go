@@ -90,7 +90,8 @@ func (p *goPlane) cut() {
 // quit makes serve return.
 func (p *goPlane) quit() { p.quitOnce.Do(func() { close(p.quitCh) }) }
 
-// open runs the session on its own goroutine: dial, then relay replies.
+// open runs the session on its own goroutine: dial, send what was queued,
+// then relay replies.
 func (p *goPlane) open(ss *session) {
 	go func() {
 		defer ss.finish()

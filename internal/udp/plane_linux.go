@@ -3,6 +3,7 @@ package udp
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"os"
 	"sync"
 	"unsafe"
@@ -32,6 +33,10 @@ type loopPlane struct {
 	outN   int
 	events []unix.EpollEvent
 	byFD   map[int]*session // sessions whose socket is in the epoll set
+	gso    bool             // UDP segmentation works (until the kernel says no)
+	slots  []int            // 0, 1, ... outBatch-1
+	destFn func(slot int) *session
+	waitFn func() bool
 
 	mu    sync.Mutex // guards cmds
 	cmds  []command
@@ -112,6 +117,12 @@ func (l *loopPlane) setup() error {
 	}
 	l.in, l.out = newBatch(listenBatch), newBatch(outBatch)
 	l.events = make([]unix.EpollEvent, 128)
+	l.gso = true
+	l.slots = make([]int, outBatch)
+	for i := range l.slots {
+		l.slots[i] = i
+	}
+	l.destFn, l.waitFn = l.dest, l.waitWritable
 	return nil
 }
 
@@ -205,45 +216,31 @@ func (l *loopPlane) replies(fd int, gen uint32, now int64) {
 	l.outN += n
 }
 
-// unsent marks a send header whose datagram has not gone out.
+// unsent marks a send header whose message has not gone out.
 const unsent = math.MaxUint32
 
+// dest returns the session an outgoing reply is for.
+func (l *loopPlane) dest(slot int) *session { return l.out.dest[slot] }
+
 // flush sends the waiting replies to their clients with one sendmmsg
-// (more when the kernel takes fewer), and counts them per session.
+// (more when the kernel takes fewer), segmented per client where they
+// allow, and counts them per session. A client that cannot be sent to
+// does not hold up the others.
 func (l *loopPlane) flush() {
 	if l.outN == 0 {
 		return
 	}
-	b, s := l.out, &l.out.sys
-	hs := s.sh[:l.outN]
-	for i := range hs {
-		s.siov[i].Base = &b.bufs[i][0]
-		s.siov[i].SetLen(b.lens[i])
-		hs[i].Hdr.Iov = &s.siov[i]
-		hs[i].Hdr.SetIovlen(1)
-		hs[i].Hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
-		hs[i].Hdr.Namelen = encodePeer(&s.names[i], b.dest[i].key)
-		hs[i].Len = unsent
+	b := l.out
+	for i := range l.outN {
+		b.ok[i] = false
 	}
-	for rest := hs; len(rest) > 0; {
-		r, errno := sendmmsg(l.lfd, rest)
-		switch {
-		case errno == 0:
-			rest = rest[r:]
-		case errno == unix.EAGAIN:
-			if !l.waitWritable() {
-				rest = nil // dropped
-			}
-		default:
-			rest = rest[1:] // this client cannot be sent to; the others can
-		}
-	}
-	for i := 0; i < len(hs); {
+	b.sys.sendSlots(l.lfd, b, l.slots[:l.outN], &l.gso, l.destFn, l.waitFn)
+	for i := 0; i < l.outN; {
 		ss, j, sent, bytes := b.dest[i], i, 0, 0
-		for ; j < len(hs) && b.dest[j] == ss; j++ {
-			if hs[j].Len != unsent {
+		for ; j < l.outN && b.dest[j] == ss; j++ {
+			if b.ok[j] {
 				sent++
-				bytes += int(hs[j].Len)
+				bytes += b.lens[j]
 			}
 			b.dest[j] = nil
 		}
@@ -311,49 +308,63 @@ func (l *loopPlane) commands() (quit bool) {
 	return quit
 }
 
-// open sets the session's socket up on a goroutine of its own (resolving a
-// backend name may take a while) and hands it to the loop.
+// open sets the session's socket up. It runs in the loop (dispatch). A
+// backend given by IP address gets its socket at once, so that a burst
+// from a new client is not held up; one given by name is resolved on a
+// goroutine of its own, and its socket handed to the loop when ready.
 func (l *loopPlane) open(ss *session) {
+	if addr, ok := ss.literal(); ok {
+		if l.own(ss, addr) {
+			l.attach(ss)
+		}
+		return
+	}
 	go func() {
 		addr, err := ss.resolve()
-		fd := -1
-		if err == nil {
-			if fd, err = connectRaw(addr); err != nil {
-				err = fmt.Errorf("backend %s: %w", ss.backend.Address(), os.NewSyscallError("connect", err))
-			}
-		}
 		if err != nil {
 			ss.setupFailed(err)
 			ss.finish()
 			return
 		}
-		ss.mu.Lock()
-		if ss.ended {
-			ss.mu.Unlock()
-			unix.Close(fd)
-			ss.finish()
-			return
+		if l.own(ss, addr) {
+			l.post(command{kind: cmdAttach, ss: ss})
 		}
-		ss.owned, ss.fd = true, fd
-		ss.mu.Unlock()
-		l.post(command{kind: cmdAttach, ss: ss})
 	}()
+}
+
+// own opens the session's socket and makes the loop its holder, or, when
+// that fails or the session has ended meanwhile, finishes the session. It
+// reports whether the loop now holds the socket.
+func (l *loopPlane) own(ss *session, addr netip.AddrPort) bool {
+	fd, err := connectRaw(addr)
+	if err != nil {
+		ss.setupFailed(fmt.Errorf("backend %s: %w", ss.backend.Address(), os.NewSyscallError("connect", err)))
+		ss.finish()
+		return false
+	}
+	ss.mu.Lock()
+	if ss.ended {
+		ss.mu.Unlock()
+		unix.Close(fd)
+		ss.finish()
+		return false
+	}
+	ss.owned, ss.fd = true, fd
+	ss.mu.Unlock()
+	return true
 }
 
 // attach takes a session's socket into the loop and sends what the session
 // queued meanwhile.
 func (l *loopPlane) attach(ss *session) {
-	if err := l.watch(ss.fd, ss.fd, uint32(ss.entry.ID)); err != nil {
+	if err := l.adopt(ss); err != nil {
 		l.byFD[ss.fd] = ss // so that the close command finds it
 		ss.fail(err)
 		return
 	}
-	l.byFD[ss.fd] = ss
 	ss.mu.Lock()
 	pending := ss.pending
 	ss.pending, ss.pendingBytes = nil, 0
-	ss.up = rawConn{ss.fd}
-	ss.ready.Store(true)
 	ss.mu.Unlock()
 	for _, q := range pending {
 		if err := unix.Sendto(ss.fd, q, unix.MSG_DONTWAIT, nil); err != nil {
@@ -366,6 +377,18 @@ func (l *loopPlane) attach(ss *session) {
 		}
 		ss.count(true, 1, len(q), 1)
 	}
+}
+
+// adopt adds the session's socket to the loop and makes the session send
+// straight to it.
+func (l *loopPlane) adopt(ss *session) error {
+	if err := l.watch(ss.fd, ss.fd, uint32(ss.entry.ID)); err != nil {
+		return err
+	}
+	l.byFD[ss.fd] = ss
+	ss.up = rawConn{fd: ss.fd, gso: &l.gso}
+	ss.ready.Store(true)
+	return nil
 }
 
 // cut does nothing: the loop never waits long to send.

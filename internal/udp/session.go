@@ -18,7 +18,7 @@ import (
 // Bounds on the datagrams a session queues while its socket is being set up
 // (its backend's name resolved). The first datagram is always kept.
 const (
-	maxPending      = 16
+	maxPending      = 64
 	maxPendingBytes = 256 << 10
 )
 
@@ -144,6 +144,16 @@ func (ss *session) resolve() (netip.AddrPort, error) {
 	ctx, cancel := context.WithTimeout(ss.svc.ctx, timeout)
 	defer cancel()
 	return ss.backend.ResolveAddr(ctx)
+}
+
+// literal returns the backend's address when it needs no resolving: an IP
+// literal.
+func (ss *session) literal() (netip.AddrPort, bool) {
+	if !ss.backend.Address().IsIP() {
+		return netip.AddrPort{}, false
+	}
+	addr, err := ss.backend.ResolveAddr(context.Background())
+	return addr, err == nil
 }
 
 // setupFailed ends a session whose socket could not be set up. It counts
