@@ -37,9 +37,20 @@
 // 10,000 refused clients per rule are remembered; past that, refusals are
 // counted in the metrics only.
 //
-// On Linux datagrams move in batches with recvmmsg and sendmmsg, and the
-// path of a datagram allocates nothing; elsewhere they move one per call
-// through the net package.
+// Sessions count in the rule's metrics as connections (opened and closed)
+// and as UDP sessions; refusals count as rejections by reason.
+//
+// On Linux one event loop per rule moves every datagram of the rule (see
+// loopPlane): recvmmsg and sendmmsg in batches, runs of equal-sized
+// datagrams for one destination sent as one segmented message (UDP GSO),
+// and no allocation on the path of a datagram. An idle session costs its
+// socket and its record, no goroutine. Elsewhere a goroutine reads the
+// listening socket and one per session its backend's, a datagram per call
+// through the net package (see goPlane).
+//
+// A backend given by host name is resolved when a session starts (through
+// the rule's resolver and its TTL); up to 64 datagrams (256 KiB) wait for
+// it, and more are dropped.
 package udp
 
 import (
