@@ -2,6 +2,7 @@ package udp
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -95,9 +96,14 @@ func (p *goPlane) quit() { p.quitOnce.Do(func() { close(p.quitCh) }) }
 func (p *goPlane) open(ss *session) {
 	go func() {
 		defer ss.finish()
-		conn, err := p.dial(ss)
+		addr, err := ss.resolve()
 		if err != nil {
-			ss.setupFailed(err)
+			ss.setupFailed(err, true)
+			return
+		}
+		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			ss.setupFailed(fmt.Errorf("backend %s: %w", ss.backend.Address(), err), false)
 			return
 		}
 		if err := p.attach(ss, conn); err != nil {
@@ -108,19 +114,6 @@ func (p *goPlane) open(ss *session) {
 		}
 		p.relayReplies(ss, conn)
 	}()
-}
-
-// dial resolves the session's backend and opens a socket connected to it.
-func (p *goPlane) dial(ss *session) (*net.UDPConn, error) {
-	addr, err := ss.resolve()
-	if err != nil {
-		return nil, err
-	}
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
-	if err != nil {
-		return nil, errors.New("backend " + ss.backend.Address().String() + ": " + err.Error())
-	}
-	return conn, nil
 }
 
 // attach makes conn the session's backend socket and sends what was

@@ -322,7 +322,7 @@ func (l *loopPlane) open(ss *session) {
 	go func() {
 		addr, err := ss.resolve()
 		if err != nil {
-			ss.setupFailed(err)
+			ss.setupFailed(err, true)
 			ss.finish()
 			return
 		}
@@ -338,7 +338,7 @@ func (l *loopPlane) open(ss *session) {
 func (l *loopPlane) own(ss *session, addr netip.AddrPort) bool {
 	fd, err := connectRaw(addr)
 	if err != nil {
-		ss.setupFailed(fmt.Errorf("backend %s: %w", ss.backend.Address(), os.NewSyscallError("connect", err)))
+		ss.setupFailed(fmt.Errorf("backend %s: %w", ss.backend.Address(), os.NewSyscallError("connect", err)), false)
 		ss.finish()
 		return false
 	}

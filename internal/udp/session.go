@@ -156,10 +156,12 @@ func (ss *session) literal() (netip.AddrPort, bool) {
 	return addr, err == nil
 }
 
-// setupFailed ends a session whose socket could not be set up. It counts
-// against the backend, unless a drain cut the setup short.
-func (ss *session) setupFailed(err error) {
-	if ss.stop("connect-failed", err) && ss.svc.ctx.Err() == nil {
+// setupFailed ends a session whose socket could not be set up. A name that
+// did not resolve (blame) counts against the backend, unless a drain cut
+// the setup short; a socket sluice could not open (out of descriptors, say)
+// does not.
+func (ss *session) setupFailed(err error, blame bool) {
+	if ss.stop("connect-failed", err) && blame && ss.svc.ctx.Err() == nil {
 		ss.backend.ReportFailure(err)
 	}
 }

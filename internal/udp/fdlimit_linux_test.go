@@ -1,0 +1,47 @@
+package udp
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestOutOfDescriptors runs the process out of descriptors while a new
+// client arrives: its session ends connect-failed, saying why, without
+// counting against the backend, and the rule serves again once descriptors
+// are back.
+func TestOutOfDescriptors(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	f := start(t, options{cfg: backends("", be.addr())})
+	c1, c2 := client(t, ""), client(t, "")
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = uint64(len(fds)) // every descriptor is in use: the next one fails
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip("cannot lower RLIMIT_NOFILE:", err)
+	}
+	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) })
+	_, err = c1.WriteToUDP([]byte("no room"), f.addr)
+	rec := f.logs.waitN(t, 1, "the failed session", accessOf(c1.LocalAddr(), "connect-failed"))[0]
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rec.attrs["error"], "too many open files") {
+		t.Errorf("access line %v: want the cause", rec.attrs)
+	}
+	if b := f.pool.Backends()[0]; b.ConnectErrors() != 0 || !b.Up() {
+		t.Errorf("backend up=%v with %d connect errors: a local shortage was held against it", b.Up(), b.ConnectErrors())
+	}
+	f.mustExchange(t, c2, "room again", "room again")
+}
