@@ -73,7 +73,7 @@ type Options struct {
 // DefaultParkAfter is the default Options.ParkAfter: long enough that a busy
 // request/response connection never parks between messages, short enough
 // that thousands of idle connections soon cost no goroutines.
-const DefaultParkAfter = 50 * time.Millisecond
+const DefaultParkAfter = 10 * time.Millisecond
 
 // Result is what a finished relay reports.
 type Result struct {

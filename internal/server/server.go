@@ -62,7 +62,7 @@ func New(opts Options) *Server {
 		inherited: opts.Inherited,
 		pools:     relay.NewPools(0),
 		parker:    parker,
-		workers:   workers.New(128, 5*time.Second),
+		workers:   workers.New(64, 2*time.Second),
 		resolver:  backend.NewResolver(nil, logger),
 		retired:   make(map[*rule]bool),
 	}

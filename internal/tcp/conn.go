@@ -24,6 +24,7 @@ type conn struct {
 	local    netip.AddrPort // the address the client connected to
 	start    time.Time
 	ticket   admit.Ticket
+	inSetup  bool // holds one of the service's setup slots
 	admitted bool // counted in the rule's connection metrics
 	backend  *backend.Backend
 	entry    conntrack.Entry
@@ -39,13 +40,36 @@ func (s *Service) start(c net.Conn) {
 	cn.client, cn.local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
 	s.wg.Add(1)
 	if trusted(cn.rule.TrustProxy, cn.client.Addr()) {
+		s.takeSetup(cn)
 		s.spawn(func() { s.readProxyHeader(cn) })
 		return
 	}
 	if !s.admit(cn) {
 		return
 	}
+	s.takeSetup(cn)
 	s.spawn(func() { s.dial(cn) })
+}
+
+// maxSetups bounds the connections of a service between accept and the
+// start of their relay (reading a PROXY header, dialing). Past it the accept
+// loop waits and new clients wait in the kernel's accept queue: a burst of
+// thousands of connects then costs a few hundred goroutines at a time, not
+// thousands of goroutine stacks at once.
+const maxSetups = 256
+
+// takeSetup waits for a setup slot for cn.
+func (s *Service) takeSetup(cn *conn) {
+	s.setups <- struct{}{}
+	cn.inSetup = true
+}
+
+// setupDone gives cn's setup slot back, if it holds one.
+func (s *Service) setupDone(cn *conn) {
+	if cn.inSetup {
+		cn.inSetup = false
+		<-s.setups
+	}
 }
 
 // readProxyHeader reads a trusted sender's PROXY header, whose addresses
@@ -134,6 +158,7 @@ func (s *Service) dial(cn *conn) {
 		Stop: func(reason string) { cn.relay.Stop(relay.End(reason)) },
 	}
 	s.deps.Table.Add(&cn.entry)
+	s.setupDone(cn)
 	if s.cutting.Load() {
 		cn.relay.Stop(relay.EndDrained) // before Start is fine: it ends at once
 	}
@@ -145,6 +170,7 @@ func (s *Service) dial(cn *conn) {
 
 // finish releases what the connection held and writes its access line.
 func (s *Service) finish(cn *conn, res relay.Result) {
+	s.setupDone(cn)
 	backendName := ""
 	if cn.backend != nil {
 		cn.backend.Release()

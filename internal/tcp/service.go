@@ -52,13 +52,14 @@ type Service struct {
 	wg       sync.WaitGroup // one per connection until its access line is written
 	cutting  atomic.Bool    // live connections are being cut; late ones stop at once
 	spawn    func(func())   // runs a connection's goroutine (Deps.Workers or go)
+	setups   chan struct{}  // a slot per connection between accept and relay
 	listener sync.Mutex     // guards the following fields
 	lns      []net.Listener
 }
 
 // NewService returns a service for rule.
 func NewService(rule *Rule, deps Deps) *Service {
-	s := &Service{deps: deps, spawn: func(f func()) { go f() }}
+	s := &Service{deps: deps, spawn: func(f func()) { go f() }, setups: make(chan struct{}, maxSetups)}
 	if deps.Workers != nil {
 		s.spawn = deps.Workers.Go
 	}

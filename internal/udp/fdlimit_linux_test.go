@@ -2,6 +2,7 @@ package udp
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,22 +20,19 @@ func TestOutOfDescriptors(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A new descriptor takes the lowest free number; with the limit there,
+	// there is none to take.
 	low := lim
-	low.Cur = uint64(len(fds)) // every descriptor is in use: the next one fails
+	low.Cur = uint64(lowestFreeFD(t))
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Skip("cannot lower RLIMIT_NOFILE:", err)
 	}
 	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) })
-	_, err = c1.WriteToUDP([]byte("no room"), f.addr)
-	rec := f.logs.waitN(t, 1, "the failed session", accessOf(c1.LocalAddr(), "connect-failed"))[0]
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+	if _, err := c1.WriteToUDP([]byte("no room"), f.addr); err != nil {
 		t.Fatal(err)
 	}
-	if err != nil {
+	rec := f.logs.waitN(t, 1, "the failed session", accessOf(c1.LocalAddr(), "connect-failed"))[0]
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(rec.attrs["error"], "too many open files") {
@@ -44,4 +42,32 @@ func TestOutOfDescriptors(t *testing.T) {
 		t.Errorf("backend up=%v with %d connect errors: a local shortage was held against it", b.Up(), b.ConnectErrors())
 	}
 	f.mustExchange(t, c2, "room again", "room again")
+}
+
+// lowestFreeFD returns the lowest descriptor number not in use.
+func lowestFreeFD(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[int]bool{}
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err == nil {
+			used[n] = true
+		}
+	}
+	// ReadDir's own descriptor is listed, and closed again by now.
+	for n := 0; ; n++ {
+		if !used[n] || isClosedFD(n) {
+			return n
+		}
+	}
+}
+
+// isClosedFD reports whether descriptor n is not open.
+func isClosedFD(n int) bool {
+	_, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(n))
+	return err != nil
 }
