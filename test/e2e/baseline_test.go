@@ -71,7 +71,7 @@ func sluiceGoroutines(t *testing.T, p *proc) []string {
 }
 
 // maxIdleWorkers is the cap of sluice's pool of idle worker goroutines.
-const maxIdleWorkers = 128
+const maxIdleWorkers = 64
 
 // withoutIdleWorkers drops the stacks of idle pool workers, those waiting
 // for a task in workers.(*Pool).work, and returns how many it dropped.
