@@ -16,6 +16,7 @@ func TestOutOfDescriptors(t *testing.T) {
 	be := startBackend(t, "127.0.0.1", echo)
 	f := start(t, options{cfg: backends("", be.addr())})
 	c1, c2 := client(t, ""), client(t, "")
+	f.mustExchange(t, client(t, ""), "ready?", "ready?")
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
@@ -70,4 +71,32 @@ func lowestFreeFD(t *testing.T) int {
 func isClosedFD(n int) bool {
 	_, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(n))
 	return err != nil
+}
+
+// TestStartsOutOfDescriptors starts the service while the process is out of
+// descriptors: it says so, keeps trying, and serves once there are some.
+func TestStartsOutOfDescriptors(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	c := client(t, "")
+	f := start(t, options{cfg: backends("", be.addr()), beforeServe: func() {
+		low := lim
+		low.Cur = uint64(lowestFreeFD(t))
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+			t.Skip("cannot lower RLIMIT_NOFILE:", err)
+		}
+		t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) })
+	}})
+	rec := f.logs.waitN(t, 1, "the warning", func(r record) bool { return r.msg == "cannot receive; backing off" })[0]
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rec.attrs["error"], "too many open files") {
+		t.Errorf("warning %v: want the cause", rec.attrs)
+	}
+	f.mustExchange(t, c, "there now", "there now")
+	f.logs.waitN(t, 1, "the all-clear", func(r record) bool { return r.msg == "receiving again" })
 }

@@ -226,6 +226,8 @@ type options struct {
 	rule     Rule        // Name and Pool are filled in
 	cfg      config.Rule // for the pool: Backends and Balance
 	resolver *backend.Resolver
+	// beforeServe, if set, runs just before Serve starts.
+	beforeServe func()
 }
 
 // start runs a service for o until the test ends, when it is drained.
@@ -253,6 +255,9 @@ func start(t *testing.T, o options) *fixture {
 	sock, err := NewSocket(c)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.beforeServe != nil {
+		o.beforeServe()
 	}
 	go func() { f.served <- f.svc.Serve(sock) }()
 	t.Cleanup(func() {

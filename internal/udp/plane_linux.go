@@ -78,23 +78,41 @@ func newPlane(s *Service, portable bool) plane {
 // returns (the caller's promise), so lfd is never reused under the loop.
 func (l *loopPlane) serve(sock *Socket) error {
 	l.lfd = sock.sys.fd
-	err := l.setup()
-	if err == nil {
-		err = l.loop()
+	defer l.svc.readingStopped()
+	// Out of descriptors at the start is no reason to give up the rule:
+	// try again, backing off, until it works or the service stops.
+	for {
+		err := l.setup()
+		if err == nil {
+			break
+		}
+		l.teardown()
+		if l.svc.stopping.Load() {
+			return nil
+		}
+		l.svc.receiveFailed(err)
 	}
-	l.svc.readingStopped()
-	for _, fd := range []int{l.epfd, l.evfd} {
-		if fd >= 0 {
-			unix.Close(fd)
+	defer l.teardown()
+	return l.loop()
+}
+
+// teardown closes the epoll set and the eventfd.
+func (l *loopPlane) teardown() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, fd := range []*int{&l.epfd, &l.evfd} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
 		}
 	}
-	return err
 }
 
 // setup creates the epoll set and the eventfd and adds the listening socket.
 func (l *loopPlane) setup() error {
 	var err error
 	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		l.epfd = -1
 		return os.NewSyscallError("epoll_create1", err)
 	}
 	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)

@@ -247,7 +247,7 @@ const (
 func (s *Service) receiveFailed(err error) {
 	if s.readDelay == 0 {
 		s.readDelay = minReadDelay
-		s.deps.Logger.Warn("receive failing; backing off", "rule", s.Rule().Name, "error", err.Error())
+		s.deps.Logger.Warn("cannot receive; backing off", "rule", s.Rule().Name, "error", err.Error())
 	} else {
 		s.readDelay = min(2*s.readDelay, maxReadDelay)
 	}
