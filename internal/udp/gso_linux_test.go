@@ -3,6 +3,7 @@ package udp
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 )
@@ -63,15 +64,25 @@ func repeat(v, n int) []int {
 
 // TestBurstsPassUnchanged sends bursts of equal-sized datagrams each way,
 // which the loop sends segmented, and checks that each arrives whole, in
-// order, as itself.
+// order, as itself: over IPv4, and from a dual-stack listening socket to an
+// IPv4 client.
 func TestBurstsPassUnchanged(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1", "::"} {
+		t.Run(listen, func(t *testing.T) { testBursts(t, listen) })
+	}
+}
+
+// testBursts is TestBurstsPassUnchanged through a listening socket on
+// listen.
+func testBursts(t *testing.T, listen string) {
 	const count, size, window = 320, 1000, 32
 	sink := make(chan []byte, count)
 	be := startBackend(t, "127.0.0.1", func(p []byte) []byte {
 		sink <- append([]byte(nil), p...)
 		return nil
 	})
-	f := start(t, options{cfg: backends("", be.addr())})
+	f := start(t, options{listen: listen, cfg: backends("", be.addr())})
+	f.addr = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: f.addr.Port}
 	c := client(t, "")
 	if err := c.SetReadBuffer(4 << 20); err != nil {
 		t.Fatal(err)
@@ -96,6 +107,11 @@ func TestBurstsPassUnchanged(t *testing.T) {
 			}
 		}
 	}
+	f.svc.mu.Lock()
+	if l, ok := f.svc.plane.(*loopPlane); ok && !l.gso {
+		t.Error("the kernel refused a segmented send over loopback")
+	}
+	f.svc.mu.Unlock()
 	src := <-be.first
 	buf := make([]byte, slotSize)
 	for start := 0; start < count; start += window {

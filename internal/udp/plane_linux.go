@@ -25,7 +25,7 @@ import (
 // operator) talk to it through commands, woken by an eventfd.
 type loopPlane struct {
 	svc    *Service
-	lfd    int // the listening socket's descriptor, borrowed from the service's conn
+	lfd    int // the listening socket (the Socket's, kept open until serve returns)
 	epfd   int
 	evfd   int
 	in     *batch // receives on the listening socket
