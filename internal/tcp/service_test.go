@@ -114,6 +114,18 @@ func serve(t *testing.T, network string, rule Rule, backends ...string) *fixture
 // an optional PROXY header byte by byte without the proxyproto package and
 // answers with what it saw ("v1 TCP4 1.2.3.4 ..." or "v2 src dst" or "none").
 func reporter(t *testing.T, expectHeader bool) string {
+	return backendServer(t, func(c net.Conn) {
+		seen := "none"
+		if expectHeader {
+			seen = readReferenceHeader(c)
+		}
+		fmt.Fprintf(c, "%s\n", seen)
+	})
+}
+
+// backendServer listens on loopback and serves each connection with
+// handle, closing it afterwards, until the test ends.
+func backendServer(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -128,11 +140,7 @@ func reporter(t *testing.T, expectHeader bool) string {
 			}
 			go func() {
 				defer c.Close()
-				seen := "none"
-				if expectHeader {
-					seen = readReferenceHeader(c)
-				}
-				fmt.Fprintf(c, "%s\n", seen)
+				handle(c)
 			}()
 		}
 	}()
@@ -394,25 +402,7 @@ func echoBackend(t *testing.T) string { return echoBackendB(t) }
 
 // echoBackendB echoes everything back.
 func echoBackendB(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return backendServer(t, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // TestRejectedCostNoGoroutine: refused clients are closed in the accept
