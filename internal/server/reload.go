@@ -21,7 +21,13 @@ type Report struct {
 type change struct {
 	old, new *rule // old nil: added; new holds sockets bound for the change
 	rc       config.Rule
-	tcp, udp bool // whether the TCP / UDP side was re-bound
+	tcp, udp bool   // whether the TCP / UDP side was re-bound
+	renamed  string // the old name, when old is a removed rule taken over
+}
+
+// listenKey says where and how a rule listens.
+func listenKey(rc config.Rule) string {
+	return string(rc.Protocol) + " " + rc.Listen.String()
 }
 
 // Reload applies cfg by diff: unchanged rules are left alone with their
@@ -40,6 +46,20 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 	}
 	s.mu.Unlock()
 
+	// A rule whose name is gone but whose listen address and protocol a
+	// new rule has is renamed, not removed: the new rule takes over its
+	// sockets and live connections (binding anew would find them in use).
+	names := make(map[string]bool, len(cfg.Rules))
+	for _, rc := range cfg.Rules {
+		names[rc.Name] = true
+	}
+	gone := map[string]*rule{}
+	for name, r := range old {
+		if !names[name] {
+			gone[listenKey(r.cfg)] = r
+		}
+	}
+
 	rep := Report{Added: []string{}, Removed: []string{}, Changed: []string{}, Unchanged: []string{}}
 	var changes []*change
 	var errs []error
@@ -49,7 +69,14 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 			rep.Unchanged = append(rep.Unchanged, rc.Name)
 			continue
 		}
-		ch := &change{old: o, rc: rc, new: s.newRule(rc)}
+		renamed := ""
+		if o == nil {
+			if o = gone[listenKey(rc)]; o != nil {
+				delete(gone, listenKey(rc))
+				renamed = o.cfg.Name
+			}
+		}
+		ch := &change{old: o, rc: rc, new: s.newRule(rc), renamed: renamed}
 		if o == nil {
 			ch.tcp, ch.udp = rc.Protocol.HasTCP(), rc.Protocol.HasUDP()
 		} else {
@@ -85,6 +112,11 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 			rep.Added = append(rep.Added, ch.rc.Name)
 			continue
 		}
+		if ch.renamed != "" {
+			rules = append(rules, ch.old)
+			delete(old, ch.renamed)
+			rep.Removed = append(rep.Removed, ch.renamed)
+		}
 		ch.old.apply(ch)
 		rep.Changed = append(rep.Changed, ch.rc.Name)
 	}
@@ -102,6 +134,13 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 	for _, r := range old {
 		s.retire(r)
 	}
+	for _, ch := range changes {
+		if ch.renamed != "" {
+			s.metrics.Forget(ch.renamed)
+			s.logger.Info("rule renamed: the new name took over its sockets and connections", "from", ch.renamed, "to", ch.rc.Name)
+		}
+	}
+	slices.Sort(rep.Removed)
 	s.logger.Info("reloaded", "added", rep.Added, "removed", rep.Removed, "changed", rep.Changed, "unchanged", len(rep.Unchanged))
 	return rep, nil
 }
@@ -112,6 +151,9 @@ func (r *rule) apply(ch *change) {
 	prev := r.cfg
 	r.cfg = ch.rc
 	r.logger = ch.new.logger
+	if prev.Name != ch.rc.Name {
+		r.metrics = ch.new.metrics
+	}
 	if poolChanged(prev, ch.rc) {
 		oldPool := r.pool
 		r.pool = backend.NewPool(ch.rc, r.s.resolver, r.s.logger) // it names the rule itself

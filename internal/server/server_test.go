@@ -225,3 +225,31 @@ func TestStartFailureBindsNothing(t *testing.T) {
 		t.Fatal("the good rule is listening after a failed start")
 	}
 }
+
+// TestReloadRenameKeepsSockets: renaming a rule while keeping its listen
+// address hands its listener and live connections to the new name, where
+// binding anew would find the address in use.
+func TestReloadRenameKeepsSockets(t *testing.T) {
+	a1, a2 := echoServer(t, "a1"), echoServer(t, "a2")
+	l := freeAddr(t)
+	srv := startServer(t, parse(t, ruleTOML("old", l, a1)))
+	live := dial(t, l)
+	live.ask(t, "hi")
+	rep, err := srv.Reload(parse(t, ruleTOML("new", l, a2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Report{Added: []string{}, Removed: []string{"old"}, Changed: []string{"new"}, Unchanged: []string{}}
+	if fmt.Sprint(rep) != fmt.Sprint(want) {
+		t.Fatalf("report %+v, want %+v", rep, want)
+	}
+	if got := live.ask(t, "still"); got != "a1 still" {
+		t.Fatalf("live connection after the rename: %q", got)
+	}
+	if got := dial(t, l).ask(t, "x"); got != "a2 x" {
+		t.Fatalf("new connection after the rename: %q", got)
+	}
+	if rules := srv.Rules(); len(rules) != 1 || rules[0].Name != "new" {
+		t.Fatalf("rules after the rename: %+v", rules)
+	}
+}
