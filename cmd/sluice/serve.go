@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,14 +45,12 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 	raiseFileLimit(d.logger)
 	inherited := server.InheritedFromEnv()
 	if cfg.Admin != "" {
-		if d.adminLn = inherited.AdminListener(cfg.Admin); d.adminLn == nil {
-			ln, err := net.Listen("tcp", cfg.Admin)
-			if err != nil {
-				fmt.Fprintf(stderr, "sluice: admin: listen %s: %v\n", cfg.Admin, bareError(err))
-				return exitConfig
-			}
-			d.adminLn = ln
+		ln, err := inherited.ListenAdmin(cfg.Admin)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice: admin: listen %s: %v\n", cfg.Admin, err)
+			return exitConfig
 		}
+		d.adminLn = ln
 	}
 	reg := prometheus.NewRegistry()
 	m, err := metrics.New(reg)
@@ -184,15 +181,6 @@ type controller struct {
 func (c controller) Reload() (admin.ReloadReport, error) {
 	rep, err := c.d.reload()
 	return admin.ReloadReport(rep), err
-}
-
-// bareError strips Go's "listen tcp ADDR:" prefix from a socket error.
-func bareError(err error) error {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno
-	}
-	return err
 }
 
 // newLogger builds the process logger from the config's format, with its

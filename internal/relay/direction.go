@@ -63,7 +63,7 @@ func newDirection(r *Relay, src, dst net.Conn, name string) *direction {
 	if d.srcRaw != nil && d.dstRaw != nil {
 		d.newRaw()
 	}
-	if p := r.opts.Parker; p != nil && d.srcRaw != nil && d.dstRaw != nil {
+	if p := r.opts.Parker; p != nil && d.raw != nil {
 		d.parkID = p.ids.Add(1)
 		d.parks = true
 	}
@@ -94,7 +94,7 @@ func rawConn(c net.Conn) syscall.RawConn {
 func (d *direction) run() {
 	for {
 		var err error
-		if d.srcRaw != nil && d.dstRaw != nil {
+		if d.raw != nil {
 			err = d.copyRaw()
 		} else {
 			err = d.copyBuffered()

@@ -56,9 +56,18 @@ func (in *Inherited) listener(addr config.Address) net.Listener {
 	return in.takeListener(inheritKey("tcp", addr))
 }
 
-// AdminListener returns the inherited admin listener for addr, or nil.
-func (in *Inherited) AdminListener(addr string) net.Listener {
-	return in.takeListener("admin@" + addr)
+// ListenAdmin returns the admin API's listener on addr: the one inherited
+// from the process this one replaces, or a new one. Errors are the bare
+// cause, e.g. "address already in use".
+func (in *Inherited) ListenAdmin(addr string) (net.Listener, error) {
+	if ln := in.takeListener("admin@" + addr); ln != nil {
+		return ln, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, bareError(err)
+	}
+	return ln, nil
 }
 
 // takeListener takes the inherited listening socket named key, or nil.

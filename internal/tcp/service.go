@@ -71,9 +71,6 @@ func NewService(rule *Rule, deps Deps) *Service {
 // Update makes rule apply to connections accepted from now on.
 func (s *Service) Update(rule *Rule) { s.rule.Store(rule) }
 
-// Rule returns the rule in force for new connections.
-func (s *Service) Rule() *Rule { return s.rule.Load() }
-
 // Serve accepts on ln until it is closed by Close. Each connection is
 // handled in its own goroutine.
 func (s *Service) Serve(ln net.Listener) error {
