@@ -138,7 +138,6 @@ func (s *Service) dial(cn *conn) {
 	}
 	rule.Metrics.ConnectDuration(time.Since(began))
 	cn.backend = b
-	up.SetDeadline(time.Time{})
 	bytesUp, bytesDown := rule.Metrics.Bytes()
 	cn.relay = relay.New(cn.c, up, relay.Options{
 		IdleTimeout:      rule.IdleTimeout,
@@ -171,16 +170,14 @@ func (s *Service) dial(cn *conn) {
 // finish releases what the connection held and writes its access line.
 func (s *Service) finish(cn *conn, res relay.Result) {
 	s.setupDone(cn)
-	backendName := ""
 	if cn.backend != nil {
 		cn.backend.Release()
-		backendName = cn.backend.Address().String()
 	}
 	cn.ticket.Release()
 	if cn.admitted {
 		cn.rule.Metrics.ConnClosed()
 	}
-	s.logAccess(cn.rule, clientName(cn), backendName, res, cn.start)
+	s.logAccess(cn, res)
 	s.wg.Done()
 }
 
@@ -199,6 +196,7 @@ func sendProxyHeader(up net.Conn, rule *Rule, cn *conn) error {
 	}
 	up.SetWriteDeadline(time.Now().Add(rule.ConnectTimeout))
 	_, err := up.Write(b)
+	up.SetWriteDeadline(time.Time{})
 	return err
 }
 

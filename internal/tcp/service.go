@@ -112,10 +112,11 @@ func (s *Service) Drain(timeout time.Duration) {
 	<-done
 }
 
-// logAccess writes the one access line of a finished connection.
-func (s *Service) logAccess(rule *Rule, client, backend string, res relay.Result, start time.Time) {
+// logAccess writes the one access line of a finished connection. Nothing
+// is formatted when access lines are off.
+func (s *Service) logAccess(cn *conn, res relay.Result) {
 	if s.deps.Logger.Enabled(context.Background(), slog.LevelInfo) {
-		s.writeAccess(rule, client, backend, res, start)
+		s.writeAccess(cn.rule, clientName(cn), cn.entry.Backend, res, cn.start)
 	}
 }
 
