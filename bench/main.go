@@ -4,7 +4,7 @@
 //
 // Usage, from the module root:
 //
-//	go run ./bench [-d 5s] [-idle 5000] [-rounds 1] [-smoke] [-only sluice,haproxy,nginx,socat] [-sluice PATH]
+//	go run ./bench [-d 5s] [-idle 5000] [-rounds 1] [-smoke] [-only sluice,haproxy,nginx,socat] [-figures PARTS] [-sluice PATH]
 //
 // The bench builds sluice from ./cmd/sluice unless -sluice names a binary,
 // and runs each peer that is installed. Every forwarder is its own process
@@ -64,6 +64,7 @@ type options struct {
 	rounds    int
 	only      map[string]bool
 	sluiceBin string
+	figures   []string // name fragments; empty: every figure
 }
 
 // parseFlags reads the command line. -smoke changes the defaults of -d and
@@ -77,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	only := fs.String("only", strings.Join(peerNames(), ","), "comma-separated forwarders to measure besides direct")
 	rounds := fs.Int("rounds", 1, "run every figure this many times through each forwarder, taking turns, and print medians")
 	sluiceBin := fs.String("sluice", "", "use this sluice binary instead of building ./cmd/sluice")
+	figs := fs.String("figures", "", "comma-separated parts of figure names to run (e.g. \"request/response,udp\"); empty: all")
 	if err := fs.Parse(args); err != nil {
 		return options{}, usageError{err.Error()}
 	}
@@ -102,6 +104,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			o.only[name] = true
 		default:
 			return options{}, usageError{fmt.Sprintf("-only: unknown forwarder %q (want some of %s)", name, strings.Join(peerNames(), ","))}
+		}
+	}
+	for part := range strings.SplitSeq(*figs, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			o.figures = append(o.figures, part)
 		}
 	}
 	if o.d <= 0 {
@@ -147,7 +154,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer bk.close()
 	r := runner{fwds: fwds, bk: bk, d: o.d, idleN: o.idleN, rounds: o.rounds, tmp: tmp, progress: stderr}
-	res, err := r.run(ctx, append(figures(), udpFigures()...))
+	figs, err := selectFigures(append(figures(), udpFigures()...), o.figures)
+	if err != nil {
+		return err
+	}
+	res, err := r.run(ctx, figs)
 	if err != nil {
 		return err
 	}
@@ -159,6 +170,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d measurements failed (see FAILED above)", len(res.errs))
 	}
 	return nil
+}
+
+// selectFigures keeps the figures whose names contain one of parts, or all
+// of them when parts is empty. A part that names no figure is a usage error.
+func selectFigures(all []figure, parts []string) ([]figure, error) {
+	if len(parts) == 0 {
+		return all, nil
+	}
+	var names []string
+	for _, f := range all {
+		names = append(names, f.name)
+	}
+	var out []figure
+	for _, f := range all {
+		if slices.ContainsFunc(parts, func(p string) bool { return strings.Contains(f.name, p) }) {
+			out = append(out, f)
+		}
+	}
+	for _, p := range parts {
+		if !slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, p) }) {
+			return nil, usageError{fmt.Sprintf("-figures: no figure is named like %q (figures: %s)", p, strings.Join(names, ", "))}
+		}
+	}
+	return out, nil
 }
 
 // raiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit and

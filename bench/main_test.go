@@ -59,6 +59,29 @@ func TestParseFlagsRejects(t *testing.T) {
 	}
 }
 
+func TestSelectFigures(t *testing.T) {
+	all := append(figures(), udpFigures()...)
+	got, err := selectFigures(all, []string{"new connections", "udp one-way"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range got {
+		names = append(names, f.name)
+	}
+	if want := "new connections,udp one-way 64 B,udp one-way 1400 B"; strings.Join(names, ",") != want {
+		t.Errorf("got %q, want %q", names, want)
+	}
+	if got, _ := selectFigures(all, nil); len(got) != len(all) {
+		t.Errorf("no parts: got %d figures, want all %d", len(got), len(all))
+	}
+	_, err = selectFigures(all, []string{"idle", "latency"})
+	var usage usageError
+	if !errors.As(err, &usage) || !strings.Contains(err.Error(), `"latency"`) {
+		t.Errorf("unknown part: got %v, want a usage error naming it", err)
+	}
+}
+
 func TestTableFormat(t *testing.T) {
 	res := &results{
 		columns: []string{"direct", "a", "b"},
