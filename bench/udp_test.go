@@ -137,6 +137,14 @@ func TestDatagramCheck(t *testing.T) {
 			t.Errorf("a bad datagram of %d bytes passed", len(bad))
 		}
 	}
+	if err := checkDatagram(flipped(p, 50)); err == nil || !strings.Contains(err.Error(), "byte 50 differs") {
+		t.Errorf("flipped byte 50: got %v", err)
+	}
+	big := make([]byte, 65507)
+	fillDatagram(big, 255, 1<<40+255)
+	if err := checkDatagram(big); err != nil {
+		t.Errorf("largest datagram: %v", err)
+	}
 }
 
 // flipped returns a copy of p with byte i changed.
