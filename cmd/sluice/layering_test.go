@@ -11,17 +11,18 @@ import (
 // not. The direction is cmd → server → {tcp, udp, admin} → the leaves; a
 // package missing here may depend on nothing of sluice's own.
 var layers = map[string][]string{
-	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers"},
-	"internal/tcp":        {"internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/config", "internal/workers"},
-	"internal/udp":        {"internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/config"},
-	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/backend", "internal/config"},
+	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion"},
+	"internal/tcp":        {"internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/config", "internal/workers", "internal/congestion"},
+	"internal/udp":        {"internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/config", "internal/congestion"},
+	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/backend", "internal/config", "internal/congestion"},
 	"internal/metrics":    {},
-	"internal/backend":    {"internal/config"},
+	"internal/backend":    {"internal/config", "internal/congestion"},
 	"internal/admit":      {},
 	"internal/conntrack":  {},
 	"internal/relay":      {},
 	"internal/proxyproto": {},
-	"internal/config":     {},
+	"internal/config":     {"internal/congestion"},
+	"internal/congestion": {},
 	"internal/workers":    {},
 }
 
@@ -29,7 +30,8 @@ var layers = map[string][]string{
 var leaves = map[string][]string{
 	"internal/relay":      {"golang.org/x/sys/"},
 	"internal/proxyproto": {},
-	"internal/config":     {"github.com/pelletier/go-toml/v2"},
+	"internal/config":     {"github.com/pelletier/go-toml/v2", "golang.org/x/sys/"},
+	"internal/congestion": {"golang.org/x/sys/"},
 }
 
 // TestLayering holds the dependency direction of the packages, as

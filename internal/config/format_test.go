@@ -70,6 +70,7 @@ allow = ["10.0.0.1/32"]
 deny = []
 # proxy_protocol: off
 accept_proxy_protocol = []
+congestion_control = "auto"
 health_check = { interval = "5s", timeout = "1s", rise = 2, fall = 3, send = "\u0000\"hi\"\n" }
 `
 	if got := c.Format(); got != want {

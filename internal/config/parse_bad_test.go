@@ -118,6 +118,10 @@ func badValueCases() []badCase {
 				`sluice.toml:5: rule "web": allow "10.0.0.0/33": invalid CIDR (want e.g. "10.0.0.0/8", "2001:db8::/32" or a single IP)`,
 				`sluice.toml:6: rule "web": deny "nope": invalid CIDR (want e.g. "10.0.0.0/8", "2001:db8::/32" or a single IP)`,
 			}},
+		{"bad congestion_control", "[[rule]]\n" + ok + "congestion_control = \"BBR v2\"\n",
+			[]string{`sluice.toml:5: rule "web": congestion_control "BBR v2": not an algorithm name (want "auto", "system" or a name such as "cubic" or "bbr")`}},
+		{"congestion_control not a string", "[[rule]]\n" + ok + "congestion_control = 1\n",
+			[]string{`sluice.toml:5: rule "web": congestion_control 1: want a string, not an integer`}},
 		{"CIDR list as string", "[[rule]]\n" + ok + "accept_proxy_protocol = \"10.0.0.0/8\"\n",
 			[]string{`sluice.toml:5: rule "web": accept_proxy_protocol "10.0.0.0/8": want a list, not a string`}},
 	}

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"sluice/internal/congestion"
 )
 
 // tcpAddr is a host:port Address for expected values.
@@ -227,6 +229,7 @@ backends = ["shared:80", "shared2:80", "shared3:80"]
 allow = ["10.0.0.0/8"]
 health_check = { interval = "10s", rise = 5 }
 protocol = "tcp+udp"
+congestion_control = "system"
 
 [[rule]]
 name = "inherits"
@@ -240,6 +243,7 @@ backends = ["own:80"]
 allow = []
 health_check = { timeout = "2s" }
 protocol = "tcp"
+congestion_control = "bbr"
 `
 	c, err := Parse("sluice.toml", []byte(doc))
 	if err != nil {
@@ -250,9 +254,11 @@ protocol = "tcp"
 	in.Allow = prefixes(t, "10.0.0.0/8")
 	in.HealthCheck = &HealthCheck{Interval: 10 * time.Second, Timeout: time.Second, Rise: 5, Fall: 3}
 	in.Protocol = TCPUDP
+	in.CongestionControl, _ = congestion.Parse("system")
 	over := wantRule("overrides", tcpAddr("", 2), tcpAddr("own", 80))
 	over.ConnectTimeout = 3 * time.Second
 	over.HealthCheck = &HealthCheck{Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
+	over.CongestionControl, _ = congestion.Parse("bbr")
 	if want := wantConfig(in, over); !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
 	}

@@ -37,6 +37,7 @@ type rawRule struct {
 	MaxConnectionsPerIP any        `toml:"max_connections_per_ip"`
 	RatePerIP           any        `toml:"rate_per_ip"`
 	Bandwidth           any        `toml:"bandwidth"`
+	CongestionControl   any        `toml:"congestion_control"`
 	ProxyProtocol       any        `toml:"proxy_protocol"`
 	AcceptProxyProtocol any        `toml:"accept_proxy_protocol"`
 	HealthCheck         *rawHealth `toml:"health_check"`
@@ -57,7 +58,7 @@ type rawHealth struct {
 // Known keys, for "did you mean" hints on unknown ones.
 const (
 	topKeys     = "log_level log_format admin admin_token defaults rule"
-	ruleKeys    = "name listen protocol backends balance connect_timeout idle_timeout drain_timeout retries resolve_ttl allow deny max_connections max_connections_per_ip rate_per_ip bandwidth proxy_protocol accept_proxy_protocol health_check udp_session_timeout max_sessions"
+	ruleKeys    = "name listen protocol backends balance connect_timeout idle_timeout drain_timeout retries resolve_ttl allow deny max_connections max_connections_per_ip rate_per_ip bandwidth proxy_protocol accept_proxy_protocol health_check udp_session_timeout max_sessions congestion_control"
 	healthKeys  = "interval timeout rise fall send expect"
 	backendKeys = "address weight backup"
 )

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"sluice/internal/congestion"
 )
 
 // Built-in defaults for rule keys that neither the rule nor [defaults] set.
@@ -36,6 +38,7 @@ type ruleSpec struct {
 	allow, deny, acceptProxy                 opt[[]netip.Prefix]
 	proxyProtocol                            opt[int]
 	health                                   opt[*HealthCheck]
+	congestion                               opt[congestion.Choice]
 }
 
 // backendAt is a backend and the line it is written on.
@@ -68,6 +71,7 @@ func readSpec(s source, r *rawRule) ruleSpec {
 		acceptProxy:    s.prefixes("accept_proxy_protocol", r.AcceptProxyProtocol),
 		proxyProtocol:  s.proxyProtocol(r.ProxyProtocol),
 		health:         s.health(r.HealthCheck),
+		congestion:     s.congestion(r.CongestionControl),
 	}
 }
 
@@ -81,6 +85,21 @@ func (s source) protocol(v any) opt[Protocol] {
 func (s source) proxyProtocol(v any) opt[int] {
 	o := s.enum("proxy_protocol", v, "v1", "v2")
 	return convert(o, func(p string) int { return int(p[1] - '0') })
+}
+
+// congestion reads congestion_control: "auto", "system" or an algorithm.
+func (s source) congestion(v any) opt[congestion.Choice] {
+	o := s.str("congestion_control", v)
+	out := convert(o, func(string) congestion.Choice { return congestion.Choice{} })
+	if o.set {
+		c, err := congestion.Parse(o.val)
+		if err != nil {
+			s.errorf("congestion_control", "congestion_control %v", err)
+			out.set = false
+		}
+		out.val = c
+	}
+	return out
 }
 
 // convert maps the value of an opt.
@@ -227,6 +246,7 @@ func buildRule(s source, own, inh *ruleSpec) built {
 		HealthCheck:         pick(own.health, inh.health).val,
 		UDPSessionTimeout:   pick(own.udpSessTimeout, inh.udpSessTimeout).or(defaultUDPSessionTimeout),
 		MaxSessions:         pick(own.maxSessions, inh.maxSessions).val,
+		CongestionControl:   pick(own.congestion, inh.congestion).val,
 	}
 	for _, b := range backends.val {
 		r.Backends = append(r.Backends, b.Backend)

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"sluice/internal/congestion"
 )
 
 // Config is a complete, validated sluice configuration. Durations, sizes and
@@ -130,6 +132,10 @@ type Rule struct {
 
 	UDPSessionTimeout time.Duration // default 60s
 	MaxSessions       int           // UDP sessions per rule; 0: unlimited
+
+	// CongestionControl picks the TCP congestion control of the rule's
+	// connections; the zero value is "auto" (see package congestion).
+	CongestionControl congestion.Choice
 }
 
 // joinHostPort formats host and port, bracketing IPv6 literals.

@@ -14,6 +14,7 @@ import (
 	"sluice/internal/admit"
 	"sluice/internal/backend"
 	"sluice/internal/config"
+	"sluice/internal/congestion"
 	"sluice/internal/conntrack"
 	"sluice/internal/metrics"
 	"sluice/internal/tcp"
@@ -65,6 +66,11 @@ func (r *rule) bind() error {
 // bindSides opens the rule's TCP listener, UDP socket or both.
 func (r *rule) bindSides(tcp, udp bool) error {
 	rc := r.cfg
+	if rc.Protocol.HasTCP() {
+		if err := congestion.Check(rc.CongestionControl); err != nil {
+			return fmt.Errorf("rule %q: %w", rc.Name, err)
+		}
+	}
 	if tcp {
 		ln, err := r.s.listen(rc.Listen)
 		if err != nil {
@@ -121,6 +127,7 @@ func (r *rule) tcpRule() *tcp.Rule {
 		Name: rc.Name, Pool: r.pool, Gate: r.gate, Metrics: r.metrics,
 		IdleTimeout: rc.IdleTimeout, DrainTimeout: rc.DrainTimeout, ConnectTimeout: rc.ConnectTimeout,
 		Bandwidth: rc.Bandwidth, SendProxy: rc.ProxyProtocol, TrustProxy: rc.AcceptProxyProtocol,
+		Congestion: rc.CongestionControl,
 	}
 }
 

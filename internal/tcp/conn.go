@@ -7,6 +7,7 @@ import (
 
 	"sluice/internal/admit"
 	"sluice/internal/backend"
+	"sluice/internal/congestion"
 	"sluice/internal/conntrack"
 	"sluice/internal/proxyproto"
 	"sluice/internal/relay"
@@ -38,6 +39,9 @@ type conn struct {
 func (s *Service) start(c net.Conn) {
 	cn := &conn{rule: s.rule.Load(), c: c, start: time.Now()}
 	cn.client, cn.local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
+	if name := cn.rule.Congestion.For(cn.client.Addr()); name != "" {
+		setCongestion(c, name)
+	}
 	s.wg.Add(1)
 	if trusted(cn.rule.TrustProxy, cn.client.Addr()) {
 		s.takeSetup(cn)
@@ -211,6 +215,17 @@ func trusted(prefixes []netip.Prefix, addr netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// setCongestion gives c the congestion control algorithm name, best
+// effort: the rule's setting was checked at start, and a connection is no
+// worse off with the system's algorithm.
+func setCongestion(c net.Conn, name string) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			_ = congestion.Set(rc, name)
+		}
+	}
 }
 
 // addrPort returns a TCP address as an AddrPort with IPv4-mapped addresses

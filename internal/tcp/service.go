@@ -12,6 +12,7 @@ import (
 
 	"sluice/internal/admit"
 	"sluice/internal/backend"
+	"sluice/internal/congestion"
 	"sluice/internal/conntrack"
 	"sluice/internal/metrics"
 	"sluice/internal/relay"
@@ -31,6 +32,7 @@ type Rule struct {
 	Bandwidth      int64          // bytes per second per direction; zero: unlimited
 	SendProxy      int            // PROXY protocol version sent to backends; 0: none
 	TrustProxy     []netip.Prefix // clients whose PROXY header is read and believed
+	Congestion     congestion.Choice
 }
 
 // Deps are the process-wide parts a Service uses.

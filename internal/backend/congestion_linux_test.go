@@ -1,0 +1,54 @@
+package backend
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"sluice/internal/config"
+	"sluice/internal/congestion"
+)
+
+// TestDialSetsCongestionControl dials a loopback backend under each kind of
+// congestion_control and reads back the algorithm of the socket Dial made.
+func TestDialSetsCongestionControl(t *testing.T) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		t.Skip("no congestion control sysctl:", err)
+	}
+	system := strings.TrimSpace(string(b))
+	srv := startNameServer(t, "srv", "127.0.0.1:0")
+	for _, tc := range []struct{ setting, want string }{
+		{"auto", congestion.LoopbackAlgorithm},
+		{"system", system},
+		{"reno", "reno"},
+	} {
+		choice, err := congestion.Parse(tc.setting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rule := config.Rule{Name: "web", Backends: backends([]config.Address{srv.addr}, nil), CongestionControl: choice}
+		p := NewPool(rule, nil, nil)
+		c, be, err := p.Dial(context.Background(), netip.Addr{})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.setting, err)
+		}
+		rc, err := c.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		var gerr error
+		rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION) })
+		c.Close()
+		be.Release()
+		if gerr != nil || got != tc.want {
+			t.Errorf("congestion_control = %q: socket uses %q (err %v), want %q", tc.setting, got, gerr, tc.want)
+		}
+	}
+}

@@ -1,0 +1,60 @@
+package congestion
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		in, str string
+	}{
+		{"", "auto"}, {"auto", "auto"}, {"system", "system"}, {"cubic", "cubic"}, {"bbr", "bbr"}, {"dctcp_2", "dctcp_2"},
+	} {
+		c, err := Parse(tc.in)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.in, err)
+			continue
+		}
+		if c.String() != tc.str {
+			t.Errorf("Parse(%q).String() = %q, want %q", tc.in, c.String(), tc.str)
+		}
+	}
+	for _, bad := range []string{"BBR", "bbr v2", "a-b", "averyveryverylongname", "cubic\x00"} {
+		if _, err := Parse(bad); err == nil || !strings.Contains(err.Error(), "not an algorithm name") {
+			t.Errorf("Parse(%q): got %v, want a not-an-algorithm-name error", bad, err)
+		}
+	}
+}
+
+func TestFor(t *testing.T) {
+	v4, v6, mapped := netip.MustParseAddr("127.0.0.2"), netip.IPv6Loopback(), netip.MustParseAddr("::ffff:127.0.0.1")
+	remote := netip.MustParseAddr("192.0.2.7")
+	must := func(s string) Choice {
+		c, err := Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		c    Choice
+		peer netip.Addr
+		want string
+	}{
+		{Choice{}, v4, LoopbackAlgorithm},
+		{Choice{}, v6, LoopbackAlgorithm},
+		{Choice{}, mapped, LoopbackAlgorithm},
+		{Choice{}, remote, ""},
+		{Choice{}, netip.Addr{}, ""}, // unix sockets and unknown peers
+		{must("system"), v4, ""},
+		{must("system"), remote, ""},
+		{must("reno"), v4, "reno"},
+		{must("reno"), remote, "reno"},
+	} {
+		if got := tc.c.For(tc.peer); got != tc.want {
+			t.Errorf("%v.For(%v) = %q, want %q", tc.c, tc.peer, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// congestionConfig is a one-rule config with congestion_control set.
+func congestionConfig(backend, setting string) func(listen string) string {
+	return func(listen string) string {
+		return fmt.Sprintf(`log_format = "json"
+
+[[rule]]
+name = "web"
+listen = %q
+backends = [%q]
+congestion_control = %q
+`, listen, backend, setting)
+	}
+}
+
+// socketAlgorithm asks ss for the congestion control of the established
+// TCP socket from local to peer (both host:port).
+func socketAlgorithm(t *testing.T, local, peer string) string {
+	t.Helper()
+	out, err := exec.Command("ss", "-Htin", "state", "established", "src", local, "dst", peer).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	for _, algo := range []string{"reno", "cubic", "bbr"} {
+		if strings.Contains(" "+strings.Join(strings.Fields(string(out)), " ")+" ", " "+algo+" ") {
+			return algo
+		}
+	}
+	t.Fatalf("ss shows no known algorithm for %s -> %s:\n%s", local, peer, out)
+	return ""
+}
+
+// TestCongestionControl: a rule's congestion_control is applied to both of
+// sluice's sockets of a connection, the client's and the backend's.
+func TestCongestionControl(t *testing.T) {
+	if _, err := exec.LookPath("ss"); err != nil {
+		t.Skip("ss (iproute2) is not installed")
+	}
+	be := startBackend(t, echo)
+	p, addr := launchConfig(t, congestionConfig(be.addr, "reno"))
+	defer p.stop()
+	c := dial(t, addr)
+	defer c.Close()
+	if err := roundTrip(c, "hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	// sluice's side of the client connection: from the listen address to
+	// the client.
+	if got := socketAlgorithm(t, addr, c.LocalAddr().String()); got != "reno" {
+		t.Errorf("client-side socket uses %s, want reno", got)
+	}
+	// sluice's side of the backend connection: to the backend, from any
+	// port of sluice's; only this connection is open to the backend.
+	out, err := exec.Command("ss", "-Htin", "state", "established", "dst", be.addr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), " reno ") {
+		t.Errorf("backend-side socket is not reno:\n%s", out)
+	}
+}
+
+// TestCongestionControlUnknown: an algorithm the kernel lacks stops sluice
+// at start with the rule and the algorithms it could have used.
+func TestCongestionControlUnknown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	path := writeConfig(t, congestionConfig("127.0.0.1:9", "nosuchcc")(listen))
+	r := runSluice(t, nil, "-c", path)
+	want := `rule "web": congestion_control "nosuchcc": this kernel has no such algorithm (available: `
+	if r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("got %v\nwant exit 1 and %q", r, want)
+	}
+}
