@@ -40,7 +40,10 @@ type direction struct {
 	// attempt; it goes back to the pool before the direction waits.
 	spare *pipe
 	raw   *rawState // for raw sockets: the chunk in flight and callbacks
-	n     int64     // bytes written to dst
+	// bulk is whether the last read filled its carrier: the next read
+	// splices through a pipe instead of copying through a buffer.
+	bulk bool
+	n    int64 // bytes written to dst
 }
 
 func newDirection(r *Relay, src, dst net.Conn, name string) *direction {

@@ -33,6 +33,7 @@ type Pools struct {
 
 	buffers sync.Pool
 	lent    atomic.Int64 // pipes and buffers out on loan, for tests and metrics
+	made    atomic.Int64 // pipes created, for tests
 }
 
 // NewPools returns pools whose pipes hold pipeSize bytes (0 means
@@ -75,6 +76,7 @@ func (p *Pools) pipe() *pipe {
 	pp := newPipe(p.pipeSize)
 	if pp != nil {
 		p.lent.Add(1)
+		p.made.Add(1)
 	}
 	return pp
 }

@@ -5,9 +5,10 @@ import (
 )
 
 // copyRaw drives both sockets directly. It waits for src to become readable
-// holding nothing, and only then takes a pipe (splice: the bytes never enter
-// user space) or, when no pipe can be had, a buffer from the pool. Both go
-// back to the pool before the direction waits again.
+// holding nothing, and only then takes a buffer or, for bulk data, a pipe
+// (splice: the bytes never enter user space) from the pool; readOnce moves
+// chunks while both sockets are ready. Carriers go back to the pool before
+// the direction waits again.
 //
 // The callbacks given to the raw sockets are method values made once per
 // direction (see newRaw), and the chunk in flight lives in the direction,
@@ -68,6 +69,7 @@ type rawState struct {
 	werr  error // the last write error
 	read  func(fd uintptr) bool
 	write func(fd uintptr) bool
+	flush func(fd uintptr) bool
 }
 
 // newRaw prepares the callbacks of a direction that drives raw sockets.
@@ -75,25 +77,45 @@ func (d *direction) newRaw() {
 	d.raw = &rawState{}
 	d.raw.read = d.readOnce
 	d.raw.write = d.writeOnce
+	d.raw.flush = d.flushOnce
 }
 
-// readOnce is the read callback: it reads one chunk from src into d.raw.c,
-// or reports false (wait for readability) holding nothing.
+// readOnce is the read callback: it reads a chunk from src into d.raw.c
+// and, unless the direction is throttled, writes it to dst at once, over
+// and over while both sockets are ready. It reports false (wait for
+// readability) holding nothing, and true when copyRaw must act: at EOF, on
+// an error, or with bytes left over that dst would not take yet.
+//
+// Small chunks go through a buffer, bulk ones through a pipe: a read that
+// fills its carrier makes the next ones splice, a short one goes back to
+// buffers. For a few bytes, a copy costs the kernel less than lending pages
+// to a pipe and back. A short read does not end the loop: only EAGAIN says
+// the socket is empty, because the poller's readiness tells nothing of a FIN
+// that came with the bytes just read.
 func (d *direction) readOnce(fd uintptr) bool {
 	pools, c := d.r.pools, &d.raw.c
 	for {
-		*c = chunk{p: d.spare}
-		d.spare = nil
-		if c.p == nil {
-			c.p = pools.pipe()
+		var want int
+		*c = chunk{}
+		if d.bulk {
+			c.p = d.spare
+			d.spare = nil
+			if c.p == nil {
+				c.p = pools.pipe()
+			}
+		} else if d.spare != nil {
+			pools.putPipe(d.spare)
+			d.spare = nil
 		}
 		if c.p != nil {
 			var n int64
-			n, c.err = unix.Splice(int(fd), nil, c.p.w, nil, min(d.raw.size, c.p.size), spliceFlags)
+			want = min(d.raw.size, c.p.size)
+			n, c.err = unix.Splice(int(fd), nil, c.p.w, nil, want, spliceFlags)
 			c.n = int(n)
 		} else {
 			c.buf = pools.buffer()
-			c.n, c.err = unix.Read(int(fd), (*c.buf)[:min(d.raw.size, bufferSize)])
+			want = min(d.raw.size, bufferSize)
+			c.n, c.err = unix.Read(int(fd), (*c.buf)[:want])
 		}
 		switch c.err {
 		case unix.EINTR:
@@ -104,11 +126,34 @@ func (d *direction) readOnce(fd uintptr) bool {
 			*c = chunk{}
 			return false // wait for readability holding nothing
 		}
-		if c.n < 0 {
-			c.n = 0
+		if c.err != nil || c.n <= 0 || d.throttle != nil {
+			c.n = max(c.n, 0)
+			return true
 		}
-		return true
+		d.bulk = c.n == want
+		if !d.flush() {
+			return true // dst is full (or failed): copyRaw waits on it
+		}
+		if c.p != nil {
+			d.spare = c.p // empty now: the next read may use it
+		} else {
+			pools.release(*c)
+		}
+		*c = chunk{}
 	}
+}
+
+// flush writes what it can of d.raw.c to dst without waiting, and reports
+// whether all of it went. It runs inside readOnce: a second socket's write
+// lock taken under the first's read lock, which the other direction takes
+// the other way round (its own read lock, this one's write lock), so the
+// two never wait on each other.
+func (d *direction) flush() bool {
+	d.raw.werr = nil
+	if err := d.dstRaw.Write(d.raw.flush); err != nil {
+		return false
+	}
+	return d.raw.c.n == 0
 }
 
 // writeChunk writes all of d.raw.c to dst, waiting for writability as needed.
@@ -131,6 +176,26 @@ func (d *direction) writeChunk() error {
 // writeOnce is the write callback: it writes as much of d.raw.c as dst
 // takes, and reports false (wait for writability) when dst is full.
 func (d *direction) writeOnce(fd uintptr) bool {
+	if d.writeAvailable(fd) {
+		return true
+	}
+	if !d.writeDeadline {
+		d.setWriteDeadline() // about to wait: bound it
+	}
+	return false
+}
+
+// flushOnce is the write callback of flush: as writeOnce, but it never
+// waits.
+func (d *direction) flushOnce(fd uintptr) bool {
+	d.writeAvailable(fd)
+	return true
+}
+
+// writeAvailable writes as much of d.raw.c as dst takes now. It reports
+// false when dst is full (EAGAIN) and true when the chunk is all written or
+// the write failed (d.raw.werr).
+func (d *direction) writeAvailable(fd uintptr) bool {
 	c := &d.raw.c
 	for c.n > 0 {
 		var m int
@@ -148,9 +213,6 @@ func (d *direction) writeOnce(fd uintptr) bool {
 		case werr == unix.EINTR:
 			continue
 		case werr == unix.EAGAIN:
-			if !d.writeDeadline {
-				d.setWriteDeadline() // about to wait: bound it
-			}
 			return false
 		case werr != nil:
 			return true

@@ -454,3 +454,35 @@ func TestBandwidth(t *testing.T) {
 		t.Fatalf("%d bytes at %d B/s took %v, less than %v", size, rate, took, least)
 	}
 }
+
+// TestSmallChunksSkipPipes: request/response traffic of a few bytes is
+// copied through buffers and never takes a pipe; a bulk transfer on the
+// same pools does splice.
+func TestSmallChunksSkipPipes(t *testing.T) {
+	pools := NewPools(0)
+	defer pools.Close()
+	p := startPair(t, "tcp", Options{Pools: pools})
+	go io.Copy(p.server, p.server) // echo
+	msg, buf := []byte("ping-0123456789"), make([]byte, 15)
+	for i := range 200 {
+		if _, err := p.client.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(p.client, buf); err != nil || !bytes.Equal(buf, msg) {
+			t.Fatalf("round trip %d: %q, %v", i, buf, err)
+		}
+	}
+	if n := pools.made.Load(); n != 0 {
+		t.Fatalf("%d pipes made for 15-byte messages, want none", n)
+	}
+	// Bulk: 8 MiB one way, read back through the echo.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 512<<10)
+	go p.client.Write(big)
+	got := make([]byte, len(big))
+	if _, err := io.ReadFull(p.client, got); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("bulk echo: %v (equal %v)", err, bytes.Equal(got, big))
+	}
+	if pools.made.Load() == 0 {
+		t.Fatal("no pipe made for an 8 MiB transfer")
+	}
+}
