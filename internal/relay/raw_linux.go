@@ -86,9 +86,9 @@ func (d *direction) newRaw() {
 // readability) holding nothing, and true when copyRaw must act: at EOF, on
 // an error, or with bytes left over that dst would not take yet.
 //
-// Small chunks go through a buffer, bulk ones through a pipe: a read that
-// fills its carrier makes the next ones splice, a short one goes back to
-// buffers. For a few bytes, a copy costs the kernel less than lending pages
+// Small chunks go through a buffer, bulk ones through a pipe: a read of
+// more than smallChunk bytes makes the next ones splice, a smaller one goes
+// back to buffers. For a few bytes, a copy costs the kernel less than lending pages
 // to a pipe and back. A short read does not end the loop: only EAGAIN says
 // the socket is empty, because the poller's readiness tells nothing of a FIN
 // that came with the bytes just read.
@@ -130,7 +130,7 @@ func (d *direction) readOnce(fd uintptr) bool {
 			c.n = max(c.n, 0)
 			return true
 		}
-		d.bulk = c.n == want
+		d.bulk = c.n > smallChunk
 		if !d.flush() {
 			return true // dst is full (or failed): copyRaw waits on it
 		}
@@ -222,6 +222,10 @@ func (d *direction) writeAvailable(fd uintptr) bool {
 	}
 	return true
 }
+
+// smallChunk is the most bytes a read may bring for the next read to copy
+// through a buffer rather than splice.
+const smallChunk = 4 << 10
 
 // spliceFlags never block on the pipe and move pages where the kernel can.
 const spliceFlags = unix.SPLICE_F_NONBLOCK | unix.SPLICE_F_MOVE
