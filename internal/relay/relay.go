@@ -3,8 +3,8 @@
 //
 // A relay holds no user-space buffer and no kernel pipe while a connection is
 // idle. Each direction waits for readability on the raw socket and takes a
-// pipe (for splice) or a buffer from a pool only for the moment data is in
-// flight. With a Parker, a direction idle for a moment also gives up its
+// buffer (small chunks) or a pipe (bulk: splice) from a pool only for the
+// moment data is in flight. With a Parker, a direction idle for a moment also gives up its
 // goroutine, so an idle relay costs its two sockets and a few hundred bytes.
 // When one side sends FIN the other side gets FIN (CloseWrite) and the reverse
 // direction keeps flowing; a reset or I/O error on either side resets both.
@@ -63,7 +63,8 @@ type Options struct {
 	// before it parks. Zero means DefaultParkAfter.
 	ParkAfter time.Duration
 	// Bandwidth limits each direction to this many bytes per second. Zero
-	// means no limit. Splice is still used; reads are sized by the bucket.
+	// means no limit. Reads are sized by the bucket and copied through
+	// buffers.
 	Bandwidth int64
 	// Go runs a function on a goroutine, e.g. from a pool of workers whose
 	// stacks are already grown. Nil: the go statement.
