@@ -68,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.quick.ProxyProtocol, "proxy-protocol", "", "quick mode: send a PROXY protocol header, v1 or v2")
 	fs.Var(&allow, "allow", "quick mode: allow only clients in this `CIDR` (repeatable)")
 	fs.IntVar(&o.quick.MaxConns, "max-conns", 0, "quick mode: most live connections (0 = no limit)")
+	fs.StringVar(&o.quick.Congestion, "congestion-control", "", "quick mode: TCP congestion control: auto (cubic to loopback peers), system, or an algorithm such as bbr (default auto)")
 	fs.StringVar(&o.admin, "admin", "", "serve the admin API, metrics and dashboard on this `address`")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&o.logFormat, "log-format", "", "text or json (default text)")
@@ -89,7 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	case quick && len(remotes) == 0:
 		return nil, errors.New("-l needs at least one -r REMOTE")
 	case !quick && quickOnlySet(fs):
-		return nil, errors.New("-p, --balance, --connect-timeout, --idle-timeout, --proxy-protocol, --allow and --max-conns are quick-mode flags; set them in the config file")
+		return nil, errors.New("-p, --balance, --connect-timeout, --idle-timeout, --proxy-protocol, --allow, --max-conns and --congestion-control are quick-mode flags; set them in the config file")
 	}
 	return o, nil
 }
@@ -99,7 +100,7 @@ func quickOnlySet(fs *flag.FlagSet) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "p", "protocol", "balance", "connect-timeout", "idle-timeout", "proxy-protocol", "allow", "max-conns":
+		case "p", "protocol", "balance", "connect-timeout", "idle-timeout", "proxy-protocol", "allow", "max-conns", "congestion-control":
 			set = true
 		}
 	})

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/internal/congestion"
 )
 
 // TestFormatRoundTrip checks that the normalised output parses back to the
@@ -121,6 +123,7 @@ func TestFromQuick(t *testing.T) {
 	c, err = FromQuick(Quick{
 		Listen: "[::1]:5353", Remotes: []string{"[::1]:53"}, Protocol: "tcp+udp", Balance: "least-conn",
 		ConnectTimeout: "1s", IdleTimeout: "10m", ProxyProtocol: "v1", Allow: []string{"::1", "10.0.0.0/8"}, MaxConns: 7,
+		Congestion: "system",
 	})
 	if err != nil {
 		t.Fatalf("FromQuick: %v", err)
@@ -129,6 +132,7 @@ func TestFromQuick(t *testing.T) {
 	r.Protocol, r.Balance, r.ConnectTimeout, r.IdleTimeout = TCPUDP, "least-conn", time.Second, 10*time.Minute
 	r.ProxyProtocol, r.MaxConnections = 1, 7
 	r.Allow = prefixes(t, "::1/128", "10.0.0.0/8")
+	r.CongestionControl, _ = congestion.Parse("system")
 	if want := (&Config{LogLevel: "info", LogFormat: "text", Rules: []Rule{r}}); !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
 	}
@@ -147,6 +151,8 @@ func TestFromQuickBad(t *testing.T) {
 	}{
 		{"missing port", Quick{Listen: ":80", Remotes: []string{"10.0.0.5"}},
 			[]string{`backend "10.0.0.5": missing port`}},
+		{"bad congestion control", Quick{Listen: ":80", Remotes: []string{"10.0.0.5:80"}, Congestion: "Cubic"},
+			[]string{`congestion_control "Cubic": not an algorithm name (want "auto", "system" or a name such as "cubic" or "bbr")`}},
 		{"no remotes", Quick{Listen: ":80"}, []string{"missing backends"}},
 		{"no listen", Quick{Remotes: []string{"a:1"}}, []string{"missing listen"}},
 		{"listen name", Quick{Listen: "example.com:80", Remotes: []string{"a:1"}},

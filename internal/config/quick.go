@@ -16,6 +16,7 @@ type Quick struct {
 	ProxyProtocol  string   // --proxy-protocol: v1 | v2
 	Allow          []string // --allow: CIDRs or IPs
 	MaxConns       int      // --max-conns; 0 means unlimited
+	Congestion     string   // --congestion-control: auto | system | an algorithm
 }
 
 // FromQuick builds a config with one rule named "default" from quick-mode
@@ -27,14 +28,15 @@ type Quick struct {
 func FromQuick(q Quick) (*Config, error) {
 	col := &collector{}
 	raw := rawRule{
-		Listen:         nonEmpty(q.Listen),
-		Protocol:       nonEmpty(q.Protocol),
-		Balance:        nonEmpty(q.Balance),
-		ConnectTimeout: nonEmpty(q.ConnectTimeout),
-		IdleTimeout:    nonEmpty(q.IdleTimeout),
-		ProxyProtocol:  nonEmpty(q.ProxyProtocol),
-		Backends:       anyList(q.Remotes),
-		Allow:          anyList(q.Allow),
+		Listen:            nonEmpty(q.Listen),
+		Protocol:          nonEmpty(q.Protocol),
+		Balance:           nonEmpty(q.Balance),
+		ConnectTimeout:    nonEmpty(q.ConnectTimeout),
+		IdleTimeout:       nonEmpty(q.IdleTimeout),
+		ProxyProtocol:     nonEmpty(q.ProxyProtocol),
+		Backends:          anyList(q.Remotes),
+		Allow:             anyList(q.Allow),
+		CongestionControl: nonEmpty(q.Congestion),
 	}
 	if q.MaxConns != 0 {
 		raw.MaxConnections = int64(q.MaxConns)
