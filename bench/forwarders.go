@@ -90,8 +90,19 @@ func probeSluice(ctx context.Context, o setupOptions) (forwarder, string, error)
 			return []string{bin, "-l", listen, "-r", backend, "--log-level", "warn"}, nil
 		},
 		udpArgv: sluiceUDPArgv(bin),
-		notes:   []string{"sluice: quick mode, --log-level warn (no access log lines)"},
+		notes: []string{"sluice: quick mode, --log-level warn (no access log lines), congestion_control auto: cubic on its sockets to loopback peers" +
+			" (system default here: " + systemCongestion() + ", which the bench's own sockets and the peers use)"},
 	}, "", nil
+}
+
+// systemCongestion returns the kernel's default TCP congestion control, or
+// "unknown".
+func systemCongestion() string {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // buildSluice runs go build for ./cmd/sluice of the module the bench is run
