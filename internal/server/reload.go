@@ -192,7 +192,8 @@ func (r *rule) apply(ch *change) {
 func poolChanged(a, b config.Rule) bool {
 	return !reflect.DeepEqual(a.Backends, b.Backends) || a.Balance != b.Balance ||
 		!reflect.DeepEqual(a.HealthCheck, b.HealthCheck) || a.ConnectTimeout != b.ConnectTimeout ||
-		a.Retries != b.Retries || a.ResolveTTL != b.ResolveTTL
+		a.Retries != b.Retries || a.ResolveTTL != b.ResolveTTL ||
+		a.CongestionControl != b.CongestionControl // the pool's dialer applies it
 }
 
 // retire stops a removed rule accepting and drains it in the background.

@@ -253,3 +253,35 @@ func TestReloadRenameKeepsSockets(t *testing.T) {
 		t.Fatalf("rules after the rename: %+v", rules)
 	}
 }
+
+// TestReloadCongestionControl: a new congestion_control rebuilds the
+// backend pool (whose dialer applies it), and one the kernel lacks fails
+// the reload, naming the rule, and changes nothing.
+func TestReloadCongestionControl(t *testing.T) {
+	a1 := echoServer(t, "a1")
+	la := freeAddr(t)
+	srv := startServer(t, parse(t, ruleTOML("a", la, a1)))
+	pool := func() any {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return srv.rules[0].pool
+	}
+	before := pool()
+	if _, err := srv.Reload(parse(t, ruleTOML("a", la, a1)+"congestion_control = \"reno\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	if pool() == before {
+		t.Error("congestion_control changed but the backend pool was kept")
+	}
+	if got := dial(t, la).ask(t, "q"); got != "a1 q" {
+		t.Fatalf("after reload: %q", got)
+	}
+	kept := pool()
+	_, err := srv.Reload(parse(t, ruleTOML("a", la, a1)+"congestion_control = \"nosuchcc\"\n"))
+	if err == nil || !strings.Contains(err.Error(), `rule "a": congestion_control "nosuchcc": this kernel has no such algorithm`) {
+		t.Fatalf("reload to an unknown algorithm: %v", err)
+	}
+	if pool() != kept {
+		t.Error("a failed reload replaced the pool")
+	}
+}
