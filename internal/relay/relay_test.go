@@ -486,3 +486,55 @@ func TestSmallChunksSkipPipes(t *testing.T) {
 		t.Fatal("no pipe made for an 8 MiB transfer")
 	}
 }
+
+// TestMixedChunkSizes sends bursts of every size from a byte to a few
+// hundred KiB both ways at once, with pauses between some of them, so that
+// directions switch between buffers and pipes again and again (and park
+// in between); every byte must arrive in order.
+func TestMixedChunkSizes(t *testing.T) {
+	pools := NewPools(0)
+	defer pools.Close()
+	p := startPair(t, "tcp", Options{Pools: pools, ParkAfter: time.Millisecond, Parker: newParker(t)})
+	sizes := []int{1, 64, 4095, 4096, 4097, 32 << 10, 1, 300 << 10, 7, 1 << 20, 100, 64 << 10, 3}
+	send := func(w net.Conn) ([32]byte, error) {
+		h := sha256.New()
+		for round := range 3 {
+			for i, n := range sizes {
+				b := make([]byte, n)
+				rand.Read(b)
+				h.Write(b)
+				if _, err := w.Write(b); err != nil {
+					return [32]byte{}, err
+				}
+				if (i+round)%4 == 0 {
+					time.Sleep(3 * time.Millisecond) // long enough to park
+				}
+			}
+		}
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		return sum, w.(interface{ CloseWrite() error }).CloseWrite()
+	}
+	type out struct {
+		sum [32]byte
+		err error
+	}
+	upSent, downSent := make(chan out, 1), make(chan out, 1)
+	go func() { s, err := send(p.client); upSent <- out{s, err} }()
+	go func() { s, err := send(p.server); downSent <- out{s, err} }()
+	upGot, _, upErr := readAndHash(p.server)
+	downGot, _, downErr := readAndHash(p.client)
+	u, d := <-upSent, <-downSent
+	if u.err != nil || d.err != nil || upErr != nil || downErr != nil {
+		t.Fatalf("errors: send up %v, send down %v, read up %v, read down %v", u.err, d.err, upErr, downErr)
+	}
+	if upGot != u.sum || downGot != d.sum {
+		t.Fatal("bytes changed on the way")
+	}
+	if r := p.wait(t); r.End != EndEOF {
+		t.Fatalf("result %+v", r)
+	}
+	if n := waitLent(pools); n != 0 {
+		t.Fatalf("%d carriers still lent", n)
+	}
+}
