@@ -43,9 +43,15 @@ func (s *sysBatch) init(b *batch) {
 }
 
 // recvmmsg receives into hs from the non-blocking socket fd.
+//
+// It and sendmmsg enter the kernel without telling the Go scheduler (a raw
+// syscall): they never block, and on the event loop's thread, which makes
+// little else but these calls, the scheduler's bookkeeping around each one
+// (and the monitor thread waking to take the processor away from calls it
+// takes for blocked) cost more than the calls themselves.
 func recvmmsg(fd int, hs []unix.Mmsghdr) (int, unix.Errno) {
 	for {
-		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
+		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
 		if errno != unix.EINTR {
 			return int(r), errno
 		}
@@ -55,7 +61,7 @@ func recvmmsg(fd int, hs []unix.Mmsghdr) (int, unix.Errno) {
 // sendmmsg sends hs on the non-blocking socket fd.
 func sendmmsg(fd int, hs []unix.Mmsghdr) (int, unix.Errno) {
 	for {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
 		if errno != unix.EINTR {
 			return int(r), errno
 		}
