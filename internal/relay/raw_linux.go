@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"net"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -97,6 +99,17 @@ func (d *direction) readOnce(fd uintptr) bool {
 	for {
 		var want int
 		*c = chunk{}
+		if d.r.ending.Load() {
+			// Stopped: the sockets are closing, but their descriptors
+			// stay open while this callback runs, and a busy pair might
+			// keep it running.
+			if d.spare != nil {
+				pools.putPipe(d.spare)
+				d.spare = nil
+			}
+			c.err = net.ErrClosed
+			return true
+		}
 		if d.bulk {
 			c.p = d.spare
 			d.spare = nil

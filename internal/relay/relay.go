@@ -90,11 +90,14 @@ type Relay struct {
 	pools           *Pools
 	start           time.Time
 	activity        atomic.Uint64 // chunks moved either way; see touch
-	last            atomic.Int64  // nanoseconds since start when activity was last seen to change
-	halfClosed      atomic.Bool   // one direction has finished
-	live            atomic.Int32  // directions not yet finished
-	up, down        *direction
-	done            func(Result)
+	// ending is set when Stop or abort ends the relay, for directions that
+	// move chunk after chunk without returning to the poller (readOnce).
+	ending     atomic.Bool
+	last       atomic.Int64 // nanoseconds since start when activity was last seen to change
+	halfClosed atomic.Bool  // one direction has finished
+	live       atomic.Int32 // directions not yet finished
+	up, down   *direction
+	done       func(Result)
 
 	mu        sync.Mutex // guards the following fields
 	end       End
@@ -254,6 +257,7 @@ func (r *Relay) setEnd(end End, err error) bool {
 		return false
 	}
 	r.end, r.err = end, err
+	r.ending.Store(true)
 	return true
 }
 

@@ -538,3 +538,38 @@ func TestMixedChunkSizes(t *testing.T) {
 		t.Fatalf("%d carriers still lent", n)
 	}
 }
+
+// TestStopDuringBulk: Stop ends a relay promptly while data streams both
+// ways without a pause, so a direction never has to wait for its sockets.
+func TestStopDuringBulk(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		pools *Pools
+	}{{"splice", NewPools(0)}, {"buffers", NewPools(-1)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer tc.pools.Close()
+			p := startPair(t, "tcp", Options{Pools: tc.pools})
+			stream := func(c net.Conn) {
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}
+			drain := func(c net.Conn) { io.Copy(io.Discard, c) }
+			go stream(p.client)
+			go drain(p.server)
+			go stream(p.server)
+			go drain(p.client)
+			time.Sleep(200 * time.Millisecond)
+			p.relay.Stop(EndClosed)
+			if r := p.wait(t); r.End != EndClosed || r.Up == 0 || r.Down == 0 {
+				t.Fatalf("result %+v", r)
+			}
+			if n := waitLent(tc.pools); n != 0 {
+				t.Fatalf("%d carriers still lent", n)
+			}
+		})
+	}
+}
