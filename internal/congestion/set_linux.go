@@ -3,7 +3,6 @@ package congestion
 import (
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -28,32 +27,44 @@ func Set(rc syscall.RawConn, name string) error {
 	return nil
 }
 
-// availablePath lists the algorithms the kernel has loaded.
-const availablePath = "/proc/sys/net/ipv4/tcp_available_congestion_control"
+// Where the kernel lists the algorithms it has, and those any user may set.
+const (
+	availablePath = "/proc/sys/net/ipv4/tcp_available_congestion_control"
+	allowedPath   = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
+)
 
-// Check reports an error when c names an algorithm this kernel does not
-// have, so that a bad setting fails at start-up rather than on every
-// connection. An unreadable list is no error: Set then finds out.
+// Check reports an error when c names an algorithm that this process cannot
+// set, because the kernel lacks it or because it is not among those an
+// unprivileged process may choose, so that a bad setting fails at start-up
+// rather than on every connection. It tries the algorithm on a scratch
+// socket, which also loads its module where root may.
 func Check(c Choice) error {
 	name := c.Named()
 	if name == "" {
 		return nil
 	}
-	b, err := os.ReadFile(availablePath)
-	if err != nil {
-		return nil
-	}
-	have := strings.Fields(string(b))
-	if slices.Contains(have, name) {
-		return nil
-	}
-	// The kernel may load a module for it on first use (as root): try.
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err == nil {
-		defer unix.Close(fd)
-		if unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, name) == nil {
-			return nil
-		}
+	if err != nil {
+		return nil // no socket to try it on: Set finds out per connection
 	}
-	return fmt.Errorf("congestion_control %q: this kernel has no such algorithm (available: %s)", name, strings.Join(have, ", "))
+	defer unix.Close(fd)
+	err = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, name)
+	switch err {
+	case nil:
+		return nil
+	case unix.EPERM:
+		return fmt.Errorf("congestion_control %q: this process may not choose it (allowed: %s; see net.ipv4.tcp_allowed_congestion_control)", name, list(allowedPath))
+	default:
+		return fmt.Errorf("congestion_control %q: this kernel has no such algorithm (available: %s)", name, list(availablePath))
+	}
+}
+
+// list returns the names in a /proc list file, comma-separated, or
+// "unknown".
+func list(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(strings.Fields(string(b))) == 0 {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b)), ", ")
 }
