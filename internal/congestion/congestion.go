@@ -88,6 +88,24 @@ func (c Choice) For(peer netip.Addr) string {
 	return c.name
 }
 
+// ForListener returns the algorithm that every connection accepted on a
+// listener bound to addr should use, and whether there is one such: a
+// listener given it passes it on to the sockets it accepts, which then need
+// no call of their own. With Auto on a listener that is not on loopback,
+// the algorithm depends on each client (uniform is false).
+func (c Choice) ForListener(addr netip.Addr) (name string, uniform bool) {
+	switch c.name {
+	case "":
+		if addr.Unmap().IsLoopback() {
+			return LoopbackAlgorithm, true
+		}
+		return "", false
+	case System:
+		return "", true
+	}
+	return c.name, true
+}
+
 // Named returns the algorithm the choice names for every connection, or ""
 // for Auto and System.
 func (c Choice) Named() string {

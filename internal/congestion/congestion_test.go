@@ -58,3 +58,30 @@ func TestFor(t *testing.T) {
 		}
 	}
 }
+
+func TestForListener(t *testing.T) {
+	loop, any4, any6, remote := netip.MustParseAddr("127.0.0.1"), netip.IPv4Unspecified(), netip.IPv6Unspecified(), netip.MustParseAddr("192.0.2.1")
+	named, _ := Parse("bbr")
+	system, _ := Parse("system")
+	for _, tc := range []struct {
+		c       Choice
+		addr    netip.Addr
+		want    string
+		uniform bool
+	}{
+		{Choice{}, loop, LoopbackAlgorithm, true},
+		{Choice{}, netip.IPv6Loopback(), LoopbackAlgorithm, true},
+		{Choice{}, any4, "", false}, // loopback and remote clients alike
+		{Choice{}, any6, "", false},
+		{Choice{}, remote, "", false},
+		{named, any4, "bbr", true},
+		{named, loop, "bbr", true},
+		{system, loop, "", true},
+		{system, any6, "", true},
+	} {
+		name, uniform := tc.c.ForListener(tc.addr)
+		if name != tc.want || uniform != tc.uniform {
+			t.Errorf("%v.ForListener(%v) = %q, %v; want %q, %v", tc.c, tc.addr, name, uniform, tc.want, tc.uniform)
+		}
+	}
+}

@@ -27,6 +27,31 @@ func Set(rc syscall.RawConn, name string) error {
 	return nil
 }
 
+// Get returns the algorithm of the socket behind rc.
+func Get(rc syscall.RawConn) (string, error) {
+	var name string
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		name, gerr = unix.GetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+	}); err != nil {
+		return "", err
+	}
+	if gerr != nil {
+		return "", os.NewSyscallError("getsockopt TCP_CONGESTION", gerr)
+	}
+	return name, nil
+}
+
+// SystemDefault returns the kernel's default algorithm, or "" when it
+// cannot be read.
+func SystemDefault() string {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // Where the kernel lists the algorithms it has, and those any user may set.
 const (
 	availablePath = "/proc/sys/net/ipv4/tcp_available_congestion_control"

@@ -10,6 +10,12 @@ import (
 // Set does nothing where sluice cannot choose the congestion control.
 func Set(syscall.RawConn, string) error { return nil }
 
+// Get returns "": the algorithm cannot be read here.
+func Get(syscall.RawConn) (string, error) { return "", nil }
+
+// SystemDefault returns "": the algorithm cannot be read here.
+func SystemDefault() string { return "" }
+
 // Check rejects a named algorithm where sluice cannot set one.
 func Check(c Choice) error {
 	if name := c.Named(); name != "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -72,7 +73,7 @@ func (r *rule) bindSides(tcp, udp bool) error {
 		}
 	}
 	if tcp {
-		ln, err := r.s.listen(rc.Listen)
+		ln, err := r.s.listen(rc.Listen, rc.CongestionControl)
 		if err != nil {
 			return fmt.Errorf("rule %q: listen %s: %w", rc.Name, rc.Listen, err)
 		}
@@ -160,13 +161,24 @@ func (r *rule) stop() {
 
 // listen binds addr, or takes the socket a previous process handed over.
 // Errors are the bare cause, e.g. "address already in use".
-func (s *Server) listen(addr config.Address) (net.Listener, error) {
+func (s *Server) listen(addr config.Address, cc congestion.Choice) (net.Listener, error) {
 	if ln := s.inherited.listener(addr); ln != nil {
 		return ln, nil
 	}
 	// No TCP keepalive on accepted connections: it costs four setsockopt
-	// calls each, and idle_timeout already bounds a silent client.
-	lc := net.ListenConfig{KeepAlive: -1}
+	// calls each, and idle_timeout already bounds a silent client. A
+	// congestion control that every connection of the rule gets is set
+	// before the socket listens, so that every accepted socket inherits it.
+	lc := net.ListenConfig{KeepAlive: -1, Control: func(network, address string, rc syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil || network == "unix" {
+			return nil
+		}
+		if name, uniform := cc.ForListener(ap.Addr()); uniform && name != "" {
+			_ = congestion.Set(rc, name)
+		}
+		return nil
+	}}
 	ln, err := lc.Listen(context.Background(), addr.Network, addr.DialAddress())
 	if err != nil && addr.Network == "unix" && errors.Is(err, syscall.EADDRINUSE) && removeStaleSocket(addr.Path) {
 		ln, err = lc.Listen(context.Background(), addr.Network, addr.DialAddress())

@@ -7,7 +7,6 @@ import (
 
 	"sluice/internal/admit"
 	"sluice/internal/backend"
-	"sluice/internal/congestion"
 	"sluice/internal/conntrack"
 	"sluice/internal/proxyproto"
 	"sluice/internal/relay"
@@ -36,10 +35,10 @@ type conn struct {
 // start takes a new connection from the accept loop. Clients that must send
 // a PROXY header get a goroutine to read it; the others are admitted here,
 // so a refused client costs no goroutine at all.
-func (s *Service) start(c net.Conn) {
+func (s *Service) start(c net.Conn, l *listening) {
 	cn := &conn{rule: s.rule.Load(), c: c, start: time.Now()}
 	cn.client, cn.local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
-	if name := cn.rule.Congestion.For(cn.client.Addr()); name != "" {
+	if name := cn.rule.Congestion.For(cn.client.Addr()); name != "" && name != l.algorithm() {
 		setCongestion(c, name)
 	}
 	s.wg.Add(1)
@@ -215,17 +214,6 @@ func trusted(prefixes []netip.Prefix, addr netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// setCongestion gives c the congestion control algorithm name, best
-// effort: the rule's setting was checked at start, and a connection is no
-// worse off with the system's algorithm.
-func setCongestion(c net.Conn, name string) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		if rc, err := tc.SyscallConn(); err == nil {
-			_ = congestion.Set(rc, name)
-		}
-	}
 }
 
 // addrPort returns a TCP address as an AddrPort with IPv4-mapped addresses

@@ -56,7 +56,7 @@ type Service struct {
 	spawn    func(func())   // runs a connection's goroutine (Deps.Workers or go)
 	setups   chan struct{}  // a slot per connection between accept and relay
 	listener sync.Mutex     // guards the following fields
-	lns      []net.Listener
+	lns      []*listening
 }
 
 // NewService returns a service for rule.
@@ -71,23 +71,32 @@ func NewService(rule *Rule, deps Deps) *Service {
 }
 
 // Update makes rule apply to connections accepted from now on.
-func (s *Service) Update(rule *Rule) { s.rule.Store(rule) }
+func (s *Service) Update(rule *Rule) {
+	s.rule.Store(rule)
+	s.listener.Lock()
+	defer s.listener.Unlock()
+	for _, l := range s.lns {
+		fitListener(l, rule)
+	}
+}
 
 // Serve accepts on ln until it is closed by Close. Each connection is
 // handled in its own goroutine.
 func (s *Service) Serve(ln net.Listener) error {
+	l := &listening{ln: ln}
 	s.listener.Lock()
-	s.lns = append(s.lns, ln)
+	startListening(l, s.rule.Load())
+	s.lns = append(s.lns, l)
 	s.listener.Unlock()
-	return acceptLoop(ln, s.start, s.deps.Logger)
+	return acceptLoop(ln, func(c net.Conn) { s.start(c, l) }, s.deps.Logger)
 }
 
 // CloseListeners stops accepting new connections.
 func (s *Service) CloseListeners() {
 	s.listener.Lock()
 	defer s.listener.Unlock()
-	for _, ln := range s.lns {
-		ln.Close()
+	for _, l := range s.lns {
+		l.ln.Close()
 	}
 	s.lns = nil
 }

@@ -3,8 +3,10 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -84,4 +86,80 @@ func TestCongestionControlUnknown(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, want) {
 		t.Errorf("got %v\nwant exit 1 and %q", r, want)
 	}
+}
+
+// TestCongestionControlAutoWildcard: under "auto", a listener on every
+// address gives a loopback client's socket cubic one connection at a time
+// (the listener itself keeps the system's algorithm for remote clients).
+func TestCongestionControlAutoWildcard(t *testing.T) {
+	if _, err := exec.LookPath("ss"); err != nil {
+		t.Skip("ss (iproute2) is not installed")
+	}
+	be := startBackend(t, echo)
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	listen := "0.0.0.0:" + port
+	path := writeConfig(t, congestionConfig(be.addr, "auto")(listen))
+	p := startProc(t, nil, sluiceBin, "-c", path)
+	defer p.stop()
+	if !p.waitListening(listen) {
+		t.Fatalf("sluice did not start: %s", p.stderr())
+	}
+	c := dial(t, "127.0.0.1:"+port)
+	defer c.Close()
+	if err := roundTrip(c, "hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := socketAlgorithm(t, "127.0.0.1:"+port, c.LocalAddr().String()); got != "cubic" {
+		t.Errorf("client-side socket of a loopback client uses %s, want cubic", got)
+	}
+}
+
+// TestCongestionControlReload: a reload that changes congestion_control
+// applies to connections accepted afterwards, also when the listening
+// socket had passed the old algorithm on.
+func TestCongestionControlReload(t *testing.T) {
+	if _, err := exec.LookPath("ss"); err != nil {
+		t.Skip("ss (iproute2) is not installed")
+	}
+	be := startBackend(t, echo)
+	var path string
+	p, addr := launch(t, sluiceBin, func(listen string) []string {
+		path = writeConfig(t, congestionConfig(be.addr, "reno")(listen))
+		return []string{"-c", path}
+	})
+	defer p.stop()
+	check := func(want string) {
+		t.Helper()
+		c := dial(t, addr)
+		defer c.Close()
+		if err := roundTrip(c, "hello\n"); err != nil {
+			t.Fatal(err)
+		}
+		if got := socketAlgorithm(t, addr, c.LocalAddr().String()); got != want {
+			t.Errorf("client-side socket uses %s, want %s", got, want)
+		}
+	}
+	check("reno")
+	rewriteFile(t, path, congestionConfig(be.addr, "cubic")(addr))
+	p.signal(syscall.SIGHUP)
+	_, from := p.waitFrom(0, "reloaded", isMsg("reloaded"))
+	check("cubic")
+	rewriteFile(t, path, congestionConfig(be.addr, "reno")(addr))
+	p.signal(syscall.SIGHUP)
+	_, from = p.waitFrom(from, "reloaded", isMsg("reloaded"))
+	check("reno")
+	// "system" after a named algorithm: the listening socket must stop
+	// passing reno on.
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		t.Skip("no congestion control sysctl:", err)
+	}
+	system := strings.TrimSpace(string(b))
+	if system == "reno" {
+		t.Skip("the system's algorithm is reno: nothing left to tell apart")
+	}
+	rewriteFile(t, path, congestionConfig(be.addr, "system")(addr))
+	p.signal(syscall.SIGHUP)
+	p.waitFrom(from, "reloaded", isMsg("reloaded"))
+	check(system)
 }

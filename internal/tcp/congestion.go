@@ -1,0 +1,85 @@
+package tcp
+
+import (
+	"net"
+	"sync/atomic"
+	"syscall"
+
+	"sluice/internal/congestion"
+)
+
+// listening is one listener of a Service and the congestion control that
+// the sockets it accepts inherit from it.
+type listening struct {
+	ln net.Listener
+	// inherited is the algorithm every socket accepted on ln has from it;
+	// nil when that is not known (ln's algorithm changed while clients
+	// may have been waiting to be accepted). Only Serve and Update store it.
+	inherited atomic.Pointer[string]
+}
+
+// algorithm returns what every socket accepted on l starts with, or ""
+// when that is not known.
+func (l *listening) algorithm() string {
+	if p := l.inherited.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// rawListener returns l's socket, or nil (e.g. a unix listener).
+func (l *listening) raw() syscall.RawConn {
+	if _, ok := l.ln.(*net.TCPListener); !ok {
+		return nil
+	}
+	rc, err := l.ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// startListening reads the algorithm l's socket passes on (the server set
+// the rule's on it before it listened) and then fits it to rule.
+func startListening(l *listening, rule *Rule) {
+	rc := l.raw()
+	if rc == nil {
+		return
+	}
+	if name, err := congestion.Get(rc); err == nil && name != "" {
+		l.inherited.Store(&name)
+	}
+	fitListener(l, rule)
+}
+
+// fitListener gives l's socket the algorithm that the sockets it accepts
+// should start with under rule: the rule's, when every connection gets the
+// same one, or else the system's. Changing it makes what earlier clients,
+// still waiting to be accepted, inherited unknown: start then sets each
+// connection's own from that point on.
+func fitListener(l *listening, rule *Rule) {
+	rc := l.raw()
+	if rc == nil {
+		return
+	}
+	want, uniform := rule.Congestion.ForListener(addrPort(l.ln.Addr()).Addr())
+	if !uniform || want == "" {
+		want = congestion.SystemDefault()
+	}
+	if want == "" || want == l.algorithm() {
+		return
+	}
+	l.inherited.Store(nil)
+	_ = congestion.Set(rc, want)
+}
+
+// setCongestion gives c the congestion control algorithm name, best
+// effort: the rule's setting was checked at start, and a connection is no
+// worse off with the system's algorithm.
+func setCongestion(c net.Conn, name string) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			_ = congestion.Set(rc, name)
+		}
+	}
+}
