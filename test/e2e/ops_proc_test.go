@@ -221,25 +221,6 @@ func (g *group) readShared(r *os.File) {
 	close(g.exited)
 }
 
-// appendLine keeps one stderr line, decoded when it is JSON, and wakes the
-// waiters.
-func (p *proc) appendLine(line string) {
-	var rec record
-	dec := json.NewDecoder(strings.NewReader(line))
-	dec.UseNumber()
-	if dec.Decode(&rec) != nil {
-		rec = nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.lines = append(p.lines, line)
-	if rec != nil {
-		p.records = append(p.records, rec)
-	}
-	close(p.grew)
-	p.grew = make(chan struct{})
-}
-
 // members returns the pids of the live processes in the group's process
 // group, the leader included while it has not been reaped.
 func (g *group) members() []int {

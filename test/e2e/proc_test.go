@@ -95,25 +95,30 @@ func (p *proc) collect(stderr io.Reader) {
 	sc := bufio.NewScanner(stderr)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
-		var rec record
-		dec := json.NewDecoder(strings.NewReader(line))
-		dec.UseNumber()
-		if dec.Decode(&rec) != nil {
-			rec = nil
-		}
-		p.mu.Lock()
-		p.lines = append(p.lines, line)
-		if rec != nil {
-			p.records = append(p.records, rec)
-		}
-		close(p.grew)
-		p.grew = make(chan struct{})
-		p.mu.Unlock()
+		p.appendLine(sc.Text())
 	}
 	_, _ = io.Copy(io.Discard, stderr) // a line over 1 MiB: keep draining
 	p.err = p.cmd.Wait()
 	close(p.exited)
+}
+
+// appendLine keeps one stderr line, decoded when it is JSON, and wakes the
+// waiters.
+func (p *proc) appendLine(line string) {
+	var rec record
+	dec := json.NewDecoder(strings.NewReader(line))
+	dec.UseNumber()
+	if dec.Decode(&rec) != nil {
+		rec = nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lines = append(p.lines, line)
+	if rec != nil {
+		p.records = append(p.records, rec)
+	}
+	close(p.grew)
+	p.grew = make(chan struct{})
 }
 
 // stop kills the process if it still runs and reports its stderr when the
