@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"sluice/internal/congestion"
 )
 
 // forwarder is one column of the table: the direct connection, which the
@@ -91,18 +93,8 @@ func probeSluice(ctx context.Context, o setupOptions) (forwarder, string, error)
 		},
 		udpArgv: sluiceUDPArgv(bin),
 		notes: []string{"sluice: quick mode, --log-level warn (no access log lines), congestion_control auto: cubic on its sockets to loopback peers" +
-			" (system default here: " + systemCongestion() + ", which the bench's own sockets and the peers use)"},
+			" (system default here: " + congestion.SystemDefault() + ", which the bench's own sockets and the peers use)"},
 	}, "", nil
-}
-
-// systemCongestion returns the kernel's default TCP congestion control, or
-// "unknown".
-func systemCongestion() string {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // buildSluice runs go build for ./cmd/sluice of the module the bench is run

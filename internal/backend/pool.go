@@ -17,11 +17,9 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"sluice/internal/config"
-	"sluice/internal/congestion"
 )
 
 // ErrNoBackend is wrapped by the error of Dial and Pick when no backend of
@@ -81,7 +79,7 @@ func NewPool(rule config.Rule, r *Resolver, logger *slog.Logger) *Pool {
 		now:            time.Now,
 		// No TCP keepalive: it costs four setsockopt calls per connection,
 		// and idle_timeout already bounds how long a silent peer is kept.
-		dialer: net.Dialer{KeepAlive: -1, Control: dialControl(rule.CongestionControl)},
+		dialer: net.Dialer{KeepAlive: -1, Control: rule.CongestionControl.DialControl()},
 	}
 	switch p.balance {
 	case RoundRobin, LeastConn, Random, SourceHash, First:
@@ -105,23 +103,6 @@ func NewPool(rule config.Rule, r *Resolver, logger *slog.Logger) *Pool {
 		p.backends[i] = newBackend(bc, p)
 	}
 	return p
-}
-
-// dialControl returns the dialer's hook that gives a new backend socket the
-// congestion control the rule chooses for its address, best effort (the
-// setting was checked at start).
-func dialControl(c congestion.Choice) func(network, address string, rc syscall.RawConn) error {
-	return func(network, address string, rc syscall.RawConn) error {
-		if network != "tcp" && network != "tcp4" && network != "tcp6" {
-			return nil
-		}
-		ap, err := netip.ParseAddrPort(address)
-		if err != nil {
-			return nil
-		}
-		_ = congestion.Set(rc, c.For(ap.Addr()))
-		return nil
-	}
 }
 
 // orDefault returns v, or def when v is not positive.

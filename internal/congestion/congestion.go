@@ -13,6 +13,8 @@ package congestion
 import (
 	"fmt"
 	"net/netip"
+	"strings"
+	"syscall"
 )
 
 // The special values of congestion_control.
@@ -104,6 +106,40 @@ func (c Choice) ForListener(addr netip.Addr) (name string, uniform bool) {
 		return "", true
 	}
 	return c.name, true
+}
+
+// DialControl returns a net.Dialer Control hook that gives each new TCP
+// socket the algorithm For its destination, best effort (Check has vetted
+// a named one).
+func (c Choice) DialControl() func(network, address string, rc syscall.RawConn) error {
+	return control(c.For)
+}
+
+// ListenControl returns a net.ListenConfig Control hook that gives a TCP
+// listening socket, before it listens, the algorithm ForListener finds for
+// every connection it will accept, when there is one; the accepted sockets
+// inherit it.
+func (c Choice) ListenControl() func(network, address string, rc syscall.RawConn) error {
+	return control(func(a netip.Addr) string {
+		if name, uniform := c.ForListener(a); uniform {
+			return name
+		}
+		return ""
+	})
+}
+
+// control is a Control hook that sets the algorithm pick chooses for a TCP
+// socket's address. Other sockets are left alone.
+func control(pick func(netip.Addr) string) func(network, address string, rc syscall.RawConn) error {
+	return func(network, address string, rc syscall.RawConn) error {
+		if !strings.HasPrefix(network, "tcp") {
+			return nil
+		}
+		if ap, err := netip.ParseAddrPort(address); err == nil {
+			_ = Set(rc, pick(ap.Addr()))
+		}
+		return nil
+	}
 }
 
 // Named returns the algorithm the choice names for every connection, or ""

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -169,16 +168,7 @@ func (s *Server) listen(addr config.Address, cc congestion.Choice) (net.Listener
 	// calls each, and idle_timeout already bounds a silent client. A
 	// congestion control that every connection of the rule gets is set
 	// before the socket listens, so that every accepted socket inherits it.
-	lc := net.ListenConfig{KeepAlive: -1, Control: func(network, address string, rc syscall.RawConn) error {
-		ap, err := netip.ParseAddrPort(address)
-		if err != nil || network == "unix" {
-			return nil
-		}
-		if name, uniform := cc.ForListener(ap.Addr()); uniform && name != "" {
-			_ = congestion.Set(rc, name)
-		}
-		return nil
-	}}
+	lc := net.ListenConfig{KeepAlive: -1, Control: cc.ListenControl()}
 	ln, err := lc.Listen(context.Background(), addr.Network, addr.DialAddress())
 	if err != nil && addr.Network == "unix" && errors.Is(err, syscall.EADDRINUSE) && removeStaleSocket(addr.Path) {
 		ln, err = lc.Listen(context.Background(), addr.Network, addr.DialAddress())
