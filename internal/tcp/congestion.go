@@ -27,12 +27,13 @@ func (l *listening) algorithm() string {
 	return ""
 }
 
-// rawListener returns l's socket, or nil (e.g. a unix listener).
+// raw returns l's socket, or nil (e.g. a unix listener).
 func (l *listening) raw() syscall.RawConn {
-	if _, ok := l.ln.(*net.TCPListener); !ok {
+	tl, ok := l.ln.(*net.TCPListener)
+	if !ok {
 		return nil
 	}
-	rc, err := l.ln.(*net.TCPListener).SyscallConn()
+	rc, err := tl.SyscallConn()
 	if err != nil {
 		return nil
 	}
