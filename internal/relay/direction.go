@@ -40,8 +40,9 @@ type direction struct {
 	// attempt; it goes back to the pool before the direction waits.
 	spare *pipe
 	raw   *rawState // for raw sockets: the chunk in flight and callbacks
-	// bulk is whether the last read filled its carrier: the next read
-	// splices through a pipe instead of copying through a buffer.
+	// bulk is whether the last read brought more than smallChunk bytes:
+	// the next read splices through a pipe instead of copying through a
+	// buffer.
 	bulk bool
 	n    int64 // bytes written to dst
 }

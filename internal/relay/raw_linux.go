@@ -90,10 +90,10 @@ func (d *direction) newRaw() {
 //
 // Small chunks go through a buffer, bulk ones through a pipe: a read of
 // more than smallChunk bytes makes the next ones splice, a smaller one goes
-// back to buffers. For a few bytes, a copy costs the kernel less than lending pages
-// to a pipe and back. A short read does not end the loop: only EAGAIN says
-// the socket is empty, because the poller's readiness tells nothing of a FIN
-// that came with the bytes just read.
+// back to buffers. For a few bytes, a copy costs the kernel less than
+// lending pages to a pipe and back. A short read does not end the loop:
+// only EAGAIN says the socket is empty, because the poller's readiness
+// tells nothing of a FIN that came with the bytes just read.
 func (d *direction) readOnce(fd uintptr) bool {
 	pools, c := d.r.pools, &d.raw.c
 	for {

@@ -4,8 +4,9 @@
 // A relay holds no user-space buffer and no kernel pipe while a connection is
 // idle. Each direction waits for readability on the raw socket and takes a
 // buffer (small chunks) or a pipe (bulk: splice) from a pool only for the
-// moment data is in flight. With a Parker, a direction idle for a moment also gives up its
-// goroutine, so an idle relay costs its two sockets and a few hundred bytes.
+// moment data is in flight. With a Parker, a direction idle for a moment
+// also gives up its goroutine, so an idle relay costs its two sockets and a
+// few hundred bytes.
 // When one side sends FIN the other side gets FIN (CloseWrite) and the reverse
 // direction keeps flowing; a reset or I/O error on either side resets both.
 package relay
