@@ -96,16 +96,10 @@ func (c Choice) For(peer netip.Addr) string {
 // no call of their own. With Auto on a listener that is not on loopback,
 // the algorithm depends on each client (uniform is false).
 func (c Choice) ForListener(addr netip.Addr) (name string, uniform bool) {
-	switch c.name {
-	case "":
-		if addr.Unmap().IsLoopback() {
-			return LoopbackAlgorithm, true
-		}
+	if c.name == "" && !addr.Unmap().IsLoopback() {
 		return "", false
-	case System:
-		return "", true
 	}
-	return c.name, true
+	return c.For(addr), true
 }
 
 // DialControl returns a net.Dialer Control hook that gives each new TCP
