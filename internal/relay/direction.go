@@ -64,14 +64,18 @@ func newDirection(r *Relay, src, dst net.Conn, name string) *direction {
 	d.srcRaw = rawConn(src)
 	d.dstRaw = rawConn(dst)
 	d.throttle = newThrottle(r.opts.Bandwidth)
+	return d
+}
+
+// prepare readies a direction to run on a goroutine of its own.
+func (d *direction) prepare() {
 	if d.srcRaw != nil && d.dstRaw != nil {
 		d.newRaw()
 	}
-	if p := r.opts.Parker; p != nil && d.raw != nil {
+	if p := d.r.opts.Parker; p != nil && d.raw != nil {
 		d.parkID = p.ids.Add(1)
 		d.parks = true
 	}
-	return d
 }
 
 // rawConn returns the raw socket of c when c is a plain TCP or unix stream

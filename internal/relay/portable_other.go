@@ -2,7 +2,10 @@
 
 package relay
 
-import "errors"
+import (
+	"errors"
+	"syscall"
+)
 
 // On systems other than Linux there is no splice and no parker: relays copy
 // through pooled buffers and idle directions wait in the Go runtime's
@@ -38,3 +41,31 @@ type chunk struct {
 	p   *pipe
 	buf *[]byte
 }
+
+// Engine is not available on this system; NewEngine says so.
+type Engine struct{}
+
+// NewEngine reports that event loops are not supported here.
+func NewEngine(int) (*Engine, error) {
+	return nil, errors.New("relay: event loops need Linux (epoll)")
+}
+
+// Relays is always 0: there is no engine here.
+func (e *Engine) Relays() int { return 0 }
+
+// Close does nothing.
+func (e *Engine) Close() {}
+
+func (e *Engine) add(*Relay, [2]int) (*engineConn, error) {
+	return nil, errors.New("relay: no engine")
+}
+
+// engineConn and loop exist only for the Linux engine.
+type engineConn struct{ loop *loop }
+
+type loop struct{}
+
+func (l *loop) post(*engineConn)      {}
+func (l *loop) report(*Relay, Result) {}
+
+func engineFDs(client, backend syscall.RawConn) ([2]int, bool) { return [2]int{}, false }

@@ -70,6 +70,10 @@ type Options struct {
 	// Go runs a function on a goroutine, e.g. from a pool of workers whose
 	// stacks are already grown. Nil: the go statement.
 	Go func(func())
+	// Engine, if not nil, carries relays between plain sockets on its event
+	// loops instead of goroutines (see Engine). Relays it cannot carry (a
+	// bandwidth limit, a wrapped connection) use goroutines as without it.
+	Engine *Engine
 }
 
 // DefaultParkAfter is the default Options.ParkAfter: long enough that a busy
@@ -99,6 +103,8 @@ type Relay struct {
 	live       atomic.Int32 // directions not yet finished
 	up, down   *direction
 	done       func(Result)
+	fds        [2]int // client and backend sockets, for the engine
+	onEngine   bool   // the engine can carry this relay
 
 	mu        sync.Mutex // guards the following fields
 	end       End
@@ -106,6 +112,7 @@ type Relay struct {
 	stopped   bool
 	idleTimer *time.Timer // checks the idle limit while directions are parked
 	timerSeen uint64      // activity when idleTimer was armed
+	ec        *engineConn // set once the engine carries the relay
 }
 
 // New prepares a relay between client and backend. Start or Run starts it.
@@ -123,6 +130,9 @@ func New(client, backend net.Conn, opts Options) *Relay {
 	r.up = newDirection(r, client, backend, "up")
 	r.down = newDirection(r, backend, client, "down")
 	r.up.other, r.down.other = r.down, r.up
+	if opts.Engine != nil && opts.Bandwidth == 0 {
+		r.fds, r.onEngine = engineFDs(r.up.srcRaw, r.up.dstRaw)
+	}
 	return r
 }
 
@@ -135,8 +145,16 @@ func New(client, backend net.Conn, opts Options) *Relay {
 // connection's first bytes usually come from the client, and the caller's
 // stack is already grown) and Start returns when that direction parks or
 // ends; the other direction gets a goroutine of its own.
+//
+// On an Engine, Start returns at once: the engine's loop carries both
+// directions and calls done on a goroutine from Options.Go.
 func (r *Relay) Start(done func(Result)) {
 	r.done = done
+	if r.onEngine && r.startOnEngine() {
+		return
+	}
+	r.up.prepare()
+	r.down.prepare()
 	r.live.Store(2)
 	r.up.setReadDeadline()
 	r.down.setReadDeadline()
@@ -170,17 +188,56 @@ func (r *Relay) finish() {
 	if r.idleTimer != nil {
 		r.idleTimer.Stop()
 	}
+	ec := r.ec
 	r.mu.Unlock()
 	r.client.Close()
 	r.backend.Close()
-	r.done(Result{Up: r.up.n, Down: r.down.n, End: end, Err: err})
+	res := Result{Up: r.up.n, Down: r.down.n, End: end, Err: err}
+	if ec != nil {
+		ec.loop.report(r, res) // on the loop's goroutine: it must not block
+		return
+	}
+	r.done(res)
+}
+
+// startOnEngine hands the relay to the engine, or finishes it at once if it
+// was stopped before it started. It reports false when the engine cannot
+// take it; the relay then runs on goroutines.
+func (r *Relay) startOnEngine() bool {
+	r.mu.Lock()
+	if r.end != "" {
+		r.mu.Unlock()
+		r.finish()
+		return true
+	}
+	ec, err := r.opts.Engine.add(r, r.fds)
+	if err != nil {
+		r.onEngine = false
+		r.mu.Unlock()
+		return false
+	}
+	r.ec = ec
+	r.mu.Unlock()
+	r.armIdleTimer()
+	return true
 }
 
 // Stop ends the relay now with the given reason. Connections are closed
 // gracefully (the kernel sends RST only if unread data remains). Stop after
 // the relay has finished does nothing.
 func (r *Relay) Stop(end End) {
-	if r.setEnd(end, nil) {
+	if !r.setEnd(end, nil) {
+		return
+	}
+	r.mu.Lock()
+	ec, onEngine := r.ec, r.onEngine
+	r.mu.Unlock()
+	switch {
+	case ec != nil:
+		ec.loop.post(ec) // its loop closes the sockets
+	case onEngine:
+		// Not started yet: Start sees the end and finishes.
+	default:
 		r.client.Close()
 		r.backend.Close()
 		r.unpark()
@@ -213,9 +270,11 @@ func (r *Relay) unpark() {
 
 // armIdleTimer makes sure the idle limit is checked while a direction is
 // parked, with no goroutine waiting on a deadline.
+//
+// Activity the timer has not seen yet counts as happening now: arming it
+// must not absorb progress without moving the idle deadline.
 func (r *Relay) armIdleTimer() {
-	deadline := r.idleDeadline()
-	if deadline.IsZero() {
+	if r.idleLimit() == 0 {
 		return
 	}
 	r.mu.Lock()
@@ -223,7 +282,8 @@ func (r *Relay) armIdleTimer() {
 	if r.stopped {
 		return
 	}
-	r.timerSeen = r.activity.Load()
+	r.noticeActivity(time.Now(), &r.timerSeen)
+	deadline := r.idleDeadline()
 	if r.idleTimer == nil {
 		r.idleTimer = time.AfterFunc(time.Until(deadline), r.checkIdle)
 	} else {

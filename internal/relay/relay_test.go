@@ -66,7 +66,17 @@ func startPair(t *testing.T, network string, opts Options) *pair {
 		server.Close()
 		p.relay.Stop(EndClosed)
 	})
+	if opts.Engine != nil && opts.Bandwidth == 0 {
+		waitFor(t, "the relay to start on the engine", p.relay.onLoop)
+	}
 	return p
+}
+
+// onLoop reports whether the relay has started on an engine's loop.
+func (r *Relay) onLoop() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ec != nil
 }
 
 // startPairB is startPair for benchmarks: a relay over TCP with pools.
@@ -121,7 +131,9 @@ func readAndHash(r io.Reader) ([32]byte, int64, error) {
 	return sum, n, err
 }
 
-func TestBulkBothWays(t *testing.T) {
+func TestBulkBothWays(t *testing.T) { eachEngine(t, testBulkBothWays) }
+
+func testBulkBothWays(t *testing.T, e *Engine) {
 	const size = 16 << 20
 	for _, tc := range []struct {
 		name, network string
@@ -134,7 +146,7 @@ func TestBulkBothWays(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var counters Counters
-			p := startPair(t, tc.network, Options{Pools: tc.pools, Counters: &counters})
+			p := startPair(t, tc.network, Options{Engine: e, Pools: tc.pools, Counters: &counters})
 			type res struct {
 				sent, got [32]byte
 				n         int64
@@ -188,8 +200,10 @@ func TestBulkBothWays(t *testing.T) {
 
 // TestHalfCloseClientFirst: the client sends a request and FIN; the backend
 // reads to EOF and only then answers.
-func TestHalfCloseClientFirst(t *testing.T) {
-	p := startPair(t, "tcp", Options{})
+func TestHalfCloseClientFirst(t *testing.T) { eachEngine(t, testHalfCloseClientFirst) }
+
+func testHalfCloseClientFirst(t *testing.T, e *Engine) {
+	p := startPair(t, "tcp", Options{Engine: e})
 	go func() {
 		req, _ := io.ReadAll(p.server)
 		p.server.Write(bytes.ToUpper(req))
@@ -208,8 +222,10 @@ func TestHalfCloseClientFirst(t *testing.T) {
 
 // TestHalfCloseBackendFirst: the backend sends FIN first while the client
 // keeps sending.
-func TestHalfCloseBackendFirst(t *testing.T) {
-	p := startPair(t, "tcp", Options{})
+func TestHalfCloseBackendFirst(t *testing.T) { eachEngine(t, testHalfCloseBackendFirst) }
+
+func testHalfCloseBackendFirst(t *testing.T, e *Engine) {
+	p := startPair(t, "tcp", Options{Engine: e})
 	p.server.Write([]byte("banner"))
 	p.server.(*net.TCPConn).CloseWrite()
 	got, err := io.ReadAll(p.client)
@@ -231,10 +247,12 @@ func TestHalfCloseBackendFirst(t *testing.T) {
 	}
 }
 
-func TestResetPropagates(t *testing.T) {
+func TestResetPropagates(t *testing.T) { eachEngine(t, testResetPropagates) }
+
+func testResetPropagates(t *testing.T, e *Engine) {
 	for _, side := range []string{"backend", "client"} {
 		t.Run(side, func(t *testing.T) {
-			p := startPair(t, "tcp", Options{})
+			p := startPair(t, "tcp", Options{Engine: e})
 			resetter, other := p.server, p.client
 			if side == "client" {
 				resetter, other = p.client, p.server
@@ -258,8 +276,10 @@ func TestResetPropagates(t *testing.T) {
 	}
 }
 
-func TestIdleTimeout(t *testing.T) {
-	p := startPair(t, "tcp", Options{IdleTimeout: 200 * time.Millisecond})
+func TestIdleTimeout(t *testing.T) { eachEngine(t, testIdleTimeout) }
+
+func testIdleTimeout(t *testing.T, e *Engine) {
+	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: 200 * time.Millisecond})
 	if r := p.wait(t); r.End != EndIdleTimeout {
 		t.Fatalf("result %+v", r)
 	}
@@ -270,8 +290,10 @@ func TestIdleTimeout(t *testing.T) {
 
 // TestIdleTimeoutOtherDirection: traffic one way keeps the relay alive even
 // though the other direction is silent.
-func TestIdleTimeoutOtherDirection(t *testing.T) {
-	p := startPair(t, "tcp", Options{IdleTimeout: 300 * time.Millisecond})
+func TestIdleTimeoutOtherDirection(t *testing.T) { eachEngine(t, testIdleTimeoutOtherDirection) }
+
+func testIdleTimeoutOtherDirection(t *testing.T, e *Engine) {
+	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: 300 * time.Millisecond})
 	buf := make([]byte, 4)
 	for i := 0; i < 10; i++ {
 		time.Sleep(100 * time.Millisecond) // the traffic pattern under test
@@ -292,16 +314,20 @@ func TestIdleTimeoutOtherDirection(t *testing.T) {
 	}
 }
 
-func TestHalfCloseTimeout(t *testing.T) {
-	p := startPair(t, "tcp", Options{IdleTimeout: time.Hour, HalfCloseTimeout: 200 * time.Millisecond})
+func TestHalfCloseTimeout(t *testing.T) { eachEngine(t, testHalfCloseTimeout) }
+
+func testHalfCloseTimeout(t *testing.T, e *Engine) {
+	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: time.Hour, HalfCloseTimeout: 200 * time.Millisecond})
 	p.client.(*net.TCPConn).CloseWrite()
 	if r := p.wait(t); r.End != EndIdleTimeout {
 		t.Fatalf("result %+v", r)
 	}
 }
 
-func TestStop(t *testing.T) {
-	p := startPair(t, "tcp", Options{})
+func TestStop(t *testing.T) { eachEngine(t, testStop) }
+
+func testStop(t *testing.T, e *Engine) {
+	p := startPair(t, "tcp", Options{Engine: e})
 	p.client.Write([]byte("abc"))
 	io.ReadFull(p.server, make([]byte, 3))
 	p.relay.Stop(EndDrained)
@@ -314,9 +340,11 @@ func TestStop(t *testing.T) {
 }
 
 // TestIdleHoldsNothing: between messages a relay holds no pipe and no buffer.
-func TestIdleHoldsNothing(t *testing.T) {
+func TestIdleHoldsNothing(t *testing.T) { eachEngine(t, testIdleHoldsNothing) }
+
+func testIdleHoldsNothing(t *testing.T, e *Engine) {
 	pools := NewPools(0)
-	p := startPair(t, "tcp", Options{Pools: pools})
+	p := startPair(t, "tcp", Options{Engine: e, Pools: pools})
 	buf := make([]byte, 1000)
 	for i := 0; i < 20; i++ {
 		p.client.Write(buf)
@@ -436,10 +464,12 @@ func TestParkedReset(t *testing.T) {
 // TestBandwidth: a limited relay does not move bytes faster than its rate
 // (a lower bound on the time taken, which a slow machine cannot break), and
 // still delivers every byte.
-func TestBandwidth(t *testing.T) {
+func TestBandwidth(t *testing.T) { eachEngine(t, testBandwidth) }
+
+func testBandwidth(t *testing.T, e *Engine) {
 	const rate = 512 << 10
 	const size = 1 << 20
-	p := startPair(t, "tcp", Options{Bandwidth: rate})
+	p := startPair(t, "tcp", Options{Engine: e, Bandwidth: rate})
 	start := time.Now()
 	go sendAndHash(p.client, size)
 	_, n, err := readAndHash(p.server)
@@ -458,10 +488,12 @@ func TestBandwidth(t *testing.T) {
 // TestSmallChunksSkipPipes: request/response traffic of a few bytes is
 // copied through buffers and never takes a pipe; a bulk transfer on the
 // same pools does splice.
-func TestSmallChunksSkipPipes(t *testing.T) {
+func TestSmallChunksSkipPipes(t *testing.T) { eachEngine(t, testSmallChunksSkipPipes) }
+
+func testSmallChunksSkipPipes(t *testing.T, e *Engine) {
 	pools := NewPools(0)
 	defer pools.Close()
-	p := startPair(t, "tcp", Options{Pools: pools})
+	p := startPair(t, "tcp", Options{Engine: e, Pools: pools})
 	go io.Copy(p.server, p.server) // echo
 	msg, buf := []byte("ping-0123456789"), make([]byte, 15)
 	for i := range 200 {
@@ -491,10 +523,12 @@ func TestSmallChunksSkipPipes(t *testing.T) {
 // hundred KiB both ways at once, with pauses between some of them, so that
 // directions switch between buffers and pipes again and again (and park
 // in between); every byte must arrive in order.
-func TestMixedChunkSizes(t *testing.T) {
+func TestMixedChunkSizes(t *testing.T) { eachEngine(t, testMixedChunkSizes) }
+
+func testMixedChunkSizes(t *testing.T, e *Engine) {
 	pools := NewPools(0)
 	defer pools.Close()
-	p := startPair(t, "tcp", Options{Pools: pools, ParkAfter: time.Millisecond, Parker: newParker(t)})
+	p := startPair(t, "tcp", Options{Engine: e, Pools: pools, ParkAfter: time.Millisecond, Parker: newParker(t)})
 	sizes := []int{1, 64, 4095, 4096, 4097, 32 << 10, 1, 300 << 10, 7, 1 << 20, 100, 64 << 10, 3}
 	send := func(w net.Conn) ([32]byte, error) {
 		h := sha256.New()
@@ -541,14 +575,16 @@ func TestMixedChunkSizes(t *testing.T) {
 
 // TestStopDuringBulk: Stop ends a relay promptly while data streams both
 // ways without a pause, so a direction never has to wait for its sockets.
-func TestStopDuringBulk(t *testing.T) {
+func TestStopDuringBulk(t *testing.T) { eachEngine(t, testStopDuringBulk) }
+
+func testStopDuringBulk(t *testing.T, e *Engine) {
 	for _, tc := range []struct {
 		name  string
 		pools *Pools
 	}{{"splice", NewPools(0)}, {"buffers", NewPools(-1)}} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer tc.pools.Close()
-			p := startPair(t, "tcp", Options{Pools: tc.pools})
+			p := startPair(t, "tcp", Options{Engine: e, Pools: tc.pools})
 			stream := func(c net.Conn) {
 				buf := make([]byte, 64<<10)
 				for {
@@ -571,5 +607,34 @@ func TestStopDuringBulk(t *testing.T) {
 				t.Fatalf("%d carriers still lent", n)
 			}
 		})
+	}
+}
+
+func TestBusyThenHalfClose(t *testing.T) { eachEngine(t, testBusyThenHalfClose) }
+
+// testBusyThenHalfClose: a connection busy for longer than its idle limit
+// and then half-closed ends with EOF, not a timeout: the half-close limit
+// (shorter than the time since the idle timer last looked) must count from
+// the last activity, not from when the timer last saw some.
+func testBusyThenHalfClose(t *testing.T, e *Engine) {
+	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: time.Second, HalfCloseTimeout: 200 * time.Millisecond})
+	go io.Copy(p.server, p.server) // echo until the client's FIN
+	buf := make([]byte, 1)
+	for i := range 15 {
+		time.Sleep(100 * time.Millisecond)
+		if _, err := p.client.Write([]byte{'.'}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(p.client, buf); err != nil {
+			t.Fatalf("tick %d: %v", i, err)
+		}
+	}
+	p.client.(*net.TCPConn).CloseWrite()
+	go func() {
+		io.Copy(io.Discard, p.server)
+		p.server.(*net.TCPConn).CloseWrite()
+	}()
+	if r := p.wait(t); r.End != EndEOF || r.Up != 15 || r.Down != 15 {
+		t.Fatalf("result %+v, want eof after 15 bytes each way", r)
 	}
 }

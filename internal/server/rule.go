@@ -94,7 +94,7 @@ func (r *rule) run() {
 	r.pool = backend.NewPool(r.cfg, r.s.resolver, r.s.logger) // it names the rule itself
 	r.pool.Start()
 	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{
-		Logger: r.s.logger, Pools: r.s.pools, Parker: r.s.parker, Workers: r.s.workers, IDs: &r.s.ids, Table: r.table,
+		Logger: r.s.logger, Pools: r.s.pools, Parker: r.s.parker, Engine: r.s.engine, Workers: r.s.workers, IDs: &r.s.ids, Table: r.table,
 	})
 	for _, ln := range r.lns {
 		r.serve(ln)

@@ -7,6 +7,7 @@ package server
 import (
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ type Server struct {
 	inherited *Inherited
 	pools     *relay.Pools
 	parker    *relay.Parker // nil where the platform has none
+	engine    *relay.Engine // nil where the platform has none
 	workers   *workers.Pool
 	resolver  *backend.Resolver
 	ids       conntrack.IDs
@@ -56,12 +58,18 @@ func New(opts Options) *Server {
 		logger.Warn("idle connections will each keep two goroutines: cannot create the parker", "error", err.Error())
 		parker = nil
 	}
+	engine, err := relay.NewEngine(runtime.GOMAXPROCS(0))
+	if err != nil {
+		logger.Warn("each connection will be relayed by two goroutines: cannot start the event loops", "error", err.Error())
+		engine = nil
+	}
 	s := &Server{
 		logger:    logger,
 		metrics:   opts.Metrics,
 		inherited: opts.Inherited,
 		pools:     relay.NewPools(0),
 		parker:    parker,
+		engine:    engine,
 		workers:   workers.New(64, 2*time.Second),
 		resolver:  backend.NewResolver(nil, logger),
 		retired:   make(map[*rule]bool),
@@ -126,6 +134,9 @@ func (s *Server) Shutdown() {
 	s.workers.Close()
 	if s.parker != nil {
 		s.parker.Close()
+	}
+	if s.engine != nil {
+		s.engine.Close()
 	}
 }
 

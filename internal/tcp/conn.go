@@ -148,6 +148,7 @@ func (s *Service) dial(cn *conn) {
 		Bandwidth:        rule.Bandwidth,
 		Pools:            s.deps.Pools,
 		Parker:           s.deps.Parker,
+		Engine:           s.deps.Engine,
 		Counters:         &cn.counters,
 		RuleUp:           bytesUp,
 		RuleDown:         bytesDown,

@@ -40,6 +40,7 @@ type Deps struct {
 	Logger  *slog.Logger
 	Pools   *relay.Pools     // shared pipes and buffers
 	Parker  *relay.Parker    // takes idle relays off their goroutines; may be nil
+	Engine  *relay.Engine    // carries relays on event loops; may be nil
 	Workers *workers.Pool    // goroutines with grown stacks for dials and relays; may be nil
 	IDs     *conntrack.IDs   // connection ids unique in the process
 	Table   *conntrack.Table // the rule's live connections

@@ -1,0 +1,317 @@
+package relay
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Engine relays established connections on a few event loops instead of on
+// goroutines of their own.
+//
+// Each loop owns an edge-triggered epoll set holding both sockets of its
+// relays. One wake-up of a loop serves every socket that became ready since
+// the last, and the edge events tell what a goroutine per direction has to
+// find out with extra reads: a short read means the socket is drained, and
+// EPOLLRDHUP says a FIN is waiting behind the data. A relay on a loop costs
+// no goroutine and no deadline timer, busy or idle.
+//
+// Like the Parker, a loop's epoll set is itself watched by the Go runtime's
+// poller, so a loop is an ordinary goroutine holding no OS thread while it
+// waits. The sockets stay registered with the runtime's poller too (the
+// net.Conns own them); its edge events for them wake nobody.
+//
+// Only a relay's loop reads, writes or closes its sockets once it has
+// started there. Stop from another goroutine posts the relay to its loop.
+type Engine struct {
+	loops []*loop
+	next  atomic.Uint32
+}
+
+// loop is one event loop of an Engine.
+type loop struct {
+	epfd   int
+	file   *os.File        // epfd, registered with the Go runtime's poller
+	raw    syscall.RawConn // waits for epfd to have events
+	wakefd int             // eventfd that posted requests write to
+	events []unix.EpollEvent
+	ready  []event       // this round's events, resolved to their relays
+	again  []*engineConn // relays that used up their budget with work left
+	ended  []ended       // finished relays whose done is still to be called
+	ids    uint64
+
+	mu     sync.Mutex // guards the following fields
+	conns  map[uint64]*engineConn
+	posted []*engineConn // relays to stop, from other goroutines
+	closed bool
+
+	done chan struct{}
+}
+
+// event is an epoll event for one socket of a relay.
+type event struct {
+	ec    *engineConn
+	side  int // 0: the client socket, 1: the backend socket
+	flags uint32
+}
+
+// ended is a finished relay and its result.
+type ended struct {
+	r   *Relay
+	res Result
+}
+
+// wakeID is the epoll key of a loop's eventfd; relays get keys from 2 up.
+const wakeID = 1
+
+// budget is how many bytes one direction may move in one turn before the
+// loop serves the other relays; the rest waits for the next round.
+const budget = 4 << 20
+
+// NewEngine starts an engine with n event loops (at least one). Close stops
+// it.
+func NewEngine(n int) (*Engine, error) {
+	e := &Engine{}
+	for range max(n, 1) {
+		l, err := newLoop()
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		e.loops = append(e.loops, l)
+		go l.run()
+	}
+	return e, nil
+}
+
+// newLoop creates a loop's epoll set and eventfd.
+func newLoop() (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeID}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(epfd), "sluice-engine")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		unix.Close(wakefd)
+		return nil, err
+	}
+	return &loop{
+		epfd: epfd, file: f, raw: raw, wakefd: wakefd,
+		events: make([]unix.EpollEvent, 256), ids: wakeID,
+		conns: make(map[uint64]*engineConn), done: make(chan struct{}),
+	}, nil
+}
+
+// Relays returns how many relays the engine's loops are carrying.
+func (e *Engine) Relays() int {
+	n := 0
+	for _, l := range e.loops {
+		l.mu.Lock()
+		n += len(l.conns)
+		l.mu.Unlock()
+	}
+	return n
+}
+
+// Close stops the loops. Call it only once every relay has finished.
+func (e *Engine) Close() {
+	for _, l := range e.loops {
+		l.mu.Lock()
+		already := l.closed
+		l.closed = true
+		l.mu.Unlock()
+		if already {
+			continue
+		}
+		l.file.Close()
+		<-l.done
+		unix.Close(l.wakefd)
+	}
+}
+
+// errEngineClosed makes Start fall back to goroutines.
+var errEngineClosed = errors.New("relay: engine closed")
+
+// add puts r on one of the loops: both its sockets join the loop's epoll
+// set, and from then on the loop owns them.
+func (e *Engine) add(r *Relay, fds [2]int) (*engineConn, error) {
+	l := e.loops[int(e.next.Add(1))%len(e.loops)]
+	ec := &engineConn{r: r, loop: l, fd: fds}
+	ec.flows[0] = flow{d: r.up, src: 0, dst: 1}
+	ec.flows[1] = flow{d: r.down, src: 1, dst: 0}
+	ec.writable = [2]bool{true, true}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, errEngineClosed
+	}
+	l.ids++
+	ec.id = l.ids << 1
+	for side, fd := range fds {
+		key := ec.id | uint64(side)
+		ev := unix.EpollEvent{
+			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+			Fd:     int32(uint32(key)),
+			Pad:    int32(uint32(key >> 32)),
+		}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			if side == 1 {
+				unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fds[0], nil)
+			}
+			return nil, err
+		}
+	}
+	l.conns[ec.id] = ec
+	return ec, nil
+}
+
+// post asks ec's loop to stop it (Relay.Stop from another goroutine).
+func (l *loop) post(ec *engineConn) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	wake := len(l.posted) == 0
+	l.posted = append(l.posted, ec)
+	l.mu.Unlock()
+	if wake {
+		var one = [8]byte{1}
+		unix.Write(l.wakefd, one[:])
+	}
+}
+
+// run is the loop: wait for events, serve the relays they concern, then
+// the ones with work left over, then posted requests.
+func (l *loop) run() {
+	defer close(l.done)
+	for {
+		n := 0
+		if len(l.again) == 0 {
+			err := l.raw.Read(func(fd uintptr) bool {
+				n = sysEpollWait(int(fd), l.events)
+				return n > 0
+			})
+			if err != nil {
+				return // closed
+			}
+		} else {
+			n = sysEpollWait(l.epfd, l.events)
+		}
+		l.serve(l.events[:n])
+	}
+}
+
+// serve handles one round of events.
+func (l *loop) serve(events []unix.EpollEvent) {
+	woken := false
+	l.ready = l.ready[:0]
+	l.mu.Lock()
+	for i := range events {
+		key := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+		if key == wakeID {
+			woken = true
+			continue
+		}
+		if ec := l.conns[key&^1]; ec != nil {
+			l.ready = append(l.ready, event{ec: ec, side: int(key & 1), flags: events[i].Events})
+		}
+	}
+	l.mu.Unlock()
+	for _, ev := range l.ready {
+		ev.ec.note(ev.side, ev.flags)
+	}
+	again := l.again
+	l.again = nil
+	for _, ec := range again {
+		ec.queued = false
+	}
+	for _, ev := range l.ready {
+		ev.ec.serve()
+	}
+	for _, ec := range again {
+		ec.serve()
+	}
+	clear(again)
+	if l.again == nil {
+		l.again = again[:0]
+	}
+	if woken {
+		var buf [8]byte
+		unix.Read(l.wakefd, buf[:])
+		l.mu.Lock()
+		posted := l.posted
+		l.posted = nil
+		l.mu.Unlock()
+		for _, ec := range posted {
+			ec.stop()
+		}
+	}
+	clear(l.ready)
+	l.callDone()
+}
+
+// report queues a finished relay's done call for the end of the round.
+func (l *loop) report(r *Relay, res Result) {
+	l.ended = append(l.ended, ended{r, res})
+}
+
+// callDone calls the done functions of the relays that finished this
+// round, on one goroutine from Options.Go: done may block (an access log on
+// a slow disk), and the loop must not.
+func (l *loop) callDone() {
+	if len(l.ended) == 0 {
+		return
+	}
+	batch := l.ended
+	l.ended = nil
+	batch[0].r.opts.Go(func() {
+		for _, e := range batch {
+			e.r.done(e.res)
+		}
+	})
+}
+
+// forget removes ec from the loop: later events for its sockets are
+// dropped. Closing the sockets takes them out of the epoll set.
+func (l *loop) forget(ec *engineConn) {
+	l.mu.Lock()
+	delete(l.conns, ec.id)
+	l.mu.Unlock()
+}
+
+// engineFDs returns the descriptors of a relay's two sockets and whether an
+// engine can carry it: both must be plain sockets.
+func engineFDs(client, backend syscall.RawConn) ([2]int, bool) {
+	var fds [2]int
+	for i, raw := range []syscall.RawConn{client, backend} {
+		if raw == nil {
+			return fds, false
+		}
+		if err := raw.Control(func(fd uintptr) { fds[i] = int(fd) }); err != nil {
+			return fds, false
+		}
+	}
+	return fds, true
+}

@@ -1,0 +1,55 @@
+package relay
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The system calls of the event loops never block (every descriptor is
+// non-blocking), so they are made raw: the Go scheduler does not hand the
+// loop's processor to another thread around each one. With ordinary calls,
+// a loop moving bulk data spends much of its time in calls that the
+// runtime's monitor thread then watches every 20µs, waking up for nothing
+// tens of thousands of times a second.
+
+// sysRead reads from a non-blocking descriptor.
+func sysRead(fd int, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// sysWrite writes to a non-blocking descriptor.
+func sysWrite(fd int, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// sysSplice moves up to n bytes between a socket and a pipe without
+// blocking.
+func sysSplice(in, out, n int) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), spliceFlags)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// sysEpollWait returns the events ready now, without waiting.
+func sysEpollWait(epfd int, events []unix.EpollEvent) int {
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), 0, 0, 0)
+		if e != unix.EINTR {
+			if e != 0 {
+				return 0
+			}
+			return int(r)
+		}
+	}
+}
