@@ -2,11 +2,11 @@
 // connection: the hot path of sluice.
 //
 // A relay holds no user-space buffer and no kernel pipe while a connection is
-// idle. Each direction waits for readability on the raw socket and takes a
-// buffer (small chunks) or a pipe (bulk: splice) from a pool only for the
-// moment data is in flight. With a Parker, a direction idle for a moment
-// also gives up its goroutine, so an idle relay costs its two sockets and a
-// few hundred bytes.
+// idle: it takes a buffer (small chunks) or a pipe (bulk: splice) from a
+// pool only for the moment data is in flight. On Linux an Engine carries
+// relays between plain sockets on a few epoll event loops, with no goroutine
+// per relay; other relays run a goroutine per direction, which parks (see
+// Parker) when idle.
 // When one side sends FIN the other side gets FIN (CloseWrite) and the reverse
 // direction keeps flowing; a reset or I/O error on either side resets both.
 package relay
