@@ -78,7 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	only := fs.String("only", strings.Join(peerNames(), ","), "comma-separated forwarders to measure besides direct")
 	rounds := fs.Int("rounds", 1, "run every figure this many times through each forwarder, taking turns, and print medians")
 	sluiceBin := fs.String("sluice", "", "use this sluice binary instead of building ./cmd/sluice")
-	figs := fs.String("figures", "", "comma-separated parts of figure names to run (e.g. \"request/response,udp\"); empty: all")
+	figs := fs.String("figures", "", "comma-separated parts of figure names to run (e.g. \"streams,udp\"; a whole name picks that figure only); empty: all")
 	if err := fs.Parse(args); err != nil {
 		return options{}, usageError{err.Error()}
 	}
@@ -182,9 +182,17 @@ func selectFigures(all []figure, parts []string) ([]figure, error) {
 	for _, f := range all {
 		names = append(names, f.name)
 	}
+	// A part that is a figure's whole name picks that figure only, so that
+	// "request/response" need not bring "udp request/response" along.
+	matches := func(name, p string) bool {
+		if slices.Contains(names, p) {
+			return name == p
+		}
+		return strings.Contains(name, p)
+	}
 	var out []figure
 	for _, f := range all {
-		if slices.ContainsFunc(parts, func(p string) bool { return strings.Contains(f.name, p) }) {
+		if slices.ContainsFunc(parts, func(p string) bool { return matches(f.name, p) }) {
 			out = append(out, f)
 		}
 	}

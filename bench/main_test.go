@@ -72,6 +72,10 @@ func TestSelectFigures(t *testing.T) {
 	if want := "new connections,udp one-way 64 B,udp one-way 1400 B"; strings.Join(names, ",") != want {
 		t.Errorf("got %q, want %q", names, want)
 	}
+	got, err = selectFigures(all, []string{"request/response"})
+	if err != nil || len(got) != 1 || got[0].name != "request/response" {
+		t.Errorf("a whole name: got %d figures (%v), want request/response only", len(got), err)
+	}
 	if got, _ := selectFigures(all, nil); len(got) != len(all) {
 		t.Errorf("no parts: got %d figures, want all %d", len(got), len(all))
 	}
