@@ -2,7 +2,6 @@ package relay
 
 import (
 	"errors"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -34,10 +33,8 @@ type Engine struct {
 
 // loop is one event loop of an Engine.
 type loop struct {
-	epfd   int
-	file   *os.File        // epfd, registered with the Go runtime's poller
-	raw    syscall.RawConn // waits for epfd to have events
-	wakefd int             // eventfd that posted requests write to
+	ep     polledEpoll
+	wakefd int // eventfd that posted requests write to
 	events []unix.EpollEvent
 	ready  []event       // this round's events, resolved to their relays
 	again  []*engineConn // relays that used up their budget with work left
@@ -90,34 +87,23 @@ func NewEngine(n int) (*Engine, error) {
 
 // newLoop creates a loop's epoll set and eventfd.
 func newLoop() (*loop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, err := newPolledEpoll("sluice-engine")
 	if err != nil {
-		return nil, err
-	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
 		return nil, err
 	}
 	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		unix.Close(epfd)
+		ep.file.Close()
 		return nil, err
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeID}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(wakefd)
-		return nil, err
-	}
-	f := os.NewFile(uintptr(epfd), "sluice-engine")
-	raw, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
+	ev := keyedEvent(unix.EPOLLIN, wakeID)
+	if err := unix.EpollCtl(ep.fd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		ep.file.Close()
 		unix.Close(wakefd)
 		return nil, err
 	}
 	return &loop{
-		epfd: epfd, file: f, raw: raw, wakefd: wakefd,
+		ep: ep, wakefd: wakefd,
 		events: make([]unix.EpollEvent, 256), ids: wakeID,
 		conns: make(map[uint64]*engineConn), done: make(chan struct{}),
 	}, nil
@@ -144,7 +130,7 @@ func (e *Engine) Close() {
 		if already {
 			continue
 		}
-		l.file.Close()
+		l.ep.file.Close()
 		<-l.done
 		unix.Close(l.wakefd)
 	}
@@ -170,14 +156,10 @@ func (e *Engine) add(r *Relay, fds [2]int) (*engineConn, error) {
 	ec.id = l.ids << 1
 	for side, fd := range fds {
 		key := ec.id | uint64(side)
-		ev := unix.EpollEvent{
-			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
-			Fd:     int32(uint32(key)),
-			Pad:    int32(uint32(key >> 32)),
-		}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		ev := keyedEvent(unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, key)
+		if err := unix.EpollCtl(l.ep.fd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			if side == 1 {
-				unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fds[0], nil)
+				unix.EpollCtl(l.ep.fd, unix.EPOLL_CTL_DEL, fds[0], nil)
 			}
 			return nil, err
 		}
@@ -209,7 +191,7 @@ func (l *loop) run() {
 	for {
 		n := 0
 		if len(l.again) == 0 {
-			err := l.raw.Read(func(fd uintptr) bool {
+			err := l.ep.raw.Read(func(fd uintptr) bool {
 				n = sysEpollWait(int(fd), l.events)
 				return n > 0
 			})
@@ -217,7 +199,7 @@ func (l *loop) run() {
 				return // closed
 			}
 		} else {
-			n = sysEpollWait(l.epfd, l.events)
+			n = sysEpollWait(l.ep.fd, l.events)
 		}
 		l.serve(l.events[:n])
 	}
@@ -229,7 +211,7 @@ func (l *loop) serve(events []unix.EpollEvent) {
 	l.ready = l.ready[:0]
 	l.mu.Lock()
 	for i := range events {
-		key := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+		key := eventKey(&events[i])
 		if key == wakeID {
 			woken = true
 			continue

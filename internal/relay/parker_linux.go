@@ -1,10 +1,8 @@
 package relay
 
 import (
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,10 +18,8 @@ import (
 // Whoever removes a direction from the parked set owns it from then on: the
 // event loop (which resumes it) or Relay.Stop (which finishes it).
 type Parker struct {
-	epfd int
-	file *os.File        // epfd, registered with the Go runtime's poller
-	raw  syscall.RawConn // waits for epfd to have events, holding no thread
-	ids  atomic.Uint64
+	ep  polledEpoll
+	ids atomic.Uint64
 
 	mu     sync.Mutex // guards the following fields
 	parked map[uint64]*direction
@@ -38,21 +34,11 @@ type Parker struct {
 // descriptor is readable when it has events), so the event loop is an
 // ordinary goroutine that holds no OS thread while it waits.
 func NewParker() (*Parker, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, err := newPolledEpoll("sluice-parker")
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
-	f := os.NewFile(uintptr(epfd), "sluice-parker")
-	raw, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	p := &Parker{epfd: epfd, file: f, raw: raw, parked: make(map[uint64]*direction), loopDone: make(chan struct{})}
+	p := &Parker{ep: ep, parked: make(map[uint64]*direction), loopDone: make(chan struct{})}
 	go p.loop()
 	return p, nil
 }
@@ -64,21 +50,15 @@ func (p *Parker) loop() {
 	events := make([]unix.EpollEvent, 128)
 	for {
 		var n int
-		err := p.raw.Read(func(fd uintptr) bool {
-			for {
-				var werr error
-				n, werr = unix.EpollWait(int(fd), events, 0)
-				if werr != unix.EINTR {
-					return n > 0
-				}
-			}
+		err := p.ep.raw.Read(func(fd uintptr) bool {
+			n = sysEpollWait(int(fd), events)
+			return n > 0
 		})
 		if err != nil {
 			return
 		}
 		for i := range events[:n] {
-			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			if d := p.take(id); d != nil {
+			if d := p.take(eventKey(&events[i])); d != nil {
 				d.r.opts.Go(d.resume)
 			}
 		}
@@ -107,12 +87,8 @@ func (p *Parker) park(d *direction) bool {
 	p.mu.Unlock()
 	var ctlErr error
 	err := d.srcRaw.Control(func(fd uintptr) {
-		ev := unix.EpollEvent{
-			Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
-			Fd:     int32(uint32(id)),
-			Pad:    int32(uint32(id >> 32)),
-		}
-		ctlErr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
+		ev := keyedEvent(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT, id)
+		ctlErr = unix.EpollCtl(p.ep.fd, op, int(fd), &ev)
 	})
 	if err == nil && ctlErr == nil {
 		return true
@@ -153,6 +129,6 @@ func (p *Parker) Close() {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	p.file.Close()
+	p.ep.file.Close()
 	<-p.loopDone
 }

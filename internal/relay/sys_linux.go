@@ -42,16 +42,3 @@ func sysSplice(in, out, n int) (int, error) {
 	}
 	return int(r), nil
 }
-
-// sysEpollWait returns the events ready now, without waiting.
-func sysEpollWait(epfd int, events []unix.EpollEvent) int {
-	for {
-		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), 0, 0, 0)
-		if e != unix.EINTR {
-			if e != 0 {
-				return 0
-			}
-			return int(r)
-		}
-	}
-}
