@@ -108,34 +108,28 @@ func (ec *engineConn) read(f *flow) (int, error) {
 	fd := ec.fd[f.src]
 	for {
 		*c = chunk{}
-		var want, n int
-		var err error
 		if f.d.bulk {
 			c.p = pools.pipe()
 		}
-		if c.p != nil {
-			want = c.p.size
-			n, err = sysSplice(fd, c.p.w, want)
-		} else {
+		if c.p == nil {
 			c.buf = pools.buffer()
-			want = bufferSize
-			n, err = sysRead(fd, *c.buf)
 		}
-		if err == unix.EINTR {
+		want := c.fill(fd, max(pools.pipeSize, bufferSize))
+		if c.err == unix.EINTR {
 			pools.release(*c)
 			continue
 		}
-		if err != nil || n <= 0 {
+		if c.err != nil || c.n <= 0 {
+			err := c.err
 			pools.release(*c)
 			*c = chunk{}
 			return 0, err
 		}
-		c.n = n
-		f.d.bulk = n > smallChunk
-		if c.buf != nil && n < want && !ec.finPending[f.src] {
+		f.d.bulk = c.n > smallChunk
+		if c.buf != nil && c.n < want && !ec.finPending[f.src] {
 			ec.readable[f.src] = false
 		}
-		return n, nil
+		return c.n, nil
 	}
 }
 
@@ -143,28 +137,11 @@ func (ec *engineConn) read(f *flow) (int, error) {
 // went (the carrier is back in the pool), EAGAIN when the destination is
 // full, or the error.
 func (ec *engineConn) write(f *flow) error {
-	c := &f.c
-	fd := ec.fd[f.dst]
-	for c.n > 0 {
-		var m int
-		var err error
-		if c.p != nil {
-			m, err = sysSplice(c.p.r, fd, c.n)
-		} else {
-			m, err = sysWrite(fd, (*c.buf)[c.off:c.off+c.n])
-		}
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return err
-		}
-		c.off += m
-		c.n -= m
-		f.d.progress(m)
+	if err := f.d.send(ec.fd[f.dst], &f.c); err != nil {
+		return err
 	}
-	ec.r.pools.release(*c)
-	*c = chunk{}
+	ec.r.pools.release(f.c)
+	f.c = chunk{}
 	return nil
 }
 

@@ -97,7 +97,6 @@ func (d *direction) newRaw() {
 func (d *direction) readOnce(fd uintptr) bool {
 	pools, c := d.r.pools, &d.raw.c
 	for {
-		var want int
 		*c = chunk{}
 		if d.r.ending.Load() {
 			// Stopped: the sockets are closing, but their descriptors
@@ -120,16 +119,10 @@ func (d *direction) readOnce(fd uintptr) bool {
 			pools.putPipe(d.spare)
 			d.spare = nil
 		}
-		if c.p != nil {
-			var n int64
-			want = min(d.raw.size, c.p.size)
-			n, c.err = unix.Splice(int(fd), nil, c.p.w, nil, want, spliceFlags)
-			c.n = int(n)
-		} else {
+		if c.p == nil {
 			c.buf = pools.buffer()
-			want = min(d.raw.size, bufferSize)
-			c.n, c.err = unix.Read(int(fd), (*c.buf)[:want])
 		}
+		c.fill(int(fd), d.raw.size)
 		switch c.err {
 		case unix.EINTR:
 			pools.release(*c)
@@ -209,31 +202,47 @@ func (d *direction) flushOnce(fd uintptr) bool {
 // false when dst is full (EAGAIN) and true when the chunk is all written or
 // the write failed (d.raw.werr).
 func (d *direction) writeAvailable(fd uintptr) bool {
-	c := &d.raw.c
+	d.raw.werr = d.send(int(fd), &d.raw.c)
+	return d.raw.werr != unix.EAGAIN
+}
+
+// fill reads from fd into c's carrier, which the caller has set: a splice
+// of up to size bytes into c.p, or a read into c.buf. It sets c.n and c.err
+// and returns how many bytes it asked for. The descriptors are
+// non-blocking, so the calls are raw (see sys_linux.go).
+func (c *chunk) fill(fd, size int) (want int) {
+	if c.p != nil {
+		want = min(size, c.p.size)
+		c.n, c.err = sysSplice(fd, c.p.w, want)
+	} else {
+		want = min(size, bufferSize)
+		c.n, c.err = sysRead(fd, (*c.buf)[:want])
+	}
+	return want
+}
+
+// send writes c to fd until all of it went (nil), fd is full (EAGAIN) or
+// the write failed, counting what goes as d's progress.
+func (d *direction) send(fd int, c *chunk) error {
 	for c.n > 0 {
 		var m int
-		var werr error
+		var err error
 		if c.p != nil {
-			var m64 int64
-			m64, werr = unix.Splice(c.p.r, nil, int(fd), nil, c.n, spliceFlags)
-			m = int(m64)
+			m, err = sysSplice(c.p.r, fd, c.n)
 		} else {
-			m, werr = unix.Write(int(fd), (*c.buf)[c.off:c.off+c.n])
-			c.off += max(m, 0)
+			m, err = sysWrite(fd, (*c.buf)[c.off:c.off+c.n])
 		}
-		d.raw.werr = werr
 		switch {
-		case werr == unix.EINTR:
+		case err == unix.EINTR:
 			continue
-		case werr == unix.EAGAIN:
-			return false
-		case werr != nil:
-			return true
+		case err != nil:
+			return err
 		}
+		c.off += m
 		c.n -= m
 		d.progress(m)
 	}
-	return true
+	return nil
 }
 
 // smallChunk is the most bytes a read may bring for the next read to copy

@@ -268,8 +268,8 @@ func (r *Relay) unpark() {
 	}
 }
 
-// armIdleTimer makes sure the idle limit is checked while a direction is
-// parked, with no goroutine waiting on a deadline.
+// armIdleTimer makes sure the idle limit is checked while no goroutine
+// waits on a deadline: a direction is parked, or the relay is on an engine.
 //
 // Activity the timer has not seen yet counts as happening now: arming it
 // must not absorb progress without moving the idle deadline.
