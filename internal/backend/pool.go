@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/congestion"
 )
 
 // ErrNoBackend is wrapped by the error of Dial and Pick when no backend of
@@ -44,7 +45,9 @@ type Pool struct {
 	resolver       *Resolver
 	logger         *slog.Logger
 	dialer         net.Dialer
-	now            func() time.Time // the clock; tests replace it
+	congestion     congestion.Choice // for sockets Attempts opens
+	direct         bool              // see Direct
+	now            func() time.Time  // the clock; tests replace it
 
 	backends []*Backend // config order
 
@@ -79,7 +82,8 @@ func NewPool(rule config.Rule, r *Resolver, logger *slog.Logger) *Pool {
 		now:            time.Now,
 		// No TCP keepalive: it costs four setsockopt calls per connection,
 		// and idle_timeout already bounds how long a silent peer is kept.
-		dialer: net.Dialer{KeepAlive: -1, Control: rule.CongestionControl.DialControl()},
+		dialer:     net.Dialer{KeepAlive: -1, Control: rule.CongestionControl.DialControl()},
+		congestion: rule.CongestionControl,
 	}
 	switch p.balance {
 	case RoundRobin, LeastConn, Random, SourceHash, First:
@@ -102,6 +106,7 @@ func NewPool(rule config.Rule, r *Resolver, logger *slog.Logger) *Pool {
 	for i, bc := range rule.Backends {
 		p.backends[i] = newBackend(bc, p)
 	}
+	p.direct = canConnect && direct(p.backends)
 	return p
 }
 

@@ -20,6 +20,9 @@ type engineConn struct {
 	flows      [2]flow // up (client→backend), down
 	queued     bool    // in loop.again
 	finished   bool    // closed; events still in flight are ignored
+	// connecting is set while the backend socket's connect is in
+	// progress (Engine.Connect): nothing moves until it is done.
+	connecting *connectState
 }
 
 // flow is one direction of an engineConn.
@@ -47,6 +50,9 @@ func (ec *engineConn) note(side int, flags uint32) {
 // directions have ended, or resets both sides on an error.
 func (ec *engineConn) serve() {
 	if ec.finished {
+		return
+	}
+	if ec.connecting != nil && !ec.checkConnect() {
 		return
 	}
 	for i := range ec.flows {
@@ -186,6 +192,9 @@ func (ec *engineConn) stop() {
 func (ec *engineConn) close(reset bool) {
 	ec.finished = true
 	ec.loop.forget(ec)
+	if cs := ec.connecting; cs != nil && cs.timer != nil {
+		cs.timer.Stop()
+	}
 	for i := range ec.flows {
 		f := &ec.flows[i]
 		if f.c.n > 0 {
@@ -197,8 +206,7 @@ func (ec *engineConn) close(reset bool) {
 	}
 	r := ec.r
 	if reset {
-		resetConn(r.client)
-		resetConn(r.backend)
+		r.reset()
 	}
 	r.finish()
 }

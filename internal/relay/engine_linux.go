@@ -41,10 +41,11 @@ type loop struct {
 	ended  []ended       // finished relays whose done is still to be called
 	ids    uint64
 
-	mu     sync.Mutex // guards the following fields
-	conns  map[uint64]*engineConn
-	posted []*engineConn // relays to stop, from other goroutines
-	closed bool
+	mu       sync.Mutex // guards the following fields
+	conns    map[uint64]*engineConn
+	posted   []*engineConn // relays to stop, from other goroutines
+	timeouts []timeout     // connects that ran out of time
+	closed   bool
 
 	done chan struct{}
 }
@@ -140,13 +141,14 @@ func (e *Engine) Close() {
 var errEngineClosed = errors.New("relay: engine closed")
 
 // add puts r on one of the loops: both its sockets join the loop's epoll
-// set, and from then on the loop owns them.
-func (e *Engine) add(r *Relay, fds [2]int) (*engineConn, error) {
+// set, and from then on the loop owns them. With cs the backend socket is
+// still connecting.
+func (e *Engine) add(r *Relay, fds [2]int, cs *connectState) (*engineConn, error) {
 	l := e.loops[int(e.next.Add(1))%len(e.loops)]
-	ec := &engineConn{r: r, loop: l, fd: fds}
+	ec := &engineConn{r: r, loop: l, fd: fds, connecting: cs}
 	ec.flows[0] = flow{d: r.up, src: 0, dst: 1}
 	ec.flows[1] = flow{d: r.down, src: 1, dst: 0}
-	ec.writable = [2]bool{true, true}
+	ec.writable = [2]bool{true, cs == nil}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -175,13 +177,18 @@ func (l *loop) post(ec *engineConn) {
 		l.mu.Unlock()
 		return
 	}
-	wake := len(l.posted) == 0
+	wake := len(l.posted) == 0 && len(l.timeouts) == 0
 	l.posted = append(l.posted, ec)
 	l.mu.Unlock()
 	if wake {
-		var one = [8]byte{1}
-		unix.Write(l.wakefd, one[:])
+		l.wake()
 	}
+}
+
+// wake makes the loop's eventfd readable.
+func (l *loop) wake() {
+	var one = [8]byte{1}
+	unix.Write(l.wakefd, one[:])
 }
 
 // run is the loop: wait for events, serve the relays they concern, then
@@ -243,11 +250,14 @@ func (l *loop) serve(events []unix.EpollEvent) {
 		var buf [8]byte
 		unix.Read(l.wakefd, buf[:])
 		l.mu.Lock()
-		posted := l.posted
-		l.posted = nil
+		posted, timeouts := l.posted, l.timeouts
+		l.posted, l.timeouts = nil, nil
 		l.mu.Unlock()
 		for _, ec := range posted {
 			ec.stop()
+		}
+		for _, t := range timeouts {
+			t.ec.connectTimedOut(t.gen)
 		}
 	}
 	clear(l.ready)

@@ -56,9 +56,15 @@ func (e *Engine) Relays() int { return 0 }
 // Close does nothing.
 func (e *Engine) Close() {}
 
-func (e *Engine) add(*Relay, [2]int) (*engineConn, error) {
+func (e *Engine) add(*Relay, [2]int, *connectState) (*engineConn, error) {
 	return nil, errors.New("relay: no engine")
 }
+
+// armConnect does nothing: no relay waits for a connect here.
+func (r *Relay) armConnect(*connectState) {}
+
+// closeFD is never called: relays own no descriptors here.
+func closeFD(int, bool) {}
 
 // engineConn and loop exist only for the Linux engine.
 type engineConn struct{ loop *loop }

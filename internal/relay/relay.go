@@ -105,6 +105,10 @@ type Relay struct {
 	done       func(Result)
 	fds        [2]int // client and backend sockets, for the engine
 	onEngine   bool   // the engine can carry this relay
+	owned      bool   // fds are the relay's own, without net.Conns (NewConnecting)
+	// connecting is the backend's connect in progress for a relay made by
+	// NewConnecting, until Start hands it to the engine.
+	connecting *connectState
 
 	mu        sync.Mutex // guards the following fields
 	end       End
@@ -117,6 +121,15 @@ type Relay struct {
 
 // New prepares a relay between client and backend. Start or Run starts it.
 func New(client, backend net.Conn, opts Options) *Relay {
+	r := newRelay(client, backend, opts)
+	if opts.Engine != nil && opts.Bandwidth == 0 {
+		r.fds, r.onEngine = engineFDs(r.up.srcRaw, r.up.dstRaw)
+	}
+	return r
+}
+
+// newRelay fills in opts' defaults and makes the relay and its directions.
+func newRelay(client, backend net.Conn, opts Options) *Relay {
 	if opts.Pools == nil {
 		opts.Pools = NewPools(0)
 	}
@@ -130,9 +143,6 @@ func New(client, backend net.Conn, opts Options) *Relay {
 	r.up = newDirection(r, client, backend, "up")
 	r.down = newDirection(r, backend, client, "down")
 	r.up.other, r.down.other = r.down, r.up
-	if opts.Engine != nil && opts.Bandwidth == 0 {
-		r.fds, r.onEngine = engineFDs(r.up.srcRaw, r.up.dstRaw)
-	}
 	return r
 }
 
@@ -190,8 +200,13 @@ func (r *Relay) finish() {
 	}
 	ec := r.ec
 	r.mu.Unlock()
-	r.client.Close()
-	r.backend.Close()
+	if r.owned {
+		closeFD(r.fds[0], false)
+		closeFD(r.fds[1], false)
+	} else {
+		r.client.Close()
+		r.backend.Close()
+	}
 	res := Result{Up: r.up.n, Down: r.down.n, End: end, Err: err}
 	if ec != nil {
 		ec.loop.report(r, res) // on the loop's goroutine: it must not block
@@ -210,7 +225,26 @@ func (r *Relay) startOnEngine() bool {
 		r.finish()
 		return true
 	}
-	ec, err := r.opts.Engine.add(r, r.fds)
+	cs := r.connecting
+	r.connecting = nil
+	if cs != nil {
+		r.armConnect(cs)
+	}
+	var ec *engineConn
+	err := errNoEngine
+	if r.opts.Engine != nil {
+		ec, err = r.opts.Engine.add(r, r.fds, cs)
+	}
+	if err != nil && cs != nil {
+		// The relay owns bare descriptors: goroutines cannot carry it.
+		if cs.timer != nil {
+			cs.timer.Stop()
+		}
+		r.end, r.err = EndConnectFailed, err
+		r.mu.Unlock()
+		r.finish()
+		return true
+	}
 	if err != nil {
 		r.onEngine = false
 		r.mu.Unlock()
@@ -248,10 +282,22 @@ func (r *Relay) Stop(end End) {
 // passed on as a reset to the other.
 func (r *Relay) abort(err error) {
 	if r.setEnd(EndReset, err) {
-		resetConn(r.client)
-		resetConn(r.backend)
+		r.reset()
 		r.unpark()
 	}
+}
+
+// reset closes both sides so that each peer sees a reset rather than a
+// FIN.
+func (r *Relay) reset() {
+	if r.owned {
+		closeFD(r.fds[0], true)
+		closeFD(r.fds[1], true)
+		r.fds = [2]int{-1, -1}
+		return
+	}
+	resetConn(r.client)
+	resetConn(r.backend)
 }
 
 // unpark finishes the directions that are parked: no goroutine of theirs

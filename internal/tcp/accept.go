@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"syscall"
 	"time"
 )
@@ -17,22 +18,33 @@ const (
 )
 
 // acceptLoop accepts on ln until it is closed, passing each connection to
-// handle. Running out of descriptors or memory never ends the loop: it backs
-// off from 5 ms doubling to 1 s and says so once per episode. It returns nil
-// when ln is closed and the error otherwise.
+// handle.
 func acceptLoop(ln net.Listener, handle func(net.Conn), logger *slog.Logger) error {
+	return acceptEach(ln, func() error {
+		c, err := ln.Accept()
+		if err == nil {
+			handle(c)
+		}
+		return err
+	}, logger)
+}
+
+// acceptEach calls accept, which takes one or more connections from ln, for
+// as long as ln is open. Running out of descriptors or memory never ends
+// the loop: it backs off from 5 ms doubling to 1 s and says so once per
+// episode. It returns nil when ln is closed and the error otherwise.
+func acceptEach(ln net.Listener, accept func() error, logger *slog.Logger) error {
 	var delay time.Duration
 	for {
-		c, err := ln.Accept()
+		err := accept()
 		if err == nil {
 			if delay > 0 {
 				logger.Info("accepting again", "listen", ln.Addr().String())
 				delay = 0
 			}
-			handle(c)
 			continue
 		}
-		if errors.Is(err, net.ErrClosed) {
+		if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
 			return nil
 		}
 		if errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EINTR) {

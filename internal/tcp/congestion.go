@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"net"
+	"os"
 	"sync/atomic"
 	"syscall"
 
@@ -11,7 +12,8 @@ import (
 // listening is one listener of a Service and the congestion control that
 // the sockets it accepts inherit from it.
 type listening struct {
-	ln net.Listener
+	ln   net.Listener
+	file *os.File // a duplicate of ln's socket for raw accepts; nil: ln.Accept
 	// inherited is the algorithm every socket accepted on ln has from it;
 	// nil when that is not known (ln's algorithm changed while clients
 	// may have been waiting to be accepted). Only Serve and Update store it.

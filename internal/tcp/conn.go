@@ -19,7 +19,8 @@ const proxyHeaderTimeout = 3 * time.Second
 // from, what admitted it, and, once dialed, its relay. Allocated once.
 type conn struct {
 	rule     *Rule
-	c        net.Conn
+	c        net.Conn       // nil on the direct path, which has fd instead
+	fd       int            // the client socket on the direct path
 	client   netip.AddrPort // the real client: from the PROXY header if trusted
 	local    netip.AddrPort // the address the client connected to
 	start    time.Time
@@ -30,6 +31,12 @@ type conn struct {
 	entry    conntrack.Entry
 	counters relay.Counters
 	relay    *relay.Relay
+	// The direct path's: the backends tried, when the first connect
+	// began, and the service (for outcome).
+	attempts backend.Attempts
+	began    time.Time
+	svc      *Service
+	l        *listening
 }
 
 // start takes a new connection from the accept loop. Clients that must send
@@ -114,10 +121,14 @@ func (s *Service) admit(cn *conn) bool {
 
 // reject closes a refused client and writes its access line.
 func (s *Service) reject(cn *conn, reason string, err error) {
-	if tc, ok := cn.c.(*net.TCPConn); ok {
-		tc.SetLinger(0)
+	if cn.c == nil {
+		resetFD(cn.fd)
+	} else {
+		if tc, ok := cn.c.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		cn.c.Close()
 	}
-	cn.c.Close()
 	cn.rule.Metrics.Rejected(reason)
 	s.finish(cn, relay.Result{End: relay.End("rejected:" + reason), Err: err})
 }
@@ -141,8 +152,23 @@ func (s *Service) dial(cn *conn) {
 	}
 	rule.Metrics.ConnectDuration(time.Since(began))
 	cn.backend = b
+	cn.relay = relay.New(cn.c, up, s.relayOptions(cn))
+	s.track(cn, b)
+	s.setupDone(cn)
+	if s.cutting.Load() {
+		cn.relay.Stop(relay.EndDrained) // before Start is fine: it ends at once
+	}
+	cn.relay.Start(func(res relay.Result) {
+		s.deps.Table.Remove(cn.entry.ID)
+		s.finish(cn, res)
+	})
+}
+
+// relayOptions returns the options of cn's relay under its rule.
+func (s *Service) relayOptions(cn *conn) relay.Options {
+	rule := cn.rule
 	bytesUp, bytesDown := rule.Metrics.Bytes()
-	cn.relay = relay.New(cn.c, up, relay.Options{
+	return relay.Options{
 		IdleTimeout:      rule.IdleTimeout,
 		HalfCloseTimeout: rule.DrainTimeout,
 		Bandwidth:        rule.Bandwidth,
@@ -153,22 +179,19 @@ func (s *Service) dial(cn *conn) {
 		RuleUp:           bytesUp,
 		RuleDown:         bytesDown,
 		Go:               s.spawn,
-	})
+	}
+}
+
+// track lists cn, connected to b, in the service's table of live
+// connections.
+func (s *Service) track(cn *conn, b *backend.Backend) {
 	cn.entry = conntrack.Entry{
-		ID: s.deps.IDs.Next(), Rule: rule.Name, Proto: "tcp",
+		ID: s.deps.IDs.Next(), Rule: cn.rule.Name, Proto: "tcp",
 		Client: clientName(cn), Backend: b.Address().String(),
 		Since: cn.start, Bytes: &cn.counters,
 		Stop: func(reason string) { cn.relay.Stop(relay.End(reason)) },
 	}
 	s.deps.Table.Add(&cn.entry)
-	s.setupDone(cn)
-	if s.cutting.Load() {
-		cn.relay.Stop(relay.EndDrained) // before Start is fine: it ends at once
-	}
-	cn.relay.Start(func(res relay.Result) {
-		s.deps.Table.Remove(cn.entry.ID)
-		s.finish(cn, res)
-	})
 }
 
 // finish releases what the connection held and writes its access line.
@@ -188,20 +211,24 @@ func (s *Service) finish(cn *conn, res relay.Result) {
 // sendProxyHeader writes the client's real addresses to the backend before
 // any data, bounded by the connect timeout.
 func sendProxyHeader(up net.Conn, rule *Rule, cn *conn) error {
-	h := proxyproto.Header{Command: proxyproto.Proxy, Transport: proxyproto.TCP, Source: cn.client, Destination: cn.local}
-	if !cn.client.IsValid() || !cn.local.IsValid() {
-		h = proxyproto.Header{} // a unix-socket client: LOCAL, no addresses
-	}
-	var b []byte
-	if rule.SendProxy == 1 {
-		b = h.AppendV1(nil)
-	} else {
-		b = h.AppendV2(nil)
-	}
+	b := proxyHeader(rule, cn)
 	up.SetWriteDeadline(time.Now().Add(rule.ConnectTimeout))
 	_, err := up.Write(b)
 	up.SetWriteDeadline(time.Time{})
 	return err
+}
+
+// proxyHeader returns the PROXY header that tells a backend about cn, in
+// the version the rule asks for.
+func proxyHeader(rule *Rule, cn *conn) []byte {
+	h := proxyproto.Header{Command: proxyproto.Proxy, Transport: proxyproto.TCP, Source: cn.client, Destination: cn.local}
+	if !cn.client.IsValid() || !cn.local.IsValid() {
+		h = proxyproto.Header{} // a unix-socket client: LOCAL, no addresses
+	}
+	if rule.SendProxy == 1 {
+		return h.AppendV1(nil)
+	}
+	return h.AppendV2(nil)
 }
 
 // trusted reports whether addr may send a PROXY header.

@@ -87,8 +87,12 @@ func (s *Service) Serve(ln net.Listener) error {
 	l := &listening{ln: ln}
 	s.listener.Lock()
 	startListening(l, s.rule.Load())
+	s.openDirect(l)
 	s.lns = append(s.lns, l)
 	s.listener.Unlock()
+	if l.file != nil {
+		return s.acceptDirect(l)
+	}
 	return acceptLoop(ln, func(c net.Conn) { s.start(c, l) }, s.deps.Logger)
 }
 
@@ -98,6 +102,9 @@ func (s *Service) CloseListeners() {
 	defer s.listener.Unlock()
 	for _, l := range s.lns {
 		l.ln.Close()
+		if l.file != nil {
+			l.file.Close()
+		}
 	}
 	s.lns = nil
 }

@@ -1,0 +1,146 @@
+package backend
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// Attempts sets up one client's backend connection in steps that never
+// block, for a caller that waits for connects itself (an event loop): the
+// same picks, retries on the next backend and health reports as Dial, one
+// non-blocking connect at a time. Use it only when the pool is Direct.
+//
+// An Attempts belongs to one connection and one goroutine at a time.
+type Attempts struct {
+	p       *Pool
+	client  netip.Addr
+	tried   []*Backend
+	first   [2]*Backend // tried's room for the usual one or two
+	cur     *Backend    // the backend being connected to
+	curAddr netip.AddrPort
+	lastErr error
+}
+
+// OpenError is the error of Attempts.Next when sluice could not open a
+// socket at all (out of file descriptors or memory, say): a shortage of
+// its own, not held against any backend.
+type OpenError struct{ Err error }
+
+func (e *OpenError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the system call's error.
+func (e *OpenError) Unwrap() error { return e.Err }
+
+// Direct reports whether every backend is a TCP address given by IP (or by
+// an empty host, meaning 127.0.0.1): nothing to resolve and no unix path,
+// so that Attempts can connect without waiting on anything but the socket.
+func (p *Pool) Direct() bool { return p.direct }
+
+// direct reports whether every backend of bs is a TCP IP address.
+func direct(bs []*Backend) bool {
+	for _, b := range bs {
+		if _, ok := b.literal(); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// literal returns the backend's IP address when it is a TCP address that
+// needs no resolving.
+func (b *Backend) literal() (netip.AddrPort, bool) {
+	a := b.cfg.Address
+	if a.Network != "tcp" {
+		return netip.AddrPort{}, false
+	}
+	if a.Host == "" {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), a.Port), true
+	}
+	ip, err := netip.ParseAddr(a.Host)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip.Unmap(), a.Port), true
+}
+
+// Begin readies a for a new connection from client.
+func (p *Pool) Begin(a *Attempts, client netip.Addr) {
+	*a = Attempts{p: p, client: client}
+	a.tried = a.first[:0]
+}
+
+// Next picks the next backend (by the rule's strategy among the usable
+// ones not tried yet) and starts a non-blocking connect to it, returning
+// the socket, which is the caller's to close. A connect that fails at once
+// counts as a failed attempt, and the next backend is tried. Once 1+Retries
+// backends have failed, or none is usable, it returns the error, worded as
+// Dial's.
+func (a *Attempts) Next() (int, error) {
+	for len(a.tried) <= a.p.retries {
+		b, err := a.p.pick(a.client, a.tried)
+		if err != nil {
+			if a.lastErr == nil {
+				return -1, err
+			}
+			break
+		}
+		a.tried = append(a.tried, b)
+		addr, _ := b.literal()
+		a.cur, a.curAddr = b, addr
+		fd, err := connectSocket(addr, a.p.congestion.For(addr.Addr()))
+		if err == nil {
+			return fd, nil
+		}
+		if oe, ok := err.(*OpenError); ok {
+			// Not the backend's fault: no other would do better.
+			a.cur = nil
+			b.Release()
+			return -1, fmt.Errorf("rule %q: backend %s: %w", a.p.rule, b.cfg.Address, oe)
+		}
+		a.fail(err)
+	}
+	if len(a.tried) == 1 {
+		return -1, fmt.Errorf("rule %q: %w", a.p.rule, a.lastErr)
+	}
+	return -1, fmt.Errorf("rule %q: %d backends tried, last: %w", a.p.rule, len(a.tried), a.lastErr)
+}
+
+// Failed ends the current attempt, whose connect failed with err (the
+// caller closes its socket), and goes on as Next.
+func (a *Attempts) Failed(err error) (int, error) {
+	a.fail(err)
+	return a.Next()
+}
+
+// fail counts the current attempt's err against its backend and lets the
+// backend go.
+func (a *Attempts) fail(err error) {
+	b := a.cur
+	a.cur = nil
+	err = fmt.Errorf("backend %s: %w", b.cfg.Address, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(a.curAddr), Err: err})
+	b.Release()
+	b.ReportFailure(err)
+	a.lastErr = err
+	if len(a.tried) <= a.p.retries {
+		a.p.logger.Debug("connect failed, trying next backend", "rule", a.p.rule, "error", err)
+	}
+}
+
+// Succeeded ends the attempts with the current backend connected and
+// returns it; its Release must be called once when the connection ends.
+func (a *Attempts) Succeeded() *Backend {
+	b := a.cur
+	a.cur = nil
+	b.ReportSuccess()
+	return b
+}
+
+// Abandon lets the current backend go without holding anything against
+// it: the connection ended before its connect did.
+func (a *Attempts) Abandon() {
+	if a.cur != nil {
+		a.cur.Release()
+		a.cur = nil
+	}
+}

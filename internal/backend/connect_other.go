@@ -1,0 +1,17 @@
+//go:build !linux
+
+package backend
+
+import (
+	"errors"
+	"net/netip"
+)
+
+// canConnect says that connectSocket does not work here: pools are never
+// Direct, and connections are dialed through the net package.
+const canConnect = false
+
+// connectSocket is not available here.
+func connectSocket(netip.AddrPort, string) (int, error) {
+	return -1, errors.New("backend: non-blocking connect needs Linux")
+}

@@ -1,0 +1,138 @@
+package relay
+
+import (
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// timeout is a connect timer's request to its loop.
+type timeout struct {
+	ec  *engineConn
+	gen uint32
+}
+
+// errConnectTimeout is what a connect that ran out of time reports, as the
+// net package's dialer does.
+var errConnectTimeout = os.ErrDeadlineExceeded
+
+// armConnect starts the connect timer of the socket cs waits for, if it
+// has a timeout. The timer finds the relay's loop through r, so it may be
+// armed before the relay is on one.
+func (r *Relay) armConnect(cs *connectState) {
+	if cs.Timeout <= 0 {
+		return
+	}
+	gen := cs.gen
+	cs.timer = time.AfterFunc(cs.Timeout, func() {
+		r.mu.Lock()
+		ec := r.ec
+		r.mu.Unlock()
+		if ec != nil {
+			ec.loop.postTimeout(timeout{ec, gen})
+		}
+	})
+}
+
+// postTimeout asks the loop to fail a connect that ran out of time.
+func (l *loop) postTimeout(t timeout) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	wake := len(l.posted) == 0 && len(l.timeouts) == 0
+	l.timeouts = append(l.timeouts, t)
+	l.mu.Unlock()
+	if wake {
+		l.wake()
+	}
+}
+
+// connectTimedOut fails ec's connect if the socket a timer was for is still
+// the one connecting.
+func (ec *engineConn) connectTimedOut(gen uint32) {
+	if ec.finished || ec.connecting == nil || ec.connecting.gen != gen {
+		return
+	}
+	ec.connectFailed(errConnectTimeout)
+}
+
+// checkConnect looks at the backend socket of a connecting relay once an
+// event came for it, and reports whether the relay is connected now.
+func (ec *engineConn) checkConnect() bool {
+	if !ec.writable[1] {
+		return false
+	}
+	soerr, err := unix.GetsockoptInt(ec.fd[1], unix.SOL_SOCKET, unix.SO_ERROR)
+	switch {
+	case err != nil:
+		ec.connectFailed(os.NewSyscallError("getsockopt", err))
+		return false
+	case soerr == int(unix.EINPROGRESS) || soerr == int(unix.EALREADY):
+		ec.writable[1] = false
+		return false
+	case soerr != 0:
+		ec.connectFailed(os.NewSyscallError("connect", unix.Errno(soerr)))
+		return false
+	}
+	cs := ec.connecting
+	ec.connecting = nil
+	if cs.timer != nil {
+		cs.timer.Stop()
+	}
+	if _, fail := cs.Outcome(ec.fd[1], nil); fail != nil {
+		ec.r.setEnd(EndConnectFailed, fail)
+		ec.close(false)
+		return false
+	}
+	return true
+}
+
+// connectFailed asks for the next backend socket after a failed connect,
+// or ends the relay.
+func (ec *engineConn) connectFailed(err error) {
+	cs := ec.connecting
+	if cs.timer != nil {
+		cs.timer.Stop()
+	}
+	next, fail := cs.Outcome(ec.fd[1], err)
+	if fail != nil {
+		ec.r.setEnd(EndConnectFailed, fail)
+		ec.close(false)
+		return
+	}
+	if err := ec.loop.swapBackend(ec, next); err != nil {
+		ec.r.setEnd(EndConnectFailed, err)
+		ec.close(false)
+		return
+	}
+	cs.gen++
+	ec.r.armConnect(cs)
+}
+
+// swapBackend replaces ec's backend socket by next, closing the old one.
+func (l *loop) swapBackend(ec *engineConn, next int) error {
+	old := ec.fd[1]
+	ec.fd[1], ec.r.fds[1] = next, next
+	unix.Close(old) // also takes it out of the epoll set
+	ec.readable[1], ec.writable[1], ec.finPending[1] = false, false, false
+	ev := keyedEvent(unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, ec.id|1)
+	if err := unix.EpollCtl(l.ep.fd, unix.EPOLL_CTL_ADD, next, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// closeFD closes a socket the relay owns, with a reset when asked; a
+// negative fd was closed already.
+func closeFD(fd int, reset bool) {
+	if fd < 0 {
+		return
+	}
+	if reset {
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	unix.Close(fd)
+}

@@ -1,0 +1,264 @@
+package relay
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// echoListener accepts connections and echoes each until EOF; it is closed
+// when the test ends.
+func echoListener(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				io.Copy(c, c)
+				c.(*net.TCPConn).CloseWrite()
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// refusingAddr returns a loopback address nothing listens on.
+func refusingAddr(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close()
+	return addr
+}
+
+// silentAddr returns a loopback address whose full accept queue drops SYNs,
+// so a connect to it neither succeeds nor fails.
+func silentAddr(t *testing.T) netip.AddrPort {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+	for range 8 {
+		c, err := net.DialTimeout("tcp", addr.String(), 300*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Fatalf("%s kept accepting connections", addr)
+	return addr
+}
+
+// startConnect opens a non-blocking socket to addr and starts its connect.
+func startConnect(t *testing.T, addr netip.AddrPort) int {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Connect(fd, &unix.SockaddrInet4{Addr: addr.Addr().As4(), Port: int(addr.Port())})
+	if err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		t.Fatalf("connect %s: %v", addr, err)
+	}
+	return fd
+}
+
+// clientSocket returns a connected client and the descriptor of sluice's
+// side of it, non-blocking and the caller's own.
+func clientSocket(t *testing.T) (*net.TCPConn, int) {
+	t.Helper()
+	a, b := connPair(t, "tcp")
+	var dup int
+	var derr error
+	rc, err := b.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) { dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	b.Close()
+	return a.(*net.TCPConn), dup
+}
+
+// outcomes records what a connecting relay was told, and hands out the
+// next sockets to try.
+type outcomes struct {
+	mu   sync.Mutex
+	errs []error
+	next []int
+	fail error // given once next is used up
+}
+
+func (o *outcomes) outcome(fd int, err error) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.errs = append(o.errs, err)
+	if err == nil {
+		return -1, nil
+	}
+	if len(o.next) == 0 {
+		return -1, o.fail
+	}
+	fd, o.next = o.next[0], o.next[1:]
+	return fd, nil
+}
+
+func (o *outcomes) seen() []error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]error(nil), o.errs...)
+}
+
+// runConnecting starts a connecting relay and returns a channel with its
+// result.
+func runConnecting(clientFD int, c Connecting, opts Options) (*Relay, chan Result) {
+	r := NewConnecting(clientFD, c, opts)
+	done := make(chan Result, 1)
+	r.Start(func(res Result) { done <- res })
+	return r, done
+}
+
+// waitResult waits for a relay's result.
+func waitResult(t *testing.T, done chan Result) Result {
+	t.Helper()
+	select {
+	case res := <-done:
+		return res
+	case <-time.After(5 * time.Second):
+		t.Fatal("relay did not finish")
+		return Result{}
+	}
+}
+
+// TestConnectingRelay: the engine waits for the backend's connect, then
+// relays; a refused connect is retried on the socket Outcome gives, and
+// bytes the client sent meanwhile arrive.
+func TestConnectingRelay(t *testing.T) {
+	e := newEngine(t, 1)
+	for _, tc := range []struct {
+		name  string
+		first func(*testing.T) netip.AddrPort
+		fails int
+	}{
+		{"connects", echoListener, 0},
+		{"refused then next", refusingAddr, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, fd := clientSocket(t)
+			o := &outcomes{next: []int{startConnect(t, echoListener(t))}}
+			if _, err := client.Write([]byte("early ")); err != nil {
+				t.Fatal(err)
+			}
+			_, done := runConnecting(fd, Connecting{FD: startConnect(t, tc.first(t)), Timeout: 2 * time.Second, Outcome: o.outcome}, Options{Engine: e})
+			if _, err := client.Write([]byte("bytes")); err != nil {
+				t.Fatal(err)
+			}
+			client.CloseWrite()
+			got, err := io.ReadAll(client)
+			if err != nil || string(got) != "early bytes" {
+				t.Fatalf("echo: %q, %v; want %q", got, err, "early bytes")
+			}
+			res := waitResult(t, done)
+			if res.End != EndEOF || res.Up != 11 || res.Down != 11 {
+				t.Errorf("result %+v: want eof, 11 bytes each way", res)
+			}
+			errs := o.seen()
+			if len(errs) != tc.fails+1 || errs[len(errs)-1] != nil {
+				t.Fatalf("outcomes %v: want %d failures, then success", errs, tc.fails)
+			}
+			if tc.fails > 0 && !errors.Is(errs[0], syscall.ECONNREFUSED) {
+				t.Errorf("first outcome %v: want connection refused", errs[0])
+			}
+		})
+	}
+}
+
+// TestConnectingGivesUp: a connect that times out, with no other socket to
+// try, ends the relay with connect-failed and Outcome's error, and the
+// client is closed.
+func TestConnectingGivesUp(t *testing.T) {
+	e := newEngine(t, 1)
+	client, fd := clientSocket(t)
+	giveUp := errors.New("no backend left")
+	o := &outcomes{fail: giveUp}
+	_, done := runConnecting(fd, Connecting{FD: startConnect(t, silentAddr(t)), Timeout: 100 * time.Millisecond, Outcome: o.outcome}, Options{Engine: e})
+	res := waitResult(t, done)
+	if res.End != EndConnectFailed || !errors.Is(res.Err, giveUp) {
+		t.Errorf("result %+v: want connect-failed with %v", res, giveUp)
+	}
+	if errs := o.seen(); len(errs) != 1 || !errors.Is(errs[0], os.ErrDeadlineExceeded) {
+		t.Errorf("outcomes %v: want one i/o timeout", errs)
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := client.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("client read %d, %v; want EOF", n, err)
+	}
+}
+
+// TestConnectingStop: a relay stopped while its backend is still
+// connecting ends with the stop's reason, without an outcome.
+func TestConnectingStop(t *testing.T) {
+	e := newEngine(t, 1)
+	client, fd := clientSocket(t)
+	o := &outcomes{}
+	r, done := runConnecting(fd, Connecting{FD: startConnect(t, silentAddr(t)), Outcome: o.outcome}, Options{Engine: e})
+	waitFor(t, "the relay on the engine", func() bool { return e.Relays() == 1 })
+	r.Stop(EndDrained)
+	if res := waitResult(t, done); res.End != EndDrained {
+		t.Errorf("result %+v: want drained", res)
+	}
+	if errs := o.seen(); len(errs) != 0 {
+		t.Errorf("outcomes %v: want none", errs)
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("client read: %v; want EOF", err)
+	}
+}
+
+// TestConnectingWithoutEngine: with no engine to carry it, the relay ends
+// at once with connect-failed and closes both sockets.
+func TestConnectingWithoutEngine(t *testing.T) {
+	client, fd := clientSocket(t)
+	o := &outcomes{}
+	_, done := runConnecting(fd, Connecting{FD: startConnect(t, echoListener(t)), Outcome: o.outcome}, Options{})
+	if res := waitResult(t, done); res.End != EndConnectFailed || res.Err == nil {
+		t.Errorf("result %+v: want connect-failed with an error", res)
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("client read: %v; want EOF", err)
+	}
+}

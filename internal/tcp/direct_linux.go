@@ -1,0 +1,210 @@
+package tcp
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"sluice/internal/backend"
+	"sluice/internal/relay"
+)
+
+// The direct path: where the engine can carry a rule's connections, the
+// accept loop takes client sockets with raw accept4 calls and each
+// connection is set up without a goroutine: a non-blocking connect to the
+// backend, whose outcome the engine's loop waits for (relay.NewConnecting).
+// Neither socket ever becomes a net.Conn, so neither is registered with the
+// Go runtime's poller, and no goroutine is woken per connection. Clients
+// that need more (a PROXY header to read, a bandwidth limit, a backend to
+// resolve or on a unix socket) are handed to the net package's path.
+
+// acceptBatch is how many connections one wake-up of the accept loop takes
+// before it looks again.
+const acceptBatch = 64
+
+// openDirect prepares l for raw accepts: a duplicate of its socket that
+// the Go runtime's poller watches for readiness (a listener's own
+// SyscallConn cannot wait), closed with the listener. Accepted sockets
+// inherit Nagle's algorithm off from the listener, as the net package
+// turns it off on each. It does nothing where the engine is missing or l is
+// not a TCP listener.
+func (s *Service) openDirect(l *listening) {
+	rc := l.raw()
+	if rc == nil || s.deps.Engine == nil {
+		return
+	}
+	var dup int
+	var err error
+	if cerr := rc.Control(func(fd uintptr) {
+		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); cerr != nil || err != nil {
+		return // closed already, or out of descriptors: the net package's path
+	}
+	l.file = os.NewFile(uintptr(dup), "sluice-listener")
+}
+
+// acceptDirect runs l's accept loop on raw accept4 calls; see acceptEach.
+func (s *Service) acceptDirect(l *listening) error {
+	rc, err := l.file.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var failed error
+	take := func(fd uintptr) bool {
+		for range acceptBatch {
+			nfd, sa, err := unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			switch err {
+			case nil:
+				if err := s.startDirect(nfd, sa, l); err != nil {
+					failed = err // out of descriptors: back off
+					return true
+				}
+			case unix.EAGAIN:
+				return false // wait for the next client
+			default:
+				failed = &net.OpError{Op: "accept", Net: "tcp", Addr: l.ln.Addr(), Err: os.NewSyscallError("accept4", err)}
+				return true
+			}
+		}
+		return true
+	}
+	return acceptEach(l.ln, func() error {
+		failed = nil
+		if err := rc.Read(take); err != nil {
+			return err
+		}
+		return failed
+	}, s.deps.Logger)
+}
+
+// startDirect takes a client socket from the raw accept loop. It returns
+// the error when sluice could not open a socket to the backend for want
+// of descriptors or memory: the accept loop then backs off, as when accept
+// itself runs short.
+func (s *Service) startDirect(fd int, sa unix.Sockaddr, l *listening) error {
+	rule := s.rule.Load()
+	client := sockaddrAddrPort(sa)
+	if name := rule.Congestion.For(client.Addr()); name != "" && name != l.algorithm() {
+		_ = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, name)
+	}
+	if s.deps.Engine == nil || rule.Bandwidth != 0 || !rule.Pool.Direct() || trusted(rule.TrustProxy, client.Addr()) {
+		s.startConn(fd, l)
+		return nil
+	}
+	cn := &conn{rule: rule, fd: fd, client: client, start: time.Now(), l: l}
+	s.wg.Add(1)
+	if !s.admit(cn) {
+		return nil
+	}
+	return s.connect(cn)
+}
+
+// startConn makes a net.Conn of an accepted socket and takes it down the
+// net package's path.
+func (s *Service) startConn(fd int, l *listening) {
+	f := os.NewFile(uintptr(fd), "")
+	c, err := net.FileConn(f) // a duplicate
+	f.Close()
+	if err != nil {
+		s.deps.Logger.Warn("cannot take a connection", "listen", l.ln.Addr().String(), "error", err.Error())
+		return
+	}
+	s.start(c, l)
+}
+
+// connect starts the connection to a backend and the relay that waits for
+// it on the engine. It returns the error when no socket could be opened.
+func (s *Service) connect(cn *conn) error {
+	rule := cn.rule
+	if rule.SendProxy != 0 {
+		if sa, err := unix.Getsockname(cn.fd); err == nil {
+			cn.local = sockaddrAddrPort(sa)
+		}
+	}
+	rule.Pool.Begin(&cn.attempts, cn.client.Addr())
+	cn.began = time.Now()
+	bfd, err := cn.attempts.Next()
+	if err != nil {
+		unix.Close(cn.fd)
+		s.finish(cn, relay.Result{End: relay.EndConnectFailed, Err: err})
+		if oe := (*backend.OpenError)(nil); errors.As(err, &oe) {
+			return &net.OpError{Op: "accept", Net: "tcp", Addr: cn.l.ln.Addr(), Err: oe.Err}
+		}
+		return nil
+	}
+	cn.relay = relay.NewConnecting(cn.fd, relay.Connecting{FD: bfd, Timeout: rule.ConnectTimeout, Outcome: cn.outcome}, s.relayOptions(cn))
+	cn.svc = s
+	cn.relay.Start(func(res relay.Result) {
+		if cn.backend == nil {
+			cn.attempts.Abandon()
+		} else {
+			s.deps.Table.Remove(cn.entry.ID)
+		}
+		s.finish(cn, res)
+	})
+	return nil
+}
+
+// outcome is told on the engine's loop how the connect to the backend
+// socket fd went: it goes on with the next backend after a failure, and
+// after a success sends the PROXY header if the rule asks for one and
+// lists the connection.
+func (cn *conn) outcome(fd int, err error) (int, error) {
+	if err != nil {
+		return cn.attempts.Failed(err)
+	}
+	s, rule := cn.svc, cn.rule
+	b := cn.attempts.Succeeded()
+	if rule.SendProxy != 0 {
+		if err := writeProxyHeader(fd, rule, cn); err != nil {
+			b.Release()
+			return -1, err
+		}
+	}
+	rule.Metrics.ConnectDuration(time.Since(cn.began))
+	cn.backend = b
+	s.track(cn, b)
+	if s.cutting.Load() {
+		cn.relay.Stop(relay.EndDrained)
+	}
+	return -1, nil
+}
+
+// writeProxyHeader writes the PROXY header to a backend socket that has
+// just connected: its send buffer is empty, so the header goes whole at
+// once or not at all.
+func writeProxyHeader(fd int, rule *Rule, cn *conn) error {
+	b := proxyHeader(rule, cn)
+	n, err := unix.SendmsgN(fd, b, nil, nil, unix.MSG_NOSIGNAL)
+	if err == nil && n < len(b) {
+		err = syscall.EAGAIN
+	}
+	if err != nil {
+		return &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("sendmsg", err)}
+	}
+	return nil
+}
+
+// sockaddrAddrPort returns an accepted or local socket's address with
+// IPv4-mapped addresses unmapped; zero for other kinds.
+func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// resetFD closes a client socket so that the client sees a reset.
+func resetFD(fd int) {
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	unix.Close(fd)
+}
