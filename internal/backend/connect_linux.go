@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,32 +16,45 @@ const canConnect = true
 // algorithm off (as the net package's are) and the congestion control
 // algorithm cc when not empty (best effort: the rule's was checked at
 // start), and starts connecting it.
+//
+// None of these calls can block, so they are made raw: the Go scheduler
+// does not hand the caller's processor to another thread around each (see
+// the relay package's engine).
 func connectSocket(addr netip.AddrPort, cc string) (int, error) {
+	var sa unix.RawSockaddrAny
+	var salen uintptr
 	family := unix.AF_INET
-	var sa unix.Sockaddr
+	port := uint16(addr.Port()>>8 | addr.Port()<<8) // network order
 	if ip := addr.Addr(); ip.Is4() {
-		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: ip.As4()}
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa))
+		sa4.Family, sa4.Port, sa4.Addr = unix.AF_INET, port, ip.As4()
+		salen = unix.SizeofSockaddrInet4
 	} else {
 		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: ip.As16(), ZoneId: zoneID(ip.Zone())}
+		sa6 := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa))
+		sa6.Family, sa6.Port, sa6.Addr, sa6.Scope_id = unix.AF_INET6, port, ip.As16(), zoneID(ip.Zone())
+		salen = unix.SizeofSockaddrInet6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, &OpenError{os.NewSyscallError("socket", err)}
+	r, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if e != 0 {
+		return -1, &OpenError{os.NewSyscallError("socket", e)}
 	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
-		unix.Close(fd)
-		return -1, &OpenError{os.NewSyscallError("setsockopt", err)}
+	fd := int(r)
+	one := int32(1)
+	if _, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, r, unix.IPPROTO_TCP, unix.TCP_NODELAY, uintptr(unsafe.Pointer(&one)), 4, 0); e != 0 {
+		unix.RawSyscall(unix.SYS_CLOSE, r, 0, 0)
+		return -1, &OpenError{os.NewSyscallError("setsockopt", e)}
 	}
 	if cc != "" {
-		_ = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc)
+		name := []byte(cc)
+		unix.RawSyscall6(unix.SYS_SETSOCKOPT, r, unix.IPPROTO_TCP, unix.TCP_CONGESTION, uintptr(unsafe.Pointer(&name[0])), uintptr(len(name)), 0)
 	}
-	switch err := unix.Connect(fd, sa); err {
-	case nil, unix.EINPROGRESS, unix.EINTR:
+	switch _, _, e := unix.RawSyscall(unix.SYS_CONNECT, r, uintptr(unsafe.Pointer(&sa)), salen); e {
+	case 0, unix.EINPROGRESS, unix.EINTR:
 		return fd, nil // EINTR: the connect goes on without us
 	default:
-		unix.Close(fd)
-		return -1, os.NewSyscallError("connect", err)
+		unix.RawSyscall(unix.SYS_CLOSE, r, 0, 0)
+		return -1, os.NewSyscallError("connect", e)
 	}
 }
 

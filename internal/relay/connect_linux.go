@@ -65,16 +65,20 @@ func (ec *engineConn) checkConnect() bool {
 	if !ec.writable[1] {
 		return false
 	}
-	soerr, err := unix.GetsockoptInt(ec.fd[1], unix.SOL_SOCKET, unix.SO_ERROR)
+	var soerr unix.Errno
+	var err error
+	if ec.troubled {
+		soerr, err = sysSocketError(ec.fd[1])
+	}
 	switch {
 	case err != nil:
 		ec.connectFailed(os.NewSyscallError("getsockopt", err))
 		return false
-	case soerr == int(unix.EINPROGRESS) || soerr == int(unix.EALREADY):
+	case soerr == unix.EINPROGRESS || soerr == unix.EALREADY:
 		ec.writable[1] = false
 		return false
 	case soerr != 0:
-		ec.connectFailed(os.NewSyscallError("connect", unix.Errno(soerr)))
+		ec.connectFailed(os.NewSyscallError("connect", soerr))
 		return false
 	}
 	cs := ec.connecting
@@ -116,10 +120,10 @@ func (ec *engineConn) connectFailed(err error) {
 func (l *loop) swapBackend(ec *engineConn, next int) error {
 	old := ec.fd[1]
 	ec.fd[1], ec.r.fds[1] = next, next
-	unix.Close(old) // also takes it out of the epoll set
-	ec.readable[1], ec.writable[1], ec.finPending[1] = false, false, false
+	sysClose(old) // also takes it out of the epoll set
+	ec.readable[1], ec.writable[1], ec.finPending[1], ec.troubled = false, false, false, false
 	ev := keyedEvent(unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, ec.id|1)
-	if err := unix.EpollCtl(l.ep.fd, unix.EPOLL_CTL_ADD, next, &ev); err != nil {
+	if err := sysEpollAdd(l.ep.fd, next, &ev); err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
 	return nil
@@ -134,5 +138,5 @@ func closeFD(fd int, reset bool) {
 	if reset {
 		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
-	unix.Close(fd)
+	sysClose(fd)
 }

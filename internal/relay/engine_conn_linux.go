@@ -21,8 +21,11 @@ type engineConn struct {
 	queued     bool    // in loop.again
 	finished   bool    // closed; events still in flight are ignored
 	// connecting is set while the backend socket's connect is in
-	// progress (Engine.Connect): nothing moves until it is done.
+	// progress (NewConnecting): nothing moves until it is done.
 	connecting *connectState
+	// troubled is set by EPOLLERR or EPOLLHUP: a connect that reports
+	// writable without it has succeeded, with it the socket says how.
+	troubled bool
 }
 
 // flow is one direction of an engineConn.
@@ -43,6 +46,9 @@ func (ec *engineConn) note(side int, flags uint32) {
 	}
 	if flags&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		ec.writable[side] = true
+	}
+	if side == 1 && flags&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		ec.troubled = true
 	}
 }
 
@@ -161,7 +167,7 @@ func (ec *engineConn) passFIN(f *flow) error {
 	if ec.flows[f.dst].eof { // the flow whose source is f's destination
 		return nil
 	}
-	if err := unix.Shutdown(ec.fd[f.dst], unix.SHUT_WR); err != nil {
+	if err := sysShutdown(ec.fd[f.dst]); err != nil {
 		return err
 	}
 	r := ec.r

@@ -159,7 +159,7 @@ func (e *Engine) add(r *Relay, fds [2]int, cs *connectState) (*engineConn, error
 	for side, fd := range fds {
 		key := ec.id | uint64(side)
 		ev := keyedEvent(unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, key)
-		if err := unix.EpollCtl(l.ep.fd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		if err := sysEpollAdd(l.ep.fd, fd, &ev); err != nil {
 			if side == 1 {
 				unix.EpollCtl(l.ep.fd, unix.EPOLL_CTL_DEL, fds[0], nil)
 			}

@@ -42,3 +42,36 @@ func sysSplice(in, out, n int) (int, error) {
 	}
 	return int(r), nil
 }
+
+// sysClose closes a descriptor. Closing a socket never waits here (no
+// relay socket lingers), so the call is raw too.
+func sysClose(fd int) {
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+}
+
+// sysShutdown shuts down the writing side of a socket (sends its FIN).
+func sysShutdown(fd int) error {
+	if _, _, e := unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), unix.SHUT_WR, 0); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// sysEpollAdd adds fd to the epoll set epfd with ev.
+func sysEpollAdd(epfd, fd int, ev *unix.EpollEvent) error {
+	if _, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// sysSocketError returns a socket's pending error (SO_ERROR): how its
+// non-blocking connect ended.
+func sysSocketError(fd int) (unix.Errno, error) {
+	var v int32
+	size := uint32(unsafe.Sizeof(v))
+	if _, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_ERROR, uintptr(unsafe.Pointer(&v)), uintptr(unsafe.Pointer(&size)), 0); e != 0 {
+		return 0, e
+	}
+	return unix.Errno(v), nil
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -58,10 +59,10 @@ func (s *Service) acceptDirect(l *listening) error {
 	var failed error
 	take := func(fd uintptr) bool {
 		for range acceptBatch {
-			nfd, sa, err := unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			nfd, client, err := accept(int(fd))
 			switch err {
 			case nil:
-				if err := s.startDirect(nfd, sa, l); err != nil {
+				if err := s.startDirect(nfd, client, l); err != nil {
 					failed = err // out of descriptors: back off
 					return true
 				}
@@ -87,9 +88,8 @@ func (s *Service) acceptDirect(l *listening) error {
 // the error when sluice could not open a socket to the backend for want
 // of descriptors or memory: the accept loop then backs off, as when accept
 // itself runs short.
-func (s *Service) startDirect(fd int, sa unix.Sockaddr, l *listening) error {
+func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening) error {
 	rule := s.rule.Load()
-	client := sockaddrAddrPort(sa)
 	if name := rule.Congestion.For(client.Addr()); name != "" && name != l.algorithm() {
 		_ = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, name)
 	}
@@ -189,6 +189,40 @@ func writeProxyHeader(fd int, rule *Rule, cn *conn) error {
 		return &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("sendmsg", err)}
 	}
 	return nil
+}
+
+// accept takes a connection from a listening socket, non-blocking, and
+// returns it with the client's address. The call cannot block (the
+// listener is non-blocking), so it is raw: the Go scheduler does not hand
+// the accept loop's processor to another thread around it.
+func accept(lfd int) (int, netip.AddrPort, error) {
+	var sa unix.RawSockaddrAny
+	size := uint32(unsafe.Sizeof(sa))
+	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&size)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, netip.AddrPort{}, e
+	}
+	return int(r), rawAddrPort(&sa), nil
+}
+
+// rawAddrPort returns an IP socket address as an AddrPort with IPv4-mapped
+// addresses unmapped; zero for other kinds.
+func rawAddrPort(sa *unix.RawSockaddrAny) netip.AddrPort {
+	switch sa.Addr.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), ntohs(sa4.Port))
+	case unix.AF_INET6:
+		sa6 := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa6.Addr).Unmap(), ntohs(sa6.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// ntohs turns a port in network byte order into a number.
+func ntohs(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
 }
 
 // sockaddrAddrPort returns an accepted or local socket's address with
