@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // Attempts sets up one client's backend connection in steps that never
@@ -63,6 +64,10 @@ func (b *Backend) literal() (netip.AddrPort, bool) {
 	}
 	return netip.AddrPortFrom(ip.Unmap(), a.Port), true
 }
+
+// ConnectTimeout is how long one connect may take: the rule's
+// connect_timeout, or the default.
+func (p *Pool) ConnectTimeout() time.Duration { return p.connectTimeout }
 
 // Begin readies a for a new connection from client.
 func (p *Pool) Begin(a *Attempts, client netip.Addr) {

@@ -138,10 +138,15 @@ func (s *Service) connect(cn *conn) error {
 		}
 		return nil
 	}
-	cn.relay = relay.NewConnecting(cn.fd, relay.Connecting{FD: bfd, Timeout: rule.ConnectTimeout, Outcome: cn.outcome}, s.relayOptions(cn))
+	cn.relay = relay.NewConnecting(cn.fd, relay.Connecting{FD: bfd, Timeout: rule.Pool.ConnectTimeout(), Outcome: cn.outcome}, s.relayOptions(cn))
 	cn.svc = s
+	s.connecting.add(cn)
+	if s.cutting.Load() {
+		cn.relay.Stop(relay.EndDrained) // before Start is fine: it ends at once
+	}
 	cn.relay.Start(func(res relay.Result) {
 		if cn.backend == nil {
+			s.connecting.remove(cn)
 			cn.attempts.Abandon()
 		} else {
 			s.deps.Table.Remove(cn.entry.ID)
@@ -169,6 +174,7 @@ func (cn *conn) outcome(fd int, err error) (int, error) {
 	}
 	rule.Metrics.ConnectDuration(time.Since(cn.began))
 	cn.backend = b
+	s.connecting.remove(cn)
 	s.track(cn, b)
 	if s.cutting.Load() {
 		cn.relay.Stop(relay.EndDrained)

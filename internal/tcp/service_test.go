@@ -100,12 +100,23 @@ func serve(t *testing.T, network string, rule Rule, backends ...string) *fixture
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := NewService(&rule, Deps{Logger: logger, Pools: relay.NewPools(0), Parker: parker, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
-	go svc.Serve(ln)
+	// The engine, where there is one, carries relays as in sluice: then
+	// connections take the direct path (see direct_linux.go).
+	engine, _ := relay.NewEngine(2)
+	svc := NewService(&rule, Deps{Logger: logger, Pools: relay.NewPools(0), Parker: parker, Engine: engine, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		svc.Serve(ln)
+	}()
 	t.Cleanup(func() {
 		svc.CloseListeners()
+		<-served // as the server does: drain once the accept loop is done
 		svc.Drain(time.Second)
 		parker.Close()
+		if engine != nil {
+			engine.Close()
+		}
 	})
 	return &fixture{addr: ln.Addr().String(), logs: logs, svc: svc}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // drainConfig returns a config with one rule "drain" to backend and the
@@ -106,5 +107,31 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 			code, err := p.waitExit(waitLimit)
 			t.Logf("exit code %d (%v) after the second signal", code, err)
 		})
+	}
+}
+
+// TestDrainCutsConnecting: a connection whose backend has not answered its
+// connect yet is cut by the drain timeout like any other (end=drained),
+// without waiting for the far longer connect timeout.
+func TestDrainCutsConnecting(t *testing.T) {
+	t.Parallel()
+	dead := blackholeAddr(t)
+	p, addr := launchConfig(t, func(listen string) string {
+		return drainConfig(dead, "300ms")(listen) + "connect_timeout = \"10m\"\n"
+	})
+	c := dial(t, addr)
+	// Let sluice accept the client and start connecting; nothing shows it
+	// from outside, and a late accept would only make the test pass
+	// without covering the case.
+	time.Sleep(300 * time.Millisecond)
+	p.signal(syscall.SIGTERM)
+	if n, err := readEnd(c); n != 0 || isTimeout(err) {
+		t.Fatalf("connecting client: %d bytes, %v; want it closed by the drain", n, err)
+	}
+	if code, err := p.waitExit(waitLimit); code != 0 {
+		t.Fatalf("sluice exit code %d (%v), want 0", code, err)
+	}
+	if rec := p.waitAccess(c); rec.str("end") != "drained" || rec.str("backend") != "" {
+		t.Errorf("access line %v: want end=drained and no backend", rec)
 	}
 }
