@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/loopback"
 )
 
 // waitLimit bounds every wait in these tests; reaching it fails the test.
@@ -127,11 +128,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // tcpAddr converts a listener address to a config.Address.
 func tcpAddr(t *testing.T, a net.Addr) config.Address {
 	t.Helper()
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return config.Address{Network: "tcp", Host: ap.Addr().String(), Port: ap.Port()}
+	return parseAddr(t, a.String())
 }
 
 // nameServer is a real backend: every connection it accepts is sent the
@@ -185,14 +182,17 @@ func readName(t *testing.T, c net.Conn) string {
 
 // refusedAddr returns a loopback address where nothing listens.
 func refusedAddr(t *testing.T) config.Address {
+	return parseAddr(t, loopback.Refusing(t))
+}
+
+// parseAddr returns a loopback host:port as a backend address.
+func parseAddr(t *testing.T, hostPort string) config.Address {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ap, err := netip.ParseAddrPort(hostPort)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := tcpAddr(t, ln.Addr())
-	ln.Close()
-	return a
+	return config.Address{Network: "tcp", Host: ap.Addr().String(), Port: ap.Port()}
 }
 
 // shortTempDir returns a directory with a path short enough for unix

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/loopback"
 )
 
 // dialName dials through p and returns the name the backend sent.
@@ -154,38 +155,9 @@ func TestDialTimeoutTriesNext(t *testing.T) {
 }
 
 // stuckAddr returns a loopback address whose listener never completes a
-// handshake: a raw socket listening with a backlog of 0 whose queue is
-// filled, so the kernel drops further SYNs.
+// handshake.
 func stuckAddr(t *testing.T) config.Address {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := config.Address{Network: "tcp", Host: "127.0.0.1", Port: uint16(sa.(*syscall.SockaddrInet4).Port)}
-	// Fill the accept queue until a connect stops completing.
-	for i := range 8 {
-		c, err := net.DialTimeout("tcp", addr.DialAddress(), 200*time.Millisecond)
-		if err != nil {
-			return addr
-		}
-		t.Cleanup(func() { c.Close() })
-		if i == 7 {
-			t.Skip("the kernel keeps accepting connections on a full backlog; cannot make a stuck listener")
-		}
-	}
-	return addr
+	return parseAddr(t, loopback.Silent(t))
 }
 
 func TestDialHostNameTriesAddressesInOrder(t *testing.T) {

@@ -37,17 +37,7 @@ func (r *Relay) armConnect(cs *connectState) {
 
 // postTimeout asks the loop to fail a connect that ran out of time.
 func (l *loop) postTimeout(t timeout) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return
-	}
-	wake := len(l.posted) == 0 && len(l.timeouts) == 0
-	l.timeouts = append(l.timeouts, t)
-	l.mu.Unlock()
-	if wake {
-		l.wake()
-	}
+	l.request(func() { l.timeouts = append(l.timeouts, t) })
 }
 
 // connectTimedOut fails ec's connect if the socket a timer was for is still

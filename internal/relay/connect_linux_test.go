@@ -12,70 +12,24 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"sluice/internal/loopback"
 )
 
-// echoListener accepts connections and echoes each until EOF; it is closed
-// when the test ends.
-func echoListener(t *testing.T) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
+// echoAddr returns the address of a server that echoes each connection
+// until EOF.
+func echoAddr(t *testing.T) netip.AddrPort {
+	return netip.MustParseAddrPort(loopback.Serve(t, func(c net.Conn) { io.Copy(c, c) }))
 }
 
 // refusingAddr returns a loopback address nothing listens on.
 func refusingAddr(t *testing.T) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().(*net.TCPAddr).AddrPort()
-	ln.Close()
-	return addr
+	return netip.MustParseAddrPort(loopback.Refusing(t))
 }
 
-// silentAddr returns a loopback address whose full accept queue drops SYNs,
-// so a connect to it neither succeeds nor fails.
+// silentAddr returns a loopback address that never answers a connect.
 func silentAddr(t *testing.T) netip.AddrPort {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := unix.Getsockname(fd)
-	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
-	for range 8 {
-		c, err := net.DialTimeout("tcp", addr.String(), 300*time.Millisecond)
-		if err != nil {
-			return addr
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Fatalf("%s kept accepting connections", addr)
-	return addr
+	return netip.MustParseAddrPort(loopback.Silent(t))
 }
 
 // startConnect opens a non-blocking socket to addr and starts its connect.
@@ -172,12 +126,12 @@ func TestConnectingRelay(t *testing.T) {
 		first func(*testing.T) netip.AddrPort
 		fails int
 	}{
-		{"connects", echoListener, 0},
+		{"connects", echoAddr, 0},
 		{"refused then next", refusingAddr, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client, fd := clientSocket(t)
-			o := &outcomes{next: []int{startConnect(t, echoListener(t))}}
+			o := &outcomes{next: []int{startConnect(t, echoAddr(t))}}
 			if _, err := client.Write([]byte("early ")); err != nil {
 				t.Fatal(err)
 			}
@@ -253,7 +207,7 @@ func TestConnectingStop(t *testing.T) {
 func TestConnectingWithoutEngine(t *testing.T) {
 	client, fd := clientSocket(t)
 	o := &outcomes{}
-	_, done := runConnecting(fd, Connecting{FD: startConnect(t, echoListener(t)), Outcome: o.outcome}, Options{})
+	_, done := runConnecting(fd, Connecting{FD: startConnect(t, echoAddr(t)), Outcome: o.outcome}, Options{})
 	if res := waitResult(t, done); res.End != EndConnectFailed || res.Err == nil {
 		t.Errorf("result %+v: want connect-failed with an error", res)
 	}

@@ -172,13 +172,20 @@ func (e *Engine) add(r *Relay, fds [2]int, cs *connectState) (*engineConn, error
 
 // post asks ec's loop to stop it (Relay.Stop from another goroutine).
 func (l *loop) post(ec *engineConn) {
+	l.request(func() { l.posted = append(l.posted, ec) })
+}
+
+// request queues a request from another goroutine for the loop (queue
+// runs under the loop's lock) and wakes the loop if it is the first
+// waiting. A closed loop takes no requests.
+func (l *loop) request(queue func()) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return
 	}
 	wake := len(l.posted) == 0 && len(l.timeouts) == 0
-	l.posted = append(l.posted, ec)
+	queue()
 	l.mu.Unlock()
 	if wake {
 		l.wake()

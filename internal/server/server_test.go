@@ -12,45 +12,22 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/loopback"
 )
 
 // echoServer is a backend that answers every line with its own name and the
 // line, so a test can tell which backend it reached.
 func echoServer(t *testing.T, name string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintf(c, "%s %s\n", name, sc.Text())
-				}
-			}()
+	return loopback.Serve(t, func(c net.Conn) {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			fmt.Fprintf(c, "%s %s\n", name, sc.Text())
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // freeAddr returns a loopback address nothing listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return loopback.Refusing(t) }
 
 // parse builds a config from TOML text.
 func parse(t *testing.T, text string) *config.Config {

@@ -22,6 +22,7 @@ import (
 	"sluice/internal/backend"
 	"sluice/internal/config"
 	"sluice/internal/conntrack"
+	"sluice/internal/loopback"
 	"sluice/internal/relay"
 )
 
@@ -125,37 +126,13 @@ func serve(t *testing.T, network string, rule Rule, backends ...string) *fixture
 // an optional PROXY header byte by byte without the proxyproto package and
 // answers with what it saw ("v1 TCP4 1.2.3.4 ..." or "v2 src dst" or "none").
 func reporter(t *testing.T, expectHeader bool) string {
-	return backendServer(t, func(c net.Conn) {
+	return loopback.Serve(t, func(c net.Conn) {
 		seen := "none"
 		if expectHeader {
 			seen = readReferenceHeader(c)
 		}
 		fmt.Fprintf(c, "%s\n", seen)
 	})
-}
-
-// backendServer listens on loopback and serves each connection with
-// handle, closing it afterwards, until the test ends.
-func backendServer(t testing.TB, handle func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // readReferenceHeader parses a PROXY header the plain way.
@@ -413,7 +390,7 @@ func echoBackend(t *testing.T) string { return echoBackendB(t) }
 
 // echoBackendB echoes everything back.
 func echoBackendB(t testing.TB) string {
-	return backendServer(t, func(c net.Conn) { io.Copy(c, c) })
+	return loopback.Serve(t, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // TestRejectedCostNoGoroutine: refused clients are closed in the accept

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"sluice/internal/loopback"
 )
 
 // backend is a loopback TCP server that runs handle for every connection on
@@ -168,56 +169,11 @@ func next(t *testing.T, ch <-chan *net.TCPConn) *net.TCPConn {
 // freeAddr returns a loopback address nothing listens on right now. It is
 // what the tests give sluice to listen on, and what they use as a backend
 // that refuses connections.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pick a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
+func freeAddr(t *testing.T) string { return loopback.Refusing(t) }
 
-// blackholeAddr returns a loopback address whose listener never accepts and
-// whose accept queue is full, so the kernel drops new SYNs and a connect to
-// it times out instead of failing at once.
-func blackholeAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("blackhole socket: %v", err)
-	}
-	t.Cleanup(func() { _ = syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatalf("blackhole bind: %v", err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatalf("blackhole listen: %v", err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatalf("blackhole getsockname: %v", err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
-	// Fill the accept queue: with backlog 0 the kernel completes one
-	// handshake, then drops SYNs. Stop at the first dial that times out.
-	for i := 0; i < 8; i++ {
-		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return addr
-		}
-		if err != nil {
-			t.Fatalf("fill blackhole %s: %v", addr, err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-	}
-	t.Fatalf("blackhole %s kept accepting connections", addr)
-	return ""
-}
+// blackholeAddr returns a loopback address whose listener never accepts, so
+// a connect to it times out instead of failing at once.
+func blackholeAddr(t *testing.T) string { return loopback.Silent(t) }
 
 // dial connects to sluice at addr; the test's cleanup closes the connection.
 func dial(t *testing.T, addr string) *net.TCPConn {
