@@ -75,7 +75,8 @@ type outcomes struct {
 	fail error // given once next is used up
 }
 
-func (o *outcomes) outcome(fd int, err error) (int, error) {
+// outcome is the relay's Connecting.Outcome.
+func (o *outcomes) outcome(_ int, err error) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.errs = append(o.errs, err)
@@ -85,10 +86,12 @@ func (o *outcomes) outcome(fd int, err error) (int, error) {
 	if len(o.next) == 0 {
 		return -1, o.fail
 	}
-	fd, o.next = o.next[0], o.next[1:]
-	return fd, nil
+	next := o.next[0]
+	o.next = o.next[1:]
+	return next, nil
 }
 
+// seen returns the errors outcome was given so far.
 func (o *outcomes) seen() []error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
