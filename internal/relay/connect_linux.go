@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"sluice/internal/epoll"
 )
 
 // timeout is a connect timer's request to its loop.
@@ -112,11 +114,8 @@ func (l *loop) swapBackend(ec *engineConn, next int) error {
 	ec.fd[1], ec.r.fds[1] = next, next
 	sysClose(old) // also takes it out of the epoll set
 	ec.readable[1], ec.writable[1], ec.finPending[1], ec.troubled = false, false, false, false
-	ev := keyedEvent(unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, ec.id|1)
-	if err := sysEpollAdd(l.ep.fd, next, &ev); err != nil {
-		return os.NewSyscallError("epoll_ctl", err)
-	}
-	return nil
+	ev := epoll.Keyed(unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, ec.id|1)
+	return l.ep.Add(next, &ev)
 }
 
 // closeFD closes a socket the relay owns, with a reset when asked; a

@@ -7,6 +7,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"sluice/internal/epoll"
 )
 
 // Engine relays established connections on a few event loops instead of on
@@ -33,9 +35,8 @@ type Engine struct {
 
 // loop is one event loop of an Engine.
 type loop struct {
-	ep     polledEpoll
-	wakefd int // eventfd that posted requests write to
-	events []unix.EpollEvent
+	ep     *epoll.Set
+	wakefd int           // eventfd that posted requests write to
 	ready  []event       // this round's events, resolved to their relays
 	again  []*engineConn // relays that used up their budget with work left
 	ended  []ended       // finished relays whose done is still to be called
@@ -88,24 +89,24 @@ func NewEngine(n int) (*Engine, error) {
 
 // newLoop creates a loop's epoll set and eventfd.
 func newLoop() (*loop, error) {
-	ep, err := newPolledEpoll("sluice-engine")
+	ep, err := epoll.New("sluice-engine", 256)
 	if err != nil {
 		return nil, err
 	}
 	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		ep.file.Close()
+		ep.Close()
 		return nil, err
 	}
-	ev := keyedEvent(unix.EPOLLIN, wakeID)
-	if err := unix.EpollCtl(ep.fd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		ep.file.Close()
+	ev := epoll.Keyed(unix.EPOLLIN, wakeID)
+	if err := ep.Add(wakefd, &ev); err != nil {
+		ep.Close()
 		unix.Close(wakefd)
 		return nil, err
 	}
 	return &loop{
 		ep: ep, wakefd: wakefd,
-		events: make([]unix.EpollEvent, 256), ids: wakeID,
+		ids:   wakeID,
 		conns: make(map[uint64]*engineConn), done: make(chan struct{}),
 	}, nil
 }
@@ -131,7 +132,7 @@ func (e *Engine) Close() {
 		if already {
 			continue
 		}
-		l.ep.file.Close()
+		l.ep.Close()
 		<-l.done
 		unix.Close(l.wakefd)
 	}
@@ -158,10 +159,10 @@ func (e *Engine) add(r *Relay, fds [2]int, cs *connectState) (*engineConn, error
 	ec.id = l.ids << 1
 	for side, fd := range fds {
 		key := ec.id | uint64(side)
-		ev := keyedEvent(unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, key)
-		if err := sysEpollAdd(l.ep.fd, fd, &ev); err != nil {
+		ev := epoll.Keyed(unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, key)
+		if err := l.ep.Add(fd, &ev); err != nil {
 			if side == 1 {
-				unix.EpollCtl(l.ep.fd, unix.EPOLL_CTL_DEL, fds[0], nil)
+				unix.EpollCtl(l.ep.FD, unix.EPOLL_CTL_DEL, fds[0], nil)
 			}
 			return nil, err
 		}
@@ -203,19 +204,16 @@ func (l *loop) wake() {
 func (l *loop) run() {
 	defer close(l.done)
 	for {
-		n := 0
+		var events []unix.EpollEvent
 		if len(l.again) == 0 {
-			err := l.ep.raw.Read(func(fd uintptr) bool {
-				n = sysEpollWait(int(fd), l.events)
-				return n > 0
-			})
-			if err != nil {
+			var err error
+			if events, err = l.ep.Wait(); err != nil {
 				return // closed
 			}
 		} else {
-			n = sysEpollWait(l.ep.fd, l.events)
+			events = l.ep.Poll()
 		}
-		l.serve(l.events[:n])
+		l.serve(events)
 	}
 }
 
@@ -225,7 +223,7 @@ func (l *loop) serve(events []unix.EpollEvent) {
 	l.ready = l.ready[:0]
 	l.mu.Lock()
 	for i := range events {
-		key := eventKey(&events[i])
+		key := epoll.Key(&events[i])
 		if key == wakeID {
 			woken = true
 			continue

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"sluice/internal/epoll"
 )
 
 // Parker lets idle relay directions wait for data without a goroutine.
@@ -18,7 +20,7 @@ import (
 // Whoever removes a direction from the parked set owns it from then on: the
 // event loop (which resumes it) or Relay.Stop (which finishes it).
 type Parker struct {
-	ep  polledEpoll
+	ep  *epoll.Set
 	ids atomic.Uint64
 
 	mu     sync.Mutex // guards the following fields
@@ -34,7 +36,7 @@ type Parker struct {
 // descriptor is readable when it has events), so the event loop is an
 // ordinary goroutine that holds no OS thread while it waits.
 func NewParker() (*Parker, error) {
-	ep, err := newPolledEpoll("sluice-parker")
+	ep, err := epoll.New("sluice-parker", 128)
 	if err != nil {
 		return nil, err
 	}
@@ -47,18 +49,13 @@ func NewParker() (*Parker, error) {
 // directions, each in a new goroutine. It ends when the parker is closed.
 func (p *Parker) loop() {
 	defer close(p.loopDone)
-	events := make([]unix.EpollEvent, 128)
 	for {
-		var n int
-		err := p.ep.raw.Read(func(fd uintptr) bool {
-			n = sysEpollWait(int(fd), events)
-			return n > 0
-		})
+		events, err := p.ep.Wait()
 		if err != nil {
 			return
 		}
-		for i := range events[:n] {
-			if d := p.take(eventKey(&events[i])); d != nil {
+		for i := range events {
+			if d := p.take(epoll.Key(&events[i])); d != nil {
 				d.r.opts.Go(d.resume)
 			}
 		}
@@ -87,8 +84,8 @@ func (p *Parker) park(d *direction) bool {
 	p.mu.Unlock()
 	var ctlErr error
 	err := d.srcRaw.Control(func(fd uintptr) {
-		ev := keyedEvent(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT, id)
-		ctlErr = unix.EpollCtl(p.ep.fd, op, int(fd), &ev)
+		ev := epoll.Keyed(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT, id)
+		ctlErr = unix.EpollCtl(p.ep.FD, op, int(fd), &ev)
 	})
 	if err == nil && ctlErr == nil {
 		return true
@@ -129,6 +126,6 @@ func (p *Parker) Close() {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	p.ep.file.Close()
+	p.ep.Close()
 	<-p.loopDone
 }

@@ -57,14 +57,6 @@ func sysShutdown(fd int) error {
 	return nil
 }
 
-// sysEpollAdd adds fd to the epoll set epfd with ev.
-func sysEpollAdd(epfd, fd int, ev *unix.EpollEvent) error {
-	if _, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0); e != 0 {
-		return e
-	}
-	return nil
-}
-
 // sysSocketError returns a socket's pending error (SO_ERROR): how its
 // non-blocking connect ended.
 func sysSocketError(fd int) (unix.Errno, error) {
