@@ -59,27 +59,67 @@ type figure struct {
 	// forwarders' udpArgv, each measurement with a fresh UDP backend.
 	udp  bool
 	rows []row
-	// run measures through e and returns one value per row. An error means
-	// the forwarder misbehaved (lost or corrupted bytes, died, refused to
-	// hold connections), not merely that it was slow.
+	// run measures through e and returns one value per row (but the cpu
+	// row's, which the runner adds). An error means the forwarder
+	// misbehaved (lost or corrupted bytes, died, refused to hold
+	// connections), not merely that it was slow.
 	run func(ctx context.Context, e env) (result, error)
+	// cpu, when set, is the figure's last row: the forwarder's CPU time
+	// (user and system, its whole process tree, read from /proc) per unit
+	// of the first row's value, which must be a rate per second: per
+	// Gbit, connection, round trip or datagram. Steadier than a rate on a
+	// shared machine, since it does not depend on how much CPU the
+	// forwarder was given.
+	cpu *cpuRow
+}
+
+// runRows is how many values run returns: every row's but the CPU row's.
+func (f figure) runRows() int {
+	if f.cpu != nil {
+		return len(f.rows) - 1
+	}
+	return len(f.rows)
+}
+
+// cpuRow says how a figure's CPU row is worded and scaled.
+type cpuRow struct {
+	label string
+	scale float64 // CPU seconds per unit times scale is the printed value
+}
+
+// Units of the CPU rows.
+var (
+	msPerGbit = cpuRow{label: "ms per Gbit", scale: 1e3}
+	usPerOp   = cpuRow{label: "µs per", scale: 1e6}
+)
+
+// withCPU returns f with its CPU row: the label names what the first
+// row's rate counts (unit, for usPerOp).
+func (f figure) withCPU(c cpuRow, unit string) figure {
+	if unit != "" {
+		c.label += " " + unit
+	}
+	c.label = "  CPU " + c.label
+	f.cpu = &c
+	f.rows = append(f.rows, row{label: c.label, format: "%.1f", cmp: vsLowest})
+	return f
 }
 
 // figures returns the bench's figures in table order.
 func figures() []figure {
 	gbits := func(label string) []row { return []row{{label: label, format: "%.1f", cmp: vsDirect}} }
 	return []figure{
-		{name: "1 stream up", backend: sinkBackend, rows: gbits("1 stream Gbit/s"), run: upThroughput(1)},
-		{name: "8 streams up", backend: sinkBackend, rows: gbits("8 streams Gbit/s"), run: upThroughput(8)},
-		{name: "1 stream down", backend: sourceBackend, rows: gbits("1 stream down Gbit/s"), run: downThroughput},
-		{name: "new connections", backend: echoBackend, rows: []row{
+		figure{name: "1 stream up", backend: sinkBackend, rows: gbits("1 stream Gbit/s"), run: upThroughput(1)}.withCPU(msPerGbit, ""),
+		figure{name: "8 streams up", backend: sinkBackend, rows: gbits("8 streams Gbit/s"), run: upThroughput(8)}.withCPU(msPerGbit, ""),
+		figure{name: "1 stream down", backend: sourceBackend, rows: gbits("1 stream down Gbit/s"), run: downThroughput}.withCPU(msPerGbit, ""),
+		figure{name: "new connections", backend: echoBackend, rows: []row{
 			{label: "new conns/s (64 clients)", format: "%.0f", cmp: vsDirect},
 			{label: "new conn errors", format: "%.0f", cmp: plain},
-		}, run: newConns},
-		{name: "request/response", backend: echoBackend, rows: []row{
+		}, run: newConns}.withCPU(usPerOp, "conn"),
+		figure{name: "request/response", backend: echoBackend, rows: []row{
 			{label: "req/resp/s (16 conns)", format: "%.0f", cmp: vsDirect},
 			{label: "req/resp p99 µs", format: "%.0f", cmp: vsDirect},
-		}, run: reqResp},
+		}, run: reqResp}.withCPU(usPerOp, "round trip"),
 		{name: "idle", backend: echoBackend, needsProc: true, rows: []row{
 			{label: "idle RSS/conn KiB", format: "%.1f", cmp: vsLowest},
 			{label: "idle fds/conn", format: "%.2f", cmp: vsLowest},

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // This file reads what the bench needs to know about forwarder processes
@@ -34,6 +35,49 @@ func measureUsage(pids []int) (usage, error) {
 		u.fds += int64(len(fds))
 	}
 	return u, nil
+}
+
+// clockTick is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100
+// on every Linux architecture Go supports).
+const clockTick = 10 * time.Millisecond
+
+// cpuTime returns the CPU time, user and system, that pids have used,
+// with that of their children that have exited (socat forks one per
+// client).
+func cpuTime(pids []int) (time.Duration, error) {
+	var total time.Duration
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, fmt.Errorf("read CPU time: %w", err)
+		}
+		end := bytes.LastIndexByte(data, ')')
+		if end < 0 {
+			return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		}
+		// After the name: state, ppid, ..., utime (12th), stime, cutime, cstime.
+		fields := strings.Fields(string(data[end+1:]))
+		if len(fields) < 15 {
+			return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name", pid, len(fields))
+		}
+		for _, f := range fields[11:15] {
+			ticks, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/stat: bad CPU time %q", pid, f)
+			}
+			total += time.Duration(ticks) * clockTick
+		}
+	}
+	return total, nil
+}
+
+// procCPU returns the CPU time the forwarder's process tree has used.
+func procCPU(p *proc) (time.Duration, error) {
+	pids, err := p.pids()
+	if err != nil {
+		return 0, err
+	}
+	return cpuTime(pids)
 }
 
 // rssKiB returns the VmRSS of pid in KiB.

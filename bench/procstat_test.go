@@ -101,3 +101,36 @@ func TestParentPID(t *testing.T) {
 		}
 	}
 }
+
+// TestCPUTime: the CPU time read from /proc grows with work done, the
+// process's own and that of children it waited for.
+func TestCPUTime(t *testing.T) {
+	self := []int{os.Getpid()}
+	before, err := cpuTime(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for x := 0; time.Since(start) < 200*time.Millisecond; x++ {
+		_ = x * x
+	}
+	mid, err := cpuTime(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spent := mid - before; spent < 100*time.Millisecond {
+		t.Fatalf("CPU time grew by %v over a 200ms busy loop", spent)
+	}
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done")
+	if err := cmd.Run(); err != nil {
+		t.Skip("no sh:", err)
+	}
+	child := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	after, err := cpuTime(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-mid < child-2*clockTick {
+		t.Fatalf("CPU time grew by %v after a child that used %v", after-mid, child)
+	}
+}

@@ -63,6 +63,9 @@ func (res *results) record(fig figure, f forwarder, out result, err error) {
 		}
 	}
 	for j, rw := range fig.rows {
+		if j >= len(out.values) && err == nil {
+			continue // a row this column has no value for: direct's CPU
+		}
 		c := res.cells[rw.label][col]
 		c.failed = c.failed || err != nil
 		if j < len(out.values) {
@@ -128,9 +131,32 @@ func (r *runner) measure(ctx context.Context, fig figure, f forwarder, dir strin
 	if err != nil {
 		return result{}, err
 	}
-	out, err := verdict(ctx, r.bk, fig.run, env{addr: addr, proc: p, d: r.d, idleN: r.idleN})
+	out, err := verdict(ctx, r.bk, fig.measured, env{addr: addr, proc: p, d: r.d, idleN: r.idleN})
 	if p != nil {
 		err = errors.Join(err, p.stop())
+	}
+	return out, err
+}
+
+// measured runs the figure through e and, for a forwarder and a figure
+// with a CPU row, adds the forwarder's CPU time per unit of the first
+// row's rate, over the figure's duration, as the last value.
+func (fig figure) measured(ctx context.Context, e env) (result, error) {
+	if fig.cpu == nil || e.proc == nil {
+		return fig.run(ctx, e)
+	}
+	before, cerr := procCPU(e.proc)
+	out, err := fig.run(ctx, e)
+	if cerr != nil || err != nil || len(out.values) == 0 {
+		return out, err
+	}
+	after, cerr := procCPU(e.proc)
+	units := out.values[0] * e.d.Seconds()
+	if cerr != nil || units <= 0 {
+		return out, err
+	}
+	if len(out.values) == fig.runRows() {
+		out.values = append(out.values, (after-before).Seconds()/units*fig.cpu.scale)
 	}
 	return out, err
 }

@@ -36,15 +36,15 @@ const (
 // udpFigures returns the UDP figures in table order.
 func udpFigures() []figure {
 	return []figure{
-		{name: "udp request/response", udp: true, backend: echoBackend, rows: []row{
+		figure{name: "udp request/response", udp: true, backend: echoBackend, rows: []row{
 			{label: "udp req/resp/s (16 sockets, 64 B)", format: "%.0f", cmp: vsDirect},
-		}, run: udpReqResp},
-		{name: "udp one-way 64 B", udp: true, backend: sinkBackend, rows: []row{
+		}, run: udpReqResp}.withCPU(usPerOp, "round trip"),
+		figure{name: "udp one-way 64 B", udp: true, backend: sinkBackend, rows: []row{
 			{label: "udp delivered dgrams/s (4 senders, 64 B)", format: "%.0f", cmp: vsDirect},
-		}, run: udpOneWay(64, false)},
-		{name: "udp one-way 1400 B", udp: true, backend: sinkBackend, rows: []row{
+		}, run: udpOneWay(64, false)}.withCPU(usPerOp, "datagram"),
+		figure{name: "udp one-way 1400 B", udp: true, backend: sinkBackend, rows: []row{
 			{label: "udp delivered Gbit/s (4 senders, 1400 B)", format: "%.2f", cmp: vsDirect},
-		}, run: udpOneWay(1400, true)},
+		}, run: udpOneWay(1400, true)}.withCPU(msPerGbit, ""),
 	}
 }
 
@@ -74,7 +74,7 @@ func (r *runner) measureUDP(ctx context.Context, fig figure, f forwarder, dir st
 	if err != nil {
 		return result{}, err
 	}
-	out, err := fig.run(ctx, env{addr: addr, proc: p, d: r.d, udp: be})
+	out, err := fig.measured(ctx, env{addr: addr, proc: p, d: r.d, udp: be})
 	err = errors.Join(err, be.failure())
 	if p != nil {
 		err = errors.Join(err, stopUDP(p))
