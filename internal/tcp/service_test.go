@@ -375,12 +375,21 @@ func serveB(b *testing.B, backendAddr string) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc := NewService(rule, Deps{Logger: logger, Pools: relay.NewPools(0), Parker: parker, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
-	go svc.Serve(ln)
+	engine, _ := relay.NewEngine(2) // nil where there is none: the net package's path
+	svc := NewService(rule, Deps{Logger: logger, Pools: relay.NewPools(0), Parker: parker, Engine: engine, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		svc.Serve(ln)
+	}()
 	b.Cleanup(func() {
 		svc.CloseListeners()
+		<-served
 		svc.Drain(time.Second)
 		parker.Close()
+		if engine != nil {
+			engine.Close()
+		}
 	})
 	return ln.Addr().String()
 }
