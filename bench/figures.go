@@ -94,12 +94,13 @@ var (
 )
 
 // withCPU returns f with its CPU row: the label names what the first
-// row's rate counts (unit, for usPerOp).
+// row's rate counts (unit, for usPerOp) and, since labels key the table's
+// cells, the figure.
 func (f figure) withCPU(c cpuRow, unit string) figure {
 	if unit != "" {
 		c.label += " " + unit
 	}
-	c.label = "  CPU " + c.label
+	c.label = "  CPU " + c.label + " (" + f.name + ")"
 	f.cpu = &c
 	f.rows = append(f.rows, row{label: c.label, format: "%.1f", cmp: vsLowest})
 	return f

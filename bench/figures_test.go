@@ -138,3 +138,17 @@ func TestIdleNeedsProcess(t *testing.T) {
 		t.Fatal("idle ran without a process")
 	}
 }
+
+// TestRowLabelsAreUnique: the table keys its cells by row label, so two
+// rows with one label would share their values.
+func TestRowLabelsAreUnique(t *testing.T) {
+	seen := make(map[string]bool)
+	for _, fig := range append(figures(), udpFigures()...) {
+		for _, rw := range fig.rows {
+			if seen[rw.label] {
+				t.Errorf("two rows labelled %q", rw.label)
+			}
+			seen[rw.label] = true
+		}
+	}
+}
