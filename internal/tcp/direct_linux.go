@@ -85,8 +85,9 @@ func (s *Service) acceptDirect(l *listening) error {
 }
 
 // startDirect takes a client socket from the raw accept loop. It returns
-// the error when sluice could not open a socket to the backend for want
-// of descriptors or memory: the accept loop then backs off, as when accept
+// the error when sluice could not open a socket for the connection (to the
+// backend, or the duplicate the net package's path needs) for want of
+// descriptors or memory: the accept loop then backs off, as when accept
 // itself runs short.
 func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening) error {
 	rule := s.rule.Load()
@@ -94,8 +95,7 @@ func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening) error
 		_ = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, name)
 	}
 	if s.deps.Engine == nil || rule.Bandwidth != 0 || !rule.Pool.Direct() || trusted(rule.TrustProxy, client.Addr()) {
-		s.startConn(fd, l)
-		return nil
+		return s.startConn(fd, l)
 	}
 	cn := &conn{rule: rule, fd: fd, client: client, start: time.Now(), l: l}
 	s.wg.Add(1)
@@ -106,16 +106,23 @@ func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening) error
 }
 
 // startConn makes a net.Conn of an accepted socket and takes it down the
-// net package's path.
-func (s *Service) startConn(fd int, l *listening) {
+// net package's path. When that fails for want of descriptors or memory
+// it returns the error, for the accept loop to back off; the client is
+// closed either way.
+func (s *Service) startConn(fd int, l *listening) error {
 	f := os.NewFile(uintptr(fd), "")
 	c, err := net.FileConn(f) // a duplicate
 	f.Close()
 	if err != nil {
+		err = &net.OpError{Op: "accept", Net: "tcp", Addr: l.ln.Addr(), Err: err}
+		if retryable(err) {
+			return err
+		}
 		s.deps.Logger.Warn("cannot take a connection", "listen", l.ln.Addr().String(), "error", err.Error())
-		return
+		return nil
 	}
 	s.start(c, l)
+	return nil
 }
 
 // connect starts the connection to a backend and the relay that waits for
