@@ -130,3 +130,33 @@ func TestDirect(t *testing.T) {
 		}
 	}
 }
+
+// TestAttemptsIPv6: a backend on an IPv6 address connects too.
+func TestAttemptsIPv6(t *testing.T) {
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	} else {
+		ln.Close()
+	}
+	srv := startNameServer(t, "six", "[::1]:0")
+	p := NewPool(config.Rule{Name: "v6", Backends: backends([]config.Address{srv.addr}, nil)}, nil, nil)
+	var a Attempts
+	p.Begin(&a, netip.MustParseAddr("::1"))
+	fd, err := a.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waitConnect(t, fd); err != nil {
+		t.Fatalf("connect to %v: %v", srv.addr, err)
+	}
+	a.Succeeded().Release()
+	f := os.NewFile(uintptr(fd), "")
+	conn, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name := readName(t, conn); name != "six" {
+		t.Fatalf("served by %q, want six", name)
+	}
+}
