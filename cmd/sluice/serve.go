@@ -127,11 +127,28 @@ func (d *daemon) applyGlobals(cfg *config.Config) {
 	if cfg.LogFormat != d.cfg.LogFormat {
 		d.logger.Warn("reload: log_format changes take effect at the next start or upgrade")
 	}
-	if cfg.Admin != d.cfg.Admin || cfg.AdminToken != d.cfg.AdminToken {
-		d.logger.Warn("reload: admin and admin_token changes take effect at the next start or upgrade (SIGUSR2)")
+	switch {
+	case cfg.Admin != d.cfg.Admin:
+		d.logger.Warn("reload: admin address changes take effect at the next start or upgrade (SIGUSR2)")
+		cfg = withAdmin(cfg, d.cfg) // what runs, for the next comparison
+	case cfg.AdminToken != d.cfg.AdminToken && d.admin != nil:
+		if err := d.admin.SetToken(cfg.AdminToken); err != nil {
+			d.logger.Error("reload: admin_token not changed", "error", err.Error())
+			cfg = withAdmin(cfg, d.cfg)
+		} else {
+			d.logger.Info("reload: admin_token changed; requests now need the new one")
+		}
 	}
 	d.level.Set(parseLevel(cfg.LogLevel))
 	d.cfg = cfg
+}
+
+// withAdmin returns a copy of cfg with the admin settings of running,
+// which a reload could not change.
+func withAdmin(cfg, running *config.Config) *config.Config {
+	c := *cfg
+	c.Admin, c.AdminToken = running.Admin, running.AdminToken
+	return &c
 }
 
 // drain stops accepting and waits for live connections, unless another stop

@@ -8,14 +8,27 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 )
 
 // guard holds what protect checks on every request.
 type guard struct {
 	inner http.Handler // the routes behind cross-origin protection
 	page  *page
+	creds atomic.Pointer[credentials] // replaced whole when the token changes
+}
+
+// credentials are the token a guard asks for.
+type credentials struct {
 	token bool     // a token is configured
 	sum   [32]byte // SHA-256 of the token
+}
+
+// newCredentials returns the credentials for token; surrounding spaces do
+// not count, and an empty token means none.
+func newCredentials(token string) *credentials {
+	token = strings.TrimSpace(token)
+	return &credentials{token: token != "", sum: sha256.Sum256([]byte(token))}
 }
 
 // protect wraps next with the checks every request goes through: security
@@ -26,7 +39,9 @@ func protect(next http.Handler, token string, p *page) http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross-origin request refused: "+r.Method+" from another site")
 	}))
-	return &guard{inner: cop.Handler(next), page: p, token: strings.TrimSpace(token) != "", sum: sha256.Sum256([]byte(strings.TrimSpace(token)))}
+	g := &guard{inner: cop.Handler(next), page: p}
+	g.creds.Store(newCredentials(token))
+	return g
 }
 
 // ServeHTTP applies the checks in order and passes the request on.
@@ -35,12 +50,13 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
-	if !g.token && !safeHost(r.Host) {
+	creds := g.creds.Load()
+	if !creds.token && !safeHost(r.Host) {
 		writeError(w, http.StatusForbidden, fmt.Sprintf(
 			"host %q refused: without admin_token the admin server answers only to IP addresses and localhost (DNS rebinding protection)", r.Host))
 		return
 	}
-	if g.token && !tokenMatches(r.Header.Get("Authorization"), &g.sum) {
+	if creds.token && !tokenMatches(r.Header.Get("Authorization"), &creds.sum) {
 		g.unauthorized(w, r)
 		return
 	}

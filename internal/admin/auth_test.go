@@ -129,7 +129,7 @@ func TestTokenMatches(t *testing.T) {
 // sumOf returns what protect stores for token.
 func sumOf(token string) [32]byte {
 	g := protect(http.NotFoundHandler(), token, newPage()).(*guard)
-	return g.sum
+	return g.creds.Load().sum
 }
 
 // TestTokenCompareIsConstantTime holds the property the timing of a

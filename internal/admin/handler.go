@@ -83,6 +83,10 @@ func NewHandler(o Options) http.Handler {
 	return protect(mux, o.Token, h.page)
 }
 
+// newGuard is NewHandler's handler as the guard it is, for a Server that
+// may change the token later.
+func newGuard(o Options) *guard { return NewHandler(o).(*guard) }
+
 // register adds routes to mux, and for each path a fallback that answers
 // any other method with 405 and an Allow header listing the right ones.
 func register(mux *http.ServeMux, routes []route) {

@@ -14,10 +14,11 @@ import (
 
 // Server is a running admin HTTP server.
 type Server struct {
-	http *http.Server
-	ln   net.Listener
-	done chan struct{} // closed when Serve has returned
-	err  error         // Serve's error other than ErrServerClosed; read after done
+	http  *http.Server
+	guard *guard // checks every request; holds the token
+	ln    net.Listener
+	done  chan struct{} // closed when Serve has returned
+	err   error         // Serve's error other than ErrServerClosed; read after done
 }
 
 // Listen binds addr ("host:port") and serves the admin handler of o on it
@@ -48,9 +49,11 @@ func Serve(ln net.Listener, o Options) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	g := newGuard(o)
 	s := &Server{
+		guard: g,
 		http: &http.Server{
-			Handler:           NewHandler(o),
+			Handler:           g,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      60 * time.Second,
@@ -71,6 +74,18 @@ func (s *Server) serve() {
 	if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		s.err = fmt.Errorf("admin: serve on %s: %w", s.ln.Addr(), err)
 	}
+}
+
+// SetToken makes token the one every request must carry from now on
+// (admin_token changed by a reload). Requests already past the check are
+// not affected. An empty token is refused on an address that is not
+// loopback, as at start.
+func (s *Server) SetToken(token string) error {
+	if strings.TrimSpace(token) == "" && !loopbackHost(s.ln.Addr().String()) {
+		return fmt.Errorf("admin: serve on %s: not a loopback address, and no admin_token is set", s.ln.Addr())
+	}
+	s.guard.creds.Store(newCredentials(token))
+	return nil
 }
 
 // Addr returns the address the server listens on.

@@ -162,3 +162,38 @@ func TestShutdownDeadlineCutsStuckRequests(t *testing.T) {
 		t.Error("the stuck request got a response, want its connection cut")
 	}
 }
+
+// TestSetTokenRotates: a new token applies to the next request and the old
+// one stops working; no token is refused on an address that is not
+// loopback.
+func TestSetTokenRotates(t *testing.T) {
+	s, err := Listen("0.0.0.0:0", Options{Controller: newTestController(t), Token: "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(t.Context())
+	_, port, _ := net.SplitHostPort(s.Addr().String())
+	url := "http://127.0.0.1:" + port + "/api/v1/rules"
+	status := func(token string) int {
+		resp, _ := do(t, "GET", url, token)
+		return resp.StatusCode
+	}
+	if got := status("old"); got != http.StatusOK {
+		t.Fatalf("old token before the change: %d", got)
+	}
+	if err := s.SetToken("new"); err != nil {
+		t.Fatal(err)
+	}
+	if got := status("old"); got != http.StatusUnauthorized {
+		t.Errorf("old token after the change: %d, want 401", got)
+	}
+	if got := status("new"); got != http.StatusOK {
+		t.Errorf("new token: %d, want 200", got)
+	}
+	if err := s.SetToken(""); err == nil || !strings.Contains(err.Error(), "admin_token") {
+		t.Errorf("dropping the token on a wildcard address: %v, want refused", err)
+	}
+	if got := status("new"); got != http.StatusOK {
+		t.Errorf("token after a refused change: %d, want 200", got)
+	}
+}

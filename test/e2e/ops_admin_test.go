@@ -267,3 +267,23 @@ func TestAdminToken(t *testing.T) {
 		t.Errorf("sluice reloaded %d times, want once (only the request with the token)", n)
 	}
 }
+
+// TestAdminTokenRotates: a reload with a new admin_token makes the old one
+// fail and the new one work at once, without a restart.
+func TestAdminTokenRotates(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, echo)
+	p, addrs, path := launchOps(t, 3, adminConfig(be.addr, "first-token"), nil)
+	if code, body := newAdmin(t, addrs[0], "first-token").do(http.MethodGet, "/api/v1/rules"); code != http.StatusOK {
+		t.Fatalf("first token: %d %s", code, body)
+	}
+	rewriteFile(t, path, adminConfig(be.addr, "second-token")(addrs))
+	p.signal(syscall.SIGHUP)
+	p.wait("admin_token changed", isMsg("reload: admin_token changed; requests now need the new one"))
+	if code, body := newAdmin(t, addrs[0], "first-token").do(http.MethodGet, "/api/v1/rules"); code != http.StatusUnauthorized {
+		t.Errorf("old token after the reload: %d %s, want 401", code, body)
+	}
+	if code, body := newAdmin(t, addrs[0], "second-token").do(http.MethodGet, "/api/v1/rules"); code != http.StatusOK {
+		t.Errorf("new token after the reload: %d %s, want 200", code, body)
+	}
+}
