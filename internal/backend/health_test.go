@@ -39,8 +39,8 @@ func TestActiveHealthFlapsWithListener(t *testing.T) {
 		if fb.Up() {
 			t.Fatal("logged down but Up() is true")
 		}
-		if rec, _ := logs.last("backend down", key); !strings.Contains(rec.attrs["reason"], "health check failed") {
-			t.Fatalf("down reason %q", rec.attrs["reason"])
+		if rec, _ := logs.last("backend down", key); !strings.Contains(rec.Attrs["reason"], "health check failed") {
+			t.Fatalf("down reason %q", rec.Attrs["reason"])
 		}
 		for range 10 {
 			if name, _ := dialName(t, p); name != "steady" {
@@ -123,8 +123,8 @@ func TestHealthSendExpect(t *testing.T) {
 			if !tt.wantUp {
 				logs.waitCount(t, "backend down", srv.addr.String(), 1)
 				rec, _ := logs.last("backend down", srv.addr.String())
-				if !strings.Contains(rec.attrs["reason"], tt.reason) {
-					t.Fatalf("down reason %q, want it to contain %q", rec.attrs["reason"], tt.reason)
+				if !strings.Contains(rec.Attrs["reason"], tt.reason) {
+					t.Fatalf("down reason %q, want it to contain %q", rec.Attrs["reason"], tt.reason)
 				}
 				return
 			}

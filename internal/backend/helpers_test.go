@@ -2,7 +2,6 @@ package backend
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/logrec"
 	"sluice/internal/loopback"
 )
 
@@ -23,87 +23,40 @@ import (
 const waitLimit = 10 * time.Second
 
 // record is one captured log record.
-type record struct {
-	msg   string
-	attrs map[string]string
+type record = logrec.Record
+
+// logRecorder keeps what the pool logs; tests wait on logged state
+// changes, not on time.
+type logRecorder struct{ *logrec.Recorder }
+
+func newLogRecorder() *logRecorder { return &logRecorder{logrec.New()} }
+
+// about matches records with msg and, if backend is not empty, that
+// backend attribute.
+func about(msg, backend string) func(record) bool {
+	return func(r record) bool { return r.Msg == msg && (backend == "" || r.Attrs["backend"] == backend) }
 }
 
-// logRecorder is a slog.Handler that keeps every record and wakes waiters
-// when one arrives, so tests wait on logged state changes, not on time.
-type logRecorder struct {
-	mu      sync.Mutex
-	records []record
-	notify  chan struct{} // closed and replaced on every record
-}
-
-func newLogRecorder() *logRecorder { return &logRecorder{notify: make(chan struct{})} }
-
-func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { panic("not used") }
-func (h *logRecorder) WithGroup(string) slog.Handler            { panic("not used") }
-
-func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	rec := record{msg: r.Message, attrs: map[string]string{}}
-	r.Attrs(func(a slog.Attr) bool {
-		rec.attrs[a.Key] = a.Value.String()
-		return true
-	})
-	h.mu.Lock()
-	h.records = append(h.records, rec)
-	close(h.notify)
-	h.notify = make(chan struct{})
-	h.mu.Unlock()
-	return nil
-}
-
-// count returns how many records have msg and, if backend is not empty,
-// that backend attribute.
-func (h *logRecorder) count(msg, backend string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, r := range h.records {
-		if r.msg == msg && (backend == "" || r.attrs["backend"] == backend) {
-			n++
-		}
-	}
-	return n
-}
+// count returns how many records have msg and backend.
+func (h *logRecorder) count(msg, backend string) int { return len(h.Find(about(msg, backend))) }
 
 // last returns the last record with msg and backend.
 func (h *logRecorder) last(msg, backend string) (record, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for i := len(h.records) - 1; i >= 0; i-- {
-		if r := h.records[i]; r.msg == msg && (backend == "" || r.attrs["backend"] == backend) {
-			return r, true
-		}
+	recs := h.Find(about(msg, backend))
+	if len(recs) == 0 {
+		return record{}, false
 	}
-	return record{}, false
+	return recs[len(recs)-1], true
 }
 
 // waitCount blocks until at least n records match msg and backend.
 func (h *logRecorder) waitCount(t *testing.T, msg, backend string, n int) {
 	t.Helper()
-	timer := time.NewTimer(waitLimit)
-	defer timer.Stop()
-	for {
-		h.mu.Lock()
-		ch := h.notify
-		h.mu.Unlock()
-		if h.count(msg, backend) >= n {
-			return
-		}
-		select {
-		case <-ch:
-		case <-timer.C:
-			t.Fatalf("no %d %q records for backend %q within %v", n, msg, backend, waitLimit)
-		}
-	}
+	h.WaitN(t, n, waitLimit, fmt.Sprintf("%q for backend %q", msg, backend), about(msg, backend))
 }
 
 // logger returns a logger writing to h.
-func (h *logRecorder) logger() *slog.Logger { return slog.New(h) }
+func (h *logRecorder) logger() *slog.Logger { return h.Logger() }
 
 // fakeClock is a settable clock for TTLs and cool-downs.
 type fakeClock struct {

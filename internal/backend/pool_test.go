@@ -284,8 +284,8 @@ func TestPassiveDownAndRecoveryOverRealListener(t *testing.T) {
 	if !fb.Up() || logs.count("backend up", flaky.String()) != 1 {
 		t.Fatal("a successful trial did not bring the backend up, logged once")
 	}
-	if rec, _ := logs.last("backend up", flaky.String()); rec.attrs["rule"] != "web" || rec.attrs["reason"] == "" {
-		t.Fatalf("backend up record %v lacks rule or reason", rec.attrs)
+	if rec, _ := logs.last("backend up", flaky.String()); rec.Attrs["rule"] != "web" || rec.Attrs["reason"] == "" {
+		t.Fatalf("backend up record %v lacks rule or reason", rec.Attrs)
 	}
 }
 

@@ -51,7 +51,7 @@ func TestDrainLetsRepliesFinish(t *testing.T) {
 	}
 	drain(t, f)
 	rec := f.logs.find(accessOf(c.LocalAddr(), "drained"))
-	if len(rec) != 1 || rec[0].num(t, "dgrams_down") != 1 {
+	if len(rec) != 1 || rec[0].Int(t, "dgrams_down") != 1 {
 		t.Fatalf("access lines %v, want one drained session with the reply", rec)
 	}
 	if n := len(f.logs.find(accessOf(late.LocalAddr(), ""))); n != 0 || be.sourceCount() != 1 || len(got) != 0 {
@@ -77,7 +77,7 @@ func TestDrainCutsAtDeadline(t *testing.T) {
 	f.svc.StopReading()
 	drain(t, f)
 	rec := f.logs.find(accessOf(c.LocalAddr(), "drained"))
-	if len(rec) != 1 || rec[0].num(t, "dgrams_down") < 1 {
+	if len(rec) != 1 || rec[0].Int(t, "dgrams_down") < 1 {
 		t.Fatalf("access lines %v, want one drained session", rec)
 	}
 }

@@ -36,8 +36,8 @@ func TestOutOfDescriptors(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(rec.attrs["error"], "too many open files") {
-		t.Errorf("access line %v: want the cause", rec.attrs)
+	if !strings.Contains(rec.Attrs["error"], "too many open files") {
+		t.Errorf("access line %v: want the cause", rec.Attrs)
 	}
 	if b := f.pool.Backends()[0]; b.ConnectErrors() != 0 || !b.Up() {
 		t.Errorf("backend up=%v with %d connect errors: a local shortage was held against it", b.Up(), b.ConnectErrors())
@@ -90,13 +90,13 @@ func TestStartsOutOfDescriptors(t *testing.T) {
 		}
 		t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) })
 	}})
-	rec := f.logs.waitN(t, 1, "the warning", func(r record) bool { return r.msg == "cannot receive; backing off" })[0]
+	rec := f.logs.waitN(t, 1, "the warning", func(r record) bool { return r.Msg == "cannot receive; backing off" })[0]
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(rec.attrs["error"], "too many open files") {
-		t.Errorf("warning %v: want the cause", rec.attrs)
+	if !strings.Contains(rec.Attrs["error"], "too many open files") {
+		t.Errorf("warning %v: want the cause", rec.Attrs)
 	}
 	f.mustExchange(t, c, "there now", "there now")
-	f.logs.waitN(t, 1, "the all-clear", func(r record) bool { return r.msg == "receiving again" })
+	f.logs.waitN(t, 1, "the all-clear", func(r record) bool { return r.Msg == "receiving again" })
 }

@@ -172,8 +172,8 @@ func TestIPv6AndDualStack(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec := f.logs.waitN(t, 1, "the session's access line", accessOf(c.LocalAddr(), "idle-timeout"))[0]
-			if rec.attrs["backend"] != be.addr().String() || (f.lossFree() && (rec.num(t, "up") != 5 || rec.num(t, "down") != 5)) {
-				t.Fatalf("access line %v", rec.attrs)
+			if rec.Attrs["backend"] != be.addr().String() || (f.lossFree() && (rec.Int(t, "up") != 5 || rec.Int(t, "down") != 5)) {
+				t.Fatalf("access line %v", rec.Attrs)
 			}
 		})
 	}

@@ -2,14 +2,12 @@ package udp
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"sluice/internal/backend"
 	"sluice/internal/config"
 	"sluice/internal/conntrack"
+	"sluice/internal/logrec"
 )
 
 // waitLimit bounds every wait for something that should happen soon; the
@@ -25,77 +24,28 @@ import (
 const waitLimit = 10 * time.Second
 
 // record is one captured log record.
-type record struct {
-	msg   string
-	attrs map[string]string
-}
+type record = logrec.Record
 
-// logRecorder is a slog.Handler that keeps every record and wakes waiters
-// when one arrives, so tests wait on logged events, not on time.
-type logRecorder struct {
-	mu      sync.Mutex // guards the following fields
-	records []record
-	notify  chan struct{} // closed and replaced on every record
-}
+// logRecorder keeps what the service logs; tests wait on logged events,
+// not on time.
+type logRecorder struct{ *logrec.Recorder }
 
-func newLogRecorder() *logRecorder { return &logRecorder{notify: make(chan struct{})} }
-
-func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { panic("not used") }
-func (h *logRecorder) WithGroup(string) slog.Handler            { panic("not used") }
-
-func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	rec := record{msg: r.Message, attrs: map[string]string{}}
-	r.Attrs(func(a slog.Attr) bool {
-		rec.attrs[a.Key] = a.Value.String()
-		return true
-	})
-	h.mu.Lock()
-	h.records = append(h.records, rec)
-	close(h.notify)
-	h.notify = make(chan struct{})
-	h.mu.Unlock()
-	return nil
-}
+func newLogRecorder() *logRecorder { return &logRecorder{logrec.New()} }
 
 // find returns the records that match.
-func (h *logRecorder) find(match func(record) bool) []record {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []record
-	for _, r := range h.records {
-		if match(r) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func (h *logRecorder) find(match func(record) bool) []record { return h.Find(match) }
 
 // waitN waits until n records match and returns them.
 func (h *logRecorder) waitN(t *testing.T, n int, what string, match func(record) bool) []record {
 	t.Helper()
-	deadline := time.NewTimer(waitLimit)
-	defer deadline.Stop()
-	for {
-		h.mu.Lock()
-		ch := h.notify
-		h.mu.Unlock()
-		if got := h.find(match); len(got) >= n {
-			return got
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("waited %v for %d log records of %s; have %d: %v", waitLimit, n, what, len(h.find(match)), h.find(match))
-		}
-	}
+	return h.WaitN(t, n, waitLimit, what, match)
 }
 
 // accessOf matches the access line of client (and end, unless empty).
 func accessOf(client net.Addr, end string) func(record) bool {
 	name := clientName(client)
 	return func(r record) bool {
-		return r.msg == "access" && r.attrs["client"] == name && (end == "" || r.attrs["end"] == end)
+		return r.Msg == "access" && r.Attrs["client"] == name && (end == "" || r.Attrs["end"] == end)
 	}
 }
 
@@ -103,16 +53,6 @@ func accessOf(client net.Addr, end string) func(record) bool {
 func clientName(a net.Addr) string {
 	ap := a.(*net.UDPAddr).AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
-}
-
-// num returns the integer attribute key of r.
-func (r record) num(t *testing.T, key string) int64 {
-	t.Helper()
-	v, err := strconv.ParseInt(r.attrs[key], 10, 64)
-	if err != nil {
-		t.Fatalf("access line %v: %s is not an integer", r.attrs, key)
-	}
-	return v
 }
 
 // udpBackend is a real UDP server on loopback that answers each datagram

@@ -30,9 +30,9 @@ func TestSessionExpiresAndIsRecreated(t *testing.T) {
 	c := client(t, "")
 	f.mustExchange(t, c, "one", "one")
 	rec := f.logs.waitN(t, 1, "the first session's end", accessOf(c.LocalAddr(), "idle-timeout"))[0]
-	if (f.lossFree() && (rec.num(t, "up") != 3 || rec.num(t, "down") != 3 || rec.num(t, "dgrams_up") != 1 || rec.num(t, "dgrams_down") != 1)) ||
-		rec.attrs["proto"] != "udp" || rec.attrs["rule"] != "test" || rec.attrs["backend"] != be.addr().String() {
-		t.Fatalf("access line %v", rec.attrs)
+	if (f.lossFree() && (rec.Int(t, "up") != 3 || rec.Int(t, "down") != 3 || rec.Int(t, "dgrams_up") != 1 || rec.Int(t, "dgrams_down") != 1)) ||
+		rec.Attrs["proto"] != "udp" || rec.Attrs["rule"] != "test" || rec.Attrs["backend"] != be.addr().String() {
+		t.Fatalf("access line %v", rec.Attrs)
 	}
 	if st := f.svc.Stats(); st.Sessions != 0 || f.table.Len() != 0 {
 		t.Fatalf("after expiry: %d sessions, %d in the table", st.Sessions, f.table.Len())
@@ -63,7 +63,7 @@ func TestTrafficEitherWayKeepsSessionAlive(t *testing.T) {
 			<-tick.C
 		}
 		rec := f.logs.waitN(t, 1, "the session's end", accessOf(c.LocalAddr(), "idle-timeout"))
-		if len(rec) != 1 || rec[0].num(t, "dgrams_up") < count || be.sourceCount() != 1 {
+		if len(rec) != 1 || rec[0].Int(t, "dgrams_up") < count || be.sourceCount() != 1 {
 			t.Fatalf("want one session of %d datagrams; access lines %v", count, rec)
 		}
 	})
@@ -93,7 +93,7 @@ func TestTrafficEitherWayKeepsSessionAlive(t *testing.T) {
 			<-tick.C
 		}
 		rec := f.logs.waitN(t, 1, "the session's end", accessOf(c.LocalAddr(), "idle-timeout"))
-		if down := rec[0].num(t, "dgrams_down"); len(rec) != 1 || down < count || down > int64(sent) || rec[0].num(t, "dgrams_up") != 1 {
+		if down := rec[0].Int(t, "dgrams_down"); len(rec) != 1 || down < count || down > int64(sent) || rec[0].Int(t, "dgrams_up") != 1 {
 			t.Fatalf("want one session with %d datagrams down; access lines %v", count, rec)
 		}
 	})
@@ -125,7 +125,7 @@ func TestSessionCap(t *testing.T) {
 		}
 	}
 	rec := f.logs.waitN(t, 1, "the refusal", accessOf(c3.LocalAddr(), "rejected:max-sessions"))
-	if len(rec) != 1 || rec[0].num(t, "dropped") != 3 || rec[0].num(t, "up") != 0 || rec[0].attrs["backend"] != "" {
+	if len(rec) != 1 || rec[0].Int(t, "dropped") != 3 || rec[0].Int(t, "up") != 0 || rec[0].Attrs["backend"] != "" {
 		t.Fatalf("want one refusal line with 3 datagrams dropped; got %v", rec)
 	}
 	nothingWaiting(t, c3)
@@ -151,7 +151,7 @@ func TestAdmissionGate(t *testing.T) {
 	}
 	f.mustExchange(t, allowed, "hi", "hi")
 	rec := f.logs.waitN(t, 1, "the refusal", accessOf(denied.LocalAddr(), "rejected:denied"))
-	if len(rec) != 1 || rec[0].num(t, "dropped") != 5 {
+	if len(rec) != 1 || rec[0].Int(t, "dropped") != 5 {
 		t.Fatalf("want one refusal line with 5 dropped; got %v", rec)
 	}
 	if be.sourceCount() != 1 {
@@ -180,8 +180,8 @@ func TestBackendRefusesWithICMP(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec := f.logs.waitN(t, i, "a failed session", accessOf(c.LocalAddr(), "connect-failed"))[i-1]
-		if !strings.Contains(rec.attrs["error"], "connection refused") || rec.num(t, "dgrams_up") != 1 {
-			t.Fatalf("session %d: access line %v, want the ICMP refusal", i, rec.attrs)
+		if !strings.Contains(rec.Attrs["error"], "connection refused") || rec.Int(t, "dgrams_up") != 1 {
+			t.Fatalf("session %d: access line %v, want the ICMP refusal", i, rec.Attrs)
 		}
 	}
 	if b.Up() || b.ConnectErrors() != 3 {
@@ -193,8 +193,8 @@ func TestBackendRefusesWithICMP(t *testing.T) {
 		}
 	}
 	rec := f.logs.waitN(t, 4, "the refusal for want of a backend", accessOf(c.LocalAddr(), "connect-failed"))[3]
-	if !strings.Contains(rec.attrs["error"], backend.ErrNoBackend.Error()) || rec.num(t, "dropped") != 2 {
-		t.Fatalf("access line %v, want no usable backend, 2 dropped", rec.attrs)
+	if !strings.Contains(rec.Attrs["error"], backend.ErrNoBackend.Error()) || rec.Int(t, "dropped") != 2 {
+		t.Fatalf("access line %v, want no usable backend, 2 dropped", rec.Attrs)
 	}
 	if b.Active() != 0 {
 		t.Fatalf("backend counts %d active sessions", b.Active())
@@ -278,8 +278,8 @@ func TestQueuedWhileResolving(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := bad.logs.waitN(t, 1, "the failed session", accessOf(c.LocalAddr(), "connect-failed"))[0]
-	if !strings.Contains(rec.attrs["error"], "no such host") || rec.num(t, "dropped") != 1 {
-		t.Fatalf("access line %v", rec.attrs)
+	if !strings.Contains(rec.Attrs["error"], "no such host") || rec.Int(t, "dropped") != 1 {
+		t.Fatalf("access line %v", rec.Attrs)
 	}
 }
 
