@@ -83,6 +83,10 @@ func (ec *engineConn) checkConnect() bool {
 		ec.close(false)
 		return false
 	}
+	// The idle limit counts from now: the time spent connecting was not
+	// the client's silence.
+	ec.r.touch()
+	ec.r.armIdleTimer()
 	return true
 }
 

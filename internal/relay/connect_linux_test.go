@@ -219,3 +219,26 @@ func TestConnectingWithoutEngine(t *testing.T) {
 		t.Errorf("client read: %v; want EOF", err)
 	}
 }
+
+// TestConnectingTimeIsNotIdle: the idle limit counts from the connect's
+// success, so a slow connect (here a first backend that never answers,
+// then a second) is not taken for a silent client.
+func TestConnectingTimeIsNotIdle(t *testing.T) {
+	e := newEngine(t, 1)
+	client, fd := clientSocket(t)
+	o := &outcomes{next: []int{startConnect(t, echoAddr(t))}}
+	c := Connecting{FD: startConnect(t, silentAddr(t)), Timeout: 300 * time.Millisecond, Outcome: o.outcome}
+	_, done := runConnecting(fd, c, Options{Engine: e, IdleTimeout: 200 * time.Millisecond})
+	client.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo after a slow connect: %q, %v", buf, err)
+	}
+	client.CloseWrite()
+	if res := waitResult(t, done); res.End != EndEOF {
+		t.Errorf("result %+v: want eof", res)
+	}
+}

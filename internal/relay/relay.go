@@ -252,7 +252,9 @@ func (r *Relay) startOnEngine() bool {
 	}
 	r.ec = ec
 	r.mu.Unlock()
-	r.armIdleTimer()
+	if cs == nil {
+		r.armIdleTimer() // a connecting relay's starts once it is connected
+	}
 	return true
 }
 
