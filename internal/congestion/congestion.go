@@ -35,7 +35,24 @@ const maxName = 15
 // Choice is one rule's congestion_control setting. The zero Choice is Auto.
 type Choice struct {
 	name string // "": Auto; System; or an algorithm for every connection
+	// keepLoopback makes Auto leave loopback peers alone too: this
+	// process may not choose LoopbackAlgorithm (see WithoutLoopback).
+	keepLoopback bool
 }
+
+// WithoutLoopback returns c such that Auto no longer gives loopback peers
+// LoopbackAlgorithm, for a process that may not choose it (Allowed fails):
+// trying would fail on every connection. Other choices are returned as
+// they are.
+func (c Choice) WithoutLoopback() Choice {
+	if c.name == "" {
+		c.keepLoopback = true
+	}
+	return c
+}
+
+// IsAuto reports whether c is Auto.
+func (c Choice) IsAuto() bool { return c.name == "" }
 
 // Parse reads a congestion_control value: "auto", "system" or the name of
 // an algorithm (as in /proc/sys/net/ipv4/tcp_available_congestion_control).
@@ -80,7 +97,7 @@ func (c Choice) String() string {
 func (c Choice) For(peer netip.Addr) string {
 	switch c.name {
 	case "":
-		if peer.Unmap().IsLoopback() {
+		if peer.Unmap().IsLoopback() && !c.keepLoopback {
 			return LoopbackAlgorithm
 		}
 		return ""

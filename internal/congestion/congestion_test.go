@@ -52,6 +52,11 @@ func TestFor(t *testing.T) {
 		{must("system"), remote, ""},
 		{must("reno"), v4, "reno"},
 		{must("reno"), remote, "reno"},
+		// A process that may not choose the loopback algorithm.
+		{Choice{}.WithoutLoopback(), v4, ""},
+		{Choice{}.WithoutLoopback(), remote, ""},
+		{must("reno").WithoutLoopback(), v4, "reno"},
+		{must("system").WithoutLoopback(), v4, ""},
 	} {
 		if got := tc.c.For(tc.peer); got != tc.want {
 			t.Errorf("%v.For(%v) = %q, want %q", tc.c, tc.peer, got, tc.want)

@@ -68,6 +68,14 @@ func Check(c Choice) error {
 	if name == "" {
 		return nil
 	}
+	return Allowed(name)
+}
+
+// Allowed reports an error when this process cannot give a socket the
+// algorithm name: the kernel lacks it, or it is not among those an
+// unprivileged process may choose. It tries name on a scratch socket, which
+// also loads its module where root may.
+func Allowed(name string) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil // no socket to try it on: Set finds out per connection

@@ -156,7 +156,7 @@ func (r *rule) apply(ch *change) {
 	}
 	if poolChanged(prev, ch.rc) {
 		oldPool := r.pool
-		r.pool = backend.NewPool(ch.rc, r.s.resolver, r.s.logger) // it names the rule itself
+		r.pool = backend.NewPool(r.s.effective(ch.rc), r.s.resolver, r.s.logger) // it names the rule itself
 		r.pool.Inherit(oldPool)
 		r.pool.Start()
 		oldPool.Stop()

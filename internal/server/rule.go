@@ -72,7 +72,7 @@ func (r *rule) bindSides(tcp, udp bool) error {
 		}
 	}
 	if tcp {
-		ln, err := r.s.listen(rc.Listen, rc.CongestionControl)
+		ln, err := r.s.listen(rc.Listen, r.s.effective(rc).CongestionControl)
 		if err != nil {
 			return fmt.Errorf("rule %q: listen %s: %w", rc.Name, rc.Listen, err)
 		}
@@ -91,7 +91,7 @@ func (r *rule) bindSides(tcp, udp bool) error {
 
 // run starts a bound rule: health checks, then its accept loops.
 func (r *rule) run() {
-	r.pool = backend.NewPool(r.cfg, r.s.resolver, r.s.logger) // it names the rule itself
+	r.pool = backend.NewPool(r.s.effective(r.cfg), r.s.resolver, r.s.logger) // it names the rule itself
 	r.pool.Start()
 	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{
 		Logger: r.s.logger, Pools: r.s.pools, Parker: r.s.parker, Engine: r.s.engine, Workers: r.s.workers, IDs: &r.s.ids, Table: r.table,
@@ -127,7 +127,7 @@ func (r *rule) tcpRule() *tcp.Rule {
 		Name: rc.Name, Pool: r.pool, Gate: r.gate, Metrics: r.metrics,
 		IdleTimeout: rc.IdleTimeout, DrainTimeout: rc.DrainTimeout, ConnectTimeout: rc.ConnectTimeout,
 		Bandwidth: rc.Bandwidth, SendProxy: rc.ProxyProtocol, TrustProxy: rc.AcceptProxyProtocol,
-		Congestion: rc.CongestionControl,
+		Congestion: r.s.effective(rc).CongestionControl,
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"sluice/internal/backend"
 	"sluice/internal/config"
+	"sluice/internal/congestion"
 	"sluice/internal/conntrack"
 	"sluice/internal/metrics"
 	"sluice/internal/relay"
@@ -39,8 +40,12 @@ type Server struct {
 	engine    *relay.Engine // nil where the platform has none
 	workers   *workers.Pool
 	resolver  *backend.Resolver
-	ids       conntrack.IDs
-	reloading sync.Mutex // one reload at a time
+	// loopbackCC is why this process may not give loopback connections
+	// congestion.LoopbackAlgorithm (nil: it may), found once at New.
+	loopbackCC error
+	ccWarning  sync.Once // says so once, when a rule under auto starts
+	ids        conntrack.IDs
+	reloading  sync.Mutex // one reload at a time
 
 	mu       sync.Mutex // guards the following fields
 	cfg      *config.Config
@@ -48,6 +53,22 @@ type Server struct {
 	retired  map[*rule]bool // removed by a reload, still draining
 	drains   sync.WaitGroup // retired rules draining
 	stopping bool           // Shutdown has begun
+}
+
+// effective returns rc as this process runs it: under congestion_control
+// auto, a process that may not choose the loopback algorithm leaves
+// loopback connections with the system's instead of failing to set it on
+// every one (and says so once).
+func (s *Server) effective(rc config.Rule) config.Rule {
+	if s.loopbackCC == nil || !rc.CongestionControl.IsAuto() {
+		return rc
+	}
+	s.ccWarning.Do(func() {
+		s.logger.Warn("congestion_control auto: connections to loopback keep the system's algorithm: this process may not choose "+congestion.LoopbackAlgorithm+
+			" (add it to net.ipv4.tcp_allowed_congestion_control, or grant CAP_NET_ADMIN)", "error", s.loopbackCC.Error())
+	})
+	rc.CongestionControl = rc.CongestionControl.WithoutLoopback()
+	return rc
 }
 
 // New returns a server with no rules; Start gives it its first config.
@@ -64,15 +85,16 @@ func New(opts Options) *Server {
 		engine = nil
 	}
 	s := &Server{
-		logger:    logger,
-		metrics:   opts.Metrics,
-		inherited: opts.Inherited,
-		pools:     relay.NewPools(0),
-		parker:    parker,
-		engine:    engine,
-		workers:   workers.New(64, 2*time.Second),
-		resolver:  backend.NewResolver(nil, logger),
-		retired:   make(map[*rule]bool),
+		logger:     logger,
+		metrics:    opts.Metrics,
+		inherited:  opts.Inherited,
+		pools:      relay.NewPools(0),
+		parker:     parker,
+		engine:     engine,
+		workers:    workers.New(64, 2*time.Second),
+		resolver:   backend.NewResolver(nil, logger),
+		retired:    make(map[*rule]bool),
+		loopbackCC: congestion.Allowed(congestion.LoopbackAlgorithm),
 	}
 	s.metrics.SetBackendSource(s.backendStates)
 	return s

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -162,4 +163,49 @@ func TestCongestionControlReload(t *testing.T) {
 	p.signal(syscall.SIGHUP)
 	p.waitFrom(from, "reloaded", isMsg("reloaded"))
 	check(system)
+}
+
+// TestCongestionControlAutoUnprivileged: a process that may not choose
+// cubic (not in net.ipv4.tcp_allowed_congestion_control, no
+// CAP_NET_ADMIN) says so once at start under "auto", and its loopback
+// connections keep the system's algorithm instead of failing to set cubic
+// on each.
+func TestCongestionControlAutoUnprivileged(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run sluice as another, unprivileged uid")
+	}
+	if _, err := exec.LookPath("ss"); err != nil {
+		t.Skip("ss (iproute2) is not installed")
+	}
+	allowed, err := os.ReadFile("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
+	if err != nil || slices.Contains(strings.Fields(string(allowed)), "cubic") {
+		t.Skipf("unprivileged processes may choose cubic here (allowed: %q, %v)", allowed, err)
+	}
+	system, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil || strings.TrimSpace(string(system)) == "cubic" {
+		t.Skip("the system's algorithm is cubic: nothing to tell apart")
+	}
+	be := startBackend(t, echo)
+	listen := freeAddr(t)
+	nobody := func(cmd *exec.Cmd) {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	p := startProc(t, nobody, sluiceBin, "-l", listen, "-r", be.addr, "--log-format", "json")
+	defer p.stop()
+	if !p.waitListening(listen) {
+		t.Fatalf("sluice did not start: %s", p.stderr())
+	}
+	p.wait("the warning", func(r record) bool {
+		return strings.HasPrefix(r.str("msg"), "congestion_control auto: connections to loopback keep the system's algorithm")
+	})
+	c := dial(t, listen)
+	defer c.Close()
+	if err := roundTrip(c, "hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.TrimSpace(string(system))
+	if got := socketAlgorithm(t, listen, c.LocalAddr().String()); got != want {
+		t.Errorf("client-side socket uses %s, want the system's %s", got, want)
+	}
 }
