@@ -209,3 +209,35 @@ func TestCongestionControlAutoUnprivileged(t *testing.T) {
 		t.Errorf("client-side socket uses %s, want the system's %s", got, want)
 	}
 }
+
+// TestCongestionControlNotAllowed: a named algorithm this unprivileged
+// process may not choose stops sluice at start, naming the ones it may.
+func TestCongestionControlNotAllowed(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run sluice as another, unprivileged uid")
+	}
+	allowed, err := os.ReadFile("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
+	available, err2 := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control")
+	if err != nil || err2 != nil {
+		t.Skip("no congestion control sysctls")
+	}
+	var name string
+	for _, a := range strings.Fields(string(available)) {
+		if !slices.Contains(strings.Fields(string(allowed)), a) {
+			name = a
+			break
+		}
+	}
+	if name == "" {
+		t.Skip("every available algorithm is allowed to unprivileged processes here")
+	}
+	nobody := func(cmd *exec.Cmd) {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	r := runSluice(t, nobody, "-l", freeAddr(t), "-r", "127.0.0.1:9", "--congestion-control", name)
+	want := fmt.Sprintf(`congestion_control %q: this process may not choose it (allowed: %s;`, name, strings.Join(strings.Fields(string(allowed)), ", "))
+	if r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("got %v\nwant exit 1 and %q", r, want)
+	}
+}
