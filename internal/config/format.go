@@ -50,11 +50,11 @@ func formatRule(b *strings.Builder, r *Rule) {
 	kv(b, "max_connections", strconv.Itoa(r.MaxConnections))
 	kv(b, "max_connections_per_ip", strconv.Itoa(r.MaxConnectionsPerIP))
 	kv(b, "max_sessions", strconv.Itoa(r.MaxSessions))
-	optional(b, "rate_per_ip", r.RatePerIP != 0, formatFloat(r.RatePerIP), "unlimited")
-	optional(b, "bandwidth", r.Bandwidth != 0, formatBandwidth(r.Bandwidth), "unlimited")
+	optional(b, "rate_per_ip", r.RatePerIP != 0, formatFloat(r.RatePerIP), quote(unlimited))
+	optional(b, "bandwidth", r.Bandwidth != 0, formatBandwidth(r.Bandwidth), quote(unlimited))
 	kv(b, "allow", prefixList(r.Allow))
 	kv(b, "deny", prefixList(r.Deny))
-	optional(b, "proxy_protocol", r.ProxyProtocol != 0, quote("v"+strconv.Itoa(r.ProxyProtocol)), "off")
+	optional(b, "proxy_protocol", r.ProxyProtocol != 0, quote("v"+strconv.Itoa(r.ProxyProtocol)), quote("off"))
 	kv(b, "accept_proxy_protocol", prefixList(r.AcceptProxyProtocol))
 	kv(b, "congestion_control", quote(r.CongestionControl.String()))
 	if h := r.HealthCheck; h != nil {
@@ -77,13 +77,14 @@ func kv(b *strings.Builder, key, value string) {
 	b.WriteString(key + " = " + value + "\n")
 }
 
-// optional writes a key whose zero value means off, as a comment if it is.
+// optional writes a key whose zero value means off: value when on, else
+// off, the value that says so.
 func optional(b *strings.Builder, key string, on bool, value, off string) {
 	if on {
 		kv(b, key, value)
 		return
 	}
-	b.WriteString("# " + key + ": " + off + "\n")
+	kv(b, key, off)
 }
 
 // prefixList writes CIDR prefixes as a TOML array of strings.

@@ -66,11 +66,11 @@ udp_session_timeout = "1m"
 max_connections = 0
 max_connections_per_ip = 0
 max_sessions = 0
-# rate_per_ip: unlimited
-# bandwidth: unlimited
+rate_per_ip = "unlimited"
+bandwidth = "unlimited"
 allow = ["10.0.0.1/32"]
 deny = []
-# proxy_protocol: off
+proxy_protocol = "off"
 accept_proxy_protocol = []
 congestion_control = "auto"
 health_check = { interval = "5s", timeout = "1s", rise = 2, fall = 3, send = "\u0000\"hi\"\n" }
@@ -166,7 +166,7 @@ func TestFromQuickBad(t *testing.T) {
 			`idle_timeout "0s": must be greater than zero`,
 			`max_connections -1: must not be negative`,
 			`allow "10.0.0.0/33": invalid CIDR (want e.g. "10.0.0.0/8", "2001:db8::/32" or a single IP)`,
-			`proxy_protocol "v9": unknown value (want one of v1, v2)`,
+			`proxy_protocol "v9": unknown value (want one of off, v1, v2)`,
 			`listen "unix:/run/s": unix sockets need protocol "tcp", not "udp"`,
 			`backend "a:1" listed twice`,
 		}},

@@ -230,6 +230,9 @@ allow = ["10.0.0.0/8"]
 health_check = { interval = "10s", rise = 5 }
 protocol = "tcp+udp"
 congestion_control = "system"
+proxy_protocol = "v2"
+bandwidth = "1MiB/s"
+rate_per_ip = 5
 
 [[rule]]
 name = "inherits"
@@ -244,6 +247,9 @@ allow = []
 health_check = { timeout = "2s" }
 protocol = "tcp"
 congestion_control = "bbr"
+proxy_protocol = "off"
+bandwidth = "unlimited"
+rate_per_ip = "unlimited"
 `
 	c, err := Parse("sluice.toml", []byte(doc))
 	if err != nil {
@@ -255,6 +261,7 @@ congestion_control = "bbr"
 	in.HealthCheck = &HealthCheck{Interval: 10 * time.Second, Timeout: time.Second, Rise: 5, Fall: 3}
 	in.Protocol = TCPUDP
 	in.CongestionControl, _ = congestion.Parse("system")
+	in.ProxyProtocol, in.Bandwidth, in.RatePerIP = 2, 1<<20, 5
 	over := wantRule("overrides", tcpAddr("", 2), tcpAddr("own", 80))
 	over.ConnectTimeout = 3 * time.Second
 	over.HealthCheck = &HealthCheck{Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}

@@ -253,6 +253,13 @@ func (s source) rate(key string, v any) opt[float64] {
 		f = float64(n)
 	case float64:
 		f = n
+	case string:
+		if n != unlimited {
+			s.errorf(key, "%s %s: want a number, or %q", key, show(v), unlimited)
+			return o
+		}
+		o.val, o.set = 0, true
+		return o
 	default:
 		s.errorf(key, "%s %s: want a number, not %s", key, show(v), typeName(v))
 		return o

@@ -81,10 +81,16 @@ func (s source) protocol(v any) opt[Protocol] {
 	return convert(o, func(p string) Protocol { return Protocol(p) })
 }
 
-// proxyProtocol reads "v1" or "v2" as the PROXY protocol version.
+// proxyProtocol reads "v1" or "v2" as the PROXY protocol version, and
+// "off" (a rule lifting what [defaults] sets) as 0.
 func (s source) proxyProtocol(v any) opt[int] {
-	o := s.enum("proxy_protocol", v, "v1", "v2")
-	return convert(o, func(p string) int { return int(p[1] - '0') })
+	o := s.enum("proxy_protocol", v, "off", "v1", "v2")
+	return convert(o, func(p string) int {
+		if p == "off" {
+			return 0
+		}
+		return int(p[1] - '0')
+	})
 }
 
 // congestion reads congestion_control: "auto", "system" or an algorithm.

@@ -10,13 +10,17 @@ import (
 )
 
 // wantBandwidth is the hint shown with a bad bandwidth.
-const wantBandwidth = `want e.g. "10MiB/s", "500KB/s", "1Gbit/s" or an integer in bytes per second`
+const wantBandwidth = `want e.g. "10MiB/s", "500KB/s", "1Gbit/s", an integer in bytes per second, or "unlimited"`
+
+// unlimited is the value of bandwidth and rate_per_ip that sets no limit,
+// so that a rule can lift one that [defaults] sets. It reads as 0.
+const unlimited = "unlimited"
 
 // maxBandwidth bounds a bandwidth so that byte arithmetic on it cannot overflow.
 const maxBandwidth = 1 << 62
 
-// bandwidth reads a per-connection rate: an integer in bytes per second or a
-// string with a unit such as "10MiB/s".
+// bandwidth reads a per-connection rate: an integer in bytes per second, a
+// string with a unit such as "10MiB/s", or "unlimited" (0).
 func (s source) bandwidth(key string, v any) opt[int64] {
 	o := start[int64](s, key, v)
 	var n int64
@@ -30,7 +34,9 @@ func (s source) bandwidth(key string, v any) opt[int64] {
 			err = fmt.Errorf("must be between 1 and %d bytes per second", int64(maxBandwidth))
 		}
 	case string:
-		n, err = parseBandwidth(b)
+		if b != unlimited {
+			n, err = parseBandwidth(b)
+		}
 	default:
 		err = fmt.Errorf("%s (%s)", typeName(v), wantBandwidth)
 	}
