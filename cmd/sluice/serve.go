@@ -28,6 +28,7 @@ type daemon struct {
 	level   *slog.LevelVar
 	logger  *slog.Logger
 	srv     *server.Server
+	notify  *notifier
 	admin   *admin.Server // nil unless the admin API is on
 	adminLn net.Listener  // the admin API's socket, for an upgrade to hand over
 
@@ -40,7 +41,7 @@ type daemon struct {
 // to a new process running the binary on disk (hitless upgrade). A second
 // stop signal exits at once.
 func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr io.Writer) int {
-	d := &daemon{opts: opts, cfg: cfg, level: new(slog.LevelVar)}
+	d := &daemon{opts: opts, cfg: cfg, level: new(slog.LevelVar), notify: newNotifier()}
 	d.logger = newLogger(cfg, d.level, stderr)
 	raiseFileLimit(d.logger)
 	inherited := server.InheritedFromEnv()
@@ -80,9 +81,11 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 		ready.Write([]byte("ready\n"))
 		ready.Close()
 	}
+	d.notified(d.notify.ready(os.Getpid()))
 	for sig := range signals {
 		switch sig {
 		case syscall.SIGTERM, syscall.SIGINT:
+			d.notified(d.notify.stopping())
 			return d.drain(sig, signals)
 		case syscall.SIGHUP:
 			d.reload()
@@ -103,6 +106,8 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 func (d *daemon) reload() (server.Report, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.notified(d.notify.reloading())
+	defer func() { d.notified(d.notify.ready(os.Getpid())) }()
 	if d.opts.configFile == "" {
 		d.logger.Warn("reload: nothing to reload in quick mode (no config file)")
 		return server.Report{}, fmt.Errorf("no config file: sluice runs in quick mode")
@@ -172,6 +177,14 @@ func (d *daemon) drain(sig os.Signal, signals <-chan os.Signal) int {
 				return exitConfig
 			}
 		}
+	}
+}
+
+// notified logs a failed notification of the service manager (which then
+// has gone away); serving goes on.
+func (d *daemon) notified(err error) {
+	if err != nil {
+		d.logger.Warn("cannot notify the service manager", "error", err.Error())
 	}
 }
 
