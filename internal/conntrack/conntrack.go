@@ -67,6 +67,16 @@ func (t *Table) Add(e *Entry) {
 	t.mu.Unlock()
 }
 
+// SetBackend records that the entry with id now goes to backend (a
+// connection that was still connecting when it was added).
+func (t *Table) SetBackend(id uint64, backend string) {
+	t.mu.Lock()
+	if e := t.entries[id]; e != nil {
+		e.Backend = backend
+	}
+	t.mu.Unlock()
+}
+
 // Remove forgets the entry with id.
 func (t *Table) Remove(id uint64) {
 	t.mu.Lock()

@@ -153,7 +153,7 @@ func (s *Service) dial(cn *conn) {
 	rule.Metrics.ConnectDuration(time.Since(began))
 	cn.backend = b
 	cn.relay = relay.New(cn.c, up, s.relayOptions(cn))
-	s.track(cn, b)
+	s.track(cn, b.Address().String())
 	s.setupDone(cn)
 	if s.cutting.Load() {
 		cn.relay.Stop(relay.EndDrained) // before Start is fine: it ends at once
@@ -182,12 +182,12 @@ func (s *Service) relayOptions(cn *conn) relay.Options {
 	}
 }
 
-// track lists cn, connected to b, in the service's table of live
-// connections.
-func (s *Service) track(cn *conn, b *backend.Backend) {
+// track lists cn, going to the backend named (empty while it connects), in
+// the service's table of live connections.
+func (s *Service) track(cn *conn, backendName string) {
 	cn.entry = conntrack.Entry{
 		ID: s.deps.IDs.Next(), Rule: cn.rule.Name, Proto: "tcp",
-		Client: clientName(cn), Backend: b.Address().String(),
+		Client: clientName(cn), Backend: backendName,
 		Since: cn.start, Bytes: &cn.counters,
 		Stop: func(reason string) { cn.relay.Stop(relay.End(reason)) },
 	}

@@ -147,17 +147,17 @@ func (s *Service) connect(cn *conn) error {
 	}
 	cn.relay = relay.NewConnecting(cn.fd, relay.Connecting{FD: bfd, Timeout: rule.Pool.ConnectTimeout(), Outcome: cn.outcome}, s.relayOptions(cn))
 	cn.svc = s
-	s.connecting.add(cn)
+	// Listed while connecting, with no backend yet: the operator sees it,
+	// can close it, and a cut drain stops it.
+	s.track(cn, "")
 	if s.cutting.Load() {
 		cn.relay.Stop(relay.EndDrained) // before Start is fine: it ends at once
 	}
 	cn.relay.Start(func(res relay.Result) {
 		if cn.backend == nil {
-			s.connecting.remove(cn)
 			cn.attempts.Abandon()
-		} else {
-			s.deps.Table.Remove(cn.entry.ID)
 		}
+		s.deps.Table.Remove(cn.entry.ID)
 		s.finish(cn, res)
 	})
 	return nil
@@ -181,8 +181,7 @@ func (cn *conn) outcome(fd int, err error) (int, error) {
 	}
 	rule.Metrics.ConnectDuration(time.Since(cn.began))
 	cn.backend = b
-	s.connecting.remove(cn)
-	s.track(cn, b)
+	s.deps.Table.SetBackend(cn.entry.ID, b.Address().String())
 	if s.cutting.Load() {
 		cn.relay.Stop(relay.EndDrained)
 	}

@@ -48,19 +48,16 @@ type Deps struct {
 
 // Service serves one rule's TCP listener(s).
 type Service struct {
-	rule    atomic.Pointer[Rule]
-	deps    Deps
-	ctx     context.Context // cancelled when the service is cut, to abandon dials
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup // one per connection until its access line is written
-	cutting atomic.Bool    // live connections are being cut; late ones stop at once
-	spawn   func(func())   // runs a connection's goroutine (Deps.Workers or go)
-	setups  chan struct{}  // a slot per connection between accept and relay
-	// connecting holds the direct path's connections whose backend is
-	// not connected yet (they are not in Deps.Table), for a cut drain.
-	connecting pending
-	listener   sync.Mutex // guards the following fields
-	lns        []*listening
+	rule     atomic.Pointer[Rule]
+	deps     Deps
+	ctx      context.Context // cancelled when the service is cut, to abandon dials
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // one per connection until its access line is written
+	cutting  atomic.Bool    // live connections are being cut; late ones stop at once
+	spawn    func(func())   // runs a connection's goroutine (Deps.Workers or go)
+	setups   chan struct{}  // a slot per connection between accept and relay
+	listener sync.Mutex     // guards the following fields
+	lns      []*listening
 }
 
 // NewService returns a service for rule.
@@ -131,45 +128,8 @@ func (s *Service) Drain(timeout time.Duration) {
 	}
 	s.cutting.Store(true)
 	s.cancel()
-	s.connecting.stopAll(relay.EndDrained)
 	s.deps.Table.StopAll(string(relay.EndDrained))
 	<-done
-}
-
-// pending is a set of connections still connecting to their backend.
-type pending struct {
-	mu    sync.Mutex
-	conns map[*conn]struct{}
-}
-
-// add puts cn in the set.
-func (p *pending) add(cn *conn) {
-	p.mu.Lock()
-	if p.conns == nil {
-		p.conns = make(map[*conn]struct{})
-	}
-	p.conns[cn] = struct{}{}
-	p.mu.Unlock()
-}
-
-// remove takes cn out of the set.
-func (p *pending) remove(cn *conn) {
-	p.mu.Lock()
-	delete(p.conns, cn)
-	p.mu.Unlock()
-}
-
-// stopAll stops the relay of every connection in the set.
-func (p *pending) stopAll(end relay.End) {
-	p.mu.Lock()
-	relays := make([]*relay.Relay, 0, len(p.conns))
-	for cn := range p.conns {
-		relays = append(relays, cn.relay)
-	}
-	p.mu.Unlock()
-	for _, r := range relays {
-		r.Stop(end)
-	}
 }
 
 // logAccess writes the one access line of a finished connection. Nothing

@@ -287,3 +287,36 @@ func TestAdminTokenRotates(t *testing.T) {
 		t.Errorf("new token after the reload: %d %s, want 200", code, body)
 	}
 }
+
+// TestAdminListsConnecting: a connection whose backend has not answered its
+// connect yet is listed, with no backend, and an operator can close it.
+func TestAdminListsConnecting(t *testing.T) {
+	t.Parallel()
+	dead := blackholeAddr(t)
+	p, addrs, _ := launchOps(t, 2, func(addrs []string) string {
+		return fmt.Sprintf("log_format = \"json\"\nadmin = %q\n\n[[rule]]\nname = \"slow\"\nlisten = %q\nbackends = [%q]\nconnect_timeout = \"10m\"\n", addrs[0], addrs[1], dead)
+	}, nil)
+	api := newAdmin(t, addrs[0], "")
+	c := dial(t, addrs[1])
+	var listed apiConn
+	for deadline := time.Now().Add(waitLimit); listed.ID == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the connecting client %s was never listed", c.LocalAddr())
+		}
+		for _, ac := range api.connections() {
+			if ac.Client == c.LocalAddr().String() {
+				listed = ac
+			}
+		}
+	}
+	if listed.Backend != "" || listed.Rule != "slow" {
+		t.Fatalf("listed %+v; want rule slow and no backend yet", listed)
+	}
+	api.call(http.MethodDelete, "/api/v1/connections/"+strconv.FormatUint(listed.ID, 10), http.StatusNoContent, nil)
+	if n, err := readEnd(c); n != 0 || isTimeout(err) {
+		t.Fatalf("closed client: %d bytes, %v; want it closed", n, err)
+	}
+	if rec := p.waitAccess(c); rec.str("end") != "closed" {
+		t.Errorf("access line %v: want end=closed", rec)
+	}
+}
