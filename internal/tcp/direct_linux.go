@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -226,9 +227,22 @@ func rawAddrPort(sa *unix.RawSockaddrAny) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), ntohs(sa4.Port))
 	case unix.AF_INET6:
 		sa6 := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
-		return netip.AddrPortFrom(netip.AddrFrom16(sa6.Addr).Unmap(), ntohs(sa6.Port))
+		ip := netip.AddrFrom16(sa6.Addr).Unmap()
+		if sa6.Scope_id != 0 && ip.Is6() { // link-local: name the interface, as the net package does
+			ip = ip.WithZone(zoneName(sa6.Scope_id))
+		}
+		return netip.AddrPortFrom(ip, ntohs(sa6.Port))
 	}
 	return netip.AddrPort{}
+}
+
+// zoneName returns the name of the interface with index i, or the index
+// when it has none any more.
+func zoneName(i uint32) string {
+	if ifi, err := net.InterfaceByIndex(int(i)); err == nil {
+		return ifi.Name
+	}
+	return strconv.FormatUint(uint64(i), 10)
 }
 
 // ntohs turns a port in network byte order into a number.
