@@ -68,7 +68,7 @@ func formatRule(b *strings.Builder, r *Rule) {
 		}
 		b.WriteString(" }\n")
 	} else {
-		b.WriteString("# health_check: off\n")
+		kv(b, "health_check", quote("off"))
 	}
 }
 

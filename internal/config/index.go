@@ -240,10 +240,11 @@ func (ix *index) checkShapes(col *collector) {
 	}
 }
 
-// checkTable reports a value at path that is present but not a table.
+// checkTable reports a health_check at path that is present but neither a
+// table nor a string (which names a state, such as "off").
 func (ix *index) checkTable(col *collector, path, label string) {
-	if k, ok := ix.kinds[path]; ok && !isTable(k) {
-		col.addf(ix.lines[path], "%s: want a table, not %s", label, kindName(k))
+	if k, ok := ix.kinds[path]; ok && !isTable(k) && k != unstable.String {
+		col.addf(ix.lines[path], "%s: want a table, or \"off\", not %s", label, kindName(k))
 	}
 }
 

@@ -172,7 +172,7 @@ func badRuleCases() []badCase {
 		{"defaults not a table", "defaults = 5\n[[rule]]\n" + ok,
 			[]string{`sluice.toml:1: defaults: want a table ([defaults]), not an integer`}},
 		{"health_check not a table", "[[rule]]\n" + ok + "health_check = true\n",
-			[]string{`sluice.toml:5: rule #1: health_check: want a table, not a boolean`}},
+			[]string{`sluice.toml:5: rule #1: health_check: want a table, or "off", not a boolean`}},
 		{"bad default reported once, in defaults", "[defaults]\nidle_timeout = \"forever\"\n[[rule]]\n" + ok + "[[rule]]\nname = \"b\"\nlisten = \":81\"\nbackends = [\"a:1\"]\n",
 			[]string{`sluice.toml:2: defaults: idle_timeout "forever": invalid duration (want e.g. "90s", "5m", "1h")`}},
 		{"inherited value checked in the rule", "[defaults]\nlisten = \"unix:/run/s\"\n[[rule]]\nname = \"a\"\nprotocol = \"udp\"\nbackends = [\"a:1\"]\n",

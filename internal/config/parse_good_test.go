@@ -250,6 +250,11 @@ congestion_control = "bbr"
 proxy_protocol = "off"
 bandwidth = "unlimited"
 rate_per_ip = "unlimited"
+
+[[rule]]
+name = "unchecked"
+listen = ":3"
+health_check = "off"
 `
 	c, err := Parse("sluice.toml", []byte(doc))
 	if err != nil {
@@ -266,7 +271,9 @@ rate_per_ip = "unlimited"
 	over.ConnectTimeout = 3 * time.Second
 	over.HealthCheck = &HealthCheck{Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
 	over.CongestionControl, _ = congestion.Parse("bbr")
-	if want := wantConfig(in, over); !reflect.DeepEqual(c, want) {
+	unchecked := in
+	unchecked.Name, unchecked.Listen, unchecked.HealthCheck = "unchecked", tcpAddr("", 3), nil
+	if want := wantConfig(in, over, unchecked); !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
 	}
 	if c.Rules[0].Retries != 2 || c.Rules[1].Retries != 0 {

@@ -45,7 +45,8 @@ type rawRule struct {
 	MaxSessions         any        `toml:"max_sessions"`
 }
 
-// rawHealth is a health_check table as decoded.
+// rawHealth is a health_check table as decoded, or, written as a string
+// ("off": a rule lifting the check [defaults] sets), that string.
 type rawHealth struct {
 	Interval any `toml:"interval"`
 	Timeout  any `toml:"timeout"`
@@ -53,6 +54,15 @@ type rawHealth struct {
 	Fall     any `toml:"fall"`
 	Send     any `toml:"send"`
 	Expect   any `toml:"expect"`
+	word     *string
+}
+
+// UnmarshalText takes health_check written as a string; source.health
+// checks that it says "off".
+func (h *rawHealth) UnmarshalText(b []byte) error {
+	w := string(b)
+	h.word = &w
+	return nil
 }
 
 // Known keys, for "did you mean" hints on unknown ones.

@@ -194,6 +194,14 @@ func (s source) health(h *rawHealth) opt[*HealthCheck] {
 	if h == nil {
 		return o
 	}
+	if h.word != nil {
+		if *h.word != "off" {
+			s.errorf("health_check", "health_check %q: want a table, or \"off\"", *h.word)
+			return o
+		}
+		o.set = true // and no check: val stays nil
+		return o
+	}
 	hs := s.sub("health_check", "health_check")
 	interval := hs.duration("interval", h.Interval)
 	timeout := hs.duration("timeout", h.Timeout)
