@@ -173,10 +173,52 @@ func (s *Server) listen(addr config.Address, cc congestion.Choice) (net.Listener
 	if err != nil && addr.Network == "unix" && errors.Is(err, syscall.EADDRINUSE) && removeStaleSocket(addr.Path) {
 		ln, err = lc.Listen(context.Background(), addr.Network, addr.DialAddress())
 	}
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+		if shared := s.sharedListener(addr); shared != nil {
+			return shared, nil
+		}
+	}
 	if err != nil {
 		return nil, bareError(err)
 	}
 	return ln, nil
+}
+
+// sharedListener returns a duplicate of the TCP listening socket that a
+// running rule has on addr, or nil. A reload that moves addr from one rule
+// to another (swapping two rules' ports, say) would find it in use: the
+// config cannot give one address to two rules, so the rule holding it now
+// lets it go when the reload applies, and the socket, with the clients
+// waiting in its queue, carries on with the rule that takes it. Until
+// then both accept from it.
+func (s *Server) sharedListener(addr config.Address) net.Listener {
+	if addr.Network != "tcp" {
+		return nil // a unix listener removes its path when it closes
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.rules {
+		if r.cfg.Listen != addr {
+			continue
+		}
+		for _, ln := range r.lns {
+			tl, ok := ln.(*net.TCPListener)
+			if !ok {
+				continue
+			}
+			f, err := tl.File()
+			if err != nil {
+				return nil
+			}
+			dup, err := net.FileListener(f)
+			f.Close()
+			if err != nil {
+				return nil
+			}
+			return dup
+		}
+	}
+	return nil
 }
 
 // removeStaleSocket removes a unix socket file nobody listens on any more

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // reloadModel is what the reload test's config says; the test changes one
@@ -390,4 +392,52 @@ func sameRules(a, b map[string]apiRule) bool {
 		}
 	}
 	return true
+}
+
+// TestReloadSwapsListenAddresses: a reload that swaps the listen addresses
+// of two rules applies (each takes the other's socket over), and from then
+// on each address reaches the other rule's backend.
+func TestReloadSwapsListenAddresses(t *testing.T) {
+	t.Parallel()
+	named := func(name string) func(*net.TCPConn) {
+		return func(c *net.TCPConn) { c.Write([]byte(name + "\n")) }
+	}
+	alpha, beta := startBackend(t, named("alpha")), startBackend(t, named("beta"))
+	config := func(alphaListen, betaListen string) string {
+		return fmt.Sprintf("log_format = \"json\"\n\n[[rule]]\nname = \"alpha\"\nlisten = %q\nbackends = [%q]\n\n[[rule]]\nname = \"beta\"\nlisten = %q\nbackends = [%q]\n",
+			alphaListen, alpha.addr, betaListen, beta.addr)
+	}
+	p, addrs, path := launchOps(t, 2, func(addrs []string) string { return config(addrs[0], addrs[1]) }, nil)
+	served := func(addr string) string {
+		t.Helper()
+		c := dial(t, addr)
+		defer c.Close()
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("through %s: %v", addr, err)
+		}
+		return strings.TrimSpace(line)
+	}
+	if a, b := served(addrs[0]), served(addrs[1]); a != "alpha" || b != "beta" {
+		t.Fatalf("before the swap: %s and %s, want alpha and beta", a, b)
+	}
+	rewriteFile(t, path, config(addrs[1], addrs[0]))
+	p.signal(syscall.SIGHUP)
+	rec, _ := p.waitFrom(0, "the reload's outcome", func(r record) bool {
+		return r.str("msg") == "reloaded" || strings.HasPrefix(r.str("msg"), "reload rejected")
+	})
+	if rec.str("msg") != "reloaded" {
+		t.Fatalf("swap rejected: %v", rec)
+	}
+	// The old holders close their sockets as the reload applies; a
+	// connection accepted just before that still reaches the old rule.
+	for deadline := time.Now().Add(waitLimit); ; time.Sleep(10 * time.Millisecond) {
+		a, b := served(addrs[0]), served(addrs[1])
+		if a == "beta" && b == "alpha" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the swap: %s and %s, want beta and alpha", a, b)
+		}
+	}
 }
