@@ -90,10 +90,12 @@ func startPingServer(t *testing.T, network, address, reply string) *pingServer {
 			go func() {
 				defer c.Close()
 				line, err := bufio.NewReader(c).ReadString('\n')
+				// Counted before the reply goes out: the checker may act
+				// on the reply before this goroutine runs again.
+				s.checks.Add(1)
 				if err == nil && line == "PING\n" {
 					io.WriteString(c, reply)
 				}
-				s.checks.Add(1)
 			}()
 		}
 	}()
