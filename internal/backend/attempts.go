@@ -125,7 +125,9 @@ func (a *Attempts) fail(err error) {
 	a.cur = nil
 	err = fmt.Errorf("backend %s: %w", b.cfg.Address, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(a.curAddr), Err: err})
 	b.Release()
-	b.ReportFailure(err)
+	if blames(err) {
+		b.ReportFailure(err)
+	}
 	a.lastErr = err
 	if len(a.tried) <= a.p.retries {
 		a.p.logger.Debug("connect failed, trying next backend", "rule", a.p.rule, "error", err)

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"sluice/internal/config"
@@ -211,7 +212,9 @@ func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend,
 		if ctx.Err() != nil {
 			return nil, nil, fmt.Errorf("rule %q: %w", p.rule, err)
 		}
-		b.ReportFailure(err)
+		if blames(err) {
+			b.ReportFailure(err)
+		}
 		if len(tried) <= p.retries {
 			p.logger.Debug("connect failed, trying next backend", "rule", p.rule, "error", err)
 		}
@@ -257,6 +260,15 @@ func (b *Backend) dial(ctx context.Context) (net.Conn, error) {
 		}
 	}
 	panic("backend: dial ran past the address list")
+}
+
+// blames reports whether a failed connect says something about the
+// backend. Running out of local ports for its address (EADDRNOTAVAIL: every
+// port of net.ipv4.ip_local_port_range in use towards it) is this host's
+// shortage: marking the backend down for it would turn load into an outage.
+// The connection still moves on to the next backend.
+func blames(err error) bool {
+	return !errors.Is(err, syscall.EADDRNOTAVAIL)
 }
 
 // partialDeadline gives one of left remaining addresses its share of the
