@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/loopback"
 )
 
 // fastCheck is a health check that runs often; its timeout is generous so
@@ -74,31 +75,21 @@ func startPingServer(t *testing.T, network, address, reply string) *pingServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
 	s := &pingServer{}
 	if network == "unix" {
 		s.addr = config.Address{Network: "unix", Path: address}
 	} else {
 		s.addr = tcpAddr(t, ln.Addr())
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				line, err := bufio.NewReader(c).ReadString('\n')
-				// Counted before the reply goes out: the checker may act
-				// on the reply before this goroutine runs again.
-				s.checks.Add(1)
-				if err == nil && line == "PING\n" {
-					io.WriteString(c, reply)
-				}
-			}()
+	loopback.ServeOn(t, ln, func(c net.Conn) {
+		line, err := bufio.NewReader(c).ReadString('\n')
+		// Counted before the reply goes out: the checker may act on the
+		// reply before this goroutine runs again.
+		s.checks.Add(1)
+		if err == nil && line == "PING\n" {
+			io.WriteString(c, reply)
 		}
-	}()
+	})
 	return s
 }
 

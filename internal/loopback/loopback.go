@@ -21,6 +21,13 @@ func Serve(t testing.TB, handle func(net.Conn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ServeOn(t, ln, handle)
+	return ln.Addr().String()
+}
+
+// ServeOn serves ln, a listener the test opened (a unix socket, say), as
+// Serve does, and closes it when the test ends.
+func ServeOn(t testing.TB, ln net.Listener, handle func(net.Conn)) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -34,7 +41,6 @@ func Serve(t testing.TB, handle func(net.Conn)) string {
 			}()
 		}
 	}()
-	return ln.Addr().String()
 }
 
 // Refusing returns a loopback address that refuses connections: a port

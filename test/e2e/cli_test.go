@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -157,11 +155,8 @@ func TestListenPermissionDenied(t *testing.T) {
 			t.Skipf("unprivileged users may bind port %d here (ip_unprivileged_port_start=%d)", port, start)
 		}
 	}
-	nobody := func(cmd *exec.Cmd) {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	res := runSluice(t, nobody, "-l", addr, "-r", "127.0.0.1:9")
+	res := runSluice(t, asNobody, "-l", addr, "-r", "127.0.0.1:9")
 	want := fmt.Sprintf(`rule "default": listen %s: permission denied`, addr)
 	if res.code != 1 || !strings.Contains(res.stderr, want) {
 		t.Fatalf("sluice as uid 65534: %v\nwant exit 1 and stderr containing %q", res, want)

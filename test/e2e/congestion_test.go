@@ -188,10 +188,7 @@ func TestCongestionControlAutoUnprivileged(t *testing.T) {
 	}
 	be := startBackend(t, echo)
 	listen := freeAddr(t)
-	nobody := func(cmd *exec.Cmd) {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	}
-	p := startProc(t, nobody, sluiceBin, "-l", listen, "-r", be.addr, "--log-format", "json")
+	p := startProc(t, asNobody, sluiceBin, "-l", listen, "-r", be.addr, "--log-format", "json")
 	defer p.stop()
 	if !p.waitListening(listen) {
 		t.Fatalf("sluice did not start: %s", p.stderr())
@@ -232,10 +229,7 @@ func TestCongestionControlNotAllowed(t *testing.T) {
 	if name == "" {
 		t.Skip("every available algorithm is allowed to unprivileged processes here")
 	}
-	nobody := func(cmd *exec.Cmd) {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	}
-	r := runSluice(t, nobody, "-l", freeAddr(t), "-r", "127.0.0.1:9", "--congestion-control", name)
+	r := runSluice(t, asNobody, "-l", freeAddr(t), "-r", "127.0.0.1:9", "--congestion-control", name)
 	want := fmt.Sprintf(`congestion_control %q: this process may not choose it (allowed: %s;`, name, strings.Join(strings.Fields(string(allowed)), ", "))
 	if r.code != 1 || !strings.Contains(r.stderr, want) {
 		t.Errorf("got %v\nwant exit 1 and %q", r, want)

@@ -153,6 +153,12 @@ func childEnv() []string {
 	return env
 }
 
+// asNobody makes a command run as the unprivileged uid and gid 65534; the
+// test must run as root to start it so.
+func asNobody(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+}
+
 // stderr returns everything the process wrote to stderr so far.
 func (p *proc) stderr() string {
 	p.mu.Lock()
