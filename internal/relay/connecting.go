@@ -6,7 +6,7 @@ import (
 )
 
 // Connecting describes the backend side of a relay that the engine sets up
-// itself (see Engine.Connect): a socket whose non-blocking connect is in
+// itself (see NewConnecting): a socket whose non-blocking connect is in
 // progress, how long to wait for it, and who decides what happens next.
 type Connecting struct {
 	// FD is the backend socket: non-blocking, its connect started.
