@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// Attempts sets up one client's backend connection in steps that never
-// block, for a caller that waits for connects itself (an event loop): the
-// same picks, retries on the next backend and health reports as Dial, one
-// non-blocking connect at a time. Use it only when the pool is Direct.
+// Attempts sets up one client's backend connection in steps: the picks,
+// retries on the next backend and health reports of one connection. Dial
+// runs them with blocking dials; Next and Failed, with non-blocking
+// connects, for a caller that waits for them itself (an event loop).
 //
 // An Attempts belongs to one connection and one goroutine at a time.
 type Attempts struct {
@@ -80,50 +80,68 @@ func (p *Pool) Begin(a *Attempts, client netip.Addr) {
 // the socket, which is the caller's to close. A connect that fails at once
 // counts as a failed attempt, and the next backend is tried. Once 1+Retries
 // backends have failed, or none is usable, it returns the error, worded as
-// Dial's.
+// Dial's. Use it only when the pool is Direct.
 func (a *Attempts) Next() (int, error) {
-	for len(a.tried) <= a.p.retries {
-		b, err := a.p.pick(a.client, a.tried)
+	for {
+		b, err := a.next()
 		if err != nil {
-			if a.lastErr == nil {
-				return -1, err
-			}
-			break
+			return -1, err
 		}
-		a.tried = append(a.tried, b)
 		addr, _ := b.literal()
-		a.cur, a.curAddr = b, addr
+		a.curAddr = addr
 		fd, err := connectSocket(addr, a.p.congestion.For(addr.Addr()))
 		if err == nil {
 			return fd, nil
 		}
 		if oe, ok := err.(*OpenError); ok {
 			// Not the backend's fault: no other would do better.
-			a.cur = nil
-			b.Release()
+			a.Abandon()
 			return -1, fmt.Errorf("rule %q: backend %s: %w", a.p.rule, b.cfg.Address, oe)
 		}
-		a.fail(err)
+		a.failed(a.describe(err))
 	}
-	if len(a.tried) == 1 {
-		return -1, fmt.Errorf("rule %q: %w", a.p.rule, a.lastErr)
-	}
-	return -1, fmt.Errorf("rule %q: %d backends tried, last: %w", a.p.rule, len(a.tried), a.lastErr)
 }
 
 // Failed ends the current attempt, whose connect failed with err (the
 // caller closes its socket), and goes on as Next.
 func (a *Attempts) Failed(err error) (int, error) {
-	a.fail(err)
+	a.failed(a.describe(err))
 	return a.Next()
 }
 
-// fail counts the current attempt's err against its backend and lets the
-// backend go.
-func (a *Attempts) fail(err error) {
+// next picks the next backend to try and makes it the current one, or
+// returns why there is none: no usable backend at all, or the error of
+// the last of 1+Retries failed attempts.
+func (a *Attempts) next() (*Backend, error) {
+	if len(a.tried) <= a.p.retries {
+		b, err := a.p.pick(a.client, a.tried)
+		if err == nil {
+			a.tried = append(a.tried, b)
+			a.cur = b
+			return b, nil
+		}
+		if a.lastErr == nil {
+			return nil, err
+		}
+	}
+	if len(a.tried) == 1 {
+		return nil, fmt.Errorf("rule %q: %w", a.p.rule, a.lastErr)
+	}
+	return nil, fmt.Errorf("rule %q: %d backends tried, last: %w", a.p.rule, len(a.tried), a.lastErr)
+}
+
+// describe words a failed connect of the current attempt as the net
+// package's dialer does, naming the backend.
+func (a *Attempts) describe(err error) error {
+	return fmt.Errorf("backend %s: %w", a.cur.cfg.Address, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(a.curAddr), Err: err})
+}
+
+// failed ends the current attempt with err, which names its backend:
+// it counts against the backend (unless it is this host's shortage), and
+// the backend is let go.
+func (a *Attempts) failed(err error) {
 	b := a.cur
 	a.cur = nil
-	err = fmt.Errorf("backend %s: %w", b.cfg.Address, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(a.curAddr), Err: err})
 	b.Release()
 	if blames(err) {
 		b.ReportFailure(err)

@@ -189,40 +189,25 @@ func (p *Pool) pick(client netip.Addr, exclude []*Backend) (*Backend, error) {
 // error wrapping ErrNoBackend. Errors name the backend and the cause. A dial
 // cut short by ctx is not held against the backend.
 func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend, error) {
-	tried := make([]*Backend, 0, min(len(p.backends), 1+p.retries))
-	var lastErr error
-	for len(tried) <= p.retries {
-		b, err := p.pick(client, tried)
+	var a Attempts
+	p.Begin(&a, client)
+	for {
+		b, err := a.next()
 		if err != nil {
-			if lastErr == nil {
-				return nil, nil, err
-			}
-			break
+			return nil, nil, err
 		}
-		tried = append(tried, b)
 		dctx, cancel := context.WithTimeout(ctx, p.connectTimeout)
 		conn, err := b.dial(dctx)
 		cancel()
 		if err == nil {
-			b.ReportSuccess()
-			return conn, b, nil
+			return conn, a.Succeeded(), nil
 		}
-		b.Release()
-		lastErr = err
 		if ctx.Err() != nil {
+			a.Abandon()
 			return nil, nil, fmt.Errorf("rule %q: %w", p.rule, err)
 		}
-		if blames(err) {
-			b.ReportFailure(err)
-		}
-		if len(tried) <= p.retries {
-			p.logger.Debug("connect failed, trying next backend", "rule", p.rule, "error", err)
-		}
+		a.failed(err)
 	}
-	if len(tried) == 1 {
-		return nil, nil, fmt.Errorf("rule %q: %w", p.rule, lastErr)
-	}
-	return nil, nil, fmt.Errorf("rule %q: %d backends tried, last: %w", p.rule, len(tried), lastErr)
 }
 
 // dial connects to the backend within ctx. A host name is resolved and its
