@@ -36,7 +36,6 @@ type conn struct {
 	attempts backend.Attempts
 	began    time.Time
 	svc      *Service
-	l        *listening
 }
 
 // start takes a new connection from the accept loop. Clients that must send
@@ -155,10 +154,20 @@ func (s *Service) dial(cn *conn) {
 	cn.relay = relay.New(cn.c, up, s.relayOptions(cn))
 	s.track(cn, b.Address().String())
 	s.setupDone(cn)
+	s.run(cn)
+}
+
+// run starts cn's relay, listed in the table already: at once to its end
+// when a drain is cutting connections. At the end a connection that never
+// connected lets go of the backend it was trying.
+func (s *Service) run(cn *conn) {
 	if s.cutting.Load() {
 		cn.relay.Stop(relay.EndDrained) // before Start is fine: it ends at once
 	}
 	cn.relay.Start(func(res relay.Result) {
+		if cn.backend == nil {
+			cn.attempts.Abandon()
+		}
 		s.deps.Table.Remove(cn.entry.ID)
 		s.finish(cn, res)
 	})

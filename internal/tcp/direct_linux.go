@@ -98,12 +98,12 @@ func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening) error
 	if s.deps.Engine == nil || rule.Bandwidth != 0 || !rule.Pool.Direct() || trusted(rule.TrustProxy, client.Addr()) {
 		return s.startConn(fd, l)
 	}
-	cn := &conn{rule: rule, fd: fd, client: client, start: time.Now(), l: l}
+	cn := &conn{rule: rule, fd: fd, client: client, start: time.Now()}
 	s.wg.Add(1)
 	if !s.admit(cn) {
 		return nil
 	}
-	return s.connect(cn)
+	return s.connect(cn, l)
 }
 
 // startConn makes a net.Conn of an accepted socket and takes it down the
@@ -127,8 +127,9 @@ func (s *Service) startConn(fd int, l *listening) error {
 }
 
 // connect starts the connection to a backend and the relay that waits for
-// it on the engine. It returns the error when no socket could be opened.
-func (s *Service) connect(cn *conn) error {
+// it on the engine. It returns the error, as l's accept error, when no
+// socket could be opened.
+func (s *Service) connect(cn *conn, l *listening) error {
 	rule := cn.rule
 	if rule.SendProxy != 0 {
 		if sa, err := unix.Getsockname(cn.fd); err == nil {
@@ -142,7 +143,7 @@ func (s *Service) connect(cn *conn) error {
 		unix.Close(cn.fd)
 		s.finish(cn, relay.Result{End: relay.EndConnectFailed, Err: err})
 		if oe := (*backend.OpenError)(nil); errors.As(err, &oe) {
-			return &net.OpError{Op: "accept", Net: "tcp", Addr: cn.l.ln.Addr(), Err: oe.Err}
+			return &net.OpError{Op: "accept", Net: "tcp", Addr: l.ln.Addr(), Err: oe.Err}
 		}
 		return nil
 	}
@@ -151,16 +152,7 @@ func (s *Service) connect(cn *conn) error {
 	// Listed while connecting, with no backend yet: the operator sees it,
 	// can close it, and a cut drain stops it.
 	s.track(cn, "")
-	if s.cutting.Load() {
-		cn.relay.Stop(relay.EndDrained) // before Start is fine: it ends at once
-	}
-	cn.relay.Start(func(res relay.Result) {
-		if cn.backend == nil {
-			cn.attempts.Abandon()
-		}
-		s.deps.Table.Remove(cn.entry.ID)
-		s.finish(cn, res)
-	})
+	s.run(cn)
 	return nil
 }
 
