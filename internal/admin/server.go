@@ -26,8 +26,8 @@ type Server struct {
 // loopback (localhost, 127.0.0.0/8 or ::1), since anyone who can reach the
 // API could close connections and reload the config.
 func Listen(addr string, o Options) (*Server, error) {
-	if o.Token == "" && !loopbackHost(addr) {
-		return nil, fmt.Errorf("admin: listen %s: not a loopback address, and no admin_token is set", addr)
+	if err := tokenNeeded("listen", addr, o.Token); err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -41,9 +41,9 @@ func Listen(addr string, o Options) (*Server, error) {
 // is not on a loopback address, and closes it.
 func Serve(ln net.Listener, o Options) (*Server, error) {
 	addr := ln.Addr().String()
-	if o.Token == "" && !loopbackHost(addr) {
+	if err := tokenNeeded("serve on", addr, o.Token); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("admin: serve on %s: not a loopback address, and no admin_token is set", addr)
+		return nil, err
 	}
 	logger := o.Logger
 	if logger == nil {
@@ -81,10 +81,20 @@ func (s *Server) serve() {
 // not affected. An empty token is refused on an address that is not
 // loopback, as at start.
 func (s *Server) SetToken(token string) error {
-	if strings.TrimSpace(token) == "" && !loopbackHost(s.ln.Addr().String()) {
-		return fmt.Errorf("admin: serve on %s: not a loopback address, and no admin_token is set", s.ln.Addr())
+	if err := tokenNeeded("serve on", s.ln.Addr().String(), token); err != nil {
+		return err
 	}
 	s.guard.creds.Store(newCredentials(token))
+	return nil
+}
+
+// tokenNeeded refuses to serve (verb) on addr without a token unless addr
+// is loopback: anyone who can reach the API could close connections and
+// reload the config. A token of spaces is none, as the guard reads it.
+func tokenNeeded(verb, addr, token string) error {
+	if strings.TrimSpace(token) == "" && !loopbackHost(addr) {
+		return fmt.Errorf("admin: %s %s: not a loopback address, and no admin_token is set", verb, addr)
+	}
 	return nil
 }
 
