@@ -95,6 +95,7 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 		}
 		return Report{}, errors.Join(errs...)
 	}
+	s.handOverUnixPaths(changes)
 
 	s.mu.Lock()
 	var rules []*rule

@@ -170,12 +170,14 @@ func (s *Server) listen(addr config.Address, cc congestion.Choice) (net.Listener
 	// before the socket listens, so that every accepted socket inherits it.
 	lc := net.ListenConfig{KeepAlive: -1, Control: cc.ListenControl()}
 	ln, err := lc.Listen(context.Background(), addr.Network, addr.DialAddress())
-	if err != nil && addr.Network == "unix" && errors.Is(err, syscall.EADDRINUSE) && removeStaleSocket(addr.Path) {
-		ln, err = lc.Listen(context.Background(), addr.Network, addr.DialAddress())
-	}
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+		// One of our own rules first: probing the path for staleness
+		// would open a connection through it.
 		if shared := s.sharedListener(addr); shared != nil {
 			return shared, nil
+		}
+		if addr.Network == "unix" && removeStaleSocket(addr.Path) {
+			ln, err = lc.Listen(context.Background(), addr.Network, addr.DialAddress())
 		}
 	}
 	if err != nil {
@@ -184,16 +186,19 @@ func (s *Server) listen(addr config.Address, cc congestion.Choice) (net.Listener
 	return ln, nil
 }
 
-// sharedListener returns a duplicate of the TCP listening socket that a
-// running rule has on addr, or nil. A reload that moves addr from one rule
-// to another (swapping two rules' ports, say) would find it in use: the
-// config cannot give one address to two rules, so the rule holding it now
-// lets it go when the reload applies, and the socket, with the clients
-// waiting in its queue, carries on with the rule that takes it. Until
-// then both accept from it.
+// sharedListener returns a duplicate of the listening socket (TCP or unix)
+// that a running rule has on addr, or nil. A reload that moves addr from
+// one rule to another (swapping two rules' ports, say) would find it in
+// use: the config cannot give one address to two rules, so the rule
+// holding it now lets it go when the reload applies, and the socket, with
+// the clients waiting in its queue, carries on with the rule that takes
+// it. Until then both accept from it. A duplicate unix listener leaves its
+// path in place when it closes, so that a reload that fails after making
+// it removes nothing; handOverUnixPaths moves that duty once the reload
+// applies.
 func (s *Server) sharedListener(addr config.Address) net.Listener {
-	if addr.Network != "tcp" {
-		return nil // a unix listener removes its path when it closes
+	if addr.Network != "tcp" && addr.Network != "unix" {
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -202,11 +207,11 @@ func (s *Server) sharedListener(addr config.Address) net.Listener {
 			continue
 		}
 		for _, ln := range r.lns {
-			tl, ok := ln.(*net.TCPListener)
+			fl, ok := ln.(interface{ File() (*os.File, error) })
 			if !ok {
 				continue
 			}
-			f, err := tl.File()
+			f, err := fl.File()
 			if err != nil {
 				return nil
 			}
@@ -219,6 +224,36 @@ func (s *Server) sharedListener(addr config.Address) net.Listener {
 		}
 	}
 	return nil
+}
+
+// handOverUnixPaths readies the unix listening sockets that a reload about
+// to apply moves between rules: the rule giving one up must not remove its
+// path when it closes its listener, and the rule taking it over (holding a
+// duplicate from sharedListener) must, when its turn comes.
+func (s *Server) handOverUnixPaths(changes []*change) {
+	taken := make(map[string]*net.UnixListener)
+	for _, ch := range changes {
+		for _, ln := range ch.new.lns {
+			if ul, ok := ln.(*net.UnixListener); ok {
+				taken[ul.Addr().String()] = ul
+			}
+		}
+	}
+	if len(taken) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.rules {
+		for _, ln := range r.lns {
+			ul, ok := ln.(*net.UnixListener)
+			if !ok || taken[ul.Addr().String()] == nil {
+				continue
+			}
+			ul.SetUnlinkOnClose(false)
+			taken[ul.Addr().String()].SetUnlinkOnClose(true)
+		}
+	}
 }
 
 // removeStaleSocket removes a unix socket file nobody listens on any more

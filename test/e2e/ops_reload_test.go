@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -438,6 +440,87 @@ func TestReloadSwapsListenAddresses(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after the swap: %s and %s, want beta and alpha", a, b)
+		}
+	}
+}
+
+// TestReloadSwapsUnixListenPaths: the same swap with unix socket paths.
+// Each rule takes the other's socket over; the rule giving a path up leaves
+// it in place (its listener would remove it on closing), and at the end
+// the rules holding the paths remove both.
+func TestReloadSwapsUnixListenPaths(t *testing.T) {
+	t.Parallel()
+	named := func(name string) func(*net.TCPConn) {
+		return func(c *net.TCPConn) { c.Write([]byte(name + "\n")) }
+	}
+	alpha, beta := startBackend(t, named("alpha")), startBackend(t, named("beta"))
+	dir := shortTempDir(t)
+	pathA, pathB := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+	config := func(alphaListen, betaListen string) string {
+		return fmt.Sprintf("log_format = \"json\"\n\n[[rule]]\nname = \"alpha\"\nlisten = \"unix:%s\"\nbackends = [%q]\n\n[[rule]]\nname = \"beta\"\nlisten = \"unix:%s\"\nbackends = [%q]\n",
+			alphaListen, alpha.addr, betaListen, beta.addr)
+	}
+	cfg := writeConfig(t, config(pathA, pathB))
+	p := startProc(t, nil, sluiceBin, "-c", cfg)
+	if !p.waitOrExit(isMsg("started")) {
+		t.Fatalf("sluice did not start: %v\n%s", p.err, p.stderr())
+	}
+	served := func(path string) string {
+		t.Helper()
+		c, err := net.DialTimeout("unix", path, waitLimit)
+		if err != nil {
+			t.Fatalf("dial unix:%s: %v", path, err)
+		}
+		defer c.Close()
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("through unix:%s: %v", path, err)
+		}
+		return strings.TrimSpace(line)
+	}
+	if a, b := served(pathA), served(pathB); a != "alpha" || b != "beta" {
+		t.Fatalf("before the swap: %s and %s, want alpha and beta", a, b)
+	}
+	outcome := func(from int) (record, int) {
+		t.Helper()
+		p.signal(syscall.SIGHUP)
+		return p.waitFrom(from, "the reload's outcome", func(r record) bool {
+			return r.str("msg") == "reloaded" || strings.HasPrefix(r.str("msg"), "reload rejected")
+		})
+	}
+
+	// A swap that fails on another rule's bind (the TCP address is the
+	// backend's) is undone: each path still reaches its first rule.
+	rewriteFile(t, cfg, config(pathB, pathA)+fmt.Sprintf("\n[[rule]]\nname = \"gamma\"\nlisten = %q\nbackends = [%q]\n", alpha.addr, beta.addr))
+	rec, next := outcome(0)
+	if !strings.HasPrefix(rec.str("msg"), "reload rejected") || !strings.Contains(rec.str("error"), "gamma") {
+		t.Fatalf("a reload binding the backend's address: %v, want it rejected for rule gamma", rec)
+	}
+	if a, b := served(pathA), served(pathB); a != "alpha" || b != "beta" {
+		t.Fatalf("after the rejected swap: %s and %s, want alpha and beta", a, b)
+	}
+
+	rewriteFile(t, cfg, config(pathB, pathA))
+	if rec, _ := outcome(next); rec.str("msg") != "reloaded" {
+		t.Fatalf("swap rejected: %v", rec)
+	}
+	for deadline := time.Now().Add(waitLimit); ; time.Sleep(10 * time.Millisecond) {
+		a, b := served(pathA), served(pathB)
+		if a == "beta" && b == "alpha" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the swap: %s and %s, want beta and alpha", a, b)
+		}
+	}
+
+	p.signal(syscall.SIGTERM)
+	if code, err := p.waitExit(waitLimit); code != 0 {
+		t.Fatalf("exit %d after SIGTERM: %v", code, err)
+	}
+	for _, path := range []string{pathA, pathB} {
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("unix:%s after sluice exited: %v, want it removed", path, err)
 		}
 	}
 }
