@@ -16,12 +16,20 @@ import (
 // upgradeTimeout bounds how long the new process may take to start serving.
 const upgradeTimeout = 30 * time.Second
 
+// errPIDOne refuses an upgrade in a container: when the first process of a
+// PID namespace exits, the kernel kills every other process in it, the new
+// sluice included, so handing over would take the service down.
+var errPIDOne = errors.New("sluice is process 1 (a container's first process): the new process would be killed when this one exits after handing over; replace the container instead")
+
 // upgrade starts the binary on disk with the same arguments, hands it every
 // listening socket and waits until it says it is serving. The kernel keeps
 // queueing connections on the shared sockets throughout, so none is refused.
 // On success the caller stops accepting and drains; on failure it goes on
 // serving as before.
 func (d *daemon) upgrade() error {
+	if os.Getpid() == 1 {
+		return errPIDOne
+	}
 	srv, logger := d.srv, d.logger
 	exe, err := selfPath()
 	if err != nil {
