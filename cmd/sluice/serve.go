@@ -24,16 +24,17 @@ import (
 // daemon is a running sluice: the server, its admin API, and what reloads
 // them.
 type daemon struct {
-	opts    *options
-	level   *slog.LevelVar
-	logger  *slog.Logger
-	srv     *server.Server
-	notify  *notifier
+	opts   *options
+	level  *slog.LevelVar
+	logger *slog.Logger
+	srv    *server.Server
+	notify *notifier
+	reg    *prometheus.Registry // what the admin API's /metrics serves
+
+	mu      sync.Mutex // guards the following fields; held through a reload
+	cfg     *config.Config
 	admin   *admin.Server // nil unless the admin API is on
 	adminLn net.Listener  // the admin API's socket, for an upgrade to hand over
-
-	mu  sync.Mutex // guards the following fields; held through a reload
-	cfg *config.Config
 }
 
 // serve runs cfg until SIGTERM or SIGINT, then drains and returns the exit
@@ -53,8 +54,8 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 		}
 		d.adminLn = ln
 	}
-	reg := prometheus.NewRegistry()
-	m, err := metrics.New(reg)
+	d.reg = prometheus.NewRegistry()
+	m, err := metrics.New(d.reg)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice: metrics: %v\n", err)
 		return exitConfig
@@ -67,14 +68,17 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 		}
 		return exitConfig
 	}
-	if d.adminLn != nil {
-		d.admin, err = admin.Serve(d.adminLn, admin.Options{Controller: controller{d.srv, d}, Gatherer: reg, Token: cfg.AdminToken, Logger: d.logger})
+	if ln := d.adminLn; ln != nil {
+		// Held until d.admin is set: a request may reload at once.
+		d.mu.Lock()
+		d.admin, err = admin.Serve(ln, d.adminOptions(cfg))
+		d.mu.Unlock()
 		if err != nil {
 			fmt.Fprintf(stderr, "sluice: %v\n", err)
 			d.srv.Shutdown()
 			return exitConfig
 		}
-		d.logger.Info("admin API listening", "admin", d.adminLn.Addr().String(), "token", cfg.AdminToken != "")
+		d.logger.Info("admin API listening", "admin", ln.Addr().String(), "token", cfg.AdminToken != "")
 	}
 	d.logger.Info("started", "version", versionString(), "rules", len(cfg.Rules), "pid", os.Getpid(), "inherited", inherited != nil)
 	if ready := server.ReadyFile(); ready != nil {
@@ -134,8 +138,10 @@ func (d *daemon) applyGlobals(cfg *config.Config) {
 	}
 	switch {
 	case cfg.Admin != d.cfg.Admin:
-		d.logger.Warn("reload: admin address changes take effect at the next start or upgrade (SIGUSR2)")
-		cfg = withAdmin(cfg, d.cfg) // what runs, for the next comparison
+		if err := d.moveAdmin(cfg); err != nil {
+			d.logger.Error("reload: admin address not changed", "admin", d.cfg.Admin, "error", err.Error())
+			cfg = withAdmin(cfg, d.cfg) // what runs, for the next comparison
+		}
 	case cfg.AdminToken != d.cfg.AdminToken && d.admin != nil:
 		if err := d.admin.SetToken(cfg.AdminToken); err != nil {
 			d.logger.Error("reload: admin_token not changed", "error", err.Error())
@@ -146,6 +152,40 @@ func (d *daemon) applyGlobals(cfg *config.Config) {
 	}
 	d.level.Set(parseLevel(cfg.LogLevel))
 	d.cfg = cfg
+}
+
+// adminOptions are the admin API's options for cfg.
+func (d *daemon) adminOptions(cfg *config.Config) admin.Options {
+	return admin.Options{Controller: controller{d.srv, d}, Gatherer: d.reg, Token: cfg.AdminToken, Logger: d.logger}
+}
+
+// moveAdmin serves the admin API on cfg's address (with cfg's token)
+// instead of the running one, or stops it when cfg has none. The new socket
+// is bound first, so a failure leaves the running API as it was. The old
+// server stops in the background: the request that asked for this reload
+// may be one of its own, waiting for its answer. Called with mu held.
+func (d *daemon) moveAdmin(cfg *config.Config) error {
+	var next *admin.Server
+	var ln net.Listener
+	if cfg.Admin != "" {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Admin); err != nil {
+			return err
+		}
+		if next, err = admin.Serve(ln, d.adminOptions(cfg)); err != nil {
+			return err
+		}
+	}
+	if old := d.admin; old != nil {
+		go shutdownAdmin(old)
+	}
+	d.admin, d.adminLn = next, ln
+	if next == nil {
+		d.logger.Info("reload: admin API stopped", "was", d.cfg.Admin)
+	} else {
+		d.logger.Info("reload: admin API moved", "admin", ln.Addr().String(), "was", d.cfg.Admin, "token", cfg.AdminToken != "")
+	}
+	return nil
 }
 
 // withAdmin returns a copy of cfg with the admin settings of running,
@@ -191,13 +231,21 @@ func (d *daemon) notified(err error) {
 // stopAdmin shuts the admin API down, letting requests in flight finish
 // for a moment.
 func (d *daemon) stopAdmin() {
-	if d.admin == nil {
-		return
+	d.mu.Lock()
+	a := d.admin
+	d.admin = nil
+	d.mu.Unlock()
+	if a != nil {
+		shutdownAdmin(a)
 	}
+}
+
+// shutdownAdmin shuts an admin server down, giving requests in flight a
+// moment to finish.
+func shutdownAdmin(a *admin.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	d.admin.Shutdown(ctx)
-	d.admin = nil
+	a.Shutdown(ctx)
 }
 
 // controller is what the admin API drives: the server, plus reloading the

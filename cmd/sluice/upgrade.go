@@ -36,9 +36,9 @@ func (d *daemon) upgrade() error {
 		return err
 	}
 	d.mu.Lock()
-	adminAddr := d.cfg.Admin
+	adminAddr, adminLn := d.cfg.Admin, d.adminLn
 	d.mu.Unlock()
-	files, list, err := srv.ListenerFiles(adminAddr, d.adminLn)
+	files, list, err := srv.ListenerFiles(adminAddr, adminLn)
 	if err != nil {
 		return fmt.Errorf("collecting listening sockets: %w", err)
 	}

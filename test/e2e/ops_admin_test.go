@@ -288,6 +288,57 @@ func TestAdminTokenRotates(t *testing.T) {
 	}
 }
 
+// TestAdminMovesOnReload: a reload that changes the admin address moves the
+// API there at once (even a reload asked for through the API itself gets
+// its answer), one that cannot bind the new address keeps the running API,
+// and one without an address stops it.
+func TestAdminMovesOnReload(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, echo)
+	config := func(admin, listen string) string {
+		text := "log_format = \"json\"\n"
+		if admin != "" {
+			text += fmt.Sprintf("admin = %q\n", admin)
+		}
+		return text + fmt.Sprintf("\n[[rule]]\nname = \"web\"\nlisten = %q\nbackends = [%q]\n", listen, be.addr)
+	}
+	p, addrs, path := launchOps(t, 3, func(addrs []string) string { return config(addrs[0], addrs[1]) }, nil)
+	first, second := addrs[0], addrs[2]
+	if code, body := newAdmin(t, first, "").do(http.MethodGet, "/healthz"); code != http.StatusOK {
+		t.Fatalf("GET /healthz on %s: %d %s", first, code, body)
+	}
+
+	rewriteFile(t, path, config(second, addrs[1]))
+	if code, body := newAdmin(t, first, "").do(http.MethodPost, "/api/v1/reload"); code != http.StatusOK {
+		t.Fatalf("POST /api/v1/reload moving the API: %d %s", code, body)
+	}
+	p.wait("the API moved", isMsg("reload: admin API moved"))
+	if code, body := newAdmin(t, second, "").do(http.MethodGet, "/healthz"); code != http.StatusOK {
+		t.Fatalf("GET /healthz on the new address %s: %d %s", second, code, body)
+	}
+	waitRefused(t, first)
+
+	// The backend's address is taken: the API stays where it is.
+	rewriteFile(t, path, config(be.addr, addrs[1]))
+	p.signal(syscall.SIGHUP)
+	rec := p.wait("the move refused", isMsg("reload: admin address not changed"))
+	if !strings.Contains(rec.str("error"), "address already in use") {
+		t.Errorf("refused move: %v, want the cause", rec)
+	}
+	if code, body := newAdmin(t, second, "").do(http.MethodGet, "/healthz"); code != http.StatusOK {
+		t.Fatalf("GET /healthz after the refused move: %d %s", code, body)
+	}
+
+	rewriteFile(t, path, config("", addrs[1]))
+	p.signal(syscall.SIGHUP)
+	p.wait("the API stopped", isMsg("reload: admin API stopped"))
+	waitRefused(t, second)
+	c := dial(t, addrs[1])
+	if err := roundTrip(c, "rules still serve\n"); err != nil {
+		t.Fatalf("through rule web after the API stopped: %v", err)
+	}
+}
+
 // TestAdminListsConnecting: a connection whose backend has not answered its
 // connect yet is listed, with no backend, and an operator can close it.
 func TestAdminListsConnecting(t *testing.T) {
