@@ -1,9 +1,11 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"syscall"
 
 	"sluice/internal/config"
 	"sluice/internal/udp"
@@ -18,12 +20,17 @@ type udpSide struct {
 
 // bindUDP opens a rule's UDP socket without serving it yet. It takes the
 // socket handed over by the process it replaces (hitless upgrade) when there
-// is one, and binds a new one otherwise.
+// is one, a duplicate of the socket of the running rule that a reload moves
+// the address from (sharedPacketConn), or binds a new one.
 func bindUDP(s *Server, rc config.Rule) (*udpSide, error) {
 	pc := s.inherited.packetConn(rc.Listen)
 	if pc == nil {
 		var err error
-		if pc, err = net.ListenPacket("udp", rc.Listen.DialAddress()); err != nil {
+		pc, err = net.ListenPacket("udp", rc.Listen.DialAddress())
+		if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+			pc = s.sharedPacketConn(rc.Listen)
+		}
+		if pc == nil {
 			return nil, bareError(err)
 		}
 	}
@@ -37,6 +44,34 @@ func bindUDP(s *Server, rc config.Rule) (*udpSide, error) {
 		return nil, err
 	}
 	return &udpSide{sock: sock}, nil
+}
+
+// sharedPacketConn returns a duplicate of the UDP socket that a running rule
+// has on addr, or nil: the UDP counterpart of sharedListener. Until the
+// reload applies, only the running rule reads from it; then that rule stops
+// reading (its live sessions still send their replies through the socket
+// until they drain) and the rule taking it over reads every datagram that
+// comes, those of the giving rule's clients included, which start sessions
+// of their own there.
+func (s *Server) sharedPacketConn(addr config.Address) net.PacketConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.rules {
+		if r.cfg.Listen != addr || r.udp == nil {
+			continue
+		}
+		f, err := r.udp.sock.File()
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		pc, err := net.FilePacketConn(f)
+		if err != nil {
+			return nil
+		}
+		return pc
+	}
+	return nil
 }
 
 // udpRule is the UDP side's view of the rule.

@@ -524,3 +524,98 @@ func TestReloadSwapsUnixListenPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadSwapsUDPListenAddresses: the same swap with two UDP rules; each
+// address then reaches the other rule's backend.
+func TestReloadSwapsUDPListenAddresses(t *testing.T) {
+	t.Parallel()
+	alpha, beta := startUDPNamed(t, "alpha"), startUDPNamed(t, "beta")
+	config := func(alphaListen, betaListen string) string {
+		return fmt.Sprintf("log_format = \"json\"\n\n[[rule]]\nname = \"alpha\"\nprotocol = \"udp\"\nlisten = %q\nbackends = [%q]\n\n[[rule]]\nname = \"beta\"\nprotocol = \"udp\"\nlisten = %q\nbackends = [%q]\n",
+			alphaListen, alpha, betaListen, beta)
+	}
+	p, addrs, path := launchOps(t, 2, func(addrs []string) string { return config(addrs[0], addrs[1]) }, nil)
+	served := func(addr string) string {
+		t.Helper()
+		name, err := udpAsk(udpClient(t), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	if a, b := served(addrs[0]), served(addrs[1]); a != "alpha" || b != "beta" {
+		t.Fatalf("before the swap: %s and %s, want alpha and beta", a, b)
+	}
+	rewriteFile(t, path, config(addrs[1], addrs[0]))
+	p.signal(syscall.SIGHUP)
+	rec, _ := p.waitFrom(0, "the reload's outcome", func(r record) bool {
+		return r.str("msg") == "reloaded" || strings.HasPrefix(r.str("msg"), "reload rejected")
+	})
+	if rec.str("msg") != "reloaded" {
+		t.Fatalf("swap rejected: %v", rec)
+	}
+	// The old holders stop reading as the reload applies; a datagram read
+	// just before that still reaches the old rule.
+	for deadline := time.Now().Add(waitLimit); ; time.Sleep(10 * time.Millisecond) {
+		a, b := served(addrs[0]), served(addrs[1])
+		if a == "beta" && b == "alpha" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the swap: %s and %s, want beta and alpha", a, b)
+		}
+	}
+}
+
+// startUDPNamed serves UDP on a loopback port until the test ends,
+// answering every datagram with its name, and returns its address.
+func startUDPNamed(t *testing.T, name string) string {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			c.WriteToUDPAddrPort([]byte(name), from)
+		}
+	}()
+	t.Cleanup(func() {
+		c.Close()
+		<-done
+	})
+	return c.LocalAddr().String()
+}
+
+// udpAsk sends a datagram from c to addr and returns the first answer,
+// sending again (up to 8 times, 500 ms apart) when none comes: loopback
+// drops datagrams when the machine is flooded.
+func udpAsk(c *net.UDPConn, addr string) (string, error) {
+	to, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return "", err
+	}
+	buf := make([]byte, 1500)
+	for range 8 {
+		if _, err := c.WriteToUDP([]byte("?"), to); err != nil {
+			return "", err
+		}
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, _, err := c.ReadFromUDPAddrPort(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return "", fmt.Errorf("%s: no answer from %s", c.LocalAddr(), addr)
+}
