@@ -72,7 +72,12 @@ func (in *Inherited) ListenAdmin(addr string) (net.Listener, error) {
 
 // takeListener takes the inherited listening socket named key, or nil.
 func (in *Inherited) takeListener(key string) net.Listener {
-	f := in.take(key)
+	return fileListener(in.take(key))
+}
+
+// fileListener returns a listener on the socket of f (nil if f is nil or
+// not a listening socket) and closes f, which the listener duplicated.
+func fileListener(f *os.File) net.Listener {
 	if f == nil {
 		return nil
 	}
@@ -86,7 +91,11 @@ func (in *Inherited) takeListener(key string) net.Listener {
 
 // packetConn returns the inherited UDP socket for addr, or nil.
 func (in *Inherited) packetConn(addr config.Address) net.PacketConn {
-	f := in.take(inheritKey("udp", addr))
+	return filePacketConn(in.take(inheritKey("udp", addr)))
+}
+
+// filePacketConn is fileListener for a datagram socket.
+func filePacketConn(f *os.File) net.PacketConn {
 	if f == nil {
 		return nil
 	}

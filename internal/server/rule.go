@@ -215,12 +215,7 @@ func (s *Server) sharedListener(addr config.Address) net.Listener {
 			if err != nil {
 				return nil
 			}
-			dup, err := net.FileListener(f)
-			f.Close()
-			if err != nil {
-				return nil
-			}
-			return dup
+			return fileListener(f)
 		}
 	}
 	return nil

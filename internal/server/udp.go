@@ -64,12 +64,7 @@ func (s *Server) sharedPacketConn(addr config.Address) net.PacketConn {
 		if err != nil {
 			return nil
 		}
-		defer f.Close()
-		pc, err := net.FilePacketConn(f)
-		if err != nil {
-			return nil
-		}
-		return pc
+		return filePacketConn(f)
 	}
 	return nil
 }

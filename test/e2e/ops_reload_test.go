@@ -420,23 +420,45 @@ func TestReloadSwapsListenAddresses(t *testing.T) {
 		}
 		return strings.TrimSpace(line)
 	}
-	if a, b := served(addrs[0]), served(addrs[1]); a != "alpha" || b != "beta" {
+	swapRules(t, p, path, config, served, addrs[0], addrs[1], 0)
+}
+
+// swapRules checks that addrA reaches rule alpha and addrB rule beta,
+// rewrites the config file at path with their addresses swapped, reloads
+// (the outcome is looked for from log index from on), and waits until each
+// address reaches the other rule.
+func swapRules(t *testing.T, p *proc, path string, config func(alpha, beta string) string, served func(addr string) string, addrA, addrB string, from int) {
+	t.Helper()
+	if a, b := served(addrA), served(addrB); a != "alpha" || b != "beta" {
 		t.Fatalf("before the swap: %s and %s, want alpha and beta", a, b)
 	}
-	rewriteFile(t, path, config(addrs[1], addrs[0]))
-	p.signal(syscall.SIGHUP)
-	rec, _ := p.waitFrom(0, "the reload's outcome", func(r record) bool {
-		return r.str("msg") == "reloaded" || strings.HasPrefix(r.str("msg"), "reload rejected")
-	})
-	if rec.str("msg") != "reloaded" {
+	rewriteFile(t, path, config(addrB, addrA))
+	if rec, _ := reloadOutcome(p, from); rec.str("msg") != "reloaded" {
 		t.Fatalf("swap rejected: %v", rec)
 	}
-	// The old holders close their sockets as the reload applies; a
-	// connection accepted just before that still reaches the old rule.
+	waitSwapped(t, served, addrA, addrB)
+}
+
+// reloadOutcome sends p SIGHUP and returns the first reload outcome logged
+// at index from or later, with the index after it.
+func reloadOutcome(p *proc, from int) (record, int) {
+	p.t.Helper()
+	p.signal(syscall.SIGHUP)
+	return p.waitFrom(from, "the reload's outcome", func(r record) bool {
+		return r.str("msg") == "reloaded" || strings.HasPrefix(r.str("msg"), "reload rejected")
+	})
+}
+
+// waitSwapped waits until addrA is served by rule beta and addrB by alpha
+// (served names the rule a new client reaches). The old holders stop taking
+// clients as the reload applies; one taken just before still reaches the
+// old rule.
+func waitSwapped(t *testing.T, served func(addr string) string, addrA, addrB string) {
+	t.Helper()
 	for deadline := time.Now().Add(waitLimit); ; time.Sleep(10 * time.Millisecond) {
-		a, b := served(addrs[0]), served(addrs[1])
+		a, b := served(addrA), served(addrB)
 		if a == "beta" && b == "alpha" {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after the swap: %s and %s, want beta and alpha", a, b)
@@ -478,41 +500,15 @@ func TestReloadSwapsUnixListenPaths(t *testing.T) {
 		}
 		return strings.TrimSpace(line)
 	}
-	if a, b := served(pathA), served(pathB); a != "alpha" || b != "beta" {
-		t.Fatalf("before the swap: %s and %s, want alpha and beta", a, b)
-	}
-	outcome := func(from int) (record, int) {
-		t.Helper()
-		p.signal(syscall.SIGHUP)
-		return p.waitFrom(from, "the reload's outcome", func(r record) bool {
-			return r.str("msg") == "reloaded" || strings.HasPrefix(r.str("msg"), "reload rejected")
-		})
-	}
-
 	// A swap that fails on another rule's bind (the TCP address is the
-	// backend's) is undone: each path still reaches its first rule.
+	// backend's) is undone: each path still reaches its first rule, as
+	// swapRules checks before the swap that applies.
 	rewriteFile(t, cfg, config(pathB, pathA)+fmt.Sprintf("\n[[rule]]\nname = \"gamma\"\nlisten = %q\nbackends = [%q]\n", alpha.addr, beta.addr))
-	rec, next := outcome(0)
+	rec, next := reloadOutcome(p, 0)
 	if !strings.HasPrefix(rec.str("msg"), "reload rejected") || !strings.Contains(rec.str("error"), "gamma") {
 		t.Fatalf("a reload binding the backend's address: %v, want it rejected for rule gamma", rec)
 	}
-	if a, b := served(pathA), served(pathB); a != "alpha" || b != "beta" {
-		t.Fatalf("after the rejected swap: %s and %s, want alpha and beta", a, b)
-	}
-
-	rewriteFile(t, cfg, config(pathB, pathA))
-	if rec, _ := outcome(next); rec.str("msg") != "reloaded" {
-		t.Fatalf("swap rejected: %v", rec)
-	}
-	for deadline := time.Now().Add(waitLimit); ; time.Sleep(10 * time.Millisecond) {
-		a, b := served(pathA), served(pathB)
-		if a == "beta" && b == "alpha" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the swap: %s and %s, want beta and alpha", a, b)
-		}
-	}
+	swapRules(t, p, cfg, config, served, pathA, pathB, next)
 
 	p.signal(syscall.SIGTERM)
 	if code, err := p.waitExit(waitLimit); code != 0 {
@@ -543,28 +539,7 @@ func TestReloadSwapsUDPListenAddresses(t *testing.T) {
 		}
 		return name
 	}
-	if a, b := served(addrs[0]), served(addrs[1]); a != "alpha" || b != "beta" {
-		t.Fatalf("before the swap: %s and %s, want alpha and beta", a, b)
-	}
-	rewriteFile(t, path, config(addrs[1], addrs[0]))
-	p.signal(syscall.SIGHUP)
-	rec, _ := p.waitFrom(0, "the reload's outcome", func(r record) bool {
-		return r.str("msg") == "reloaded" || strings.HasPrefix(r.str("msg"), "reload rejected")
-	})
-	if rec.str("msg") != "reloaded" {
-		t.Fatalf("swap rejected: %v", rec)
-	}
-	// The old holders stop reading as the reload applies; a datagram read
-	// just before that still reaches the old rule.
-	for deadline := time.Now().Add(waitLimit); ; time.Sleep(10 * time.Millisecond) {
-		a, b := served(addrs[0]), served(addrs[1])
-		if a == "beta" && b == "alpha" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the swap: %s and %s, want beta and alpha", a, b)
-		}
-	}
+	swapRules(t, p, path, config, served, addrs[0], addrs[1], 0)
 }
 
 // startUDPNamed serves UDP on a loopback port until the test ends,
