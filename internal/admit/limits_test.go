@@ -241,3 +241,42 @@ func TestUpdateBetweenCheckAndLock(t *testing.T) {
 		t.Fatalf("tracked %d clients after release under a policy without a rate, want 0", all)
 	}
 }
+
+// TestIPv6PrefixPerIP: with a prefix length set, the IPv6 addresses of one
+// prefix are one client for the per-IP limits (connections and rate), the
+// ACL still sees each whole address, and IPv4 clients are unaffected.
+func TestIPv6PrefixPerIP(t *testing.T) {
+	g, clk := newTestGate(Policy{
+		MaxConnectionsPerIP: 2, RatePerIP: 3, IPv6PrefixPerIP: 64,
+		Deny: prefixes(t, "2001:db8:1:1::dead/128"),
+	})
+	a := admit(t, g, "2001:db8:1:1::1")
+	b := admit(t, g, "2001:db8:1:1:ffff::2")
+	refuse(t, g, "2001:db8:1:1::3", ReasonMaxConnectionsPerIP)
+	refuse(t, g, "2001:db8:1:1::dead", ReasonDenied)
+	other := admit(t, g, "2001:db8:1:2::1") // the next /64
+	v4a, v4b := admit(t, g, "192.0.2.1"), admit(t, g, "192.0.2.2")
+
+	// The /64 has used 2 of its 3 tokens; freeing a slot leaves it one.
+	a.Release()
+	c := admit(t, g, "2001:db8:1:1::4")
+	c.Release()
+	refuse(t, g, "2001:db8:1:1::5", ReasonRateLimited)
+	clk.advance(time.Second)
+	c = admit(t, g, "2001:db8:1:1::5")
+
+	for _, tk := range []Ticket{b, c, other, v4a, v4b} {
+		tk.Release()
+	}
+	if g.Live() != 0 {
+		t.Fatalf("Live = %d after releasing everything", g.Live())
+	}
+
+	// The whole address (the default) keeps every address its own client.
+	g, _ = newTestGate(Policy{MaxConnectionsPerIP: 1})
+	a = admit(t, g, "2001:db8:1:1::1")
+	b = admit(t, g, "2001:db8:1:1::2")
+	refuse(t, g, "2001:db8:1:1::1", ReasonMaxConnectionsPerIP)
+	a.Release()
+	b.Release()
+}

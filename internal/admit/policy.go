@@ -17,6 +17,7 @@ type rules struct {
 	allow, deny []netip.Prefix
 	maxConns    int // 0: unlimited
 	maxPerIP    int // 0: unlimited
+	v6Bits      int // leading bits of an IPv6 address that per-IP limits count by
 
 	// The token bucket, kept as a theoretical arrival time (GCRA): each new
 	// connection pushes a client's time forward by interval, and a
@@ -33,9 +34,23 @@ func compile(p Policy) *rules {
 		deny:     normalisePrefixes(p.Deny),
 		maxConns: max(p.MaxConnections, 0),
 		maxPerIP: max(p.MaxConnectionsPerIP, 0),
+		v6Bits:   128,
+	}
+	if p.IPv6PrefixPerIP >= 1 && p.IPv6PrefixPerIP < 128 {
+		r.v6Bits = p.IPv6PrefixPerIP
 	}
 	r.interval, r.span = bucket(p.RatePerIP)
 	return r
+}
+
+// perIPKey returns the address that the per-IP limits count client under:
+// client itself, or for an IPv6 client the first address of its prefix of
+// v6Bits bits.
+func (r *rules) perIPKey(client netip.Addr) netip.Addr {
+	if client.Is4() || r.v6Bits >= 128 {
+		return client
+	}
+	return netip.PrefixFrom(client, r.v6Bits).Masked().Addr()
 }
 
 // bucket returns the refill interval and span of a token bucket for rate

@@ -49,6 +49,7 @@ func formatRule(b *strings.Builder, r *Rule) {
 	kv(b, "udp_session_timeout", quote(formatDuration(r.UDPSessionTimeout)))
 	kv(b, "max_connections", strconv.Itoa(r.MaxConnections))
 	kv(b, "max_connections_per_ip", strconv.Itoa(r.MaxConnectionsPerIP))
+	kv(b, "per_ip_prefix_v6", strconv.Itoa(r.PerIPPrefixV6))
 	kv(b, "max_sessions", strconv.Itoa(r.MaxSessions))
 	optional(b, "rate_per_ip", r.RatePerIP != 0, formatFloat(r.RatePerIP), quote(unlimited))
 	optional(b, "bandwidth", r.Bandwidth != 0, formatBandwidth(r.Bandwidth), quote(unlimited))

@@ -65,6 +65,7 @@ resolve_ttl = "30s"
 udp_session_timeout = "1m"
 max_connections = 0
 max_connections_per_ip = 0
+per_ip_prefix_v6 = 128
 max_sessions = 0
 rate_per_ip = "unlimited"
 bandwidth = "unlimited"

@@ -36,6 +36,7 @@ func wantRule(name string, listen Address, backends ...Address) Rule {
 		DrainTimeout:      30 * time.Second,
 		ResolveTTL:        30 * time.Second,
 		UDPSessionTimeout: 60 * time.Second,
+		PerIPPrefixV6:     128,
 		Retries:           len(backends) - 1,
 	}
 	for _, b := range backends {
@@ -106,6 +107,7 @@ allow = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::ffff:172.16.0.0/108", ":
 deny = ["10.9.0.0/16", "2001:db8::1"]
 max_connections = 1000
 max_connections_per_ip = 10
+per_ip_prefix_v6 = 64
 rate_per_ip = 2.5
 bandwidth = "1Gbit/s"
 proxy_protocol = "v2"
@@ -155,6 +157,7 @@ func wantEveryKey(t *testing.T) *Config {
 	all.Allow = prefixes(t, "10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32", "172.16.0.0/12", "198.51.100.1/32")
 	all.Deny = prefixes(t, "10.9.0.0/16", "2001:db8::1/128")
 	all.MaxConnections, all.MaxConnectionsPerIP, all.RatePerIP = 1000, 10, 2.5
+	all.PerIPPrefixV6 = 64
 	all.Bandwidth, all.ProxyProtocol = 125_000_000, 2
 	all.AcceptProxyProtocol = prefixes(t, "127.0.0.1/32")
 	all.HealthCheck = &HealthCheck{Interval: 10 * time.Second, Timeout: 2 * time.Second, Rise: 1, Fall: 5, Send: "PING\r\n", Expect: "+PONG"}

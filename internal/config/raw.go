@@ -35,6 +35,7 @@ type rawRule struct {
 	Deny                any        `toml:"deny"`
 	MaxConnections      any        `toml:"max_connections"`
 	MaxConnectionsPerIP any        `toml:"max_connections_per_ip"`
+	PerIPPrefixV6       any        `toml:"per_ip_prefix_v6"`
 	RatePerIP           any        `toml:"rate_per_ip"`
 	Bandwidth           any        `toml:"bandwidth"`
 	CongestionControl   any        `toml:"congestion_control"`
@@ -68,7 +69,7 @@ func (h *rawHealth) UnmarshalText(b []byte) error {
 // Known keys, for "did you mean" hints on unknown ones.
 const (
 	topKeys     = "log_level log_format admin admin_token defaults rule"
-	ruleKeys    = "name listen protocol backends balance connect_timeout idle_timeout drain_timeout retries resolve_ttl allow deny max_connections max_connections_per_ip rate_per_ip bandwidth proxy_protocol accept_proxy_protocol health_check udp_session_timeout max_sessions congestion_control"
+	ruleKeys    = "name listen protocol backends balance connect_timeout idle_timeout drain_timeout retries resolve_ttl allow deny max_connections max_connections_per_ip per_ip_prefix_v6 rate_per_ip bandwidth proxy_protocol accept_proxy_protocol health_check udp_session_timeout max_sessions congestion_control"
 	healthKeys  = "interval timeout rise fall send expect"
 	backendKeys = "address weight backup"
 )
@@ -248,6 +249,16 @@ func (s source) duration(key string, v any) opt[time.Duration] {
 		s.errorf(key, "%s %q: must be greater than zero", key, str.val)
 	default:
 		o.val, o.set = d, true
+	}
+	return o
+}
+
+// prefixBits reads the length of an IPv6 prefix: an integer from 1 to 128.
+func (s source) prefixBits(key string, v any) opt[int] {
+	o := s.integer(key, v, 1)
+	if o.set && o.val > 128 {
+		s.errorf(key, "%s %d: an IPv6 prefix has at most 128 bits", key, o.val)
+		o.set = false
 	}
 	return o
 }

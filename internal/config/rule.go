@@ -26,19 +26,19 @@ const (
 // ruleSpec is the rule keys of one table ([[rule]], [defaults] or quick-mode
 // flags) as read, before inheritance and defaults are applied.
 type ruleSpec struct {
-	listen                                   opt[Address]
-	protocol                                 opt[Protocol]
-	backends                                 opt[[]backendAt]
-	balance                                  opt[string]
-	connectTimeout, idleTimeout              opt[time.Duration]
-	drainTimeout, resolveTTL, udpSessTimeout opt[time.Duration]
-	retries, maxConns, maxPerIP, maxSessions opt[int]
-	ratePerIP                                opt[float64]
-	bandwidth                                opt[int64]
-	allow, deny, acceptProxy                 opt[[]netip.Prefix]
-	proxyProtocol                            opt[int]
-	health                                   opt[*HealthCheck]
-	congestion                               opt[congestion.Choice]
+	listen                                                  opt[Address]
+	protocol                                                opt[Protocol]
+	backends                                                opt[[]backendAt]
+	balance                                                 opt[string]
+	connectTimeout, idleTimeout                             opt[time.Duration]
+	drainTimeout, resolveTTL, udpSessTimeout                opt[time.Duration]
+	retries, maxConns, maxPerIP, maxSessions, perIPv6Prefix opt[int]
+	ratePerIP                                               opt[float64]
+	bandwidth                                               opt[int64]
+	allow, deny, acceptProxy                                opt[[]netip.Prefix]
+	proxyProtocol                                           opt[int]
+	health                                                  opt[*HealthCheck]
+	congestion                                              opt[congestion.Choice]
 }
 
 // backendAt is a backend and the line it is written on.
@@ -63,6 +63,7 @@ func readSpec(s source, r *rawRule) ruleSpec {
 		retries:        s.integer("retries", r.Retries, 0),
 		maxConns:       s.integer("max_connections", r.MaxConnections, 0),
 		maxPerIP:       s.integer("max_connections_per_ip", r.MaxConnectionsPerIP, 0),
+		perIPv6Prefix:  s.prefixBits("per_ip_prefix_v6", r.PerIPPrefixV6),
 		maxSessions:    s.integer("max_sessions", r.MaxSessions, 0),
 		ratePerIP:      s.rate("rate_per_ip", r.RatePerIP),
 		bandwidth:      s.bandwidth("bandwidth", r.Bandwidth),
@@ -253,6 +254,7 @@ func buildRule(s source, own, inh *ruleSpec) built {
 		Deny:                pick(own.deny, inh.deny).val,
 		MaxConnections:      pick(own.maxConns, inh.maxConns).val,
 		MaxConnectionsPerIP: pick(own.maxPerIP, inh.maxPerIP).val,
+		PerIPPrefixV6:       pick(own.perIPv6Prefix, inh.perIPv6Prefix).or(128),
 		RatePerIP:           pick(own.ratePerIP, inh.ratePerIP).val,
 		Bandwidth:           pick(own.bandwidth, inh.bandwidth).val,
 		ProxyProtocol:       pick(own.proxyProtocol, inh.proxyProtocol).val,

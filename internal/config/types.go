@@ -122,6 +122,7 @@ type Rule struct {
 	Deny                []netip.Prefix // deny wins over allow
 	MaxConnections      int            // 0: unlimited
 	MaxConnectionsPerIP int            // 0: unlimited
+	PerIPPrefixV6       int            // leading bits of an IPv6 client address the per-IP limits count by; default 128
 	RatePerIP           float64        // new connections per second per client IP; 0: unlimited
 	Bandwidth           int64          // bytes per second per connection and direction; 0: unlimited
 
