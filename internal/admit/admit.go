@@ -43,11 +43,11 @@ type Policy struct {
 	// second and holds at most max(1, ceil(RatePerIP)) tokens, starting full.
 	// Zero, negative, NaN, +Inf or above 1e9: unlimited.
 	RatePerIP float64
-	// IPv6PrefixPerIP is how many leading bits of an IPv6 client address
+	// PerIPPrefixV6 is how many leading bits of an IPv6 client address
 	// the per-IP limits count by: 64 makes every address of a /64 (what
 	// one site or device is usually given) one client. Outside 1 to 128:
 	// 128, the whole address. IPv4 clients always count by their address.
-	IPv6PrefixPerIP int
+	PerIPPrefixV6 int
 }
 
 // Reason says why a client was refused. It is the <reason> in the access

@@ -242,12 +242,12 @@ func TestUpdateBetweenCheckAndLock(t *testing.T) {
 	}
 }
 
-// TestIPv6PrefixPerIP: with a prefix length set, the IPv6 addresses of one
+// TestPerIPPrefixV6: with a prefix length set, the IPv6 addresses of one
 // prefix are one client for the per-IP limits (connections and rate), the
 // ACL still sees each whole address, and IPv4 clients are unaffected.
-func TestIPv6PrefixPerIP(t *testing.T) {
+func TestPerIPPrefixV6(t *testing.T) {
 	g, clk := newTestGate(Policy{
-		MaxConnectionsPerIP: 2, RatePerIP: 3, IPv6PrefixPerIP: 64,
+		MaxConnectionsPerIP: 2, RatePerIP: 3, PerIPPrefixV6: 64,
 		Deny: prefixes(t, "2001:db8:1:1::dead/128"),
 	})
 	a := admit(t, g, "2001:db8:1:1::1")

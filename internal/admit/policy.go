@@ -36,8 +36,8 @@ func compile(p Policy) *rules {
 		maxPerIP: max(p.MaxConnectionsPerIP, 0),
 		v6Bits:   128,
 	}
-	if p.IPv6PrefixPerIP >= 1 && p.IPv6PrefixPerIP < 128 {
-		r.v6Bits = p.IPv6PrefixPerIP
+	if p.PerIPPrefixV6 >= 1 && p.PerIPPrefixV6 < 128 {
+		r.v6Bits = p.PerIPPrefixV6
 	}
 	r.interval, r.span = bucket(p.RatePerIP)
 	return r

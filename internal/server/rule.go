@@ -54,7 +54,7 @@ func policy(rc config.Rule) admit.Policy {
 	return admit.Policy{
 		Allow: rc.Allow, Deny: rc.Deny,
 		MaxConnections: rc.MaxConnections, MaxConnectionsPerIP: rc.MaxConnectionsPerIP,
-		RatePerIP: rc.RatePerIP, IPv6PrefixPerIP: rc.PerIPPrefixV6,
+		RatePerIP: rc.RatePerIP, PerIPPrefixV6: rc.PerIPPrefixV6,
 	}
 }
 

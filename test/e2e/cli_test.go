@@ -146,9 +146,7 @@ func TestListenInUse(t *testing.T) {
 // an unprivileged uid for the child.
 func TestListenPermissionDenied(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run sluice as another, unprivileged uid")
-	}
+	needRoot(t, "to run sluice as another, unprivileged uid")
 	const port = 80
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); err == nil {
 		if start, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && start <= port {

@@ -172,12 +172,7 @@ func TestCongestionControlReload(t *testing.T) {
 // on each.
 func TestCongestionControlAutoUnprivileged(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run sluice as another, unprivileged uid")
-	}
-	if _, err := exec.LookPath("ss"); err != nil {
-		t.Skip("ss (iproute2) is not installed")
-	}
+	needRoot(t, "to run sluice as another, unprivileged uid", "ss")
 	allowed, err := os.ReadFile("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
 	if err != nil || slices.Contains(strings.Fields(string(allowed)), "cubic") {
 		t.Skipf("unprivileged processes may choose cubic here (allowed: %q, %v)", allowed, err)
@@ -211,9 +206,7 @@ func TestCongestionControlAutoUnprivileged(t *testing.T) {
 // process may not choose stops sluice at start, naming the ones it may.
 func TestCongestionControlNotAllowed(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run sluice as another, unprivileged uid")
-	}
+	needRoot(t, "to run sluice as another, unprivileged uid")
 	allowed, err := os.ReadFile("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
 	available, err2 := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control")
 	if err != nil || err2 != nil {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,12 +14,7 @@ import (
 // kill the new process as soon as this one exited, and goes on serving.
 func TestUpgradeRefusedAsProcessOne(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a PID namespace of its own")
-	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("unshare is not installed")
-	}
+	needRoot(t, "for a PID namespace of its own", "unshare")
 	be := startBackend(t, echo)
 	listen := freeAddr(t)
 	p := startProc(t, nil, "unshare", "--pid", "--fork", "--kill-child", sluiceBin,

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -55,14 +54,7 @@ func TestLocalPortShortage(t *testing.T) {
 // skips the test where no namespace can be made or a tool is missing.
 func runInNetns(t *testing.T, script string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace of its own")
-	}
-	for _, tool := range []string{"unshare", "ip", "ss", "socat", "bash"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed", tool)
-		}
-	}
+	needRoot(t, "for a network namespace of its own", "unshare", "ip", "ss", "socat", "bash")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "unshare", "--net", "bash", "-c", script)

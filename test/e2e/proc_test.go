@@ -153,6 +153,20 @@ func childEnv() []string {
 	return env
 }
 
+// needRoot skips the test unless it runs as root (which it needs for why)
+// and every tool is installed.
+func needRoot(t *testing.T, why string, tools ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root " + why)
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+}
+
 // asNobody makes a command run as the unprivileged uid and gid 65534; the
 // test must run as root to start it so.
 func asNobody(cmd *exec.Cmd) {
