@@ -132,9 +132,7 @@ func (s *Service) startConn(fd int, l *listening) error {
 func (s *Service) connect(cn *conn, l *listening) error {
 	rule := cn.rule
 	if rule.SendProxy != 0 {
-		if sa, err := unix.Getsockname(cn.fd); err == nil {
-			cn.local = sockaddrAddrPort(sa)
-		}
+		cn.local = localAddr(cn.fd)
 	}
 	rule.Pool.Begin(&cn.attempts, cn.client.Addr())
 	cn.began = time.Now()
@@ -210,6 +208,17 @@ func accept(lfd int) (int, netip.AddrPort, error) {
 	return int(r), rawAddrPort(&sa), nil
 }
 
+// localAddr returns the local address of socket fd, zero when it has none
+// that rawAddrPort knows. Like accept, the call is raw.
+func localAddr(fd int) netip.AddrPort {
+	var sa unix.RawSockaddrAny
+	size := uint32(unsafe.Sizeof(sa))
+	if _, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&size))); e != 0 {
+		return netip.AddrPort{}
+	}
+	return rawAddrPort(&sa)
+}
+
 // rawAddrPort returns an IP socket address as an AddrPort with IPv4-mapped
 // addresses unmapped; zero for other kinds.
 func rawAddrPort(sa *unix.RawSockaddrAny) netip.AddrPort {
@@ -241,18 +250,6 @@ func zoneName(i uint32) string {
 func ntohs(p uint16) uint16 {
 	b := (*[2]byte)(unsafe.Pointer(&p))
 	return uint16(b[0])<<8 | uint16(b[1])
-}
-
-// sockaddrAddrPort returns an accepted or local socket's address with
-// IPv4-mapped addresses unmapped; zero for other kinds.
-func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-	}
-	return netip.AddrPort{}
 }
 
 // resetFD closes a client socket so that the client sees a reset.
