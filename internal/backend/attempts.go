@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"sluice/internal/config"
 )
 
 // Attempts sets up one client's backend connection in steps: the picks,
@@ -41,17 +43,16 @@ func (p *Pool) Direct() bool { return p.direct }
 // direct reports whether every backend of bs is a TCP IP address.
 func direct(bs []*Backend) bool {
 	for _, b := range bs {
-		if _, ok := b.literal(); !ok {
+		if !b.isLiteral {
 			return false
 		}
 	}
 	return true
 }
 
-// literal returns the backend's IP address when it is a TCP address that
-// needs no resolving.
-func (b *Backend) literal() (netip.AddrPort, bool) {
-	a := b.cfg.Address
+// literalAddr returns a's IP address when it is a TCP address that needs
+// no resolving.
+func literalAddr(a config.Address) (netip.AddrPort, bool) {
 	if a.Network != "tcp" {
 		return netip.AddrPort{}, false
 	}
@@ -87,7 +88,7 @@ func (a *Attempts) Next() (int, error) {
 		if err != nil {
 			return -1, err
 		}
-		addr, _ := b.literal()
+		addr := b.literal
 		a.curAddr = addr
 		fd, err := connectSocket(addr, a.p.congestion.For(addr.Addr()))
 		if err == nil {

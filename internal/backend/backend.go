@@ -36,6 +36,10 @@ type Backend struct {
 	cfg  config.Backend
 	pool *Pool // rule-wide settings: name, logger, resolver, health thresholds, clock
 	key  uint64
+	// literal is the address to connect to without resolving, when
+	// isLiteral: a host:port address whose host is an IP (or empty).
+	literal   netip.AddrPort
+	isLiteral bool
 
 	ctr *counters
 	up  atomic.Bool
@@ -54,9 +58,15 @@ type Backend struct {
 // newBackend returns a Backend that starts up.
 func newBackend(cfg config.Backend, p *Pool) *Backend {
 	b := &Backend{cfg: cfg, pool: p, key: hashString(cfg.Address.String()), ctr: new(counters)}
+	b.literal, b.isLiteral = literalAddr(cfg.Address)
 	b.up.Store(true)
 	return b
 }
+
+// Literal returns the backend's IP address and port when its address needs
+// no resolving (the host is an IP, or empty for 127.0.0.1), as ResolveAddr
+// would give them.
+func (b *Backend) Literal() (netip.AddrPort, bool) { return b.literal, b.isLiteral }
 
 // Address returns the backend's configured address.
 func (b *Backend) Address() config.Address { return b.cfg.Address }

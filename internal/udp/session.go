@@ -146,16 +146,6 @@ func (ss *session) resolve() (netip.AddrPort, error) {
 	return ss.backend.ResolveAddr(ctx)
 }
 
-// literal returns the backend's address when it needs no resolving: an IP
-// literal.
-func (ss *session) literal() (netip.AddrPort, bool) {
-	if !ss.backend.Address().IsIP() {
-		return netip.AddrPort{}, false
-	}
-	addr, err := ss.backend.ResolveAddr(context.Background())
-	return addr, err == nil
-}
-
 // setupFailed ends a session whose socket could not be set up. A name that
 // did not resolve (blame) counts against the backend, unless a drain cut
 // the setup short; a socket sluice could not open (out of descriptors, say)
