@@ -25,9 +25,9 @@ type Attempts struct {
 	lastErr error
 }
 
-// OpenError is the error of Attempts.Next when sluice could not open a
-// socket at all (out of file descriptors or memory, say): a shortage of
-// its own, not held against any backend.
+// OpenError is the error of Attempts.Next and Pool.Dial when sluice could
+// not open a socket at all (out of file descriptors or memory, say): a
+// shortage of its own, not held against any backend.
 type OpenError struct{ Err error }
 
 func (e *OpenError) Error() string { return e.Err.Error() }
@@ -81,7 +81,9 @@ func (p *Pool) Begin(a *Attempts, client netip.Addr) {
 // the socket, which is the caller's to close. A connect that fails at once
 // counts as a failed attempt, and the next backend is tried. Once 1+Retries
 // backends have failed, or none is usable, it returns the error, worded as
-// Dial's. Use it only when the pool is Direct.
+// Dial's. When no socket can be opened at all it gives up at once with an
+// error wrapping OpenError (see shortageOf). Use it only when the pool is
+// Direct.
 func (a *Attempts) Next() (int, error) {
 	for {
 		b, err := a.next()
@@ -94,10 +96,8 @@ func (a *Attempts) Next() (int, error) {
 		if err == nil {
 			return fd, nil
 		}
-		if oe, ok := err.(*OpenError); ok {
-			// Not the backend's fault: no other would do better.
-			a.Abandon()
-			return -1, fmt.Errorf("rule %q: backend %s: %w", a.p.rule, b.cfg.Address, oe)
+		if shortageOf(err) == shortOfSockets {
+			return -1, a.starved(fmt.Errorf("backend %s: %w", b.cfg.Address, err))
 		}
 		a.failed(a.describe(err))
 	}
@@ -138,8 +138,8 @@ func (a *Attempts) describe(err error) error {
 }
 
 // failed ends the current attempt with err, which names its backend:
-// it counts against the backend (unless it is this host's shortage), and
-// the backend is let go.
+// it counts against the backend unless it is a shortage (see shortageOf),
+// and the backend is let go.
 func (a *Attempts) failed(err error) {
 	b := a.cur
 	a.cur = nil

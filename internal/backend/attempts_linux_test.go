@@ -160,22 +160,3 @@ func TestAttemptsIPv6(t *testing.T) {
 		t.Fatalf("served by %q, want six", name)
 	}
 }
-
-// TestLocalPortShortageIsNotBlamed: a connect that fails for want of a
-// local port (EADDRNOTAVAIL) says nothing about the backend; a refusal
-// does.
-func TestLocalPortShortageIsNotBlamed(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		want bool
-	}{
-		{os.NewSyscallError("connect", unix.EADDRNOTAVAIL), false},
-		{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", unix.EADDRNOTAVAIL)}, false},
-		{os.NewSyscallError("connect", unix.ECONNREFUSED), true},
-		{os.ErrDeadlineExceeded, true},
-	} {
-		if got := blames(tc.err); got != tc.want {
-			t.Errorf("blames(%v) = %v, want %v", tc.err, got, tc.want)
-		}
-	}
-}

@@ -46,7 +46,8 @@ func (p *Pool) Stop() {
 	p.wg.Wait()
 }
 
-// watch checks b every Interval until ctx ends.
+// watch checks b every Interval until ctx ends. A check that fails for a
+// shortage of this host's (see shortageOf) counts neither way.
 func (p *Pool) watch(ctx context.Context, b *Backend) {
 	defer p.wg.Done()
 	t := time.NewTicker(p.health.Interval)
@@ -56,7 +57,9 @@ func (p *Pool) watch(ctx context.Context, b *Backend) {
 		if ctx.Err() != nil {
 			return
 		}
-		b.checkResult(err)
+		if err == nil || blames(err) {
+			b.checkResult(err) // a shortage of this host's says neither
+		}
 		select {
 		case <-ctx.Done():
 			return

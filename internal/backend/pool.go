@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -187,7 +188,9 @@ func (p *Pool) pick(client netip.Addr, exclude []*Backend) (*Backend, error) {
 // connection and the chosen backend, whose Release must be called once when
 // the connection ends. With no usable backend it fails at once with an
 // error wrapping ErrNoBackend. Errors name the backend and the cause. A dial
-// cut short by ctx is not held against the backend.
+// cut short by ctx, or failed for a shortage of this host's (see
+// shortageOf), is not held against the backend; when no socket can be
+// opened at all Dial gives up at once with an error wrapping OpenError.
 func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend, error) {
 	var a Attempts
 	p.Begin(&a, client)
@@ -206,6 +209,9 @@ func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend,
 			a.Abandon()
 			return nil, nil, fmt.Errorf("rule %q: %w", p.rule, err)
 		}
+		if shortageOf(err) == shortOfSockets {
+			return nil, nil, a.starved(err)
+		}
 		a.failed(err)
 	}
 }
@@ -216,11 +222,13 @@ func (b *Backend) dial(ctx context.Context) (net.Conn, error) {
 	a := b.cfg.Address
 	d := &b.pool.dialer
 	if a.Network == "unix" || a.IsIP() {
-		network := "tcp"
+		var conn net.Conn
+		var err error
 		if a.Network == "unix" {
-			network = "unix"
+			conn, err = b.dialUnix(ctx)
+		} else {
+			conn, err = d.DialContext(ctx, "tcp", a.DialAddress())
 		}
-		conn, err := d.DialContext(ctx, network, a.DialAddress())
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", a, err)
 		}
@@ -247,13 +255,48 @@ func (b *Backend) dial(ctx context.Context) (net.Conn, error) {
 	panic("backend: dial ran past the address list")
 }
 
-// blames reports whether a failed connect says something about the
-// backend. Running out of local ports for its address (EADDRNOTAVAIL: every
-// port of net.ipv4.ip_local_port_range in use towards it) is this host's
-// shortage: marking the backend down for it would turn load into an outage.
-// The connection still moves on to the next backend.
-func blames(err error) bool {
-	return !errors.Is(err, syscall.EADDRNOTAVAIL)
+// Waits between connects to a unix backend whose listen queue is full.
+const (
+	queueWaitMin = time.Millisecond
+	queueWaitMax = 50 * time.Millisecond
+)
+
+// dialUnix connects to the backend's unix socket within ctx. A full listen
+// queue (EAGAIN) means the backend is busy, not gone: as a blocking
+// connect would, dialUnix waits for room, trying again at growing,
+// jittered intervals until a connect gets in or ctx ends (a TCP client's
+// SYN is retried by the kernel the same way). Then it returns the EAGAIN,
+// which shortageOf does not hold against the backend.
+func (b *Backend) dialUnix(ctx context.Context) (net.Conn, error) {
+	path := b.cfg.Address.DialAddress()
+	began := time.Now()
+	var full error // the EAGAIN of a connect before
+	stillFull := func() error {
+		return fmt.Errorf("listen queue still full after %v: %w", time.Since(began).Round(time.Millisecond), full)
+	}
+	for wait := queueWaitMin; ; wait = min(2*wait, queueWaitMax) {
+		conn, err := b.pool.dialer.DialContext(ctx, "unix", path)
+		switch {
+		case err == nil:
+			return conn, nil
+		case errors.Is(err, syscall.EAGAIN):
+			full = err
+		case full != nil && ctx.Err() != nil: // time ran out in this connect
+			return nil, stillFull()
+		default:
+			return nil, err
+		}
+		if wait == queueWaitMin {
+			b.pool.logger.Debug("listen queue full, waiting", "rule", b.pool.rule, "backend", b.cfg.Address.String())
+		}
+		t := time.NewTimer(wait/2 + rand.N(wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, stillFull()
+		case <-t.C:
+		}
+	}
 }
 
 // partialDeadline gives one of left remaining addresses its share of the
