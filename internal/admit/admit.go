@@ -71,6 +71,10 @@ const (
 	// when a PROXY protocol header is missing, malformed or untrusted. It is
 	// here so that every reason label lives in one place.
 	ReasonProxyProtocol Reason = "proxy-protocol"
+	// ReasonProxyPending is never returned by a Gate either: the TCP side
+	// uses it when a trusted PROXY sender already has as many connections
+	// waiting for their header as one sender may.
+	ReasonProxyPending Reason = "proxy-pending"
 )
 
 // defaultMaxIdle is how many idle clients (no live connection, token bucket

@@ -3,6 +3,8 @@ package relay
 import (
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -19,12 +21,14 @@ import (
 //
 // Whoever removes a direction from the parked set owns it from then on: the
 // event loop (which resumes it) or Relay.Stop (which finishes it).
+//
+// Await lets other sockets wait the same way for their first bytes.
 type Parker struct {
 	ep  *epoll.Set
 	ids atomic.Uint64
 
 	mu     sync.Mutex // guards the following fields
-	parked map[uint64]*direction
+	parked map[uint64]waiter
 	closed bool
 
 	loopDone chan struct{}
@@ -40,13 +44,24 @@ func NewParker() (*Parker, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Parker{ep: ep, parked: make(map[uint64]*direction), loopDone: make(chan struct{})}
+	p := &Parker{ep: ep, parked: make(map[uint64]waiter), loopDone: make(chan struct{})}
 	go p.loop()
 	return p, nil
 }
 
-// loop waits for parked sockets to become readable and resumes their
-// directions, each in a new goroutine. It ends when the parker is closed.
+// waiter is what waits in a parker's set: a relay direction, or a socket
+// given to Await.
+type waiter interface {
+	// wake is called, on the event loop, once the waiter has been taken
+	// from the set because its socket is readable. It must not block.
+	wake()
+}
+
+// wake resumes a parked direction on a new goroutine.
+func (d *direction) wake() { d.r.opts.Go(d.resume) }
+
+// loop waits for parked sockets to become readable and wakes their
+// waiters. It ends when the parker is closed.
 func (p *Parker) loop() {
 	defer close(p.loopDone)
 	for {
@@ -55,8 +70,8 @@ func (p *Parker) loop() {
 			return
 		}
 		for i := range events {
-			if d := p.take(epoll.Key(&events[i])); d != nil {
-				d.r.opts.Go(d.resume)
+			if w := p.take(epoll.Key(&events[i])); w != nil {
+				w.wake()
 			}
 		}
 	}
@@ -99,9 +114,9 @@ func (p *Parker) park(d *direction) bool {
 	return false
 }
 
-// take removes the direction with id from the parked set and returns it, or
+// take removes the waiter with id from the parked set and returns it, or
 // nil when it is not parked.
-func (p *Parker) take(id uint64) *direction {
+func (p *Parker) take(id uint64) waiter {
 	p.mu.Lock()
 	d := p.parked[id]
 	delete(p.parked, id)
@@ -109,7 +124,7 @@ func (p *Parker) take(id uint64) *direction {
 	return d
 }
 
-// Parked returns how many directions are parked.
+// Parked returns how many directions and awaited sockets are parked.
 func (p *Parker) Parked() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -128,4 +143,84 @@ func (p *Parker) Close() {
 	p.mu.Unlock()
 	p.ep.Close()
 	<-p.loopDone
+}
+
+// Await calls ready once the socket behind rc has bytes to read, has been
+// closed by its peer or has failed, or once timeout has passed, whichever
+// comes first; meanwhile no goroutine waits for it. ready runs on the
+// parker's event loop or on a timer's goroutine and must not block: it
+// starts whatever comes next, which finds out by reading (with a deadline)
+// which of these happened. By then the socket has left the parker's set.
+//
+// Await reports false, and never calls ready, when the socket cannot be
+// watched (the parker is closed, or epoll refuses it).
+func (p *Parker) Await(rc syscall.RawConn, timeout time.Duration, ready func()) bool {
+	id := p.ids.Add(1)
+	a := &awaiter{p: p, id: id, rc: rc, ready: ready}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	p.parked[id] = a
+	p.mu.Unlock()
+	var ctlErr error
+	err := rc.Control(func(fd uintptr) {
+		ev := epoll.Keyed(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT, id)
+		ctlErr = unix.EpollCtl(p.ep.FD, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	})
+	if err != nil || ctlErr != nil {
+		p.take(id) // no event can come for it, and nobody else knows id
+		return false
+	}
+	// Armed under mu: the event loop may have taken a already, and then
+	// a.timer must stay nil; otherwise wake sees the timer set.
+	p.mu.Lock()
+	if p.parked[id] != nil {
+		a.timer = time.AfterFunc(timeout, a.expire)
+	}
+	p.mu.Unlock()
+	return true
+}
+
+// awaiter is a socket waiting in a parker's set for Await.
+type awaiter struct {
+	p     *Parker
+	id    uint64
+	rc    syscall.RawConn
+	ready func()
+	timer *time.Timer // nil until armed; see Await
+}
+
+// wake hands a readable socket on.
+func (a *awaiter) wake() {
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	a.p.forget(a.rc)
+	a.ready()
+}
+
+// expire hands the socket on when its time is up, unless the event loop
+// has taken it already.
+func (a *awaiter) expire() {
+	if a.p.take(a.id) == nil {
+		return
+	}
+	a.p.forget(a.rc)
+	a.ready()
+}
+
+// forget takes a socket that has left the parked set out of the epoll set
+// (a one-shot registration stays there, disabled), so that it can be
+// parked again later, e.g. by a relay direction.
+func (p *Parker) forget(rc syscall.RawConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return // the epoll descriptor is closed, and its number may be reused
+	}
+	rc.Control(func(fd uintptr) {
+		unix.EpollCtl(p.ep.FD, unix.EPOLL_CTL_DEL, int(fd), nil)
+	})
 }

@@ -5,6 +5,7 @@ package relay
 import (
 	"errors"
 	"syscall"
+	"time"
 )
 
 // On systems other than Linux there is no splice and no parker: relays copy
@@ -25,14 +26,22 @@ func NewParker() (*Parker, error) {
 	return nil, errors.New("relay: parking idle connections needs Linux (epoll)")
 }
 
-func (p *Parker) park(*direction) bool   { return false }
-func (p *Parker) take(uint64) *direction { return nil }
-func (p *Parker) Parked() int            { return 0 }
-func (p *Parker) Close()                 {}
-func newPipe(int) *pipe                  { return nil }
-func (pp *pipe) close()                  {}
-func (d *direction) newRaw()             {}
-func (d *direction) copyRaw() error      { return d.copyBuffered() }
+func (p *Parker) park(*direction) bool { return false }
+func (p *Parker) take(uint64) waiter   { return nil }
+func (p *Parker) Parked() int          { return 0 }
+func (p *Parker) Close()               {}
+
+// waiter exists only for the Linux parker.
+type waiter interface{}
+
+// Await never watches a socket here: the caller waits in the Go runtime's
+// poller instead.
+func (p *Parker) Await(syscall.RawConn, time.Duration, func()) bool { return false }
+
+func newPipe(int) *pipe             { return nil }
+func (pp *pipe) close()             {}
+func (d *direction) newRaw()        {}
+func (d *direction) copyRaw() error { return d.copyBuffered() }
 
 // rawState and chunk exist only for the Linux splice path.
 type rawState struct{}

@@ -12,9 +12,6 @@ import (
 	"sluice/internal/relay"
 )
 
-// proxyHeaderTimeout bounds the wait for a trusted sender's PROXY header.
-const proxyHeaderTimeout = 3 * time.Second
-
 // conn is one client connection on its way through the service: who it is
 // from, what admitted it, and, once dialed, its relay. Allocated once.
 type conn struct {
@@ -39,8 +36,8 @@ type conn struct {
 }
 
 // start takes a new connection from the accept loop. Clients that must send
-// a PROXY header get a goroutine to read it; the others are admitted here,
-// so a refused client costs no goroutine at all.
+// a PROXY header wait for it apart (see awaitHeader); the others are
+// admitted here, so a refused client costs no goroutine at all.
 func (s *Service) start(c net.Conn, l *listening) {
 	cn := &conn{rule: s.rule.Load(), c: c, start: time.Now()}
 	cn.client, cn.local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
@@ -49,8 +46,7 @@ func (s *Service) start(c net.Conn, l *listening) {
 	}
 	s.wg.Add(1)
 	if trusted(cn.rule.TrustProxy, cn.client.Addr()) {
-		s.takeSetup(cn)
-		s.spawn(func() { s.readProxyHeader(cn) })
+		s.awaitHeader(cn)
 		return
 	}
 	if !s.admit(cn) {
@@ -60,11 +56,13 @@ func (s *Service) start(c net.Conn, l *listening) {
 	s.spawn(func() { s.dial(cn) })
 }
 
-// maxSetups bounds the connections of a service between accept and the
-// start of their relay (reading a PROXY header, dialing). Past it the accept
-// loop waits and new clients wait in the kernel's accept queue: a burst of
-// thousands of connects then costs a few hundred goroutines at a time, not
-// thousands of goroutine stacks at once.
+// maxSetups bounds the connections of a service that are dialing a backend
+// on the net package's path. Past it the accept loop waits and new clients
+// wait in the kernel's accept queue: a burst of thousands of connects then
+// costs a few hundred goroutines at a time, not thousands of goroutine
+// stacks at once. A trusted sender's connection takes its slot only once
+// its PROXY header is in, waiting in its own goroutine rather than in the
+// accept loop.
 const maxSetups = 256
 
 // takeSetup waits for a setup slot for cn.
@@ -78,24 +76,6 @@ func (s *Service) setupDone(cn *conn) {
 	if cn.inSetup {
 		cn.inSetup = false
 		<-s.setups
-	}
-}
-
-// readProxyHeader reads a trusted sender's PROXY header, whose addresses
-// then stand for the client, and carries on with admission.
-func (s *Service) readProxyHeader(cn *conn) {
-	cn.c.SetReadDeadline(time.Now().Add(proxyHeaderTimeout))
-	h, err := proxyproto.ReadHeader(cn.c)
-	cn.c.SetReadDeadline(time.Time{})
-	if err != nil {
-		s.reject(cn, "proxy-protocol", err)
-		return
-	}
-	if src, dst, ok := h.Endpoints(); ok {
-		cn.client, cn.local = src, dst
-	}
-	if s.admit(cn) {
-		s.dial(cn)
 	}
 }
 

@@ -32,7 +32,14 @@ type Rule struct {
 	Bandwidth      int64          // bytes per second per direction; zero: unlimited
 	SendProxy      int            // PROXY protocol version sent to backends; 0: none
 	TrustProxy     []netip.Prefix // clients whose PROXY header is read and believed
-	Congestion     congestion.Choice
+	// ProxyHeaderTimeout bounds the wait for a trusted sender's PROXY
+	// header. Zero: DefaultProxyHeaderTimeout.
+	ProxyHeaderTimeout time.Duration
+	// MaxPendingHeaders bounds the connections from one trusted sender's
+	// address that may wait for their PROXY header at once. Zero:
+	// DefaultMaxPendingHeaders.
+	MaxPendingHeaders int
+	Congestion        congestion.Choice
 }
 
 // Deps are the process-wide parts a Service uses.
@@ -55,7 +62,8 @@ type Service struct {
 	wg       sync.WaitGroup // one per connection until its access line is written
 	cutting  atomic.Bool    // live connections are being cut; late ones stop at once
 	spawn    func(func())   // runs a connection's goroutine (Deps.Workers or go)
-	setups   chan struct{}  // a slot per connection between accept and relay
+	setups   chan struct{}  // a slot per connection dialing; see maxSetups
+	pending  pendingHeaders // trusted senders' connections waiting for a header
 	listener sync.Mutex     // guards the following fields
 	lns      []*listening
 }
