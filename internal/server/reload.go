@@ -166,7 +166,7 @@ func (r *rule) apply(ch *change) {
 	r.tcp.Update(r.tcpRule())
 	if ch.tcp || !ch.rc.Protocol.HasTCP() {
 		r.tcp.CloseListeners()
-		r.lns = nil
+		r.lns, r.failed = nil, nil
 	}
 	if ch.tcp {
 		r.lns = ch.new.lns
