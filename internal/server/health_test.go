@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -66,4 +67,39 @@ func waitUnhealthy(t *testing.T, srv *Server) string {
 	}
 	t.Fatal("still healthy 10 s after a listener failed")
 	return ""
+}
+
+// TestShutdownKeepsRulesListed: while Shutdown drains, the rule and its live
+// connection stay listed, closing the connection ends the drain, and a
+// reload is refused.
+func TestShutdownKeepsRulesListed(t *testing.T) {
+	a1, la := echoServer(t, "a1"), freeAddr(t)
+	cfg := parse(t, ruleTOML("a", la, a1)) // drain_timeout 5s
+	srv := startServer(t, cfg)
+	dial(t, la).ask(t, "hi")
+
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		srv.Shutdown()
+	}()
+	waitUnhealthy(t, srv) // draining
+	if rules := srv.Rules(); len(rules) != 1 || rules[0].Name != "a" {
+		t.Errorf("rules while draining: %+v, want rule a", rules)
+	}
+	conns := srv.Connections()
+	if len(conns) != 1 || srv.Live() != 1 {
+		t.Fatalf("connections while draining: %+v, live %d; want the one", conns, srv.Live())
+	}
+	if _, err := srv.Reload(cfg); !errors.Is(err, ErrStopping) {
+		t.Errorf("reload while draining: %v, want ErrStopping", err)
+	}
+	if !srv.CloseConnection(conns[0].ID) {
+		t.Fatalf("closing connection %d while draining: not found", conns[0].ID)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(4 * time.Second): // under the drain timeout of 5 s
+		t.Fatal("Shutdown still draining after its last connection was closed")
+	}
 }
