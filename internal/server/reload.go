@@ -17,6 +17,10 @@ type Report struct {
 	Unchanged []string `json:"unchanged"`
 }
 
+// ErrStopping is Reload's error once Shutdown has begun: the rules are
+// draining and stay as they are.
+var ErrStopping = errors.New("sluice is shutting down: nothing reloaded")
+
 // change is one rule's part in a reload.
 type change struct {
 	old, new *rule // old nil: added; new holds sockets bound for the change
@@ -40,6 +44,10 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 	s.reloading.Lock()
 	defer s.reloading.Unlock()
 	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return Report{}, ErrStopping
+	}
 	old := make(map[string]*rule, len(s.rules))
 	for _, r := range s.rules {
 		old[r.cfg.Name] = r
@@ -166,7 +174,7 @@ func (r *rule) apply(ch *change) {
 	r.tcp.Update(r.tcpRule())
 	if ch.tcp || !ch.rc.Protocol.HasTCP() {
 		r.tcp.CloseListeners()
-		r.lns = nil
+		r.lns, r.failed = nil, nil
 	}
 	if ch.tcp {
 		r.lns = ch.new.lns

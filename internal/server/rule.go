@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"sluice/internal/admit"
@@ -32,9 +32,12 @@ type rule struct {
 	table   *conntrack.Table
 	tcp     *tcp.Service
 	lns     []net.Listener
-	udp     *udpSide               // nil unless the rule forwards UDP
-	serves  sync.WaitGroup         // accept loops
-	failure atomic.Pointer[string] // why a listener stopped serving; nil while all serve
+	udp     *udpSide       // nil unless the rule forwards UDP
+	serves  sync.WaitGroup // accept loops
+	// failed says why a listener of lns stopped serving, by listener; a
+	// listener that is no longer the rule's fails nothing. Guarded by the
+	// server's mu.
+	failed map[net.Listener]string
 }
 
 // newRule prepares a rule; bind and run start it.
@@ -111,13 +114,40 @@ func (r *rule) serve(ln net.Listener) {
 	logger, name, svc := r.logger, r.cfg.Name, r.tcp // r's fields change on reload
 	go func() {
 		defer r.serves.Done()
+		// Serve returns nil when sluice closed ln itself: a stop, an
+		// upgrade, or a reload that moved or removed it.
 		if err := svc.Serve(ln); err != nil {
 			logger.Error("accept loop stopped", "listen", ln.Addr().String(), "error", err.Error())
-			msg := fmt.Sprintf("rule %q: listen %s: %v", name, ln.Addr(), err)
-			r.failure.Store(&msg)
+			r.fail(ln, fmt.Sprintf("rule %q: listen %s: %v", name, ln.Addr(), err))
 		}
 	}()
 	r.logger.Info("listening", "listen", r.cfg.Listen.String(), "proto", "tcp", "backends", len(r.cfg.Backends))
+}
+
+// fail records that ln stopped serving, for Healthy, while it is one of
+// the rule's listeners.
+func (r *rule) fail(ln net.Listener, why string) {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	if !slices.Contains(r.lns, ln) {
+		return // replaced by a reload meanwhile
+	}
+	if r.failed == nil {
+		r.failed = make(map[net.Listener]string)
+	}
+	r.failed[ln] = why
+}
+
+// failuresLocked returns why listeners of the rule stopped serving. Called
+// with the server's mu held.
+func (r *rule) failuresLocked() []string {
+	var out []string
+	for _, ln := range r.lns {
+		if why, ok := r.failed[ln]; ok {
+			out = append(out, why)
+		}
+	}
+	return out
 }
 
 // tcpRule is the TCP side's view of the rule.

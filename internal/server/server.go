@@ -133,12 +133,16 @@ func (s *Server) Start(cfg *config.Config) error {
 
 // Shutdown stops accepting on every rule, lets live connections finish for
 // up to each rule's drain_timeout, cuts the rest and returns when all are gone.
+// Until then the rules stay listed (Rules, Connections, Live), so that an
+// operator sees what the drain waits for and can close it, and reloads are
+// refused.
 func (s *Server) Shutdown() {
+	s.reloading.Lock() // a reload under way applies first, whole
 	s.mu.Lock()
 	rules := s.rules
-	s.rules = nil
 	s.stopping = true
 	s.mu.Unlock()
+	s.reloading.Unlock()
 	for _, r := range rules {
 		r.closeListeners()
 	}

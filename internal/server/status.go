@@ -65,9 +65,7 @@ func (s *Server) Healthy() (bool, string) {
 	}
 	var down []string
 	for _, r := range s.rules {
-		if msg := r.failure.Load(); msg != nil {
-			down = append(down, *msg)
-		}
+		down = append(down, r.failuresLocked()...)
 	}
 	if len(down) > 0 {
 		return false, strings.Join(down, "; ")

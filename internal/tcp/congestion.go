@@ -18,6 +18,10 @@ type listening struct {
 	// nil when that is not known (ln's algorithm changed while clients
 	// may have been waiting to be accepted). Only Serve and Update store it.
 	inherited atomic.Pointer[string]
+	// closed is set when sluice closes ln itself (Service.CloseListeners),
+	// so that the accept loop ends quietly: only a listener that fails
+	// under it is an error.
+	closed atomic.Bool
 }
 
 // algorithm returns what every socket accepted on l starts with, or ""

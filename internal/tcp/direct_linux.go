@@ -79,6 +79,12 @@ func (s *Service) acceptDirect(l *listening) error {
 	return acceptEach(l.ln, func() error {
 		failed = nil
 		if err := rc.Read(take); err != nil {
+			if l.closed.Load() {
+				// The os package reports its own close of l.file here as
+				// poll.ErrFileClosing ("use of closed file"), which matches
+				// neither net.ErrClosed nor os.ErrClosed.
+				return net.ErrClosed
+			}
 			return err
 		}
 		return failed

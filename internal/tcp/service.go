@@ -109,10 +109,7 @@ func (s *Service) CloseListeners() {
 	s.listener.Lock()
 	defer s.listener.Unlock()
 	for _, l := range s.lns {
-		l.ln.Close()
-		if l.file != nil {
-			l.file.Close()
-		}
+		l.close()
 	}
 	s.lns = nil
 }

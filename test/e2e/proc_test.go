@@ -61,6 +61,10 @@ type proc struct {
 	exited chan struct{} // closed once the process has exited and stderr is drained
 	err    error         // what cmd.Wait returned; read only after exited is closed
 
+	// errorsAllowed says why this test makes sluice log ERROR lines; empty:
+	// none may appear. Set it with allowErrors.
+	errorsAllowed string
+
 	mu      sync.Mutex // guards the following fields
 	records []record
 	lines   []string      // every stderr line, JSON or not
@@ -122,7 +126,11 @@ func (p *proc) appendLine(line string) {
 }
 
 // stop kills the process if it still runs and reports its stderr when the
-// test failed.
+// test failed. It is every test's last word on a sluice process: it fails
+// the test when sluice logged an ERROR line (level=ERROR in text,
+// "level":"ERROR" in JSON), since ERROR means something failed for good and
+// a clean run logs none, starting and stopping included. A test that
+// provokes an ERROR on purpose opts out with allowErrors, saying why.
 func (p *proc) stop() {
 	select {
 	case <-p.exited:
@@ -133,9 +141,36 @@ func (p *proc) stop() {
 	if strings.Contains(p.stderr(), raceWarning) {
 		p.t.Errorf("the race detector found a data race in sluice")
 	}
+	if lines := p.errorLines(); len(lines) > 0 && p.errorsAllowed == "" {
+		p.t.Errorf("sluice logged %d ERROR line(s), and a clean run logs none (a test that provokes them calls allowErrors):\n%s",
+			len(lines), strings.Join(lines[:min(len(lines), 10)], "\n"))
+	}
 	if p.t.Failed() {
 		p.t.Logf("sluice %q stderr:\n%s", p.cmd.Args[1:], p.stderr())
 	}
+}
+
+// allowErrors lets sluice log ERROR lines in this test without failing it;
+// why says what the test does that makes sluice log them (a reload it
+// rejects, a listener it breaks), for the reader.
+func (p *proc) allowErrors(why string) {
+	if why == "" {
+		panic("allowErrors needs a reason")
+	}
+	p.errorsAllowed = why
+}
+
+// errorLines returns the stderr lines logged at level ERROR.
+func (p *proc) errorLines() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, line := range p.lines {
+		if strings.Contains(line, " level=ERROR ") || strings.Contains(line, `"level":"ERROR"`) {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // raceWarning starts every report of the race detector.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // drainConfig returns a config with one rule "drain" to backend and the
@@ -104,8 +103,16 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 				t.Fatalf("sluice exited on the first signal with a live connection: %v", p.err)
 			}
 			p.signal(second)
-			code, err := p.waitExit(waitLimit)
-			t.Logf("exit code %d (%v) after the second signal", code, err)
+			rec := p.wait("the second signal's warning", isMsg("second stop signal: exiting now"))
+			if rec.str("level") != "WARN" || rec.str("signal") != second.String() || rec.num("live") != 1 {
+				t.Errorf("second signal logged %v, want level WARN, signal %q, live=1", rec, second.String())
+			}
+			if code, err := p.waitExit(waitLimit); code != 1 {
+				t.Errorf("exit code %d (%v) after the second signal, want 1", code, err)
+			}
+			if n, err := readEnd(c); n != 0 || isTimeout(err) {
+				t.Errorf("held connection after the exit: %d bytes, %v; want it cut (EOF or reset)", n, err)
+			}
 		})
 	}
 }
@@ -116,14 +123,16 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 func TestDrainCutsConnecting(t *testing.T) {
 	t.Parallel()
 	dead := blackholeAddr(t)
-	p, addr := launchConfig(t, func(listen string) string {
-		return drainConfig(dead, "300ms")(listen) + "connect_timeout = \"10m\"\n"
-	})
-	c := dial(t, addr)
-	// Let sluice accept the client and start connecting; nothing shows it
-	// from outside, and a late accept would only make the test pass
+	p, addrs, _ := launchOps(t, 2, func(addrs []string) string {
+		return drainAdminConfig(dead, "300ms")(addrs) + "connect_timeout = \"10m\"\n"
+	}, nil)
+	c := dial(t, addrs[1])
+	// Wait until sluice has accepted the client and is connecting (listed
+	// with no backend yet): a late accept would only make the test pass
 	// without covering the case.
-	time.Sleep(300 * time.Millisecond)
+	if conn := waitListed(t, newAdmin(t, addrs[0], ""), c.LocalAddr().String())[0]; conn.Backend != "" {
+		t.Fatalf("listed %+v, want it still connecting (no backend)", conn)
+	}
 	p.signal(syscall.SIGTERM)
 	if n, err := readEnd(c); n != 0 || isTimeout(err) {
 		t.Fatalf("connecting client: %d bytes, %v; want it closed by the drain", n, err)

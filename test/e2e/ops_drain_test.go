@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// drainAdminConfig is drainConfig with the admin API on addrs[0] and the
+// rule on addrs[1].
+func drainAdminConfig(backend, drainTimeout string) func(addrs []string) string {
+	return func(addrs []string) string {
+		return fmt.Sprintf("admin = %q\n", addrs[0]) + drainConfig(backend, drainTimeout)(addrs[1])
+	}
+}
+
+// waitListed polls GET /api/v1/connections until it lists exactly the
+// clients want (by local address) and returns the listing.
+func waitListed(t *testing.T, api *adminClient, want ...string) []apiConn {
+	t.Helper()
+	slices.Sort(want)
+	var got []string
+	var conns []apiConn
+	for deadline := time.Now().Add(waitLimit); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		conns, got = api.connections(), nil
+		for _, c := range conns {
+			got = append(got, c.Client)
+		}
+		slices.Sort(got)
+		if slices.Equal(got, want) {
+			return conns
+		}
+	}
+	t.Fatalf("the API lists connections from %q, want %q", got, want)
+	return nil
+}
+
+// TestDrainKeepsConnectionsListed: while sluice drains after SIGTERM, its
+// rule and live connections stay in the admin API, an operator can close
+// one of them there, and the second signal reports the true live count.
+func TestDrainKeepsConnectionsListed(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, echo)
+	p, addrs, _ := launchOps(t, 2, drainAdminConfig(be.addr, "5m"), nil)
+	api := newAdmin(t, addrs[0], "")
+	conns := dialMany(t, addrs[1], 3)
+	if err := roundTripAll(conns); err != nil {
+		t.Fatal(err)
+	}
+	clients := []string{conns[0].LocalAddr().String(), conns[1].LocalAddr().String(), conns[2].LocalAddr().String()}
+	waitListed(t, api, clients...)
+
+	p.signal(syscall.SIGTERM)
+	if rec := p.wait("the drain", isMsg("stopping: draining live connections")); rec.num("live") != 3 {
+		t.Errorf("drain began with %v, want live=3", rec)
+	}
+	waitRefused(t, addrs[1])
+	listed := waitListed(t, api, clients...)
+	if rule, ok := api.rules()["drain"]; !ok || rule.Listen != addrs[1] {
+		t.Errorf("API during the drain: rule drain %+v (listed: %v), want it on %s", rule, ok, addrs[1])
+	}
+	if code, body := api.do(http.MethodGet, "/healthz"); code != http.StatusServiceUnavailable {
+		t.Errorf("GET /healthz during the drain: %d %s, want 503", code, body)
+	}
+
+	victim := slices.IndexFunc(listed, func(c apiConn) bool { return c.Client == clients[0] })
+	api.call(http.MethodDelete, "/api/v1/connections/"+strconv.FormatUint(listed[victim].ID, 10), http.StatusNoContent, nil)
+	if n, err := readEnd(conns[0]); n != 0 || isTimeout(err) {
+		t.Fatalf("connection closed by DELETE: %d bytes, %v; want EOF or reset", n, err)
+	}
+	if rec := p.waitAccess(conns[0]); rec.str("end") != "closed" {
+		t.Errorf("access line %v: want end=closed", rec)
+	}
+	waitListed(t, api, clients[1:]...)
+	if err := roundTripAll(conns[1:]); err != nil {
+		t.Fatalf("the other connections during the drain: %v", err)
+	}
+
+	p.signal(syscall.SIGTERM)
+	if rec := p.wait("the second signal", isMsg("second stop signal: exiting now")); rec.num("live") != 2 {
+		t.Errorf("second signal logged %v, want live=2", rec)
+	}
+	if code, err := p.waitExit(waitLimit); code != 1 {
+		t.Errorf("exit code %d (%v) after the second signal, want 1", code, err)
+	}
+}
