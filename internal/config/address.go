@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -237,57 +236,4 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		p = netip.PrefixFrom(ip.Unmap(), p.Bits()-96)
 	}
 	return p, nil
-}
-
-// listenOverlap reports whether two listen addresses would take the same
-// socket for protocols that overlap: the same unix path, or the same port
-// on addresses where one contains the other. A host of "" or "::" means all
-// addresses (Go listens dual-stack); "0.0.0.0" means all IPv4 addresses.
-// Port 0 asks for a free port and never clashes.
-func listenOverlap(a, b Address) bool {
-	if a.Network != b.Network {
-		return false
-	}
-	if a.Network == "unix" {
-		return filepath.Clean(a.Path) == filepath.Clean(b.Path)
-	}
-	if a.Port != b.Port || a.Port == 0 {
-		return false
-	}
-	sa, sb := hostScope(a.Host), hostScope(b.Host)
-	switch {
-	case sa.all || sb.all:
-		return true
-	case sa.allV4:
-		return sb.allV4 || sb.ip.Is4()
-	case sb.allV4:
-		return sa.ip.Is4()
-	}
-	return sa.ip == sb.ip
-}
-
-// scope is the set of local addresses a listen host covers.
-type scope struct {
-	all   bool       // every address, IPv4 and IPv6
-	allV4 bool       // every IPv4 address
-	ip    netip.Addr // one address, IPv4-mapped ones unmapped
-}
-
-// hostScope returns what a listen host covers.
-func hostScope(host string) scope {
-	if host == "" {
-		return scope{all: true}
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return scope{}
-	}
-	ip = ip.Unmap()
-	switch {
-	case ip == netip.IPv6Unspecified():
-		return scope{all: true}
-	case ip == netip.IPv4Unspecified():
-		return scope{allV4: true}
-	}
-	return scope{ip: ip}
 }

@@ -85,11 +85,12 @@ func TestListenOverlap(t *testing.T) {
 		if errA != nil || errB != nil {
 			t.Fatalf("bad test addresses: %v %v", errA, errB)
 		}
-		if got := listenOverlap(a, b); got != tt.want {
-			t.Errorf("listenOverlap(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
-		}
-		if got := listenOverlap(b, a); got != tt.want {
-			t.Errorf("listenOverlap(%q, %q) = %v, want %v", tt.b, tt.a, got, tt.want)
+		for _, p := range [][2]Address{{a, b}, {b, a}} {
+			lt := newListenTable()
+			lt.add(p[0], TCP, 0)
+			if got := lt.first(p[1], TCP) == 0; got != tt.want {
+				t.Errorf("listen %q after %q: clash %v, want %v", p[1].String(), p[0].String(), got, tt.want)
+			}
 		}
 	}
 }
