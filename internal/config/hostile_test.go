@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -41,8 +43,8 @@ func TestHostileDocumentsBounded(t *testing.T) {
 	// go-toml refuses to nest arrays and inline tables more than 10,000 deep.
 	const parts, nesting, brokenRules = 40000, 9999, 50000
 	tests := []struct {
-		name  string
-		doc   string
+		name   string
+		doc    string
 		want   string // the first error
 		count  int    // errors in all
 		budget uint64 // MiB the parse may allocate: linear in the size, with room
@@ -81,5 +83,30 @@ func TestHostileDocumentsBounded(t *testing.T) {
 				t.Errorf("got %d errors, want %d", len(*errs), tt.count)
 			}
 		})
+	}
+}
+
+// TestFileSizeLimit: a config over MaxFileSize is refused, naming the file
+// and the limit, without reading more of it than the limit.
+func TestFileSizeLimit(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.toml")
+	data := []byte("# " + strings.Repeat("x", MaxFileSize-3) + "\n[[rule]]\n" + ok)
+	if err := os.WriteFile(big, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := big + ": config file is larger than the limit of 16 MiB"
+	_, err := Load(big)
+	var errs *Errors
+	if !errors.As(err, &errs) || err.Error() != want {
+		t.Errorf("Load of %d bytes: got %T %v\nwant *Errors %s", len(data), err, err, want)
+	}
+	if _, err := Parse(big, data); err == nil || err.Error() != want {
+		t.Errorf("Parse of %d bytes: got %v, want %s", len(data), err, want)
+	}
+	if _, err := Load("/dev/zero"); err == nil || err.Error() != "/dev/zero: config file is larger than the limit of 16 MiB" {
+		t.Errorf("Load of a file without end: got %v", err)
+	}
+	if _, err := Parse(big, data[:MaxFileSize]); err == nil || strings.Contains(err.Error(), "larger") {
+		t.Errorf("Parse of exactly the limit: got %v, want it parsed", err)
 	}
 }

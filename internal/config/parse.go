@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strconv"
@@ -12,14 +13,28 @@ import (
 	"github.com/pelletier/go-toml/v2"
 )
 
+// MaxFileSize is the largest config file Load and Parse take, in bytes.
+const MaxFileSize = 16 << 20
+
 // Load reads the config file at path and parses it (see Parse). A file that
-// cannot be read gives the *fs.PathError from os.ReadFile.
+// cannot be read gives the *fs.PathError from os.Open or Read; no more than
+// MaxFileSize bytes and one are read.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, err
 	}
 	return Parse(path, data)
+}
+
+// tooLarge reports a document over MaxFileSize.
+func tooLarge(filename string) error {
+	return &Errors{{File: filename, Message: fmt.Sprintf("config file is larger than the limit of %d MiB", MaxFileSize>>20)}}
 }
 
 // Parse decodes a TOML config and validates it, filling in every default, so
@@ -27,6 +42,9 @@ func Load(path string) (*Config, error) {
 // in messages and kept as Config.Path. If anything is wrong the error is an
 // *Errors listing every problem, each with file:line.
 func Parse(filename string, data []byte) (*Config, error) {
+	if len(data) > MaxFileSize {
+		return nil, tooLarge(filename)
+	}
 	col := &collector{file: filename, index: buildIndex(data)}
 	var raw rawConfig
 	// Unknown keys are found in the index, not by the decoder: its
