@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 )
 
@@ -55,6 +56,9 @@ func parseAddress(s string, role addrRole) (Address, error) {
 		case strings.ContainsRune(path, 0) || !utf8.ValidString(path):
 			return Address{}, errors.New("invalid unix socket path")
 		}
+		if limit := unixPathLimit(path); len(path) > limit {
+			return Address{}, fmt.Errorf("unix socket path is %d bytes; the limit is %d", len(path), limit)
+		}
 		return Address{Network: "unix", Path: path}, nil
 	}
 	if s == "" {
@@ -73,6 +77,18 @@ func parseAddress(s string, role addrRole) (Address, error) {
 		return Address{}, err
 	}
 	return Address{Network: "tcp", Host: host, Port: port}, nil
+}
+
+// sunPathLen is the room for a path in a unix socket address (sun_path).
+const sunPathLen = len(syscall.RawSockaddrUnix{}.Path)
+
+// unixPathLimit returns the longest a unix socket path may be: sun_path less
+// the NUL that ends a path, or all of it for an abstract name ("@name").
+func unixPathLimit(path string) int {
+	if strings.HasPrefix(path, "@") {
+		return sunPathLen
+	}
+	return sunPathLen - 1
 }
 
 // splitHostPort splits an address at its port colon, insisting on brackets
