@@ -111,6 +111,17 @@ func badValueCases() []badCase {
 			}},
 		{"health timeout over interval", "[[rule]]\n" + ok + "[rule.health_check]\ninterval = \"1s\"\ntimeout = \"2s\"\n",
 			[]string{`sluice.toml:7: rule "web": health_check: timeout "2s" is longer than interval "1s"`}},
+		{"every health_check problem reported", "[[rule]]\n" + ok + "health_check = { rise = 0, interval = \"1s\", timeout = \"2s\", fall = 1.5 }\n",
+			[]string{
+				`sluice.toml:5: rule "web": health_check: rise 0: must be at least 1`,
+				`sluice.toml:5: rule "web": health_check: fall 1.5: want an integer, not a float`,
+				`sluice.toml:5: rule "web": health_check: timeout "2s" is longer than interval "1s"`,
+			}},
+		{"health timeout over the default interval", "[defaults]\nhealth_check = { timeout = \"6s\", send = 1 }\n[[rule]]\n" + ok,
+			[]string{
+				`sluice.toml:2: defaults: health_check: send 1: want a string, not an integer`,
+				`sluice.toml:2: defaults: health_check: timeout "6s" is longer than interval "5s"`,
+			}},
 		{"unknown balance", "[[rule]]\n" + ok + "balance = \"fastest\"\n",
 			[]string{`sluice.toml:5: rule "web": balance "fastest": unknown value (want one of round-robin, least-conn, random, source-hash, first)`}},
 		{"unknown protocol", "[[rule]]\n" + ok + "protocol = \"sctp\"\n",

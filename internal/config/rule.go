@@ -219,7 +219,9 @@ func (s source) health(h *rawHealth) opt[*HealthCheck] {
 		Expect:   expect.val,
 	}
 	o.set = interval.valid() && timeout.valid() && rise.valid() && fall.valid() && send.valid() && expect.valid()
-	if o.set && hc.Timeout > hc.Interval {
+	// Checked whatever else is wrong in the table, so that every problem
+	// is reported at once; a bad interval or timeout has its own message.
+	if interval.valid() && timeout.valid() && hc.Timeout > hc.Interval {
 		hs.errorf("timeout", "timeout %q is longer than interval %q", formatDuration(hc.Timeout), formatDuration(hc.Interval))
 		o.set = false
 	}
