@@ -8,9 +8,6 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 )
 
-// position is a 1-based line and byte column in a document.
-type position struct{ line, col int }
-
 // nodeID names a node of an index: a table, a key, an array or an element.
 type nodeID int32
 
@@ -76,11 +73,10 @@ func buildIndex(data []byte) *index {
 	return ix
 }
 
-// pos returns the position of a byte range of the document.
-func (ix *index) pos(r unstable.Range) position {
-	off := int(r.Offset)
-	line, _ := slices.BinarySearch(ix.starts, off+1)
-	return position{line: line, col: off - ix.starts[line-1] + 1}
+// lineAt returns the 1-based line a byte range of the document starts on.
+func (ix *index) lineAt(r unstable.Range) int {
+	line, _ := slices.BinarySearch(ix.starts, int(r.Offset)+1)
+	return line
 }
 
 // child returns the node called name in parent, making it (an implicit
@@ -143,7 +139,7 @@ func keyParts(n *unstable.Node) []*unstable.Node {
 func (ix *index) resolve(base nodeID, parts []*unstable.Node) nodeID {
 	id := base
 	for _, k := range parts {
-		id = ix.child(id, string(k.Data), ix.pos(k.Raw).line)
+		id = ix.child(id, string(k.Data), ix.lineAt(k.Raw))
 		if last := ix.nodes[id].last; last != root {
 			id = last
 		}
@@ -157,7 +153,7 @@ func (ix *index) header(e *unstable.Node) {
 	if len(parts) == 0 {
 		return
 	}
-	line := ix.pos(parts[0].Raw).line
+	line := ix.lineAt(parts[0].Raw)
 	id := ix.child(ix.resolve(root, parts[:len(parts)-1]), string(parts[len(parts)-1].Data), line)
 	if e.Kind == unstable.ArrayTable {
 		n := &ix.nodes[id]
@@ -181,7 +177,7 @@ func (ix *index) keyValue(table nodeID, kv *unstable.Node) {
 	if len(parts) == 0 {
 		return
 	}
-	line := ix.pos(parts[0].Raw).line
+	line := ix.lineAt(parts[0].Raw)
 	id := ix.child(ix.resolve(table, parts[:len(parts)-1]), string(parts[len(parts)-1].Data), line)
 	ix.nodes[id].line = int32(line)
 	ix.value(id, kv.Value(), line)
@@ -194,7 +190,7 @@ func (ix *index) keyValue(table nodeID, kv *unstable.Node) {
 func (ix *index) value(id nodeID, n *unstable.Node, fallback int) int {
 	line := fallback
 	if n.Raw.Length > 0 {
-		line = ix.pos(n.Raw).line
+		line = ix.lineAt(n.Raw)
 	}
 	ix.nodes[id].kind = n.Kind
 	switch n.Kind {
