@@ -138,7 +138,8 @@ func (o *options) config() (*config.Config, error) {
 	return cfg, nil
 }
 
-// check implements "sluice check -c FILE".
+// check implements "sluice check -c FILE". Its errors are printed as the
+// run modes print theirs.
 func check(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sluice check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -147,15 +148,21 @@ func check(args []string, stdout, stderr io.Writer) int {
 		if err == flag.ErrHelp {
 			return exitOK
 		}
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		return exitUsage
 	}
 	if *file == "" || fs.NArg() > 0 {
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "sluice: unexpected argument %q\n", fs.Arg(0))
+		} else {
+			fmt.Fprintln(stderr, "sluice: nothing to check: give -c FILE")
+		}
 		fmt.Fprintln(stderr, "usage: sluice check -c FILE")
 		return exitUsage
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		return exitConfig
 	}
 	fmt.Fprint(stdout, cfg.Format())

@@ -31,14 +31,22 @@ const (
 )
 
 func main() {
+	os.Exit(run(os.Args[1:], notifySignals, os.Stdout, os.Stderr))
+}
+
+// notifySignals starts catching the signals a running sluice acts on and
+// returns the channel they arrive on.
+func notifySignals() <-chan os.Signal {
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
-	os.Exit(run(os.Args[1:], signals, os.Stdout, os.Stderr))
+	return signals
 }
 
 // run is the whole program behind main: it parses args, runs until a signal
-// stops it, and returns the exit code.
-func run(args []string, signals <-chan os.Signal, stdout, stderr io.Writer) int {
+// stops it, and returns the exit code. Only the run modes catch signals
+// (with catch, before anything else): check and version die by SIGINT and
+// SIGTERM as any command does.
+func run(args []string, catch func() <-chan os.Signal, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
@@ -52,6 +60,7 @@ func run(args []string, signals <-chan os.Signal, stdout, stderr io.Writer) int 
 			return check(args[1:], stdout, stderr)
 		}
 	}
+	signals := catch()
 	opts, err := parseFlags(args, stderr)
 	if err != nil {
 		if err == errHelp {

@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 )
 
@@ -56,6 +56,9 @@ func parseAddress(s string, role addrRole) (Address, error) {
 		case strings.ContainsRune(path, 0) || !utf8.ValidString(path):
 			return Address{}, errors.New("invalid unix socket path")
 		}
+		if limit := unixPathLimit(path); len(path) > limit {
+			return Address{}, fmt.Errorf("unix socket path is %d bytes; the limit is %d", len(path), limit)
+		}
 		return Address{Network: "unix", Path: path}, nil
 	}
 	if s == "" {
@@ -74,6 +77,18 @@ func parseAddress(s string, role addrRole) (Address, error) {
 		return Address{}, err
 	}
 	return Address{Network: "tcp", Host: host, Port: port}, nil
+}
+
+// sunPathLen is the room for a path in a unix socket address (sun_path).
+const sunPathLen = len(syscall.RawSockaddrUnix{}.Path)
+
+// unixPathLimit returns the longest a unix socket path may be: sun_path less
+// the NUL that ends a path, or all of it for an abstract name ("@name").
+func unixPathLimit(path string) int {
+	if strings.HasPrefix(path, "@") {
+		return sunPathLen
+	}
+	return sunPathLen - 1
 }
 
 // splitHostPort splits an address at its port colon, insisting on brackets
@@ -237,57 +252,4 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		p = netip.PrefixFrom(ip.Unmap(), p.Bits()-96)
 	}
 	return p, nil
-}
-
-// listenOverlap reports whether two listen addresses would take the same
-// socket for protocols that overlap: the same unix path, or the same port
-// on addresses where one contains the other. A host of "" or "::" means all
-// addresses (Go listens dual-stack); "0.0.0.0" means all IPv4 addresses.
-// Port 0 asks for a free port and never clashes.
-func listenOverlap(a, b Address) bool {
-	if a.Network != b.Network {
-		return false
-	}
-	if a.Network == "unix" {
-		return filepath.Clean(a.Path) == filepath.Clean(b.Path)
-	}
-	if a.Port != b.Port || a.Port == 0 {
-		return false
-	}
-	sa, sb := hostScope(a.Host), hostScope(b.Host)
-	switch {
-	case sa.all || sb.all:
-		return true
-	case sa.allV4:
-		return sb.allV4 || sb.ip.Is4()
-	case sb.allV4:
-		return sa.ip.Is4()
-	}
-	return sa.ip == sb.ip
-}
-
-// scope is the set of local addresses a listen host covers.
-type scope struct {
-	all   bool       // every address, IPv4 and IPv6
-	allV4 bool       // every IPv4 address
-	ip    netip.Addr // one address, IPv4-mapped ones unmapped
-}
-
-// hostScope returns what a listen host covers.
-func hostScope(host string) scope {
-	if host == "" {
-		return scope{all: true}
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return scope{}
-	}
-	ip = ip.Unmap()
-	switch {
-	case ip == netip.IPv6Unspecified():
-		return scope{all: true}
-	case ip == netip.IPv4Unspecified():
-		return scope{allV4: true}
-	}
-	return scope{ip: ip}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -85,11 +86,12 @@ func TestListenOverlap(t *testing.T) {
 		if errA != nil || errB != nil {
 			t.Fatalf("bad test addresses: %v %v", errA, errB)
 		}
-		if got := listenOverlap(a, b); got != tt.want {
-			t.Errorf("listenOverlap(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
-		}
-		if got := listenOverlap(b, a); got != tt.want {
-			t.Errorf("listenOverlap(%q, %q) = %v, want %v", tt.b, tt.a, got, tt.want)
+		for _, p := range [][2]Address{{a, b}, {b, a}} {
+			lt := newListenTable()
+			lt.add(p[0], TCP, 0)
+			if got := lt.first(p[1], TCP) == 0; got != tt.want {
+				t.Errorf("listen %q after %q: clash %v, want %v", p[1].String(), p[0].String(), got, tt.want)
+			}
 		}
 	}
 }
@@ -146,6 +148,27 @@ func TestParsePrefix(t *testing.T) {
 	for _, in := range []string{"10.0.0.1/8", "fe80::1%eth0", "10.0.0.0/33", "", "10.0.0.0/", "host"} {
 		if p, err := parsePrefix(in); err == nil {
 			t.Errorf("parsePrefix(%q) = %v, want an error", in, p)
+		}
+	}
+}
+
+// TestUnixPathLimit: a unix socket path may be as long as sun_path less its
+// terminating NUL; an abstract name ("@name") has no NUL and may fill it.
+func TestUnixPathLimit(t *testing.T) {
+	for _, tt := range []struct {
+		path string
+		ok   bool
+	}{
+		{"/" + strings.Repeat("a", 106), true},
+		{"/" + strings.Repeat("a", 107), false},
+		{"@" + strings.Repeat("a", 107), true},
+		{"@" + strings.Repeat("a", 108), false},
+	} {
+		for _, role := range []addrRole{roleListen, roleBackend} {
+			_, err := parseAddress("unix:"+tt.path, role)
+			if (err == nil) != tt.ok {
+				t.Errorf("unix path of %d bytes (%.1s...): got error %v, want ok %v", len(tt.path), tt.path, err, tt.ok)
+			}
 		}
 	}
 }

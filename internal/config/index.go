@@ -8,31 +8,50 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 )
 
-// position is a 1-based line and byte column in a document.
-type position struct{ line, col int }
+// nodeID names a node of an index: a table, a key, an array or an element.
+type nodeID int32
+
+// root is the node of the whole document.
+const root nodeID = 0
+
+// node is one key, table, array or array element of a document.
+type node struct {
+	parent nodeID
+	name   string        // the key part, or an array element's index
+	kind   unstable.Kind // of the value; implicit tables are Table
+	line   int32         // of its key, table header or array element
+	last   nodeID        // of an array of tables: its last element so far
+	elems  int32         // of an array of tables: elements so far
+	schema schema        // which keys the node may hold
+	bad    bool          // its key is one its table may not hold
+}
+
+// childKey finds a node by its parent and name.
+type childKey struct {
+	parent nodeID
+	name   string
+}
 
 // index records where every key and value of a TOML document is, so that
-// problems found after decoding can name their line. Paths are dotted key
-// paths with array elements numbered from 0: "rule.1.backends.0.weight".
+// problems found after decoding can name their line. It is a tree of nodes,
+// each named by one key part, so that its size is linear in the document's
+// however deep the keys go. Nodes are looked up by dotted paths with array
+// elements numbered from 0: "rule.1.backends.0.weight".
 type index struct {
-	lines  map[string]int           // path -> line of its key, table header or array element
-	kinds  map[string]unstable.Kind // path -> kind of value; implicit tables are Table
-	keyAt  map[position]string      // start of each part of a key -> full path
-	arrays map[string]int           // path of an array of tables -> elements so far
-	starts []int                    // byte offset at which each line starts
-	table  string                   // path of the current table while walking
-	ok     bool                     // the whole document parsed
+	nodes    []node              // by nodeID, in document order
+	children map[childKey]nodeID // every node but the root
+	starts   []int               // byte offset at which each line starts
+	table    nodeID              // the current table while walking
+	ok       bool                // the whole document parsed
 }
 
 // buildIndex walks the document with go-toml's low-level parser. It stops at
 // the first syntax error (the decoder reports it) and indexes what came before.
 func buildIndex(data []byte) *index {
 	ix := &index{
-		lines:  make(map[string]int),
-		kinds:  make(map[string]unstable.Kind),
-		keyAt:  make(map[position]string),
-		arrays: make(map[string]int),
-		starts: []int{0},
+		nodes:    []node{{kind: unstable.Table, schema: schemaTop}},
+		children: make(map[childKey]nodeID),
+		starts:   []int{0},
 	}
 	for i, c := range data {
 		if c == '\n' {
@@ -54,11 +73,55 @@ func buildIndex(data []byte) *index {
 	return ix
 }
 
-// pos returns the position of a byte range of the document.
-func (ix *index) pos(r unstable.Range) position {
-	off := int(r.Offset)
-	line, _ := slices.BinarySearch(ix.starts, off+1)
-	return position{line: line, col: off - ix.starts[line-1] + 1}
+// lineAt returns the 1-based line a byte range of the document starts on.
+func (ix *index) lineAt(r unstable.Range) int {
+	line, _ := slices.BinarySearch(ix.starts, int(r.Offset)+1)
+	return line
+}
+
+// child returns the node called name in parent, making it (an implicit
+// table on line) if there is none yet.
+func (ix *index) child(parent nodeID, name string, line int) nodeID {
+	k := childKey{parent, name}
+	if id, ok := ix.children[k]; ok {
+		return id
+	}
+	id := nodeID(len(ix.nodes))
+	sch, bad := ix.nodes[parent].schema.child(name)
+	ix.nodes = append(ix.nodes, node{parent: parent, name: name, kind: unstable.Table, line: int32(line), schema: sch, bad: bad})
+	ix.children[k] = id
+	return id
+}
+
+// find returns the node at a dotted path, or false if there is none.
+func (ix *index) find(path string) (nodeID, bool) {
+	id := root
+	for path != "" {
+		var name string
+		name, path, _ = strings.Cut(path, ".")
+		next, ok := ix.children[childKey{id, name}]
+		if !ok {
+			return 0, false
+		}
+		id = next
+	}
+	return id, true
+}
+
+// line returns the line of the node at path, or 0 if there is none.
+func (ix *index) line(path string) int {
+	if id, ok := ix.find(path); ok {
+		return int(ix.nodes[id].line)
+	}
+	return 0
+}
+
+// kind returns the kind of the value at path, and whether there is one.
+func (ix *index) kind(path string) (unstable.Kind, bool) {
+	if id, ok := ix.find(path); ok {
+		return ix.nodes[id].kind, true
+	}
+	return 0, false
 }
 
 // keyParts returns the parts of the key of a key-value or table header.
@@ -70,21 +133,18 @@ func keyParts(n *unstable.Node) []*unstable.Node {
 	return parts
 }
 
-// resolve turns key parts into a path, stepping into the last element of
+// resolve follows key parts from base, stepping into the last element of
 // every array of tables on the way, as TOML table headers do. Tables it
 // creates implicitly get the line of the key that created them.
-func (ix *index) resolve(base string, parts []*unstable.Node) string {
-	path := base
+func (ix *index) resolve(base nodeID, parts []*unstable.Node) nodeID {
+	id := base
 	for _, k := range parts {
-		path = joinPath(path, string(k.Data))
-		if n := ix.arrays[path]; n > 0 {
-			path += "." + strconv.Itoa(n-1)
-		} else if _, ok := ix.kinds[path]; !ok {
-			ix.kinds[path] = unstable.Table
-			ix.lines[path] = ix.pos(k.Raw).line
+		id = ix.child(id, string(k.Data), ix.lineAt(k.Raw))
+		if last := ix.nodes[id].last; last != root {
+			id = last
 		}
 	}
-	return path
+	return id
 }
 
 // header records a [table] or [[array table]] header and makes it current.
@@ -93,47 +153,46 @@ func (ix *index) header(e *unstable.Node) {
 	if len(parts) == 0 {
 		return
 	}
-	path := joinPath(ix.resolve("", parts[:len(parts)-1]), string(parts[len(parts)-1].Data))
+	line := ix.lineAt(parts[0].Raw)
+	id := ix.child(ix.resolve(root, parts[:len(parts)-1]), string(parts[len(parts)-1].Data), line)
 	if e.Kind == unstable.ArrayTable {
-		n := ix.arrays[path]
-		ix.arrays[path] = n + 1
-		ix.kinds[path] = unstable.ArrayTable
-		if n == 0 {
-			ix.lines[path] = ix.pos(parts[0].Raw).line
+		n := &ix.nodes[id]
+		n.kind = unstable.ArrayTable
+		if n.elems == 0 {
+			n.line = int32(line)
 		}
-		path += "." + strconv.Itoa(n)
+		n.elems++
+		el := ix.child(id, strconv.Itoa(int(n.elems-1)), line)
+		ix.nodes[id].last = el
+		id = el
 	}
-	ix.kinds[path] = unstable.Table
-	ix.recordKey(path, parts)
-	ix.table = path
+	ix.nodes[id].kind = unstable.Table
+	ix.nodes[id].line = int32(line)
+	ix.table = id
 }
 
-// recordKey notes the line of path and the position of each of its key parts.
-func (ix *index) recordKey(path string, parts []*unstable.Node) {
-	for i, k := range parts {
-		p := ix.pos(k.Raw)
-		if i == 0 {
-			ix.lines[path] = p.line
-		}
-		ix.keyAt[p] = path
-	}
-}
-
-// keyValue records a key-value inside the table at path table.
-func (ix *index) keyValue(table string, kv *unstable.Node) {
+// keyValue records a key-value inside the table table.
+func (ix *index) keyValue(table nodeID, kv *unstable.Node) {
 	parts := keyParts(kv)
 	if len(parts) == 0 {
 		return
 	}
-	path := joinPath(ix.resolve(table, parts[:len(parts)-1]), string(parts[len(parts)-1].Data))
-	ix.recordKey(path, parts)
-	ix.value(path, kv.Value(), ix.lines[path])
+	line := ix.lineAt(parts[0].Raw)
+	id := ix.child(ix.resolve(table, parts[:len(parts)-1]), string(parts[len(parts)-1].Data), line)
+	ix.nodes[id].line = int32(line)
+	ix.value(id, kv.Value(), line)
 }
 
-// value records the kind of a value and, for arrays and inline tables, the
-// lines of what is inside.
-func (ix *index) value(path string, n *unstable.Node, line int) {
-	ix.kinds[path] = n.Kind
+// value records the kind of the value n of node id and, for arrays and
+// inline tables, what is inside. It returns the line the value starts on:
+// arrays carry no position, so theirs is their first element's; fallback
+// when nothing is known.
+func (ix *index) value(id nodeID, n *unstable.Node, fallback int) int {
+	line := fallback
+	if n.Raw.Length > 0 {
+		line = ix.lineAt(n.Raw)
+	}
+	ix.nodes[id].kind = n.Kind
 	switch n.Kind {
 	case unstable.Array:
 		i := 0
@@ -142,34 +201,22 @@ func (ix *index) value(path string, n *unstable.Node, line int) {
 			if c.Kind == unstable.Comment {
 				continue
 			}
-			el := path + "." + strconv.Itoa(i)
-			ix.lines[el] = ix.nodeLine(c, line)
-			ix.value(el, c, ix.lines[el])
+			el := ix.child(id, strconv.Itoa(i), line)
+			elLine := ix.value(el, c, line)
+			ix.nodes[el].line = int32(elLine)
+			if i == 0 && n.Raw.Length == 0 {
+				line = elLine
+			}
 			i++
 		}
 	case unstable.InlineTable:
 		for it := n.Children(); it.Next(); {
 			if c := it.Node(); c.Kind == unstable.KeyValue {
-				ix.keyValue(path, c)
+				ix.keyValue(id, c)
 			}
 		}
 	}
-}
-
-// nodeLine returns the line a value starts on. Arrays carry no position, so
-// their first element's is used; fallback is used when nothing is known.
-func (ix *index) nodeLine(n *unstable.Node, fallback int) int {
-	if n.Raw.Length > 0 {
-		return ix.pos(n.Raw).line
-	}
-	if n.Kind == unstable.Array {
-		for it := n.Children(); it.Next(); {
-			if c := it.Node(); c.Kind != unstable.Comment {
-				return ix.nodeLine(c, fallback)
-			}
-		}
-	}
-	return fallback
+	return line
 }
 
 // joinPath appends a key to a path.
@@ -214,26 +261,26 @@ func isTable(k unstable.Kind) bool {
 // schema's tables: [defaults] and health_check must be tables, rule an array
 // of tables. The decoder's own messages for these name Go types.
 func (ix *index) checkShapes(col *collector) {
-	if k, ok := ix.kinds["defaults"]; ok && !isTable(k) {
-		col.addf(ix.lines["defaults"], "defaults: want a table ([defaults]), not %s", kindName(k))
+	if k, ok := ix.kind("defaults"); ok && !isTable(k) {
+		col.addf(ix.line("defaults"), "defaults: want a table ([defaults]), not %s", kindName(k))
 	}
 	ix.checkTable(col, "defaults.health_check", "defaults: health_check")
-	k, ok := ix.kinds["rule"]
+	k, ok := ix.kind("rule")
 	if !ok || (k != unstable.ArrayTable && k != unstable.Array) {
 		if ok {
-			col.addf(ix.lines["rule"], "rule: want an array of tables ([[rule]]), not %s", kindName(k))
+			col.addf(ix.line("rule"), "rule: want an array of tables ([[rule]]), not %s", kindName(k))
 		}
 		return
 	}
 	for i := 0; ; i++ {
 		path := "rule." + strconv.Itoa(i)
-		k, ok := ix.kinds[path]
+		k, ok := ix.kind(path)
 		if !ok {
 			return
 		}
 		label := "rule #" + strconv.Itoa(i+1)
 		if !isTable(k) {
-			col.addf(ix.lines[path], "%s: want a table, not %s", label, kindName(k))
+			col.addf(ix.line(path), "%s: want a table, not %s", label, kindName(k))
 			continue
 		}
 		ix.checkTable(col, path+".health_check", label+": health_check")
@@ -243,22 +290,7 @@ func (ix *index) checkShapes(col *collector) {
 // checkTable reports a health_check at path that is present but neither a
 // table nor a string (which names a state, such as "off").
 func (ix *index) checkTable(col *collector, path, label string) {
-	if k, ok := ix.kinds[path]; ok && !isTable(k) && k != unstable.String {
-		col.addf(ix.lines[path], "%s: want a table, or \"off\", not %s", label, kindName(k))
+	if k, ok := ix.kind(path); ok && !isTable(k) && k != unstable.String {
+		col.addf(ix.line(path), "%s: want a table, or \"off\", not %s", label, kindName(k))
 	}
-}
-
-// splitRulePath splits a path inside a rule ("rule.2.health_check.x") into
-// the rule's index and the rest; ok is false for paths outside rules.
-func splitRulePath(path string) (i int, rest string, ok bool) {
-	after, found := strings.CutPrefix(path, "rule.")
-	if !found {
-		return 0, "", false
-	}
-	num, rest, _ := strings.Cut(after, ".")
-	i, err := strconv.Atoi(num)
-	if err != nil {
-		return 0, "", false
-	}
-	return i, rest, true
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strconv"
@@ -12,14 +13,28 @@ import (
 	"github.com/pelletier/go-toml/v2"
 )
 
+// MaxFileSize is the largest config file Load and Parse take, in bytes.
+const MaxFileSize = 16 << 20
+
 // Load reads the config file at path and parses it (see Parse). A file that
-// cannot be read gives the *fs.PathError from os.ReadFile.
+// cannot be read gives the *fs.PathError from os.Open or Read; no more than
+// MaxFileSize bytes and one are read.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, err
 	}
 	return Parse(path, data)
+}
+
+// tooLarge reports a document over MaxFileSize.
+func tooLarge(filename string) error {
+	return &Errors{{File: filename, Message: fmt.Sprintf("config file is larger than the limit of %d MiB", MaxFileSize>>20)}}
 }
 
 // Parse decodes a TOML config and validates it, filling in every default, so
@@ -27,22 +42,22 @@ func Load(path string) (*Config, error) {
 // in messages and kept as Config.Path. If anything is wrong the error is an
 // *Errors listing every problem, each with file:line.
 func Parse(filename string, data []byte) (*Config, error) {
+	if len(data) > MaxFileSize {
+		return nil, tooLarge(filename)
+	}
 	col := &collector{file: filename, index: buildIndex(data)}
 	var raw rawConfig
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&raw)
+	// Unknown keys are found in the index, not by the decoder: its
+	// strict mode copies the whole document for each one.
+	err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw)
 	if col.index.ok {
 		col.index.checkShapes(col)
 		if len(col.errs) > 0 {
 			return nil, col.err() // the decoder's error, if any, is a consequence
 		}
 	}
-	var strict *toml.StrictMissingError
 	var syntax *toml.DecodeError
 	switch {
-	case errors.As(err, &strict):
-		reportUnknown(col, &raw, strict)
 	case errors.As(err, &syntax):
 		line, column := syntax.Position()
 		msg := "invalid TOML: " + strings.TrimPrefix(syntax.Error(), "toml: ")
@@ -52,6 +67,7 @@ func Parse(filename string, data []byte) (*Config, error) {
 		col.add(0, "invalid TOML: "+err.Error())
 		return nil, col.err()
 	}
+	col.index.checkKeys(col, &raw)
 	c := build(col, &raw)
 	if err := col.err(); err != nil {
 		return nil, err
@@ -136,30 +152,6 @@ func isLoopback(host string) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
-// reportUnknown turns the decoder's unknown-field errors into messages that
-// name the rule and the full key, with a hint when the key looks like a typo.
-func reportUnknown(col *collector, raw *rawConfig, e *toml.StrictMissingError) {
-	for i := range e.Errors {
-		de := &e.Errors[i]
-		line, column := de.Position()
-		path, ok := col.index.keyAt[position{line: line, col: column}]
-		if !ok {
-			path = strings.Join(de.Key(), ".")
-		}
-		s, key, known := source{col: col}, path, topKeys
-		if n, rest, ok := splitRulePath(path); ok {
-			s.ctx, key, known = ruleLabel(raw, n), rest, ruleKeys
-		} else if rest, ok := strings.CutPrefix(path, "defaults."); ok {
-			s.ctx, key, known = "defaults", rest, ruleKeys
-		}
-		if rest, ok := strings.CutPrefix(key, "health_check."); ok && s.ctx != "" {
-			s.errorAt(line, "unknown key %q%s", key, hintPrefixed("health_check.", rest, healthKeys))
-			continue
-		}
-		s.errorAt(line, "unknown key %q%s", key, hint(key, known))
-	}
-}
-
 // ruleLabel names rule i for messages before the rules are checked.
 func ruleLabel(raw *rawConfig, i int) string {
 	if i < len(raw.Rules) {
@@ -170,9 +162,6 @@ func ruleLabel(raw *rawConfig, i int) string {
 	return "rule #" + strconv.Itoa(i+1)
 }
 
-// splitKeys splits a space-separated list of known keys.
-func splitKeys(keys string) []string { return strings.Fields(keys) }
-
 // hint suggests the known key closest to an unknown one, if it is close.
 func hint(key, known string) string {
 	return hintPrefixed("", key, known)
@@ -182,7 +171,12 @@ func hint(key, known string) string {
 func hintPrefixed(prefix, key, known string) string {
 	first, _, _ := strings.Cut(key, ".")
 	best, bestDist := "", 3
-	for _, k := range splitKeys(known) {
+	for known != "" {
+		var k string
+		k, known, _ = strings.Cut(known, " ")
+		if abs(len(first)-len(k)) >= bestDist {
+			continue // the distance is at least the difference in length
+		}
 		if d := editDistance(first, k); d < bestDist && d < len(first) {
 			best, bestDist = k, d
 		}
@@ -193,10 +187,23 @@ func hintPrefixed(prefix, key, known string) string {
 	return fmt.Sprintf(" (did you mean %q?)", prefix+best)
 }
 
-// editDistance is the Levenshtein distance between two short strings.
+// abs returns the absolute value of n.
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// editDistance is the Levenshtein distance between two strings; b is short
+// (a known key), so its rows fit on the stack.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
+	var prevBuf, curBuf [32]int
+	prev, cur := prevBuf[:0], curBuf[:0]
+	if len(b) >= len(prevBuf) {
+		prev, cur = make([]int, 0, len(b)+1), make([]int, 0, len(b)+1)
+	}
+	prev, cur = prev[:len(b)+1], cur[:len(b)+1]
 	for j := range prev {
 		prev[j] = j
 	}

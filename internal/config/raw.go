@@ -119,7 +119,7 @@ func (s source) line(key string) int {
 	if s.col.index == nil {
 		return 0
 	}
-	return s.col.index.lines[joinPath(s.path, key)]
+	return s.col.index.line(joinPath(s.path, key))
 }
 
 // errorf reports a problem with key (or with the whole table if key is "").

@@ -178,7 +178,7 @@ func (s source) backendTable(elem string, t map[string]any) (backendAt, bool) {
 	slices.Sort(keys)
 	ok := addr.set
 	for _, k := range keys {
-		if !contains(splitKeys(backendKeys), k) {
+		if !isKnown(backendKeys, k) {
 			bs.errorf(k, "unknown key %q%s", k, hint(k, backendKeys))
 			ok = false
 		}
@@ -219,7 +219,9 @@ func (s source) health(h *rawHealth) opt[*HealthCheck] {
 		Expect:   expect.val,
 	}
 	o.set = interval.valid() && timeout.valid() && rise.valid() && fall.valid() && send.valid() && expect.valid()
-	if o.set && hc.Timeout > hc.Interval {
+	// Checked whatever else is wrong in the table, so that every problem
+	// is reported at once; a bad interval or timeout has its own message.
+	if interval.valid() && timeout.valid() && hc.Timeout > hc.Interval {
 		hs.errorf("timeout", "timeout %q is longer than interval %q", formatDuration(hc.Timeout), formatDuration(hc.Interval))
 		o.set = false
 	}
@@ -313,32 +315,4 @@ func checkDuplicateBackends(s source, backends []backendAt) {
 			s.errorAt(b.line, "backend %q listed twice", b.Address.String())
 		}
 	}
-}
-
-// checkClashes reports duplicate rule names and listen addresses that
-// would take another rule's socket, on the later of the two rules.
-func checkClashes(rules []built) {
-	names := make(map[string]int)
-	for j := range rules {
-		b := &rules[j]
-		if b.named {
-			if i, dup := names[b.Name]; dup {
-				b.src.errorAt(b.nameLine, "duplicate rule name (first at line %d)", rules[i].nameLine)
-			} else {
-				names[b.Name] = j
-			}
-		}
-		for i := 0; b.listenOK && i < j; i++ {
-			a := &rules[i]
-			if a.listenOK && protocolsOverlap(a.Protocol, b.Protocol) && listenOverlap(a.Listen, b.Listen) {
-				b.src.errorAt(b.listenLine, "listen %q already used by %s", b.Listen.String(), a.src.ctx)
-				break
-			}
-		}
-	}
-}
-
-// protocolsOverlap reports whether two rules forward a common transport.
-func protocolsOverlap(a, b Protocol) bool {
-	return a.HasTCP() && b.HasTCP() || a.HasUDP() && b.HasUDP()
 }
