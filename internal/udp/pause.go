@@ -79,14 +79,14 @@ func (s *Service) opened() {
 }
 
 // openFailed ends a session whose socket could not be set up; the caller
-// finishes it. A backend that cannot be reached (no route, say) is held
-// against its health, as an ICMP unreachable is. Any other failure is
+// finishes it. Neither is held against the backend. A backend that cannot
+// be reached (no route, say) ends this session only. Any other failure is
 // sluice's own (no descriptor, no local port, no memory): it pauses new
-// sessions and is not held against the backend.
+// sessions.
 func (ss *session) openFailed(err error) {
 	err = fmt.Errorf("backend %s: %w", ss.backend.Address(), err)
 	if unreachable(err) {
-		ss.setupFailed(err, true)
+		ss.setupFailed(err, false)
 		return
 	}
 	err = &backend.OpenError{Err: err}

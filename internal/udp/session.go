@@ -147,9 +147,9 @@ func (ss *session) resolve() (netip.AddrPort, error) {
 }
 
 // setupFailed ends a session whose socket could not be set up. A name that
-// did not resolve or an unreachable backend (blame) counts against the
-// backend, unless a drain cut the setup short; a socket sluice could not
-// open (out of descriptors, say) does not (see openFailed).
+// did not resolve (blame) counts against the backend, unless a drain cut
+// the setup short; a socket sluice could not open (out of descriptors, say)
+// does not (see openFailed).
 func (ss *session) setupFailed(err error, blame bool) {
 	if ss.stop("connect-failed", err) && blame && ss.svc.ctx.Err() == nil {
 		ss.backend.ReportFailure(err)
