@@ -24,13 +24,6 @@ type pause struct {
 	window *session      // the refusal that counts what the pause turned away; nil: none now
 }
 
-// Backoff bounds between tries to open a session's socket, as between
-// accepts in the TCP accept loop.
-const (
-	minPauseDelay = 5 * time.Millisecond
-	maxPauseDelay = time.Second
-)
-
 // pausedLocked reports whether new sessions are paused at now.
 func (s *Service) pausedLocked(now int64) bool { return s.pause.delay > 0 && now < s.pause.until }
 
@@ -103,12 +96,12 @@ func (s *Service) pauseFor(err error) {
 	s.mu.Lock()
 	first := s.pause.delay == 0
 	if first {
-		s.pause.delay = minPauseDelay
+		s.pause.delay = minBackoff
 	} else if now < s.pause.until {
 		s.mu.Unlock()
 		return
 	} else {
-		s.pause.delay = min(2*s.pause.delay, maxPauseDelay)
+		s.pause.delay = min(2*s.pause.delay, maxBackoff)
 	}
 	s.pause.until, s.pause.err = now+int64(s.pause.delay), err
 	s.mu.Unlock()

@@ -248,10 +248,11 @@ func (s *Service) Serve(sock *Socket) error {
 // readingStopped notes that the listening socket is no longer read.
 func (s *Service) readingStopped() { s.stopOnce.Do(func() { close(s.readStopped) }) }
 
-// Backoff bounds for receive errors that a retry may cure.
+// Backoff bounds for failures that a retry may cure (receiving, opening a
+// session's socket), as between accepts in the TCP accept loop.
 const (
-	minReadDelay = 5 * time.Millisecond
-	maxReadDelay = time.Second
+	minBackoff = 5 * time.Millisecond
+	maxBackoff = time.Second
 )
 
 // receiveFailed handles an unexpected error receiving on the listening
@@ -259,10 +260,10 @@ const (
 // from 5 ms doubling to 1 s, and says so once per episode.
 func (s *Service) receiveFailed(err error) {
 	if s.readDelay == 0 {
-		s.readDelay = minReadDelay
+		s.readDelay = minBackoff
 		s.deps.Logger.Warn("cannot receive; backing off", "rule", s.Rule().Name, "error", err.Error())
 	} else {
-		s.readDelay = min(2*s.readDelay, maxReadDelay)
+		s.readDelay = min(2*s.readDelay, maxBackoff)
 	}
 	time.Sleep(s.readDelay)
 }
