@@ -61,9 +61,14 @@ func (s *Service) dispatch(b *batch, n int) {
 }
 
 // openLocked starts a session for a new client p, or remembers a refusal.
-// It returns nil when p is refused and no more refusals can be remembered.
+// While new sessions are paused it returns the pause's refusal, which is
+// not p's alone. It returns nil when p is refused and no more refusals can
+// be remembered.
 func (s *Service) openLocked(p peer, now int64) *session {
 	rs := s.rule.Load()
+	if s.pausedLocked(now) {
+		return s.turnAwayLocked(p, rs, now)
+	}
 	rule := rs.rule
 	client := p.client()
 	var ticket admit.Ticket
@@ -111,13 +116,20 @@ func (s *Service) refuseLocked(p peer, rs *ruleState, end string, err error, now
 	if s.refusals >= maxRefusals {
 		return nil
 	}
-	ss := &session{
-		svc: s, rs: rs, key: p, name: p.client().String(), start: time.Now(), born: now,
-		timeout: min(refusalMemory, rs.rule.sessionTimeout()), refusal: end, refusalErr: err,
-	}
+	ss := newRefusal(s, p, rs, end, err, now)
 	s.sessions[p] = ss
 	s.refusals++
 	return ss
+}
+
+// newRefusal returns the record of a refusal of p at now, which drops the
+// client's datagrams until it expires and then writes its access line with
+// end and err.
+func newRefusal(s *Service, p peer, rs *ruleState, end string, err error, now int64) *session {
+	return &session{
+		svc: s, rs: rs, key: p, name: p.client().String(), start: time.Now(), born: now,
+		timeout: min(refusalMemory, rs.rule.sessionTimeout()), refusal: end, refusalErr: err,
+	}
 }
 
 // forget removes a session from the table (when it is still there), so that

@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -8,15 +9,87 @@ import (
 	"testing"
 )
 
-// TestOutOfDescriptors runs the process out of descriptors while a new
-// client arrives: its session ends connect-failed, saying why, without
-// counting against the backend, and the rule serves again once descriptors
-// are back.
+// TestOutOfDescriptors runs the process out of descriptors while new
+// clients arrive. The rule says so once, pauses new sessions and writes
+// one access line for all the clients it turned away meanwhile
+// (connect-failed, saying why, counting their datagrams in dropped), not
+// one per client or datagram; it does not count the shortage against the
+// backend, and it serves again once descriptors are back.
 func TestOutOfDescriptors(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "loop", true: "portable"}[portable], func(t *testing.T) {
+			testOutOfDescriptors(t, portable)
+		})
+	}
+}
+
+func testOutOfDescriptors(t *testing.T, portable bool) {
+	const turnedAway = 20
+	be := startBackend(t, "127.0.0.1", echo)
+	f := start(t, options{cfg: backends("", be.addr()), portable: portable})
+	clients := make([]*net.UDPConn, turnedAway)
+	for i := range clients {
+		clients[i] = client(t, "")
+	}
+	c2 := client(t, "")
+	f.mustExchange(t, client(t, ""), "ready?", "ready?")
+	restore := noDescriptors(t)
+	before := f.svc.Stats().Dropped
+	for _, c := range clients {
+		for range 2 {
+			if _, err := c.WriteToUDP([]byte("no room"), f.addr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.logs.waitN(t, 1, "the warning", isMsg(pausedMsg))
+	waitFor(t, "every datagram dropped", func() bool { return f.svc.Stats().Dropped-before >= 2*turnedAway })
+	restore()
+	f.mustExchange(t, c2, "room again", "room again")
+	f.logs.waitN(t, 1, "the all-clear", isMsg(resumedMsg))
+	rec := f.logs.waitN(t, 1, "the turned-away clients' line", func(r record) bool {
+		return r.Msg == "access" && r.Attrs["end"] == "connect-failed"
+	})[0]
+	// c2's first datagrams may have come while the pause was still on.
+	if dropped := f.svc.Stats().Dropped - before; !strings.Contains(rec.Attrs["error"], "too many open files") ||
+		rec.Int(t, "dropped") < 2*turnedAway || rec.Int(t, "dropped") != dropped {
+		t.Errorf("access line %v: want the cause and every datagram dropped meanwhile (%d, at least %d)", rec.Attrs, dropped, 2*turnedAway)
+	}
+	if n := len(f.logs.find(func(r record) bool { return r.Msg == "access" && r.Attrs["end"] == "connect-failed" })); n != 1 {
+		t.Errorf("%d connect-failed access lines for %d clients, want one", n, turnedAway)
+	}
+	if n := len(f.logs.find(isMsg(pausedMsg))); n != 1 {
+		t.Errorf("warned %d times, want once", n)
+	}
+	if b := f.pool.Backends()[0]; b.ConnectErrors() != 0 || !b.Up() {
+		t.Errorf("backend up=%v with %d connect errors: a local shortage was held against it", b.Up(), b.ConnectErrors())
+	}
+}
+
+// TestDrainLogsTurnedAway writes the access line of the clients a pause
+// turned away at once when a drain starts, as it does for refusals.
+func TestDrainLogsTurnedAway(t *testing.T) {
 	be := startBackend(t, "127.0.0.1", echo)
 	f := start(t, options{cfg: backends("", be.addr())})
-	c1, c2 := client(t, ""), client(t, "")
+	c := client(t, "")
 	f.mustExchange(t, client(t, ""), "ready?", "ready?")
+	restore := noDescriptors(t)
+	if _, err := c.WriteToUDP([]byte("no room"), f.addr); err != nil {
+		t.Fatal(err)
+	}
+	f.logs.waitN(t, 1, "the warning", isMsg(pausedMsg))
+	restore()
+	drain(t, f)
+	if rec := f.logs.find(accessOf(c.LocalAddr(), "connect-failed")); len(rec) != 1 || rec[0].Int(t, "dropped") != 1 {
+		t.Fatalf("access lines %v, want the turned-away client's, with its datagram dropped", rec)
+	}
+}
+
+// noDescriptors lowers the process's descriptor limit so that no new
+// descriptor can be opened, until the function it returns (or the test's
+// end) restores it.
+func noDescriptors(t *testing.T) (restore func()) {
+	t.Helper()
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
@@ -28,22 +101,23 @@ func TestOutOfDescriptors(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Skip("cannot lower RLIMIT_NOFILE:", err)
 	}
-	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) })
-	if _, err := c1.WriteToUDP([]byte("no room"), f.addr); err != nil {
-		t.Fatal(err)
+	restore = func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Errorf("restore RLIMIT_NOFILE: %v", err)
+		}
 	}
-	rec := f.logs.waitN(t, 1, "the failed session", accessOf(c1.LocalAddr(), "connect-failed"))[0]
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(rec.Attrs["error"], "too many open files") {
-		t.Errorf("access line %v: want the cause", rec.Attrs)
-	}
-	if b := f.pool.Backends()[0]; b.ConnectErrors() != 0 || !b.Up() {
-		t.Errorf("backend up=%v with %d connect errors: a local shortage was held against it", b.Up(), b.ConnectErrors())
-	}
-	f.mustExchange(t, c2, "room again", "room again")
+	t.Cleanup(restore)
+	return restore
 }
+
+// Messages of a pause for want of sockets, as the tests expect them.
+const (
+	pausedMsg  = "new sessions paused: cannot open sockets; backing off"
+	resumedMsg = "opening sessions again"
+)
+
+// isMsg matches records whose message is msg.
+func isMsg(msg string) func(record) bool { return func(r record) bool { return r.Msg == msg } }
 
 // lowestFreeFD returns the lowest descriptor number not in use.
 func lowestFreeFD(t *testing.T) int {
@@ -77,26 +151,14 @@ func isClosedFD(n int) bool {
 // descriptors: it says so, keeps trying, and serves once there are some.
 func TestStartsOutOfDescriptors(t *testing.T) {
 	be := startBackend(t, "127.0.0.1", echo)
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
 	c := client(t, "")
-	f := start(t, options{cfg: backends("", be.addr()), beforeServe: func() {
-		low := lim
-		low.Cur = uint64(lowestFreeFD(t))
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-			t.Skip("cannot lower RLIMIT_NOFILE:", err)
-		}
-		t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) })
-	}})
-	rec := f.logs.waitN(t, 1, "the warning", func(r record) bool { return r.Msg == "cannot receive; backing off" })[0]
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
+	var restore func()
+	f := start(t, options{cfg: backends("", be.addr()), beforeServe: func() { restore = noDescriptors(t) }})
+	rec := f.logs.waitN(t, 1, "the warning", isMsg("cannot receive; backing off"))[0]
+	restore()
 	if !strings.Contains(rec.Attrs["error"], "too many open files") {
 		t.Errorf("warning %v: want the cause", rec.Attrs)
 	}
 	f.mustExchange(t, c, "there now", "there now")
-	f.logs.waitN(t, 1, "the all-clear", func(r record) bool { return r.Msg == "receiving again" })
+	f.logs.waitN(t, 1, "the all-clear", isMsg("receiving again"))
 }

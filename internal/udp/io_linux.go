@@ -3,6 +3,7 @@ package udp
 import (
 	"encoding/binary"
 	"net/netip"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -95,11 +96,11 @@ func connectRaw(addr netip.AddrPort) (int, error) {
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return -1, err
+		return -1, os.NewSyscallError("socket", err)
 	}
 	if err := unix.Connect(fd, sa); err != nil {
 		unix.Close(fd)
-		return -1, err
+		return -1, os.NewSyscallError("connect", err)
 	}
 	return fd, nil
 }

@@ -23,10 +23,12 @@ func nothingWaiting(t *testing.T, c *net.UDPConn) {
 
 // TestSessionExpiresAndIsRecreated checks that an idle session ends with
 // its access line and releases its backend socket, and that the client's
-// next datagram opens a new session with a new socket.
+// next datagram opens a new session with a new socket. The timeout is
+// longer than exchange's resend interval, so that a datagram sent again
+// goes to the same session.
 func TestSessionExpiresAndIsRecreated(t *testing.T) {
 	be := startBackend(t, "127.0.0.1", echo)
-	f := start(t, options{cfg: backends("", be.addr()), rule: Rule{SessionTimeout: 200 * time.Millisecond}})
+	f := start(t, options{cfg: backends("", be.addr()), rule: Rule{SessionTimeout: time.Second}})
 	c := client(t, "")
 	f.mustExchange(t, c, "one", "one")
 	rec := f.logs.waitN(t, 1, "the first session's end", accessOf(c.LocalAddr(), "idle-timeout"))[0]
@@ -112,10 +114,14 @@ func waitSource(t *testing.T, be *udpBackend) netip.AddrPort {
 }
 
 // TestSessionCap refuses a client past max_sessions: its datagrams are
-// dropped, it is logged once, and it gets through once sessions have ended.
+// dropped, it is logged once, and it gets through once a session has ended.
+// The sessions have the default timeout, so none expires by itself while
+// the test runs, however slowly: the cap is certainly full while the third
+// client sends, and the refusal is remembered (five seconds) past its last
+// datagram. An operator's close makes room.
 func TestSessionCap(t *testing.T) {
 	be := startBackend(t, "127.0.0.1", echo)
-	f := start(t, options{cfg: backends("", be.addr()), rule: Rule{SessionTimeout: time.Second, MaxSessions: 2}})
+	f := start(t, options{cfg: backends("", be.addr()), rule: Rule{MaxSessions: 2}})
 	c1, c2, c3 := client(t, ""), client(t, ""), client(t, "")
 	f.mustExchange(t, c1, "a", "a")
 	f.mustExchange(t, c2, "b", "b")
@@ -132,17 +138,33 @@ func TestSessionCap(t *testing.T) {
 	if st := f.svc.Stats(); st.Rejected[ReasonMaxSessions] != 1 || st.Dropped != 3 {
 		t.Fatalf("stats %+v: want one max-sessions rejection, 3 dropped", st)
 	}
-	f.logs.waitN(t, 1, "c1's end", accessOf(c1.LocalAddr(), "idle-timeout"))
-	f.logs.waitN(t, 1, "c2's end", accessOf(c2.LocalAddr(), "idle-timeout"))
+	if !f.table.Stop(entryOf(t, f, c1), "closed") {
+		t.Fatal("c1's session was not in the table")
+	}
+	f.logs.waitN(t, 1, "c1's end", accessOf(c1.LocalAddr(), "closed"))
 	f.mustExchange(t, c3, "c", "c")
 }
 
+// entryOf returns the id of c's session in f's connection table.
+func entryOf(t *testing.T, f *fixture, c *net.UDPConn) uint64 {
+	t.Helper()
+	for _, snap := range f.table.Snapshots() {
+		if snap.Client == clientName(c.LocalAddr()) {
+			return snap.ID
+		}
+	}
+	t.Fatalf("no session of %s in the table", c.LocalAddr())
+	return 0
+}
+
 // TestAdmissionGate refuses a denied client, once per refusal memory,
-// while others pass.
+// while others pass. The refusal memory (the session timeout here) is long
+// enough that all five datagrams, sent at once, fall in one on a loaded
+// machine too.
 func TestAdmissionGate(t *testing.T) {
 	be := startBackend(t, "127.0.0.1", echo)
 	gate := admit.NewGate(admit.Policy{Deny: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}})
-	f := start(t, options{cfg: backends("", be.addr()), rule: Rule{SessionTimeout: 300 * time.Millisecond, Gate: gate}})
+	f := start(t, options{cfg: backends("", be.addr()), rule: Rule{SessionTimeout: 2 * time.Second, Gate: gate}})
 	denied, allowed := client(t, "127.0.0.2"), client(t, "127.0.0.1")
 	for range 5 {
 		if _, err := denied.WriteToUDP([]byte("let me in"), f.addr); err != nil {
@@ -170,9 +192,10 @@ func TestAdmissionGate(t *testing.T) {
 // TestBackendRefusesWithICMP sends to a port nobody listens on: each session
 // ends connect-failed with the ICMP error and counts against the backend,
 // which goes down after three; then the client is refused for want of a
-// backend, once.
+// backend, once (both its datagrams, sent at once, fall in one refusal
+// memory of 2 s).
 func TestBackendRefusesWithICMP(t *testing.T) {
-	f := start(t, options{cfg: backends("", deadAddr(t)), rule: Rule{SessionTimeout: 300 * time.Millisecond}})
+	f := start(t, options{cfg: backends("", deadAddr(t)), rule: Rule{SessionTimeout: 2 * time.Second}})
 	c := client(t, "")
 	b := f.pool.Backends()[0]
 	for i := 1; i <= 3; i++ {

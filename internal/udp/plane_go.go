@@ -2,7 +2,6 @@ package udp
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -101,11 +100,15 @@ func (p *goPlane) open(ss *session) {
 			ss.setupFailed(err, true)
 			return
 		}
-		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
-		if err != nil {
-			ss.setupFailed(fmt.Errorf("backend %s: %w", ss.backend.Address(), err), false)
+		if !p.svc.mayOpen(ss) {
 			return
 		}
+		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			ss.openFailed(err)
+			return
+		}
+		p.svc.opened()
 		if err := p.attach(ss, conn); err != nil {
 			if unreachable(err) {
 				ss.fail(err)

@@ -1,7 +1,6 @@
 package udp
 
 import (
-	"fmt"
 	"math"
 	"net/netip"
 	"os"
@@ -351,15 +350,20 @@ func (l *loopPlane) open(ss *session) {
 }
 
 // own opens the session's socket and makes the loop its holder, or, when
-// that fails or the session has ended meanwhile, finishes the session. It
-// reports whether the loop now holds the socket.
+// new sessions are paused, that fails or the session has ended meanwhile,
+// finishes the session. It reports whether the loop now holds the socket.
 func (l *loopPlane) own(ss *session, addr netip.AddrPort) bool {
-	fd, err := connectRaw(addr)
-	if err != nil {
-		ss.setupFailed(fmt.Errorf("backend %s: %w", ss.backend.Address(), os.NewSyscallError("connect", err)), false)
+	if !l.svc.mayOpen(ss) {
 		ss.finish()
 		return false
 	}
+	fd, err := connectRaw(addr)
+	if err != nil {
+		ss.openFailed(err)
+		ss.finish()
+		return false
+	}
+	l.svc.opened()
 	ss.mu.Lock()
 	if ss.ended {
 		ss.mu.Unlock()

@@ -23,7 +23,8 @@
 //   - closed, or another reason given to the entry's Stop: ended by an
 //     operator through the connection table.
 //   - connect-failed: no usable backend, the backend's name did not
-//     resolve, or the backend was unreachable before it ever replied.
+//     resolve, the backend was unreachable before it ever replied, or no
+//     socket could be opened for it (see below).
 //   - reset: the backend became unreachable after replying, or the socket
 //     failed.
 //   - rejected:<reason>: the client was refused: the admission gate's
@@ -36,6 +37,17 @@
 // sending logs one line per five seconds, not one per datagram. At most
 // 10,000 refused clients per rule are remembered; past that, refusals are
 // counted in the metrics only.
+//
+// A session whose socket cannot be opened (the process is out of file
+// descriptors, say) is not held against its backend, and it pauses new
+// sessions as the TCP accept loop pauses accepting: the rule warns once
+// ("new sessions paused: cannot open sockets; backing off"), tries again
+// after 5 ms, doubling up to 1 s while the tries fail, and logs "opening
+// sessions again" once a socket opens. Meanwhile new clients' datagrams are
+// dropped at once, and the clients turned away share one refusal: a single
+// connect-failed access line per five seconds (or session timeout, if
+// shorter), naming the first of them and counting all their datagrams in
+// dropped. Live sessions carry on.
 //
 // Sessions count in the rule's metrics as connections (opened and closed)
 // and as UDP sessions; refusals count as rejections by reason.
@@ -159,6 +171,7 @@ type Service struct {
 	rejected map[string]int64
 	serving  bool
 	drainEnd int64 // service clock at which a drain cuts every session
+	pause    pause // new sessions paused for want of sockets
 }
 
 // counters are datagram and byte counts each way.
@@ -235,10 +248,11 @@ func (s *Service) Serve(sock *Socket) error {
 // readingStopped notes that the listening socket is no longer read.
 func (s *Service) readingStopped() { s.stopOnce.Do(func() { close(s.readStopped) }) }
 
-// Backoff bounds for receive errors that a retry may cure.
+// Backoff bounds for failures that a retry may cure (receiving, opening a
+// session's socket), as between accepts in the TCP accept loop.
 const (
-	minReadDelay = 5 * time.Millisecond
-	maxReadDelay = time.Second
+	minBackoff = 5 * time.Millisecond
+	maxBackoff = time.Second
 )
 
 // receiveFailed handles an unexpected error receiving on the listening
@@ -246,10 +260,10 @@ const (
 // from 5 ms doubling to 1 s, and says so once per episode.
 func (s *Service) receiveFailed(err error) {
 	if s.readDelay == 0 {
-		s.readDelay = minReadDelay
+		s.readDelay = minBackoff
 		s.deps.Logger.Warn("cannot receive; backing off", "rule", s.Rule().Name, "error", err.Error())
 	} else {
-		s.readDelay = min(2*s.readDelay, maxReadDelay)
+		s.readDelay = min(2*s.readDelay, maxBackoff)
 	}
 	time.Sleep(s.readDelay)
 }

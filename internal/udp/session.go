@@ -149,7 +149,7 @@ func (ss *session) resolve() (netip.AddrPort, error) {
 // setupFailed ends a session whose socket could not be set up. A name that
 // did not resolve (blame) counts against the backend, unless a drain cut
 // the setup short; a socket sluice could not open (out of descriptors, say)
-// does not.
+// does not (see openFailed).
 func (ss *session) setupFailed(err error, blame bool) {
 	if ss.stop("connect-failed", err) && blame && ss.svc.ctx.Err() == nil {
 		ss.backend.ReportFailure(err)
@@ -201,7 +201,8 @@ func (ss *session) stop(end string, err error) bool {
 	return true
 }
 
-// finish releases what the session held and writes its access line.
+// finish releases what the session held and writes its access line, or,
+// when it found no socket, leaves that to the pause's refusal.
 func (ss *session) finish() {
 	ss.stop("reset", nil) // in case the plane let go without an end
 	svc, rule := ss.svc, ss.rs.rule
@@ -213,7 +214,9 @@ func (ss *session) finish() {
 	ss.mu.Lock()
 	end, err := ss.end, ss.endErr
 	ss.mu.Unlock()
-	svc.logAccess(ss, ss.backend.Address().String(), end, err)
+	if !svc.fold(ss, err) {
+		svc.logAccess(ss, ss.backend.Address().String(), end, err)
+	}
 	svc.wg.Done()
 }
 

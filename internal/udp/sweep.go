@@ -43,7 +43,7 @@ func (s *Service) sweepInterval() time.Duration {
 }
 
 // expire ends the sessions whose limit has passed and writes the access
-// lines of expired refusals. During a drain the limit of a session is also
+// lines of expired refusals (the pause's too). During a drain the limit of a session is also
 // the drain's quiet time, every refusal expires, and at the drain's end every
 // session does. It reports whether the drain is complete: reading has
 // stopped and no session is left.
@@ -53,6 +53,9 @@ func (s *Service) expire() (drained bool) {
 	var ended, refused []*session
 	s.mu.Lock()
 	cut := draining && now >= s.drainEnd
+	if w := s.expireWindowLocked(now, draining); w != nil {
+		refused = append(refused, w)
+	}
 	for _, ss := range s.sessions {
 		idle := time.Duration(now - ss.last.Load())
 		switch {

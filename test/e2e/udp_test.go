@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -159,22 +160,26 @@ max_sessions = %d
 
 // TestUDPSessionsFromConfig: udp_session_timeout ends idle sessions, and a
 // client past max_sessions is refused and logged, then served once a
-// session has ended.
+// session has ended. The first client keeps its session busy until the
+// second has been refused, so that a slow machine cannot let it expire
+// first.
 func TestUDPSessionsFromConfig(t *testing.T) {
 	t.Parallel()
 	be := startUDPEcho(t, "127.0.0.1:0")
-	p, addr := launchConfig(t, udpConfig(be.conn.LocalAddr().String(), "500ms", 1))
+	p, addr := launchConfig(t, udpConfig(be.conn.LocalAddr().String(), "2s", 1))
 	first, second := udpClient(t), udpClient(t)
 	if err := udpRoundTrip(first, addr, []byte("first")); err != nil {
 		t.Fatal(err)
 	}
 	to, _ := net.ResolveUDPAddr("udp", addr)
+	stop := keepSending(t, first, to, []byte("first"))
 	if _, err := second.WriteToUDP([]byte("second"), to); err != nil {
 		t.Fatal(err)
 	}
 	if rec := p.waitAccess(second); rec.str("end") != "rejected:max-sessions" || rec.num("dropped") < 1 {
 		t.Errorf("refused client's access line %v", rec)
 	}
+	stop()
 	rec := p.waitAccess(first)
 	if rec.str("end") != "idle-timeout" || rec.str("rule") != "dns" || rec.str("backend") != be.conn.LocalAddr().String() ||
 		rec.num("dgrams_down") < 1 || rec.num("down") < 5 {
@@ -183,6 +188,38 @@ func TestUDPSessionsFromConfig(t *testing.T) {
 	if err := udpRoundTrip(second, addr, []byte("second")); err != nil {
 		t.Fatalf("after the first session ended: %v", err)
 	}
+}
+
+// keepSending sends msg from c to to every 100 ms, far inside any session
+// timeout the tests use, until the function it returns is called.
+func keepSending(t *testing.T, c *net.UDPConn, to *net.UDPAddr, msg []byte) (stop func()) {
+	t.Helper()
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if _, err := c.WriteToUDP(msg, to); err != nil {
+					t.Errorf("keep-alive from %s: %v", c.LocalAddr(), err)
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(done)
+			<-stopped
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // TestUDPBackendUnreachable: a backend port with nothing on it answers with

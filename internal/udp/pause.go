@@ -1,0 +1,134 @@
+package udp
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"sluice/internal/backend"
+)
+
+// pause is a rule's state while its sessions cannot get a socket (the
+// process is out of descriptors, say): as the TCP accept loop stops
+// accepting, the rule stops opening sessions. After a failed socket it
+// tries again no sooner than 5 ms later, doubling up to 1 s while the
+// tries fail; the first socket that opens ends the pause. Meanwhile a new
+// client's datagrams are dropped at once, and the clients turned away
+// share one refusal (window): one access line per refusal memory, naming
+// the first of them and counting every datagram in dropped, instead of a
+// line per datagram.
+type pause struct {
+	delay  time.Duration // the backoff in force; zero: not paused
+	until  int64         // service clock before which no socket is tried
+	err    error         // why: the last socket error, a *backend.OpenError
+	window *session      // the refusal that counts what the pause turned away; nil: none now
+}
+
+// pausedLocked reports whether new sessions are paused at now.
+func (s *Service) pausedLocked(now int64) bool { return s.pause.delay > 0 && now < s.pause.until }
+
+// turnAwayLocked returns the refusal that counts the datagrams of clients
+// turned away by the pause, starting one with client p if there is none.
+func (s *Service) turnAwayLocked(p peer, rs *ruleState, now int64) *session {
+	if s.pause.window == nil {
+		s.pause.window = newRefusal(s, p, rs, "connect-failed", s.pause.err, now)
+	}
+	return s.pause.window
+}
+
+// expireWindowLocked returns the pause's refusal when it has expired at
+// now (or a drain is on), and lets go of it.
+func (s *Service) expireWindowLocked(now int64, draining bool) *session {
+	w := s.pause.window
+	if w == nil || (!draining && time.Duration(now-w.born) < w.timeout) {
+		return nil
+	}
+	s.pause.window = nil
+	return w
+}
+
+// mayOpen reports whether ss may try to open its socket now. While new
+// sessions are paused it may not: it ends, connect-failed for the pause's
+// reason, and the caller finishes it.
+func (s *Service) mayOpen(ss *session) bool {
+	s.mu.Lock()
+	paused, err := s.pausedLocked(s.now()), s.pause.err
+	s.mu.Unlock()
+	if paused {
+		ss.stop("connect-failed", err)
+	}
+	return !paused
+}
+
+// opened notes that a session's socket opened: a pause is over.
+func (s *Service) opened() {
+	s.mu.Lock()
+	was := s.pause.delay > 0
+	s.pause.delay = 0
+	s.mu.Unlock()
+	if was {
+		s.deps.Logger.Info("opening sessions again", "rule", s.Rule().Name)
+	}
+}
+
+// openFailed ends a session whose socket could not be set up; the caller
+// finishes it. Neither is held against the backend. A backend that cannot
+// be reached (no route, say) ends this session only. Any other failure is
+// sluice's own (no descriptor, no local port, no memory): it pauses new
+// sessions.
+func (ss *session) openFailed(err error) {
+	err = fmt.Errorf("backend %s: %w", ss.backend.Address(), err)
+	if unreachable(err) {
+		ss.setupFailed(err, false)
+		return
+	}
+	err = &backend.OpenError{Err: err}
+	ss.svc.pauseFor(err)
+	ss.setupFailed(err, false)
+}
+
+// pauseFor starts or prolongs the pause after a socket failed with err,
+// warning once per pause. A failure of a try made while a pause was
+// already in force (by a session set up at the same time) changes
+// nothing.
+func (s *Service) pauseFor(err error) {
+	now := s.now()
+	s.mu.Lock()
+	first := s.pause.delay == 0
+	if first {
+		s.pause.delay = minBackoff
+	} else if now < s.pause.until {
+		s.mu.Unlock()
+		return
+	} else {
+		s.pause.delay = min(2*s.pause.delay, maxBackoff)
+	}
+	s.pause.until, s.pause.err = now+int64(s.pause.delay), err
+	s.mu.Unlock()
+	if first {
+		s.deps.Logger.Warn("new sessions paused: cannot open sockets; backing off",
+			"rule", s.Rule().Name, "error", err.Error())
+	}
+}
+
+// fold adds a finished session that ended (with err) for want of a socket
+// to the pause's refusal, whose access line then counts its datagrams, and
+// reports whether it did. During a drain it does not: no more sessions
+// open then, so the session writes its own line.
+func (s *Service) fold(ss *session, err error) bool {
+	if !errors.As(err, new(*backend.OpenError)) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping.Load() {
+		return false
+	}
+	w := s.pause.window
+	if w == nil {
+		w = newRefusal(s, ss.key, ss.rs, "connect-failed", err, s.now())
+		s.pause.window = w
+	}
+	w.dropped.Add(ss.dropped.Load())
+	return true
+}
