@@ -8,7 +8,9 @@
 # Nothing needs installing first but Go: staticcheck runs at its pinned
 # version through `go run`, which fetches it into the module cache once.
 
+SHELL       := /bin/bash
 GO          ?= go
+PKGS        ?= ./...
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20s
 
@@ -24,8 +26,10 @@ lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
+# unit prints what a plain go test would, then one line per skipped test
+# and why (a missing Chromium, HAProxy, root, ...): a skip is not an "ok".
 unit:
-	$(GO) test -race -count=1 -timeout 15m ./...
+	set -o pipefail; $(GO) test -race -count=1 -timeout 15m -json $(PKGS) | $(GO) run ./test/skipreport
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./internal/proxyproto
