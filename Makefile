@@ -2,27 +2,41 @@
 #
 #   make build   build ./sluice
 #   make test    everything CI runs: format, vet, staticcheck, race tests,
-#                a bounded fuzz run and a smoke run of the benchmark
+#                the allocation tests without -race, a bounded fuzz run
+#                and a smoke run of the benchmark
 #   make bench   the full side-by-side benchmark (minutes)
+#
+# Nothing needs installing first but Go: staticcheck runs at its pinned
+# version through `go run`, which fetches it into the module cache once.
 
+SHELL       := /bin/bash
 GO          ?= go
-STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
+PKGS        ?= ./...
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20s
 
-.PHONY: build test lint unit fuzz bench-smoke bench
+.PHONY: build test lint unit alloc fuzz bench-smoke bench
 
 build:
 	$(GO) build -o sluice ./cmd/sluice
 
-test: lint unit fuzz bench-smoke
+test: lint unit alloc fuzz bench-smoke
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
+# unit prints what a plain go test would, then one line per skipped test
+# and why (a missing Chromium, HAProxy, root, ...): a skip is not an "ok".
 unit:
-	$(GO) test -race -count=1 -timeout 15m ./...
+	set -o pipefail; $(GO) test -race -count=1 -timeout 15m -json $(PKGS) | $(GO) run ./test/skipreport
+
+# alloc runs the allocation tests (testing.AllocsPerRun; their names say
+# Alloc) once more without -race: the race detector allocates by itself, so
+# under it they skip or would count its allocations.
+alloc:
+	$(GO) test -count=1 -run Alloc $(PKGS)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./internal/proxyproto

@@ -57,8 +57,8 @@ func (res *results) record(fig figure, f forwarder, out result, err error) {
 		if !f.peer {
 			res.errs = append(res.errs, err)
 		} else {
-			// A peer that loses or mixes up data (socat's forking UDP
-			// listener does under load) is marked, not a failed run.
+			// A peer that loses or mixes up data is marked, not a
+			// failed run.
 			res.peerErrs = append(res.peerErrs, err)
 		}
 	}

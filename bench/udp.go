@@ -27,6 +27,8 @@ const (
 	// udpRRTimeout is how long a request waits for its answer before it is
 	// sent again (and counted lost).
 	udpRRTimeout = 200 * time.Millisecond
+	// udpOpenLimit bounds the opening of the request/response sessions.
+	udpOpenLimit = 10 * time.Second
 	// sinkQuiet and sinkSettle bound the wait for datagrams still in a
 	// forwarder's buffers once the senders stop.
 	sinkQuiet  = 100 * time.Millisecond
@@ -124,16 +126,27 @@ func stopUDP(p *proc) error {
 // udpReqResp keeps udpRRSockets sockets playing 64-byte ping-pong with the
 // echo backend for the figure's duration and reports round trips per
 // second. A request unanswered for udpRRTimeout is sent again and counted
-// lost; an answer that differs from its request fails the figure.
+// lost; an answer that differs from its request fails the figure. The
+// sessions are opened before the clock starts, one at a time (see
+// openUDPSessions).
 func udpReqResp(ctx context.Context, e env) (result, error) {
+	conns, err := openUDPSessions(ctx, e.addr, udpRRSockets)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	if err != nil {
+		return result{}, err
+	}
 	counts := make([]int64, udpRRSockets)
 	lost := make([]int64, udpRRSockets)
 	errs := make([]error, udpRRSockets)
 	start := time.Now()
 	until := start.Add(e.d)
 	var wg sync.WaitGroup
-	for i := range udpRRSockets {
-		wg.Go(func() { counts[i], lost[i], errs[i] = udpPingPong(ctx, e.addr, uint32(i), until) })
+	for i, c := range conns {
+		wg.Go(func() { counts[i], lost[i], errs[i] = udpPingPong(ctx, c, uint32(i), until) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -155,17 +168,45 @@ func udpReqResp(ctx context.Context, e env) (result, error) {
 	return res, ctx.Err()
 }
 
-// udpPingPong does round trips from one socket until the deadline and
-// returns how many completed and how many requests were sent again.
-func udpPingPong(ctx context.Context, addr string, id uint32, until time.Time) (done, lost int64, err error) {
-	c, err := dialUDP(addr)
-	if err != nil {
-		return 0, 0, err
+// openUDPSessions dials n sockets to addr and opens the forwarder's session
+// for each with a first round trip (request 1), one socket after another.
+// A forwarder learns a client from its first datagram; socat's forking
+// listener hands the listening socket, connected to that client, to a
+// child, and datagrams of other clients already queued on it go along and
+// get their answers sent to the wrong client. Opening the sessions one at a
+// time measures the steady state, for every forwarder alike.
+func openUDPSessions(ctx context.Context, addr string, n int) ([]*net.UDPConn, error) {
+	deadline := time.Now().Add(udpOpenLimit)
+	msg, buf := make([]byte, msgSize), make([]byte, 1<<16)
+	var conns []*net.UDPConn
+	for i := range n {
+		c, err := dialUDP(addr)
+		if err != nil {
+			return conns, err
+		}
+		conns = append(conns, c)
+		fillDatagram(msg, uint32(i), 1)
+		ok := false
+		for !ok && err == nil && ctx.Err() == nil && time.Now().Before(deadline) {
+			ok, err = udpRoundTrip(c, msg, buf, 1)
+		}
+		if err != nil {
+			return conns, fmt.Errorf("udp request/response: opening session %d: %w", i, err)
+		}
+		if !ok {
+			return conns, fmt.Errorf("udp request/response: session %d not answered within %v", i, udpOpenLimit)
+		}
 	}
-	defer c.Close()
+	return conns, ctx.Err()
+}
+
+// udpPingPong does round trips on c, an opened session (request 1 is done),
+// until the deadline and returns how many completed and how many requests
+// were sent again.
+func udpPingPong(ctx context.Context, c *net.UDPConn, id uint32, until time.Time) (done, lost int64, err error) {
 	defer context.AfterFunc(ctx, func() { c.Close() })()
 	msg, buf := make([]byte, msgSize), make([]byte, 1<<16)
-	for seq := uint64(1); time.Now().Before(until); seq++ {
+	for seq := uint64(2); time.Now().Before(until); seq++ {
 		fillDatagram(msg, id, seq)
 		ok, err := udpRoundTrip(c, msg, buf, seq)
 		for !ok && err == nil && time.Now().Before(until) {

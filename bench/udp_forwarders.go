@@ -77,7 +77,8 @@ func probeSocat(ctx context.Context, _ setupOptions) (forwarder, string, error) 
 			host, port, _ := strings.Cut(listen, ":")
 			return []string{bin, "-T", "10", "UDP4-LISTEN:" + port + ",bind=" + host + ",reuseaddr,fork", "UDP4:" + backend}, nil
 		},
-		notes: []string{"socat: UDP figures only, UDP4-LISTEN with fork (a process per client), -T 10"},
+		notes: []string{"socat: UDP figures only, UDP4-LISTEN with fork (a process per client), -T 10;" +
+			" it mixes up clients whose first datagrams arrive together, so request/response opens its sessions one at a time"},
 	}, "", nil
 }
 

@@ -11,11 +11,12 @@ import (
 // not. The direction is cmd → server → {tcp, udp, admin} → the leaves; a
 // package missing here may depend on nothing of sluice's own.
 var layers = map[string][]string{
-	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll"},
-	"internal/tcp":        {"internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/config", "internal/workers", "internal/congestion", "internal/epoll"},
-	"internal/udp":        {"internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/config", "internal/congestion"},
+	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll"},
+	"internal/tcp":        {"internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/config", "internal/workers", "internal/congestion", "internal/epoll"},
+	"internal/udp":        {"internal/access", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/config", "internal/congestion"},
 	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/backend", "internal/config", "internal/congestion"},
 	"internal/metrics":    {},
+	"internal/access":     {},
 	"internal/backend":    {"internal/config", "internal/congestion"},
 	"internal/admit":      {},
 	"internal/conntrack":  {},
@@ -32,6 +33,7 @@ var leaves = map[string][]string{
 	"internal/relay":      {"golang.org/x/sys/"},
 	"internal/epoll":      {"golang.org/x/sys/"},
 	"internal/proxyproto": {},
+	"internal/access":     {},
 	"internal/config":     {"github.com/pelletier/go-toml/v2", "golang.org/x/sys/"},
 	"internal/congestion": {"golang.org/x/sys/"},
 }

@@ -22,6 +22,10 @@ import (
 // dashboard for a person to look at.
 const screenshotPath = "/tmp/dashboard.png"
 
+// unhealthyShotPath is where it leaves a picture of the dashboard while the
+// server is unhealthy.
+const unhealthyShotPath = "/tmp/dashboard-unhealthy.png"
+
 // findChromium returns the path of a Chromium or Chrome binary. Without
 // one the test skips, except under CI=true, where it fails.
 func findChromium(t *testing.T) string {
@@ -216,6 +220,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	checkChartsFollowTraffic(t, tab, busy)
 	closeFromDashboard(t, tab, ctl, victim, victimID, busyID)
+	checkHealthReasonShown(t, tab, &console, ctl)
 
 	shot, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -276,6 +281,7 @@ func checkChartsFollowTraffic(t *testing.T, tab context.Context, busy net.Conn) 
 	if err := <-pumped; err != nil {
 		t.Fatalf("pump traffic: %v", err)
 	}
+	checkRatesSmoothed(t, tab)
 	if after := eval[string](t, tab, jsBytesHash); after == before {
 		t.Error("the throughput canvas did not change while traffic flowed")
 	}
@@ -328,5 +334,71 @@ func closeFromDashboard(t *testing.T, tab context.Context, ctl *testController, 
 	}
 	if !eval[bool](t, tab, fmt.Sprintf(`document.querySelector('tr[data-id="%d"]') !== null`, keepID)) {
 		t.Error("the other connection left the table")
+	}
+}
+
+// rateWindow is how long the dashboard averages its rates over, as the page
+// says.
+const rateWindow = 5 * time.Second
+
+// checkRatesSmoothed runs after a burst of traffic has stopped: the page
+// says its rates are averaged over rateWindow, and two polls later (a whole
+// poll interval with no traffic) the upload rate still shows the burst,
+// where an unsmoothed rate would read 0.
+func checkRatesSmoothed(t *testing.T, tab context.Context) {
+	t.Helper()
+	stopped := time.Now()
+	polls := eval[float64](t, tab, jsPolls)
+	waitFor(t, tab, "two polls after the traffic stopped", fmt.Sprintf(`%s >= %v`, jsPolls, polls+2))
+	up := eval[string](t, tab, `document.getElementById('t-up').textContent`)
+	rule := eval[string](t, tab, `document.querySelector('[data-rule="web"] .v-up').textContent`)
+	if late := time.Since(stopped); late > rateWindow-time.Second {
+		t.Logf("two polls took %v on this machine: too long to tell a smoothed rate from a plain one", late)
+	} else if strings.HasPrefix(up, "0 B") || strings.HasPrefix(rule, "0 B") {
+		t.Errorf("upload rate %q (tile), %q (rule) %v after the traffic stopped, want the burst averaged over %v", up, rule, late, rateWindow)
+	}
+	text := eval[string](t, tab, `document.body.innerText`)
+	if want := fmt.Sprintf("rates averaged over %d s", int(rateWindow.Seconds())); !strings.Contains(text, want) {
+		t.Errorf("the page does not say %q:\n%s", want, text)
+	}
+}
+
+// checkHealthReasonShown makes the server unhealthy and checks that the
+// reason is text on the page (not only a tooltip), in the header and on
+// the rule's card it names, and that it goes when the server is healthy
+// again.
+func checkHealthReasonShown(t *testing.T, tab context.Context, console *consoleLog, ctl *testController) {
+	t.Helper()
+	const reason = `rule "web": listen 127.0.0.1:8080: use of closed file`
+	ctl.setHealth(false, reason)
+	waitFor(t, tab, "the unhealthy pill", `document.getElementById('health').textContent === 'unhealthy'`)
+	if text := eval[string](t, tab, `document.querySelector('header.top').innerText`); !strings.Contains(text, reason) {
+		t.Errorf("the header does not show why the server is unhealthy: %q, want %q", text, reason)
+	}
+	card := eval[string](t, tab, `document.querySelector('[data-rule="web"]').innerText`)
+	if want := "listen 127.0.0.1:8080: use of closed file"; !strings.Contains(card, want) {
+		t.Errorf("rule web's card does not show its problem %q:\n%s", want, card)
+	}
+	if other := eval[string](t, tab, `document.querySelector('[data-rule="dns"]').innerText`); strings.Contains(other, "closed file") {
+		t.Errorf("rule dns's card shows web's problem:\n%s", other)
+	}
+	shot, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(unhealthyShotPath, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctl.setHealth(true, "")
+	waitFor(t, tab, "the healthy pill", `document.getElementById('health').textContent === 'healthy'`)
+	if text := eval[string](t, tab, `document.body.innerText`); strings.Contains(text, "closed file") {
+		t.Errorf("the reason stays on the page once healthy:\n%s", text)
+	}
+	// The browser logs each 503 from /healthz as a failed load; anything
+	// else is a problem.
+	for _, p := range console.take() {
+		if !strings.Contains(p, "status of 503 (Service Unavailable)") || !strings.HasSuffix(p, "/healthz") {
+			t.Errorf("the dashboard wrote to the console while unhealthy: %s", p)
+		}
 	}
 }

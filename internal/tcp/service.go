@@ -3,13 +3,13 @@ package tcp
 import (
 	"context"
 	"log/slog"
-	"math"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"sluice/internal/access"
 	"sluice/internal/admit"
 	"sluice/internal/backend"
 	"sluice/internal/congestion"
@@ -155,7 +155,7 @@ func (s *Service) writeAccess(rule *Rule, client, backend string, res relay.Resu
 		slog.String("backend", backend),
 		slog.Int64("up", res.Up),
 		slog.Int64("down", res.Down),
-		slog.Float64("duration", math.Round(time.Since(start).Seconds()*1e6)/1e6),
+		access.Seconds("duration", time.Since(start)),
 		slog.String("end", string(res.End)),
 	}
 	if res.Err != nil {

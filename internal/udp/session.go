@@ -3,13 +3,13 @@ package udp
 import (
 	"context"
 	"log/slog"
-	"math"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"sluice/internal/access"
 	"sluice/internal/admit"
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
@@ -236,7 +236,7 @@ func (s *Service) logAccess(ss *session, backendName, end string, err error) {
 		slog.Int64("down", t.downBytes.Load()),
 		slog.Int64("dgrams_up", t.upDgrams.Load()),
 		slog.Int64("dgrams_down", t.downDgrams.Load()),
-		slog.Float64("duration", math.Round(time.Since(ss.start).Seconds()*1e6)/1e6),
+		access.Seconds("duration", time.Since(ss.start)),
 		slog.String("end", end),
 	)
 	if d := ss.dropped.Load(); d > 0 {

@@ -1,6 +1,10 @@
 // The live dashboard of sluice's admin server. Every second it polls
 // /api/v1/rules, /api/v1/connections and /healthz, turns counter deltas into
-// rates, keeps five minutes of history per rule and draws it on canvases.
+// rates averaged over the last RATE_WINDOW_MS (a bulk flow's bytes arrive in
+// bursts, and a rate per poll jumped between 0 and its peak), keeps five
+// minutes of history per rule and draws it on canvases. When /healthz says
+// unhealthy, its reason is shown in the header and on the card of each rule
+// it names.
 // No libraries: everything here was written for sluice.
 //
 // With admin_token set, the token comes from the URL fragment (#token=...)
@@ -20,6 +24,7 @@
   var CONN_LIMIT = 500;
   var KEY = 'sluice-admin-token';
   var GAP_MS = 3 * POLL_MS; // samples further apart than this are not joined
+  var RATE_WINDOW_MS = 5000; // rates are averaged over this long
 
   var token = new URLSearchParams(location.hash.slice(1)).get('token') || sessionStorage.getItem(KEY) || '';
 
@@ -292,7 +297,7 @@
     el.querySelector('.name').textContent = name;
     var card = {
       el: el,
-      prev: null,
+      samples: [], // counters over the last RATE_WINDOW_MS, see windowStart
       hist: { t: [], up: [], down: [], active: [], fresh: [] },
       backendsKey: '',
       bytes: new Chart(el.querySelector('.c-bytes'), [{ key: 'down', color: '--down' }, { key: 'up', color: '--up' }], fmtAxisRate, 1024, 1024),
@@ -310,20 +315,31 @@
     return b >= a ? b - a : b;
   }
 
+  // windowStart adds the sample v taken at t to samples, drops those no
+  // longer needed, and returns the latest sample at least RATE_WINDOW_MS
+  // old (or the oldest, while the window fills): the base of a rate
+  // averaged over the window. It returns null for the first sample.
+  function windowStart(samples, t, v) {
+    samples.push({ t: t, v: v });
+    while (samples.length > 2 && samples[1].t <= t - RATE_WINDOW_MS) {
+      samples.shift();
+    }
+    return samples.length > 1 ? samples[0] : null;
+  }
+
   // sample adds one poll of a rule's counters to its history and returns
-  // the rates since the previous poll (null on the first).
+  // the rates over the last RATE_WINDOW_MS (null on the first poll).
   function sample(card, c, now) {
-    var prev = card.prev;
-    card.prev = { t: now, c: c };
-    if (!prev) {
+    var base = windowStart(card.samples, now, c);
+    if (!base) {
       return null;
     }
-    var dt = (now - prev.t) / 1000;
+    var dt = (now - base.t) / 1000;
     var r = {
-      up: delta(prev.c.bytes_up, c.bytes_up) / dt,
-      down: delta(prev.c.bytes_down, c.bytes_down) / dt,
-      fresh: delta(prev.c.connections_total, c.connections_total) / dt,
-      rejected: delta(prev.c.rejected, c.rejected) / dt,
+      up: delta(base.v.bytes_up, c.bytes_up) / dt,
+      down: delta(base.v.bytes_down, c.bytes_down) / dt,
+      fresh: delta(base.v.connections_total, c.connections_total) / dt,
+      rejected: delta(base.v.rejected, c.rejected) / dt,
       active: c.active,
     };
     var h = card.hist;
@@ -468,7 +484,7 @@
     td.className = 'num';
     td.appendChild(btn);
     tr.appendChild(td);
-    return { tr: tr, cells: cells, prev: null };
+    return { tr: tr, cells: cells, samples: [] };
   }
 
   function closeConnection(id, btn) {
@@ -521,10 +537,10 @@
       row.cells.age.textContent = fmtAge(serverNow - Date.parse(c.since));
       row.cells.up.textContent = fmtBytes(c.bytes_up);
       row.cells.down.textContent = fmtBytes(c.bytes_down);
-      if (row.prev) {
-        row.cells.rate.textContent = fmtRate(delta(row.prev.bytes, bytes) / ((now - row.prev.t) / 1000));
+      var base = windowStart(row.samples, now, bytes);
+      if (base) {
+        row.cells.rate.textContent = fmtRate(delta(base.v, bytes) / ((now - base.t) / 1000));
       }
-      row.prev = { t: now, bytes: bytes };
       tbody.appendChild(row.tr); // newest first
     });
     rows.forEach(function (row, id) {
@@ -540,17 +556,30 @@
 
   // ---------------------------------------------------------------- health
 
+  // renderHealth shows /healthz's verdict, and when it is unhealthy its
+  // reason: in the header, and each part that names a rule ('rule "web":
+  // listen ...: use of closed file', parts joined by "; ") on that rule's card.
   function renderHealth(res, text) {
     var pill = document.getElementById('health');
-    if (res.ok) {
-      pill.dataset.state = 'ok';
-      pill.textContent = 'healthy';
-      pill.title = '';
-    } else {
-      pill.dataset.state = 'bad';
-      pill.textContent = 'unhealthy';
-      pill.title = text.trim();
-    }
+    var reason = res.ok ? '' : text.trim();
+    pill.dataset.state = res.ok ? 'ok' : 'bad';
+    pill.textContent = res.ok ? 'healthy' : 'unhealthy';
+    pill.title = reason;
+    var header = document.getElementById('health-reason');
+    header.textContent = reason;
+    header.hidden = !reason;
+    var byRule = new Map();
+    reason.split('; ').forEach(function (part) {
+      var m = /^rule "((?:[^"\\]|\\.)*)": (.*)$/.exec(part);
+      if (m) {
+        byRule.set(m[1], (byRule.has(m[1]) ? byRule.get(m[1]) + '; ' : '') + m[2]);
+      }
+    });
+    cards.forEach(function (card, name) {
+      var p = card.el.querySelector('.problem');
+      p.textContent = byRule.get(name) || '';
+      p.hidden = !byRule.has(name);
+    });
   }
 
   // ------------------------------------------------------------------ loop
@@ -594,5 +623,6 @@
   }
 
   document.getElementById('window-note').textContent = 'up to the last ' + WINDOW_MS / 60000 + ' minutes';
+  document.getElementById('rate-note').textContent = 'rates averaged over ' + RATE_WINDOW_MS / 1000 + ' s';
   poll();
 })();
