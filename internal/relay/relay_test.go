@@ -59,6 +59,13 @@ func startPair(t *testing.T, network string, opts Options) *pair {
 	t.Helper()
 	client, front := connPair(t, network)
 	back, server := connPair(t, network)
+	return startPairOf(t, client, front, back, server, opts)
+}
+
+// startPairOf starts a relay between front and back, whose far ends are
+// client and server.
+func startPairOf(t *testing.T, client, front, back, server net.Conn, opts Options) *pair {
+	t.Helper()
 	p := &pair{client: client, server: server, relay: New(front, back, opts), result: make(chan Result, 1)}
 	go func() { p.result <- p.relay.Run() }()
 	t.Cleanup(func() {
