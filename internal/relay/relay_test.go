@@ -300,10 +300,12 @@ func testIdleTimeout(t *testing.T, e *Engine) {
 func TestIdleTimeoutOtherDirection(t *testing.T) { eachEngine(t, testIdleTimeoutOtherDirection) }
 
 func testIdleTimeoutOtherDirection(t *testing.T, e *Engine) {
-	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: 300 * time.Millisecond})
+	// Ten pings 200 ms apart outlive the 1 s limit twice over, and a ping
+	// may come 800 ms late before the relay would be idle.
+	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: time.Second})
 	buf := make([]byte, 4)
 	for i := 0; i < 10; i++ {
-		time.Sleep(100 * time.Millisecond) // the traffic pattern under test
+		time.Sleep(200 * time.Millisecond) // the traffic pattern under test
 		if _, err := p.server.Write([]byte("ping")); err != nil {
 			t.Fatal(err)
 		}
@@ -591,7 +593,8 @@ func testStopDuringBulk(t *testing.T, e *Engine) {
 	}{{"splice", NewPools(0)}, {"buffers", NewPools(-1)}} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer tc.pools.Close()
-			p := startPair(t, "tcp", Options{Engine: e, Pools: tc.pools})
+			counters := &Counters{}
+			p := startPair(t, "tcp", Options{Engine: e, Pools: tc.pools, Counters: counters})
 			stream := func(c net.Conn) {
 				buf := make([]byte, 64<<10)
 				for {
@@ -605,7 +608,9 @@ func testStopDuringBulk(t *testing.T, e *Engine) {
 			go drain(p.server)
 			go stream(p.server)
 			go drain(p.client)
-			time.Sleep(200 * time.Millisecond)
+			waitFor(t, "a MiB relayed each way", func() bool {
+				return counters.BytesUp() >= 1<<20 && counters.BytesDown() >= 1<<20
+			})
 			p.relay.Stop(EndClosed)
 			if r := p.wait(t); r.End != EndClosed || r.Up == 0 || r.Down == 0 {
 				t.Fatalf("result %+v", r)
@@ -622,9 +627,10 @@ func TestBusyThenHalfClose(t *testing.T) { eachEngine(t, testBusyThenHalfClose) 
 // testBusyThenHalfClose: a connection busy for longer than its idle limit
 // and then half-closed ends with EOF, not a timeout: the half-close limit
 // (shorter than the time since the idle timer last looked) must count from
-// the last activity, not from when the timer last saw some.
+// the last activity, not from when the timer last saw some. The backend
+// has the half-close limit, 500 ms, to answer the FIN with its own.
 func testBusyThenHalfClose(t *testing.T, e *Engine) {
-	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: time.Second, HalfCloseTimeout: 200 * time.Millisecond})
+	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: time.Second, HalfCloseTimeout: 500 * time.Millisecond})
 	go io.Copy(p.server, p.server) // echo until the client's FIN
 	buf := make([]byte, 1)
 	for i := range 15 {
