@@ -354,12 +354,19 @@ func TestIdleHoldsNothing(t *testing.T) { eachEngine(t, testIdleHoldsNothing) }
 func testIdleHoldsNothing(t *testing.T, e *Engine) {
 	pools := NewPools(0)
 	p := startPair(t, "tcp", Options{Engine: e, Pools: pools})
-	buf := make([]byte, 1000)
+	msg, buf := bytes.Repeat([]byte("idle"), 250), make([]byte, 1000)
 	for i := 0; i < 20; i++ {
-		p.client.Write(buf)
-		io.ReadFull(p.server, buf)
-		p.server.Write(buf)
-		io.ReadFull(p.client, buf)
+		for _, way := range []struct {
+			name     string
+			from, to net.Conn
+		}{{"up", p.client, p.server}, {"down", p.server, p.client}} {
+			if _, err := way.from.Write(msg); err != nil {
+				t.Fatalf("round %d %s: %v", i, way.name, err)
+			}
+			if _, err := io.ReadFull(way.to, buf); err != nil || !bytes.Equal(buf, msg) {
+				t.Fatalf("round %d %s: got %q, %v", i, way.name, buf, err)
+			}
+		}
 		if n := waitLent(pools); n != 0 {
 			t.Fatalf("round %d: %d carriers lent while idle", i, n)
 		}
@@ -480,16 +487,25 @@ func testBandwidth(t *testing.T, e *Engine) {
 	const size = 1 << 20
 	p := startPair(t, "tcp", Options{Engine: e, Bandwidth: rate})
 	start := time.Now()
-	go sendAndHash(p.client, size)
-	_, n, err := readAndHash(p.server)
+	type sent struct {
+		sum [32]byte
+		err error
+	}
+	sentCh := make(chan sent, 1)
+	go func() { s, err := sendAndHash(p.client, size); sentCh <- sent{s, err} }()
+	got, n, err := readAndHash(p.server)
+	took := time.Since(start)
 	if err != nil || n != size {
 		t.Fatalf("got %d bytes, %v", n, err)
+	}
+	if s := <-sentCh; s.err != nil || s.sum != got {
+		t.Fatalf("send: %v; bytes changed on the way: %v", s.err, s.sum != got)
 	}
 	// The bucket starts full (a tenth of a second's worth), so the
 	// transfer cannot finish before (size - burst) / rate.
 	burst := rate / 10
 	least := time.Duration(size-burst) * time.Second / rate
-	if took := time.Since(start); took < least {
+	if took < least {
 		t.Fatalf("%d bytes at %d B/s took %v, less than %v", size, rate, took, least)
 	}
 }

@@ -491,6 +491,9 @@ func TestBackendKilledMidRun(t *testing.T) {
 		if _, err := io.ReadFull(conn, got); err != nil {
 			return err
 		}
+		if !bytes.Equal(got, msg) {
+			return fmt.Errorf("echo %q, want %q", got, msg)
+		}
 		return nil
 	}
 	for i := 0; i < 30; i++ {
