@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -192,12 +193,30 @@ func TestActiveChecksDoNotTrial(t *testing.T) {
 	}
 }
 
+// checkers counts the goroutines that run health checks: those Pool.Start
+// made. A goroutine is listed, with who created it, from its go statement
+// on, so the count is exact as soon as Start returns.
+func checkers() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "created by sluice/internal/backend.(*Pool).Start in ")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
 func TestStartStopAreSafe(t *testing.T) {
 	srv := startPingServer(t, "tcp", "127.0.0.1:0", "")
 	rule := config.Rule{Name: "web", HealthCheck: fastCheck(), Backends: backends([]config.Address{srv.addr}, nil)}
 	p := NewPool(rule, nil, nil)
+	before := checkers()
 	p.Start()
 	p.Start() // a second Start adds no checkers
+	if n := checkers() - before; n != len(p.backends) {
+		t.Fatalf("%d health checkers after two Starts, want one per backend (%d)", n, len(p.backends))
+	}
 	waitChecks(t, srv, 3)
 	p.Stop()
 	p.Stop()

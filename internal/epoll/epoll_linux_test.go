@@ -1,6 +1,8 @@
 package epoll
 
 import (
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +54,19 @@ func TestWaitReturnsKeyedEvents(t *testing.T) {
 	}
 }
 
+// waiting reports whether a goroutine waits in the Go runtime's poller
+// inside Set.Wait.
+func waiting() bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "[IO wait") && strings.Contains(g, "epoll.(*Set).Wait(") {
+			return true
+		}
+	}
+	return false
+}
+
 // TestCloseEndsWait: closing the set ends a Wait in progress with an error.
 func TestCloseEndsWait(t *testing.T) {
 	s, err := New("test", 8)
@@ -63,7 +78,12 @@ func TestCloseEndsWait(t *testing.T) {
 		_, err := s.Wait()
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); !waiting(); {
+		if time.Now().After(deadline) {
+			t.Fatal("Wait did not start waiting")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	s.Close()
 	select {
 	case err := <-done:

@@ -156,6 +156,8 @@ func (d *direction) finish() {
 		}
 		return
 	}
+	d.r.touch() // the FIN passed on: the other side may answer
+	d.r.settle()
 	d.r.halfClosed.Store(true)
 	if d.r.idleLimit() > 0 {
 		deadline := d.r.deadline(time.Now())
@@ -186,9 +188,10 @@ func (d *direction) waited(err error, reading bool) error {
 	if !isDeadline(err) {
 		return err
 	}
-	now := time.Now()
 	before := d.seen
-	d.r.noticeActivity(now, &d.seen)
+	d.seen = d.r.activity.Load()
+	d.r.settle()
+	now := time.Now()
 	if deadline := d.r.idleDeadline(); !deadline.IsZero() && !now.Before(deadline) {
 		return errIdle
 	}
@@ -237,6 +240,7 @@ func (d *direction) copyBuffered() error {
 	pools := d.r.pools
 	d.setWriteDeadline() // plain writes cannot set it lazily
 	for {
+		d.r.settle() // the read (or the bandwidth limit) may wait
 		buf := pools.buffer()
 		n, err := d.src.Read((*buf)[:d.allow(len(*buf))])
 		if n > 0 {

@@ -171,6 +171,7 @@ func (ec *engineConn) passFIN(f *flow) error {
 		return err
 	}
 	r := ec.r
+	r.touch() // the FIN passed on: the other side may answer
 	r.halfClosed.Store(true)
 	if r.idleLimit() > 0 {
 		r.armIdleTimer()

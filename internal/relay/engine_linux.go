@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -247,6 +248,7 @@ func (l *loop) serve(events []unix.EpollEvent) {
 	for _, ec := range again {
 		ec.serve()
 	}
+	l.settle(again)
 	clear(again)
 	if l.again == nil {
 		l.again = again[:0]
@@ -267,6 +269,19 @@ func (l *loop) serve(events []unix.EpollEvent) {
 	}
 	clear(l.ready)
 	l.callDone()
+}
+
+// settle records the time of this round's progress for the relays served
+// in it (see Relay.settle), reading the clock at most once: after the
+// round, so never before a byte it moved.
+func (l *loop) settle(again []*engineConn) {
+	var now time.Time
+	for _, ev := range l.ready {
+		ev.ec.r.settleAt(&now)
+	}
+	for _, ec := range again {
+		ec.r.settleAt(&now)
+	}
 }
 
 // report queues a finished relay's done call for the end of the round.

@@ -18,6 +18,7 @@ import (
 func (d *direction) copyRaw() error {
 	c := &d.raw.c
 	for {
+		d.r.settle() // the bandwidth limit, or the read, may wait
 		d.raw.size = max(d.r.pools.pipeSize, bufferSize)
 		if d.throttle != nil {
 			d.raw.size = d.throttle.allow(d.raw.size)
@@ -130,6 +131,7 @@ func (d *direction) readOnce(fd uintptr) bool {
 		case unix.EAGAIN:
 			pools.release(*c)
 			*c = chunk{}
+			d.r.settle()
 			return false // wait for readability holding nothing
 		}
 		if c.err != nil || c.n <= 0 || d.throttle != nil {
@@ -185,6 +187,7 @@ func (d *direction) writeOnce(fd uintptr) bool {
 	if d.writeAvailable(fd) {
 		return true
 	}
+	d.r.settle()
 	if !d.writeDeadline {
 		d.setWriteDeadline() // about to wait: bound it
 	}

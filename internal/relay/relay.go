@@ -94,11 +94,12 @@ type Relay struct {
 	opts            Options
 	pools           *Pools
 	start           time.Time
-	activity        atomic.Uint64 // chunks moved either way; see touch
+	activity        atomic.Uint64 // chunks moved either way and FINs passed on; see touch
+	settled         atomic.Uint64 // the activity that last accounts for; see settle
 	// ending is set when Stop or abort ends the relay, for directions that
 	// move chunk after chunk without returning to the poller (readOnce).
 	ending     atomic.Bool
-	last       atomic.Int64 // nanoseconds since start when activity was last seen to change
+	last       atomic.Int64 // nanoseconds since start by when the settled activity had happened
 	halfClosed atomic.Bool  // one direction has finished
 	live       atomic.Int32 // directions not yet finished
 	up, down   *direction
@@ -115,7 +116,6 @@ type Relay struct {
 	err       error
 	stopped   bool
 	idleTimer *time.Timer // checks the idle limit while directions are parked
-	timerSeen uint64      // activity when idleTimer was armed
 	ec        *engineConn // set once the engine carries the relay
 }
 
@@ -318,9 +318,7 @@ func (r *Relay) unpark() {
 
 // armIdleTimer makes sure the idle limit is checked while no goroutine
 // waits on a deadline: a direction is parked, or the relay is on an engine.
-//
-// Activity the timer has not seen yet counts as happening now: arming it
-// must not absorb progress without moving the idle deadline.
+// The timer fires when the relay would be idle, given its last progress.
 func (r *Relay) armIdleTimer() {
 	if r.idleLimit() == 0 {
 		return
@@ -330,7 +328,7 @@ func (r *Relay) armIdleTimer() {
 	if r.stopped {
 		return
 	}
-	r.noticeActivity(time.Now(), &r.timerSeen)
+	r.settle()
 	deadline := r.idleDeadline()
 	if r.idleTimer == nil {
 		r.idleTimer = time.AfterFunc(time.Until(deadline), r.checkIdle)
@@ -342,10 +340,8 @@ func (r *Relay) armIdleTimer() {
 // checkIdle stops the relay if it has been idle for its limit, and
 // otherwise looks again when it next could be.
 func (r *Relay) checkIdle() {
+	r.settle()
 	now := time.Now()
-	r.mu.Lock()
-	r.noticeActivity(now, &r.timerSeen)
-	r.mu.Unlock()
 	deadline := r.idleDeadline()
 	if deadline.IsZero() {
 		return
@@ -370,36 +366,61 @@ func (r *Relay) setEnd(end End, err error) bool {
 	return true
 }
 
-// touch records progress. It reads no clock, which would cost more than
-// the rest of a small message's trip: the time of the last progress is
-// noticed later, when a deadline or timer fires and finds the activity
-// count changed (see noticeActivity). Idle limits so fire up to a window
-// late, never early.
+// touch records progress: a chunk moved or a FIN passed on. It reads no
+// clock, which would cost as much as the rest of a small chunk's trip:
+// whoever moved the chunk settles when its burst of chunks ends (see
+// settle), and that reads the clock once for the whole burst.
 func (r *Relay) touch() {
 	r.activity.Add(1)
 }
 
-// noticeActivity records now as the time of the last progress if the
-// activity count changed since *seen, and updates *seen.
-func (r *Relay) noticeActivity(now time.Time, seen *uint64) {
-	a := r.activity.Load()
-	if a == *seen {
+// settle records the time of the progress not yet accounted for, if there
+// is any, as now: the idle limit counts from then.
+//
+// A direction calls it when a burst ends, before it waits for a socket or
+// for its bandwidth limit, and an engine's loop at the end of each round:
+// the recorded time is then at most a burst's length after the last byte
+// (never before it), so an idle limit fires on time. Timers and deadlines
+// that check the idle limit call it too: progress that nobody has settled
+// yet belongs to a burst still going on, which is progress now.
+func (r *Relay) settle() {
+	var now time.Time
+	r.settleAt(&now)
+}
+
+// settleAt is settle for a caller that settles many relays at once (an
+// engine's loop after a round, when none of them moves any more): *now is
+// the time to record, read from the clock into it if it is zero, so that
+// the caller reads the clock once for all of them.
+func (r *Relay) settleAt(now *time.Time) {
+	a := r.activity.Load() // before the clock: now is after all of a
+	if a == r.settled.Load() {
 		return
 	}
-	*seen = a
+	if now.IsZero() {
+		*now = time.Now()
+	}
+	// last before settled: whoever sees settled reach a sees a last at
+	// least as late as the progress it counts.
 	t := int64(now.Sub(r.start))
 	for {
 		old := r.last.Load()
 		if t <= old || r.last.CompareAndSwap(old, t) {
+			break
+		}
+	}
+	for {
+		old := r.settled.Load()
+		if a <= old || r.settled.CompareAndSwap(old, a) {
 			return
 		}
 	}
 }
 
 // window is how far ahead a direction's deadlines are set: the deadline
-// firing is when it notices activity, parks, or finds the relay idle. With
-// a parker it is ParkAfter; without, an eighth of the idle limit (at least
-// ParkAfter), so that waiting connections do not wake often for nothing.
+// firing is when it parks, or finds the relay idle. With a parker it is
+// ParkAfter; without, an eighth of the idle limit (at least ParkAfter), so
+// that waiting connections do not wake often for nothing.
 func (r *Relay) window() time.Duration {
 	if r.opts.Parker != nil {
 		return r.opts.ParkAfter

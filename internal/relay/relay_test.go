@@ -59,6 +59,13 @@ func startPair(t *testing.T, network string, opts Options) *pair {
 	t.Helper()
 	client, front := connPair(t, network)
 	back, server := connPair(t, network)
+	return startPairOf(t, client, front, back, server, opts)
+}
+
+// startPairOf starts a relay between front and back, whose far ends are
+// client and server.
+func startPairOf(t *testing.T, client, front, back, server net.Conn, opts Options) *pair {
+	t.Helper()
 	p := &pair{client: client, server: server, relay: New(front, back, opts), result: make(chan Result, 1)}
 	go func() { p.result <- p.relay.Run() }()
 	t.Cleanup(func() {
@@ -293,10 +300,12 @@ func testIdleTimeout(t *testing.T, e *Engine) {
 func TestIdleTimeoutOtherDirection(t *testing.T) { eachEngine(t, testIdleTimeoutOtherDirection) }
 
 func testIdleTimeoutOtherDirection(t *testing.T, e *Engine) {
-	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: 300 * time.Millisecond})
+	// Ten pings 200 ms apart outlive the 1 s limit twice over, and a ping
+	// may come 800 ms late before the relay would be idle.
+	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: time.Second})
 	buf := make([]byte, 4)
 	for i := 0; i < 10; i++ {
-		time.Sleep(100 * time.Millisecond) // the traffic pattern under test
+		time.Sleep(200 * time.Millisecond) // the traffic pattern under test
 		if _, err := p.server.Write([]byte("ping")); err != nil {
 			t.Fatal(err)
 		}
@@ -345,12 +354,19 @@ func TestIdleHoldsNothing(t *testing.T) { eachEngine(t, testIdleHoldsNothing) }
 func testIdleHoldsNothing(t *testing.T, e *Engine) {
 	pools := NewPools(0)
 	p := startPair(t, "tcp", Options{Engine: e, Pools: pools})
-	buf := make([]byte, 1000)
+	msg, buf := bytes.Repeat([]byte("idle"), 250), make([]byte, 1000)
 	for i := 0; i < 20; i++ {
-		p.client.Write(buf)
-		io.ReadFull(p.server, buf)
-		p.server.Write(buf)
-		io.ReadFull(p.client, buf)
+		for _, way := range []struct {
+			name     string
+			from, to net.Conn
+		}{{"up", p.client, p.server}, {"down", p.server, p.client}} {
+			if _, err := way.from.Write(msg); err != nil {
+				t.Fatalf("round %d %s: %v", i, way.name, err)
+			}
+			if _, err := io.ReadFull(way.to, buf); err != nil || !bytes.Equal(buf, msg) {
+				t.Fatalf("round %d %s: got %q, %v", i, way.name, buf, err)
+			}
+		}
 		if n := waitLent(pools); n != 0 {
 			t.Fatalf("round %d: %d carriers lent while idle", i, n)
 		}
@@ -471,16 +487,25 @@ func testBandwidth(t *testing.T, e *Engine) {
 	const size = 1 << 20
 	p := startPair(t, "tcp", Options{Engine: e, Bandwidth: rate})
 	start := time.Now()
-	go sendAndHash(p.client, size)
-	_, n, err := readAndHash(p.server)
+	type sent struct {
+		sum [32]byte
+		err error
+	}
+	sentCh := make(chan sent, 1)
+	go func() { s, err := sendAndHash(p.client, size); sentCh <- sent{s, err} }()
+	got, n, err := readAndHash(p.server)
+	took := time.Since(start)
 	if err != nil || n != size {
 		t.Fatalf("got %d bytes, %v", n, err)
+	}
+	if s := <-sentCh; s.err != nil || s.sum != got {
+		t.Fatalf("send: %v; bytes changed on the way: %v", s.err, s.sum != got)
 	}
 	// The bucket starts full (a tenth of a second's worth), so the
 	// transfer cannot finish before (size - burst) / rate.
 	burst := rate / 10
 	least := time.Duration(size-burst) * time.Second / rate
-	if took := time.Since(start); took < least {
+	if took < least {
 		t.Fatalf("%d bytes at %d B/s took %v, less than %v", size, rate, took, least)
 	}
 }
@@ -584,7 +609,8 @@ func testStopDuringBulk(t *testing.T, e *Engine) {
 	}{{"splice", NewPools(0)}, {"buffers", NewPools(-1)}} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer tc.pools.Close()
-			p := startPair(t, "tcp", Options{Engine: e, Pools: tc.pools})
+			counters := &Counters{}
+			p := startPair(t, "tcp", Options{Engine: e, Pools: tc.pools, Counters: counters})
 			stream := func(c net.Conn) {
 				buf := make([]byte, 64<<10)
 				for {
@@ -598,7 +624,9 @@ func testStopDuringBulk(t *testing.T, e *Engine) {
 			go drain(p.server)
 			go stream(p.server)
 			go drain(p.client)
-			time.Sleep(200 * time.Millisecond)
+			waitFor(t, "a MiB relayed each way", func() bool {
+				return counters.BytesUp() >= 1<<20 && counters.BytesDown() >= 1<<20
+			})
 			p.relay.Stop(EndClosed)
 			if r := p.wait(t); r.End != EndClosed || r.Up == 0 || r.Down == 0 {
 				t.Fatalf("result %+v", r)
@@ -615,9 +643,10 @@ func TestBusyThenHalfClose(t *testing.T) { eachEngine(t, testBusyThenHalfClose) 
 // testBusyThenHalfClose: a connection busy for longer than its idle limit
 // and then half-closed ends with EOF, not a timeout: the half-close limit
 // (shorter than the time since the idle timer last looked) must count from
-// the last activity, not from when the timer last saw some.
+// the last activity, not from when the timer last saw some. The backend
+// has the half-close limit, 500 ms, to answer the FIN with its own.
 func testBusyThenHalfClose(t *testing.T, e *Engine) {
-	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: time.Second, HalfCloseTimeout: 200 * time.Millisecond})
+	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: time.Second, HalfCloseTimeout: 500 * time.Millisecond})
 	go io.Copy(p.server, p.server) // echo until the client's FIN
 	buf := make([]byte, 1)
 	for i := range 15 {

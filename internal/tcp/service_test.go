@@ -101,9 +101,9 @@ func serve(t *testing.T, network string, rule Rule, backends ...string) *fixture
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The engine, where there is one, carries relays as in sluice: then
-	// connections take the direct path (see direct_linux.go).
-	engine, _ := relay.NewEngine(2)
+	// The engine carries relays as in sluice: connections take the direct
+	// path (see direct_linux.go).
+	engine := newEngine(t)
 	svc := NewService(&rule, Deps{Logger: logger, Pools: relay.NewPools(0), Parker: parker, Engine: engine, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
 	served := make(chan struct{})
 	go func() {
@@ -375,7 +375,7 @@ func serveB(b *testing.B, backendAddr string) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	engine, _ := relay.NewEngine(2) // nil where there is none: the net package's path
+	engine := newEngine(b)
 	svc := NewService(rule, Deps{Logger: logger, Pools: relay.NewPools(0), Parker: parker, Engine: engine, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
 	served := make(chan struct{})
 	go func() {
@@ -392,6 +392,19 @@ func serveB(b *testing.B, backendAddr string) string {
 		}
 	})
 	return ln.Addr().String()
+}
+
+// newEngine returns an engine with two loops, as sluice runs, or nil where
+// the platform has none (relays then take the net package's path). On
+// Linux an engine that cannot start fails the test: the tests must not
+// fall back silently to the other path.
+func newEngine(t testing.TB) *relay.Engine {
+	t.Helper()
+	engine, err := relay.NewEngine(2)
+	if err != nil && runtime.GOOS == "linux" {
+		t.Fatalf("NewEngine on Linux: %v", err)
+	}
+	return engine
 }
 
 // echoBackend echoes everything back.
@@ -477,6 +490,9 @@ func TestBackendKilledMidRun(t *testing.T) {
 		got := make([]byte, len(msg))
 		if _, err := io.ReadFull(conn, got); err != nil {
 			return err
+		}
+		if !bytes.Equal(got, msg) {
+			return fmt.Errorf("echo %q, want %q", got, msg)
 		}
 		return nil
 	}

@@ -60,15 +60,20 @@ func TestReusesWorkers(t *testing.T) {
 }
 
 // TestIdleWorkersEnd: idle workers end after idleTime, and all end on Close.
+// The eight tasks run at once, so that they take eight workers, and the
+// idle time is long enough (a second) for the test to see all eight idle
+// even on a loaded machine.
 func TestIdleWorkersEnd(t *testing.T) {
 	before := runtime.NumGoroutine()
-	p := New(8, 50*time.Millisecond)
-	var wg sync.WaitGroup
+	p := New(8, time.Second)
+	var started sync.WaitGroup
+	hold := make(chan struct{})
 	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		p.Go(func() { wg.Done(); time.Sleep(10 * time.Millisecond) })
+		started.Add(1)
+		p.Go(func() { started.Done(); <-hold })
 	}
-	wg.Wait()
+	started.Wait()
+	close(hold)
 	waitFor(t, "workers to go idle", func() bool { return p.Idle() == 8 })
 	waitFor(t, "idle workers to end", func() bool { return p.Idle() == 0 })
 	p.Close()
