@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +32,9 @@ type daemon struct {
 	srv    *server.Server
 	notify *notifier
 	reg    *prometheus.Registry // what the admin API's /metrics serves
+	// stopping is set once a stop signal or an upgrade begins the drain:
+	// reloads asked for from then on are ignored.
+	stopping atomic.Bool
 
 	mu      sync.Mutex // guards the following fields; held through a reload
 	cfg     *config.Config
@@ -110,6 +115,10 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 func (d *daemon) reload() (server.Report, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.stopping.Load() {
+		d.logger.Warn(reloadIgnored)
+		return server.Report{}, server.ErrStopping
+	}
 	d.notified(d.notify.reloading())
 	defer func() { d.notified(d.notify.ready(os.Getpid())) }()
 	if d.opts.configFile == "" {
@@ -124,11 +133,19 @@ func (d *daemon) reload() (server.Report, error) {
 			return rep, nil
 		}
 	}
+	if errors.Is(err, server.ErrStopping) {
+		d.logger.Warn(reloadIgnored)
+		return server.Report{}, err
+	}
 	for _, line := range strings.Split(err.Error(), "\n") {
 		d.logger.Error("reload rejected: config unchanged", "error", line)
 	}
 	return server.Report{}, err
 }
+
+// reloadIgnored is logged, at WARN, for a reload asked for while sluice
+// drains to stop: the operator's timing, not a failure of sluice's.
+const reloadIgnored = "reload ignored: sluice is shutting down"
 
 // applyGlobals takes the top-level settings of a reloaded config that can
 // change while running.
@@ -199,6 +216,7 @@ func withAdmin(cfg, running *config.Config) *config.Config {
 // drain stops accepting and waits for live connections, unless another stop
 // signal comes first.
 func (d *daemon) drain(sig os.Signal, signals <-chan os.Signal) int {
+	d.stopping.Store(true)
 	d.logger.Info("stopping: draining live connections", "signal", sig.String(), "live", d.srv.Live())
 	done := make(chan struct{})
 	go func() {
@@ -212,9 +230,12 @@ func (d *daemon) drain(sig os.Signal, signals <-chan os.Signal) int {
 			d.logger.Info("stopped")
 			return exitOK
 		case sig := <-signals:
-			if sig == syscall.SIGTERM || sig == syscall.SIGINT {
+			switch sig {
+			case syscall.SIGTERM, syscall.SIGINT:
 				d.logger.Warn("second stop signal: exiting now", "signal", sig.String(), "live", d.srv.Live())
 				return exitConfig
+			case syscall.SIGHUP:
+				d.logger.Warn(reloadIgnored, "signal", sig.String())
 			}
 		}
 	}

@@ -191,7 +191,7 @@ func pump(conn net.Conn, stop <-chan struct{}) error {
 }
 
 // Selectors and expressions into the dashboard's DOM. The canvases expose
-// data-points and data-peak, and <html> exposes data-polls (see dashboard.js).
+// data-points and data-peak, and <html> exposes data-polls (see charts.js and dashboard.js).
 const (
 	jsPolls     = `Number(document.documentElement.dataset.polls || 0)`
 	jsBytesPeak = `Number(document.querySelector('[data-rule="web"] .c-bytes').dataset.peak || 0)`

@@ -26,8 +26,10 @@ type Attempts struct {
 }
 
 // OpenError is the error of Attempts.Next and Pool.Dial when sluice could
-// not open a socket at all (out of file descriptors or memory, say): a
-// shortage of its own, not held against any backend.
+// not open a socket at all for want of file descriptors or memory: a
+// shortage of its own, not held against any backend. A socket that this
+// host cannot open towards one backend (its address family unsupported, a
+// security policy) is no OpenError: it is that backend's failed attempt.
 type OpenError struct{ Err error }
 
 func (e *OpenError) Error() string { return e.Err.Error() }

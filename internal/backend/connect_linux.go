@@ -37,13 +37,13 @@ func connectSocket(addr netip.AddrPort, cc string) (int, error) {
 	}
 	r, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if e != 0 {
-		return -1, &OpenError{os.NewSyscallError("socket", e)}
+		return -1, openFailed("socket", e)
 	}
 	fd := int(r)
 	one := int32(1)
 	if _, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, r, unix.IPPROTO_TCP, unix.TCP_NODELAY, uintptr(unsafe.Pointer(&one)), 4, 0); e != 0 {
 		unix.RawSyscall(unix.SYS_CLOSE, r, 0, 0)
-		return -1, &OpenError{os.NewSyscallError("setsockopt", e)}
+		return -1, openFailed("setsockopt", e)
 	}
 	if cc != "" {
 		name := []byte(cc)
@@ -56,6 +56,21 @@ func connectSocket(addr netip.AddrPort, cc string) (int, error) {
 		unix.RawSyscall(unix.SYS_CLOSE, r, 0, 0)
 		return -1, os.NewSyscallError("connect", e)
 	}
+}
+
+// openFailed words the failure of call on a new socket. Running short of
+// descriptors or memory is an OpenError, a shortage of sluice's own. Any
+// other errno says that this host cannot open a socket towards the backend
+// at all (EAFNOSUPPORT: an IPv6 backend where the kernel has no IPv6;
+// EACCES or EPERM: a security policy), which it cannot until the host's
+// configuration changes: as the net package's dial and a health check do,
+// the attempt fails and counts against the backend.
+func openFailed(call string, e unix.Errno) error {
+	err := os.NewSyscallError(call, e)
+	if shortageOf(err) == shortOfSockets {
+		return &OpenError{err}
+	}
+	return err
 }
 
 // zoneID returns the interface index of an IPv6 zone, 0 when none.

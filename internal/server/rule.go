@@ -108,15 +108,24 @@ func (r *rule) run() {
 	}
 }
 
+// testHookServe, set only by tests, is called first in every accept
+// loop's goroutine: a test holds it there to stand for a scheduler that
+// runs the goroutine late.
+var testHookServe func()
+
 // serve runs an accept loop on ln for the rule's TCP side.
 func (r *rule) serve(ln net.Listener) {
 	r.serves.Add(1)
-	logger, name, svc := r.logger, r.cfg.Name, r.tcp // r's fields change on reload
+	logger, name := r.logger, r.cfg.Name // r's fields change on reload
+	accept := r.tcp.Take(ln)             // before the goroutine: a reload or stop right now closes ln
 	go func() {
 		defer r.serves.Done()
-		// Serve returns nil when sluice closed ln itself: a stop, an
+		if testHookServe != nil {
+			testHookServe()
+		}
+		// The loop returns nil when sluice closed ln itself: a stop, an
 		// upgrade, or a reload that moved or removed it.
-		if err := svc.Serve(ln); err != nil {
+		if err := accept(); err != nil {
 			logger.Error("accept loop stopped", "listen", ln.Addr().String(), "error", err.Error())
 			r.fail(ln, fmt.Sprintf("rule %q: listen %s: %v", name, ln.Addr(), err))
 		}

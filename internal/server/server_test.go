@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -260,5 +261,45 @@ func TestReloadCongestionControl(t *testing.T) {
 	}
 	if pool() != kept {
 		t.Error("a failed reload replaced the pool")
+	}
+}
+
+// TestReloadRightAfterStart: a reload that moves a listener closes the old
+// one even when its accept loop's goroutine has not run yet (the hook holds
+// the first one until the reload is done), and a stop then returns.
+func TestReloadRightAfterStart(t *testing.T) {
+	release := make(chan struct{})
+	var held sync.Once
+	testHookServe = func() { held.Do(func() { <-release }) }
+	t.Cleanup(func() { testHookServe = nil })
+	a1 := echoServer(t, "a1")
+	l1, l2 := freeAddr(t), freeAddr(t)
+	srv := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := srv.Start(parse(t, ruleTOML("a", l1, a1))); err != nil {
+		t.Fatal(err)
+	}
+	_, err := srv.Reload(parse(t, ruleTOML("a", l2, a1)))
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, l2)
+	if got := c.ask(t, "z"); got != "a1 z" {
+		t.Fatalf("new address: %q", got)
+	}
+	c.c.Close()
+	if c, err := net.DialTimeout("tcp", l1, time.Second); err == nil {
+		c.Close()
+		t.Error("old address still accepts")
+	}
+	stopped := make(chan struct{})
+	go func() {
+		srv.Shutdown()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown still waiting 10 s after it began")
 	}
 }

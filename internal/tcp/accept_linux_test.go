@@ -102,3 +102,46 @@ func shutdownListener(t *testing.T, ln *net.TCPListener) {
 		t.Fatalf("shutdown the listener: %v %v", err, serr)
 	}
 }
+
+// TestCloseRightAfterTake: CloseListeners right after Take, before or
+// while the accept loop's goroutine starts, closes the listener, and the
+// loop returns nil at once, on both accept paths (the direct one's
+// duplicate socket included).
+func TestCloseRightAfterTake(t *testing.T) {
+	engine, err := relay.NewEngine(1)
+	if err != nil {
+		t.Fatalf("the direct path needs the engine: %v", err)
+	}
+	t.Cleanup(engine.Close)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, e := range []*relay.Engine{engine, nil} {
+		for i := range 50 {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc := NewService(&Rule{Name: "t"}, Deps{Logger: logger, Pools: relay.NewPools(0), Engine: e, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
+			serve := svc.Take(ln)
+			served := make(chan error, 1)
+			if i%2 == 0 {
+				go func() { served <- serve() }()
+				svc.CloseListeners()
+			} else {
+				svc.CloseListeners()
+				go func() { served <- serve() }()
+			}
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Fatalf("engine %v, try %d: the accept loop returned %v, want nil", e != nil, i, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("engine %v, try %d: the accept loop still running 10 s after CloseListeners", e != nil, i)
+			}
+			if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+				c.Close()
+				t.Fatalf("engine %v, try %d: the listener still accepts", e != nil, i)
+			}
+		}
+	}
+}

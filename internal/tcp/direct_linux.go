@@ -134,7 +134,9 @@ func (s *Service) startConn(fd int, l *listening) error {
 
 // connect starts the connection to a backend and the relay that waits for
 // it on the engine. It returns the error, as l's accept error, when no
-// socket could be opened.
+// socket could be opened for want of descriptors or memory: the accept loop
+// backs off. Any other failure closes this client only (connect-failed),
+// and the loop goes on.
 func (s *Service) connect(cn *conn, l *listening) error {
 	rule := cn.rule
 	if rule.SendProxy != 0 {
@@ -146,10 +148,10 @@ func (s *Service) connect(cn *conn, l *listening) error {
 	if err != nil {
 		unix.Close(cn.fd)
 		s.finish(cn, relay.Result{End: relay.EndConnectFailed, Err: err})
-		if oe := (*backend.OpenError)(nil); errors.As(err, &oe) {
+		if oe := (*backend.OpenError)(nil); errors.As(err, &oe) && retryable(oe.Err) {
 			return &net.OpError{Op: "accept", Net: "tcp", Addr: l.ln.Addr(), Err: oe.Err}
 		}
-		return nil
+		return nil // the backends' failure, or the client's: accept the next
 	}
 	cn.relay = relay.NewConnecting(cn.fd, relay.Connecting{FD: bfd, Timeout: rule.Pool.ConnectTimeout(), Outcome: cn.outcome}, s.relayOptions(cn))
 	cn.svc = s

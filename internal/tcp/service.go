@@ -89,9 +89,16 @@ func (s *Service) Update(rule *Rule) {
 	}
 }
 
-// Serve accepts on ln until it is closed by Close. Each connection is
-// handled in its own goroutine.
-func (s *Service) Serve(ln net.Listener) error {
+// Serve accepts on ln until it is closed by CloseListeners; see Take.
+func (s *Service) Serve(ln net.Listener) error { return s.Take(ln)() }
+
+// Take makes ln one of the service's listeners at once, so that
+// CloseListeners closes it from now on, and returns its accept loop, which
+// runs until ln is closed: it returns nil when CloseListeners closed it,
+// and the error when ln failed. Call Take before starting the loop's
+// goroutine: a CloseListeners that came before the goroutine ran would
+// otherwise miss ln, which would then accept for good.
+func (s *Service) Take(ln net.Listener) (serve func() error) {
 	l := &listening{ln: ln}
 	s.listener.Lock()
 	startListening(l, s.rule.Load())
@@ -99,9 +106,9 @@ func (s *Service) Serve(ln net.Listener) error {
 	s.lns = append(s.lns, l)
 	s.listener.Unlock()
 	if l.file != nil {
-		return s.acceptDirect(l)
+		return func() error { return s.acceptDirect(l) }
 	}
-	return acceptLoop(ln, func(c net.Conn) { s.start(c, l) }, s.deps.Logger)
+	return func() error { return acceptLoop(ln, func(c net.Conn) { s.start(c, l) }, s.deps.Logger) }
 }
 
 // CloseListeners stops accepting new connections.

@@ -7,14 +7,20 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sluice/internal/metrics"
 )
 
 // TestOutOfDescriptors runs the process out of descriptors while new
 // clients arrive. The rule says so once, pauses new sessions and writes
 // one access line for all the clients it turned away meanwhile
 // (connect-failed, saying why, counting their datagrams in dropped), not
-// one per client or datagram; it does not count the shortage against the
-// backend, and it serves again once descriptors are back.
+// one per client or datagram; it counts each client turned away once in
+// sluice_rejected_total{reason="no-socket"}, not per datagram; it does not
+// count the shortage against the backend, and it serves again once
+// descriptors are back.
 func TestOutOfDescriptors(t *testing.T) {
 	for _, portable := range []bool{false, true} {
 		t.Run(map[bool]string{false: "loop", true: "portable"}[portable], func(t *testing.T) {
@@ -26,7 +32,12 @@ func TestOutOfDescriptors(t *testing.T) {
 func testOutOfDescriptors(t *testing.T, portable bool) {
 	const turnedAway = 20
 	be := startBackend(t, "127.0.0.1", echo)
-	f := start(t, options{cfg: backends("", be.addr()), portable: portable})
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := start(t, options{cfg: backends("", be.addr()), portable: portable, rule: Rule{Metrics: m.Rule("test")}})
 	clients := make([]*net.UDPConn, turnedAway)
 	for i := range clients {
 		clients[i] = client(t, "")
@@ -35,6 +46,7 @@ func testOutOfDescriptors(t *testing.T, portable bool) {
 	f.mustExchange(t, client(t, ""), "ready?", "ready?")
 	restore := noDescriptors(t)
 	before := f.svc.Stats().Dropped
+	openedBefore := m.Rule("test").Counters().ConnectionsTotal
 	for _, c := range clients {
 		for range 2 {
 			if _, err := c.WriteToUDP([]byte("no room"), f.addr); err != nil {
@@ -44,6 +56,18 @@ func testOutOfDescriptors(t *testing.T, portable bool) {
 	}
 	f.logs.waitN(t, 1, "the warning", isMsg(pausedMsg))
 	waitFor(t, "every datagram dropped", func() bool { return f.svc.Stats().Dropped-before >= 2*turnedAway })
+	// A client is either turned away by the pause or one of the sessions
+	// opened before it began (whose socket then failed); such a session's
+	// client may be turned away with its next datagram too.
+	opened := int64(m.Rule("test").Counters().ConnectionsTotal - openedBefore)
+	counted := f.svc.Stats().Rejected[ReasonNoSocket]
+	if counted < turnedAway-opened || counted > turnedAway {
+		t.Errorf("%d clients turned away counted (%d sessions opened before the pause), want %d to %d: once per client, not per datagram",
+			counted, opened, turnedAway-opened, turnedAway)
+	}
+	if exported := rejectedTotal(t, reg, ReasonNoSocket); exported != counted {
+		t.Errorf("sluice_rejected_total{reason=%q} = %d, want %d", ReasonNoSocket, exported, counted)
+	}
 	restore()
 	f.mustExchange(t, c2, "room again", "room again")
 	f.logs.waitN(t, 1, "the all-clear", isMsg(resumedMsg))
@@ -83,6 +107,28 @@ func TestDrainLogsTurnedAway(t *testing.T) {
 	if rec := f.logs.find(accessOf(c.LocalAddr(), "connect-failed")); len(rec) != 1 || rec[0].Int(t, "dropped") != 1 {
 		t.Fatalf("access lines %v, want the turned-away client's, with its datagram dropped", rec)
 	}
+}
+
+// rejectedTotal returns the sluice_rejected_total series of reason in reg.
+func rejectedTotal(t *testing.T, reg *prometheus.Registry, reason string) int64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "sluice_rejected_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return int64(mt.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // noDescriptors lowers the process's descriptor limit so that no new

@@ -16,22 +16,37 @@ import (
 // client's datagrams are dropped at once, and the clients turned away
 // share one refusal (window): one access line per refusal memory, naming
 // the first of them and counting every datagram in dropped, instead of a
-// line per datagram.
+// line per datagram. Each client turned away counts once per refusal in
+// the rejections (ReasonNoSocket), as a refused client does.
 type pause struct {
 	delay  time.Duration // the backoff in force; zero: not paused
 	until  int64         // service clock before which no socket is tried
 	err    error         // why: the last socket error, a *backend.OpenError
 	window *session      // the refusal that counts what the pause turned away; nil: none now
+	// counted holds the clients turned away and counted while window is
+	// on, at most maxRefusals; past that, each attempt counts.
+	counted map[peer]struct{}
 }
 
 // pausedLocked reports whether new sessions are paused at now.
 func (s *Service) pausedLocked(now int64) bool { return s.pause.delay > 0 && now < s.pause.until }
 
 // turnAwayLocked returns the refusal that counts the datagrams of clients
-// turned away by the pause, starting one with client p if there is none.
+// turned away by the pause, starting one with client p if there is none,
+// and counts p's rejection unless it was counted in this refusal already.
 func (s *Service) turnAwayLocked(p peer, rs *ruleState, now int64) *session {
 	if s.pause.window == nil {
 		s.pause.window = newRefusal(s, p, rs, "connect-failed", s.pause.err, now)
+	}
+	if _, seen := s.pause.counted[p]; !seen {
+		if s.pause.counted == nil {
+			s.pause.counted = make(map[peer]struct{})
+		}
+		if len(s.pause.counted) < maxRefusals {
+			s.pause.counted[p] = struct{}{}
+		}
+		rs.rule.Metrics.Rejected(ReasonNoSocket)
+		s.rejected[ReasonNoSocket]++
 	}
 	return s.pause.window
 }
@@ -43,7 +58,7 @@ func (s *Service) expireWindowLocked(now int64, draining bool) *session {
 	if w == nil || (!draining && time.Duration(now-w.born) < w.timeout) {
 		return nil
 	}
-	s.pause.window = nil
+	s.pause.window, s.pause.counted = nil, nil
 	return w
 }
 

@@ -104,6 +104,11 @@ const (
 // sessions live.
 const ReasonMaxSessions = "max-sessions"
 
+// ReasonNoSocket is the rejection reason of a client turned away while new
+// sessions are paused for want of sockets (see pause). Its access line says
+// connect-failed, as for a session whose socket failed.
+const ReasonNoSocket = "no-socket"
+
 // Rule is what the UDP side needs of a rule. It is immutable once given to a
 // Service; a reload hands over a new one, which applies to new sessions.
 type Rule struct {

@@ -88,3 +88,39 @@ func TestDrainKeepsConnectionsListed(t *testing.T) {
 		t.Errorf("exit code %d (%v) after the second signal, want 1", code, err)
 	}
 }
+
+// TestReloadDuringDrain: a reload asked for while sluice drains after
+// SIGTERM, by SIGHUP or by the admin API, changes nothing and is logged at
+// WARN ("reload ignored: sluice is shutting down"), not as an error of
+// sluice's: the run logs no ERROR line (proc.stop checks). The live
+// connection carries on.
+func TestReloadDuringDrain(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, echo)
+	p, addrs, _ := launchOps(t, 2, drainAdminConfig(be.addr, "5m"), nil)
+	api := newAdmin(t, addrs[0], "")
+	c := dial(t, addrs[1])
+	if err := roundTrip(c, "held through the drain"); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait("the drain", isMsg("stopping: draining live connections"))
+	ignored := isMsg("reload ignored: sluice is shutting down")
+	p.signal(syscall.SIGHUP)
+	if rec := p.wait("the SIGHUP's warning", ignored); rec.str("level") != "WARN" || rec.str("signal") != syscall.SIGHUP.String() {
+		t.Errorf("SIGHUP during the drain logged %v, want level WARN, signal %q", rec, syscall.SIGHUP.String())
+	}
+	if code, body := api.do(http.MethodPost, "/api/v1/reload"); code == http.StatusOK {
+		t.Errorf("POST /api/v1/reload during the drain: %d %s, want it refused", code, body)
+	}
+	if recs := p.waitN(2, "the API reload's warning", ignored); recs[1].str("level") != "WARN" {
+		t.Errorf("an API reload during the drain logged %v, want level WARN", recs[1])
+	}
+	if err := roundTrip(c, "after the reloads"); err != nil {
+		t.Fatalf("live connection during the drain: %v", err)
+	}
+	c.Close()
+	if code, err := p.waitExit(waitLimit); code != 0 {
+		t.Fatalf("sluice exit code %d (%v), want 0", code, err)
+	}
+}

@@ -1,0 +1,128 @@
+package tcp
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"sluice/internal/backend"
+	"sluice/internal/config"
+	"sluice/internal/conntrack"
+	"sluice/internal/relay"
+)
+
+// TestBackendSocketNotSupportedKeepsAccepting: a backend whose socket this
+// host cannot open must not stop the listener: its address family is not
+// supported (EAFNOSUPPORT, an IPv6 backend where the kernel runs without
+// IPv6), or a security policy forbids it (EACCES). The accept loop runs on
+// a thread whose seccomp filter fails every socket(AF_INET6, ...) with the
+// errno, as such a kernel or policy does. The IPv6
+// backend is the first pick: each failed socket counts against it (it is
+// marked down after 3) and the next backend, on IPv4, serves the client;
+// the accept loop goes on and Serve does not return.
+func TestBackendSocketNotSupportedKeepsAccepting(t *testing.T) {
+	for _, errno := range []unix.Errno{unix.EAFNOSUPPORT, unix.EACCES} {
+		t.Run(unix.ErrnoName(errno), func(t *testing.T) { testSocketRefused(t, errno) })
+	}
+}
+
+// testSocketRefused runs TestBackendSocketNotSupportedKeepsAccepting with
+// IPv6 sockets failing with errno.
+func testSocketRefused(t *testing.T, errno unix.Errno) {
+	engine, err := relay.NewEngine(1)
+	if err != nil {
+		t.Fatalf("the direct path needs the engine: %v", err)
+	}
+	t.Cleanup(engine.Close)
+	good := netip.MustParseAddrPort(reporter(t, false))
+	logs := &logBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	rc := config.Rule{Name: "t", Balance: backend.First, Retries: 1, ConnectTimeout: 2 * time.Second, Backends: []config.Backend{
+		{Address: config.Address{Network: "tcp", Host: "::1", Port: 9}, Weight: 1},
+		{Address: config.Address{Network: "tcp", Host: good.Addr().String(), Port: good.Port()}, Weight: 1},
+	}}
+	pool := backend.NewPool(rc, nil, logger)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := NewService(&Rule{Name: "t", Pool: pool, ConnectTimeout: 2 * time.Second},
+		Deps{Logger: logger, Pools: relay.NewPools(0), Engine: engine, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
+	served := make(chan error, 1)
+	go func() {
+		// The thread dies with this goroutine (it stays locked), and its
+		// filter with it; threads the runtime starts later do not inherit
+		// it (a locked thread hands their start to the template thread).
+		runtime.LockOSThread()
+		if err := denyIPv6Sockets(errno); err != nil {
+			served <- err
+			return
+		}
+		served <- svc.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		svc.CloseListeners()
+		select {
+		case <-served:
+		case <-time.After(10 * time.Second):
+			t.Error("Serve still running 10 s after CloseListeners")
+		}
+		svc.Drain(time.Second)
+	})
+	for i := range 5 {
+		line, c, err := dialFrom(t, "", ln.Addr().String())
+		if line != "none" {
+			select {
+			case serr := <-served:
+				served <- serr // for the cleanup
+				t.Fatalf("client %d: read %q, %v; Serve returned %v", i, line, err, serr)
+			default:
+				t.Fatalf("client %d: read %q, %v", i, line, err)
+			}
+		}
+		c.Close()
+	}
+	bad := pool.Backends()[0]
+	if bad.ConnectErrors() == 0 || bad.Up() {
+		t.Errorf("the IPv6 backend: %d connect errors, up %v; want counted and down", bad.ConnectErrors(), bad.Up())
+	}
+	for _, l := range logs.waitAccess(t, 5) {
+		if l["end"] != "eof" || !strings.Contains(l["backend"].(string), strconv.Itoa(int(good.Port()))) {
+			t.Errorf("access line %v", l)
+		}
+	}
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned %v while its listener was open", err)
+	default:
+	}
+}
+
+// denyIPv6Sockets installs, on the calling thread only, a seccomp filter
+// under which socket(AF_INET6, ...) fails with errno. (The system
+// call's first argument is read as the low word of a little-endian
+// 64-bit slot.)
+func denyIPv6Sockets(errno unix.Errno) error {
+	const argsOffset = 16 // offsetof(struct seccomp_data, args)
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // the system call's number
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 3, K: unix.SYS_SOCKET},
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: argsOffset}, // its family
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.AF_INET6},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(errno)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return err
+	}
+	return unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fprog)), 0, 0)
+}
