@@ -63,7 +63,8 @@ func TestUnixFullQueueIsNotBlamed(t *testing.T) {
 	ln := fullUnixListener(t, path)
 	addr := config.Address{Network: "unix", Path: path}
 	logs := newLogRecorder()
-	rule := config.Rule{Name: "sock", ConnectTimeout: 100 * time.Millisecond, Backends: backends([]config.Address{addr}, nil)}
+	rule := config.Rule{Name: "sock", ConnectTimeout: 500 * time.Millisecond, // room for a loaded machine before the first connect
+		Backends: backends([]config.Address{addr}, nil)}
 	p := NewPool(rule, nil, logs.logger())
 	for i := range 2 * passiveFall {
 		if _, _, err := p.Dial(context.Background(), netip.Addr{}); !errors.Is(err, syscall.EAGAIN) {
