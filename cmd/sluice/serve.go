@@ -36,7 +36,11 @@ type daemon struct {
 	// reloads asked for from then on are ignored.
 	stopping atomic.Bool
 
-	mu      sync.Mutex // guards the following fields; held through a reload
+	// reloading serializes reloads (read, check, apply) without holding mu,
+	// so a stop never waits for a config file to be read.
+	reloading sync.Mutex
+
+	mu      sync.Mutex // guards the following fields; held while a reload applies
 	cfg     *config.Config
 	admin   *admin.Server // nil unless the admin API is on
 	adminLn net.Listener  // the admin API's socket, for an upgrade to hand over
@@ -91,13 +95,17 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 		ready.Close()
 	}
 	d.notified(d.notify.ready(os.Getpid()))
+	reloads := d.reloader()
 	for sig := range signals {
 		switch sig {
 		case syscall.SIGTERM, syscall.SIGINT:
 			d.notified(d.notify.stopping())
 			return d.drain(sig, signals)
 		case syscall.SIGHUP:
-			d.reload()
+			select {
+			case reloads <- struct{}{}:
+			default: // one is asked for already; it will read the file as it is then
+			}
 		case syscall.SIGUSR2:
 			if err := d.upgrade(); err != nil {
 				d.logger.Error("upgrade failed; still serving", "error", err.Error())
@@ -110,11 +118,26 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 	return exitOK
 }
 
+// reloader starts the goroutine that serves SIGHUP's reloads, one after
+// another, and returns where to ask for one. The signal loop only asks, so
+// a stop signal is served at once even while a reload still reads or checks
+// a large config file; that reload then finds sluice stopping and changes
+// nothing. Requests that come while one is waiting fold into it.
+func (d *daemon) reloader() chan<- struct{} {
+	reloads := make(chan struct{}, 1)
+	go func() {
+		for range reloads {
+			d.reload()
+		}
+	}()
+	return reloads
+}
+
 // reload reads the config file again and applies it by diff. A config with
 // errors changes nothing; each error is logged.
 func (d *daemon) reload() (server.Report, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.reloading.Lock()
+	defer d.reloading.Unlock()
 	if d.stopping.Load() {
 		d.logger.Warn(reloadIgnored)
 		return server.Report{}, server.ErrStopping
@@ -128,8 +151,7 @@ func (d *daemon) reload() (server.Report, error) {
 	cfg, err := d.opts.config()
 	if err == nil {
 		var rep server.Report
-		if rep, err = d.srv.Reload(cfg); err == nil {
-			d.applyGlobals(cfg)
+		if rep, err = d.apply(cfg); err == nil {
 			return rep, nil
 		}
 	}
@@ -141,6 +163,18 @@ func (d *daemon) reload() (server.Report, error) {
 		d.logger.Error("reload rejected: config unchanged", "error", line)
 	}
 	return server.Report{}, err
+}
+
+// apply makes a checked config the running one: rules by diff, then the
+// top-level settings.
+func (d *daemon) apply(cfg *config.Config) (server.Report, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rep, err := d.srv.Reload(cfg)
+	if err == nil {
+		d.applyGlobals(cfg)
+	}
+	return rep, err
 }
 
 // reloadIgnored is logged, at WARN, for a reload asked for while sluice

@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"syscall"
@@ -123,4 +125,54 @@ func TestReloadDuringDrain(t *testing.T) {
 	if code, err := p.waitExit(waitLimit); code != 0 {
 		t.Fatalf("sluice exit code %d (%v), want 0", code, err)
 	}
+}
+
+// TestStopDuringSlowReload: a stop signal is served at once even while a
+// reload is still reading its config file. The file is swapped for a FIFO
+// that nobody writes, so the reload is held in its read for as long as the
+// test likes; sluice must drain and exit 0 all the same.
+func TestStopDuringSlowReload(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, echo)
+	p, addrs, path := launchOps(t, 2, drainAdminConfig(be.addr, "5m"), nil)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The test holds the FIFO open (read-write opens at once): the reload's
+	// open succeeds and its read waits for bytes that never come.
+	fifo, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fifo.Close()
+	p.signal(syscall.SIGHUP)
+	// A reload in its read holds the FIFO open for reading: wait for that.
+	waitReaderOn(t, p.cmd.Process.Pid, path)
+	c := dial(t, addrs[1])
+	if err := roundTrip(c, "while the reload reads"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	p.signal(syscall.SIGTERM)
+	if code, err := p.waitExit(waitLimit); code != 0 {
+		t.Fatalf("sluice exit code %d (%v) after SIGTERM during a reload, want 0", code, err)
+	}
+}
+
+// waitReaderOn waits until process pid has path open.
+func waitReaderOn(t *testing.T, pid int, path string) {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	for deadline := time.Now().Add(waitLimit); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		fds, _ := os.ReadDir(dir)
+		for _, fd := range fds {
+			if target, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && target == path {
+				return
+			}
+		}
+	}
+	t.Fatalf("process %d never opened %s", pid, path)
 }
