@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"sluice/internal/access"
 	"sluice/internal/backend"
 )
 
@@ -31,7 +32,7 @@ func (s *Service) pausedLocked(now int64) bool { return s.pause.delay > 0 && now
 // turned away by the pause, starting one with client p if there is none.
 func (s *Service) turnAwayLocked(p peer, rs *ruleState, now int64) *session {
 	if s.pause.window == nil {
-		s.pause.window = newRefusal(s, p, rs, "connect-failed", s.pause.err, now)
+		s.pause.window = newRefusal(s, p, rs, access.ConnectFailed, s.pause.err, now)
 	}
 	return s.pause.window
 }
@@ -55,7 +56,7 @@ func (s *Service) mayOpen(ss *session) bool {
 	paused, err := s.pausedLocked(s.now()), s.pause.err
 	s.mu.Unlock()
 	if paused {
-		ss.stop("connect-failed", err)
+		ss.stop(access.ConnectFailed, err)
 	}
 	return !paused
 }
@@ -126,7 +127,7 @@ func (s *Service) fold(ss *session, err error) bool {
 	}
 	w := s.pause.window
 	if w == nil {
-		w = newRefusal(s, ss.key, ss.rs, "connect-failed", err, s.now())
+		w = newRefusal(s, ss.key, ss.rs, access.ConnectFailed, err, s.now())
 		s.pause.window = w
 	}
 	w.dropped.Add(ss.dropped.Load())

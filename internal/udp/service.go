@@ -72,6 +72,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sluice/internal/access"
 	"sluice/internal/admit"
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
@@ -102,7 +103,7 @@ const (
 
 // ReasonMaxSessions is the rejection reason when the rule has MaxSessions
 // sessions live.
-const ReasonMaxSessions = "max-sessions"
+const ReasonMaxSessions access.Reason = "max-sessions"
 
 // Rule is what the UDP side needs of a rule. It is immutable once given to a
 // Service; a reload hands over a new one, which applies to new sessions.
