@@ -1,5 +1,10 @@
-// Package access holds what the access lines of TCP connections and UDP
-// sessions share.
+// Package access is the finish of a TCP connection or UDP session: how it
+// ended (End, and Reason for a refused client) and the one access line that
+// says so (Line). TCP, UDP, the relay, the connection table and the metrics
+// share this vocabulary; docs/OPERATIONS.md lists the ends and
+// docs/CONFIG.md the reasons, and a test holds the code to those lists.
+//
+// It imports only the standard library, so that every layer may use it.
 package access
 
 import (

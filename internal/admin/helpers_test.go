@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"sluice/internal/access"
 	"sluice/internal/conntrack"
 	"sluice/internal/metrics"
 )
@@ -121,7 +122,7 @@ func (c *testController) open(rule string) (net.Conn, uint64) {
 	e := &conntrack.Entry{
 		ID: c.ids.Next(), Rule: rule, Proto: "tcp", Client: client.LocalAddr().String(),
 		Backend: c.backend.Addr().String(), Since: time.Now(), Bytes: ctr,
-		Stop: func(string) { once.Do(func() { server.Close() }) },
+		Stop: func(access.End) { once.Do(func() { server.Close() }) },
 	}
 	gone := make(chan struct{})
 	c.mu.Lock()

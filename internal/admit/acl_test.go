@@ -3,6 +3,8 @@ package admit
 import (
 	"net/netip"
 	"testing"
+
+	"sluice/internal/access"
 )
 
 func TestACL(t *testing.T) {
@@ -10,7 +12,7 @@ func TestACL(t *testing.T) {
 		name        string
 		allow, deny []string
 		client      string
-		want        Reason
+		want        access.Reason
 	}{
 		{"no lists v4", nil, nil, "192.0.2.1", ""},
 		{"no lists v6", nil, nil, "2001:db8::1", ""},

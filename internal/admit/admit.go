@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"sluice/internal/access"
 )
 
 // Policy is a rule's admission settings. Every zero value means "no limit".
@@ -50,31 +52,27 @@ type Policy struct {
 	PerIPPrefixV6 int
 }
 
-// Reason says why a client was refused. It is the <reason> in the access
-// log's "rejected:<reason>" and the reason label of sluice_rejected_total.
-// Admit returns the empty Reason when it admits.
-type Reason string
-
-// The reasons a client may be refused.
+// The reasons a client may be refused: the <reason> of the access line's
+// "rejected:<reason>" and the reason label of sluice_rejected_total (see
+// access.Reason). Admit returns the empty reason when it admits.
 const (
 	// ReasonDenied: the client matched Deny, or Allow is set and the client
 	// matched none of it.
-	ReasonDenied Reason = "denied"
+	ReasonDenied access.Reason = "denied"
 	// ReasonMaxConnections: the rule already has MaxConnections live.
-	ReasonMaxConnections Reason = "max-connections"
+	ReasonMaxConnections access.Reason = "max-connections"
 	// ReasonMaxConnectionsPerIP: the client IP already has
 	// MaxConnectionsPerIP live.
-	ReasonMaxConnectionsPerIP Reason = "max-connections-per-ip"
+	ReasonMaxConnectionsPerIP access.Reason = "max-connections-per-ip"
 	// ReasonRateLimited: the client IP's token bucket is empty.
-	ReasonRateLimited Reason = "rate-limited"
+	ReasonRateLimited access.Reason = "rate-limited"
 	// ReasonProxyProtocol is never returned by a Gate; the TCP side uses it
-	// when a PROXY protocol header is missing, malformed or untrusted. It is
-	// here so that every reason label lives in one place.
-	ReasonProxyProtocol Reason = "proxy-protocol"
+	// when a PROXY protocol header is missing, malformed or untrusted.
+	ReasonProxyProtocol access.Reason = "proxy-protocol"
 	// ReasonProxyPending is never returned by a Gate either: the TCP side
 	// uses it when a trusted PROXY sender already has as many connections
 	// waiting for their header as one sender may.
-	ReasonProxyPending Reason = "proxy-pending"
+	ReasonProxyPending access.Reason = "proxy-pending"
 )
 
 // defaultMaxIdle is how many idle clients (no live connection, token bucket
@@ -134,13 +132,13 @@ func newGate(p Policy, now func() time.Time, maxIdle int) *Gate {
 }
 
 // Admit decides for a new connection from client. On success it returns a
-// Ticket holding one slot and the empty Reason; the caller must Release the
+// Ticket holding one slot and the empty reason; the caller must Release the
 // Ticket when the connection ends. On refusal it returns the zero Ticket and
 // the reason, and holds nothing: a refused attempt takes no token either.
 //
 // When several limits would refuse, the reason reported is the first of:
 // denied, rate-limited, max-connections-per-ip, max-connections.
-func (g *Gate) Admit(client netip.Addr) (Ticket, Reason) {
+func (g *Gate) Admit(client netip.Addr) (Ticket, access.Reason) {
 	client = client.Unmap().WithZone("")
 	if !client.IsValid() {
 		return g.admitUnix()
@@ -164,7 +162,7 @@ func (g *Gate) Admit(client netip.Addr) (Ticket, Reason) {
 
 // admitUnix admits a client without an IP address, subject only to
 // MaxConnections.
-func (g *Gate) admitUnix() (Ticket, Reason) {
+func (g *Gate) admitUnix() (Ticket, access.Reason) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if r := g.pol.Load(); r.maxConns > 0 && g.live >= r.maxConns {
@@ -177,7 +175,7 @@ func (g *Gate) admitUnix() (Ticket, Reason) {
 // admitIPLocked applies the per-IP and rule-wide limits of r at time now to
 // a client with an IP address, and takes a slot and a token if they allow
 // it.
-func (g *Gate) admitIPLocked(client netip.Addr, r *rules, now int64) (Ticket, Reason) {
+func (g *Gate) admitIPLocked(client netip.Addr, r *rules, now int64) (Ticket, access.Reason) {
 	client = r.perIPKey(client)
 	if r.interval > 0 {
 		g.clients.sweep(now, sweepPerOp)

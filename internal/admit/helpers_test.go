@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"sluice/internal/access"
 )
 
 // fakeClock is a clock that moves only when a test says so. It is not safe
@@ -63,7 +65,7 @@ func admit(t testing.TB, g *Gate, client string) Ticket {
 }
 
 // refuse asks g for client and fails the test unless it is refused for want.
-func refuse(t testing.TB, g *Gate, client string, want Reason) {
+func refuse(t testing.TB, g *Gate, client string, want access.Reason) {
 	t.Helper()
 	live := g.Live()
 	tk, r := g.Admit(addr(t, client))

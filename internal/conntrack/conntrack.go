@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"sluice/internal/access"
 )
 
 // Counters are live byte counts of one entry, updated by whoever moves the bytes.
@@ -25,9 +27,10 @@ type Entry struct {
 	Backend string
 	Since   time.Time
 	Bytes   Counters
-	// Stop ends the entry's connection with a reason ("drained", "closed");
-	// it must be safe to call more than once and concurrently.
-	Stop func(reason string)
+	// Stop ends the entry's connection with a reason (access.Drained,
+	// access.Closed); it must be safe to call more than once and
+	// concurrently.
+	Stop func(reason access.End)
 }
 
 // Snapshot is a point-in-time copy of an entry for reports.
@@ -92,7 +95,7 @@ func (t *Table) Len() int {
 }
 
 // Stop ends the entry with id and reports whether it was live.
-func (t *Table) Stop(id uint64, reason string) bool {
+func (t *Table) Stop(id uint64, reason access.End) bool {
 	t.mu.Lock()
 	e := t.entries[id]
 	t.mu.Unlock()
@@ -104,7 +107,7 @@ func (t *Table) Stop(id uint64, reason string) bool {
 }
 
 // StopAll ends every live entry with reason.
-func (t *Table) StopAll(reason string) {
+func (t *Table) StopAll(reason access.End) {
 	t.mu.Lock()
 	entries := make([]*Entry, 0, len(t.entries))
 	for _, e := range t.entries {

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sluice/internal/access"
 )
 
 // counts is a fixed pair of byte counts.
@@ -16,10 +18,10 @@ func (c counts) BytesDown() int64 { return c.down }
 // stopper records the reasons its entry was stopped with.
 type stopper struct {
 	mu      sync.Mutex
-	reasons []string
+	reasons []access.End
 }
 
-func (s *stopper) stop(reason string) {
+func (s *stopper) stop(reason access.End) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reasons = append(s.reasons, reason)
@@ -52,11 +54,11 @@ func TestTable(t *testing.T) {
 	}
 	tab.Remove(2)
 	tab.StopAll("drained")
-	if r := stops[2].reasons; !slices.Equal(r, []string{"closed"}) {
+	if r := stops[2].reasons; !slices.Equal(r, []access.End{"closed"}) {
 		t.Fatalf("entry 2 stopped with %v", r)
 	}
 	for _, id := range []uint64{1, 3} {
-		if r := stops[id].reasons; !slices.Equal(r, []string{"drained"}) {
+		if r := stops[id].reasons; !slices.Equal(r, []access.End{"drained"}) {
 			t.Fatalf("entry %d stopped with %v", id, r)
 		}
 	}

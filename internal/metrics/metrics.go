@@ -22,6 +22,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"sluice/internal/access"
 )
 
 // Metric names, as documented in SPEC.md.
@@ -202,20 +204,19 @@ func (r *Rule) UDPSessionClosed() {
 	r.sessions.Add(-1)
 }
 
-// Rejected counts a client turned away before any backend was dialled.
-// reason must come from a small fixed set, such as "denied",
-// "max-connections", "max-connections-per-ip", "rate-limited" or
-// "proxy-protocol" (see admit.Reason): it is a label.
-func (r *Rule) Rejected(reason string) {
+// Rejected counts a client turned away before any backend was dialled, by
+// the reason its access line gives (its end is access.Rejected(reason)):
+// a label from the small fixed set of reasons.
+func (r *Rule) Rejected(reason access.Reason) {
 	if r == nil {
 		return
 	}
 	r.rejectedAll.Add(1)
-	if c, ok := r.rejected.Load(reason); ok {
+	if c, ok := r.rejected.Load(string(reason)); ok {
 		c.(*atomic.Uint64).Add(1)
 		return
 	}
-	c, _ := r.rejected.LoadOrStore(reason, new(atomic.Uint64))
+	c, _ := r.rejected.LoadOrStore(string(reason), new(atomic.Uint64))
 	c.(*atomic.Uint64).Add(1)
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"sluice/internal/access"
 	"sluice/internal/epoll"
 )
 
@@ -79,7 +80,7 @@ func (ec *engineConn) checkConnect() bool {
 		cs.timer.Stop()
 	}
 	if _, fail := cs.Outcome(ec.fd[1], nil); fail != nil {
-		ec.r.setEnd(EndConnectFailed, fail)
+		ec.r.setEnd(access.ConnectFailed, fail)
 		ec.close(false)
 		return false
 	}
@@ -99,12 +100,12 @@ func (ec *engineConn) connectFailed(err error) {
 	}
 	next, fail := cs.Outcome(ec.fd[1], err)
 	if fail != nil {
-		ec.r.setEnd(EndConnectFailed, fail)
+		ec.r.setEnd(access.ConnectFailed, fail)
 		ec.close(false)
 		return
 	}
 	if err := ec.loop.swapBackend(ec, next); err != nil {
-		ec.r.setEnd(EndConnectFailed, err)
+		ec.r.setEnd(access.ConnectFailed, err)
 		ec.close(false)
 		return
 	}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"sluice/internal/access"
 	"sluice/internal/loopback"
 )
 
@@ -148,7 +149,7 @@ func TestConnectingRelay(t *testing.T) {
 				t.Fatalf("echo: %q, %v; want %q", got, err, "early bytes")
 			}
 			res := waitResult(t, done)
-			if res.End != EndEOF || res.Up != 11 || res.Down != 11 {
+			if res.End != access.EOF || res.Up != 11 || res.Down != 11 {
 				t.Errorf("result %+v: want eof, 11 bytes each way", res)
 			}
 			errs := o.seen()
@@ -172,7 +173,7 @@ func TestConnectingGivesUp(t *testing.T) {
 	o := &outcomes{fail: giveUp}
 	_, done := runConnecting(fd, Connecting{FD: startConnect(t, silentAddr(t)), Timeout: 100 * time.Millisecond, Outcome: o.outcome}, Options{Engine: e})
 	res := waitResult(t, done)
-	if res.End != EndConnectFailed || !errors.Is(res.Err, giveUp) {
+	if res.End != access.ConnectFailed || !errors.Is(res.Err, giveUp) {
 		t.Errorf("result %+v: want connect-failed with %v", res, giveUp)
 	}
 	if errs := o.seen(); len(errs) != 1 || !errors.Is(errs[0], os.ErrDeadlineExceeded) {
@@ -192,8 +193,8 @@ func TestConnectingStop(t *testing.T) {
 	o := &outcomes{}
 	r, done := runConnecting(fd, Connecting{FD: startConnect(t, silentAddr(t)), Outcome: o.outcome}, Options{Engine: e})
 	waitFor(t, "the relay on the engine", func() bool { return e.Relays() == 1 })
-	r.Stop(EndDrained)
-	if res := waitResult(t, done); res.End != EndDrained {
+	r.Stop(access.Drained)
+	if res := waitResult(t, done); res.End != access.Drained {
 		t.Errorf("result %+v: want drained", res)
 	}
 	if errs := o.seen(); len(errs) != 0 {
@@ -211,7 +212,7 @@ func TestConnectingWithoutEngine(t *testing.T) {
 	client, fd := clientSocket(t)
 	o := &outcomes{}
 	_, done := runConnecting(fd, Connecting{FD: startConnect(t, echoAddr(t)), Outcome: o.outcome}, Options{})
-	if res := waitResult(t, done); res.End != EndConnectFailed || res.Err == nil {
+	if res := waitResult(t, done); res.End != access.ConnectFailed || res.Err == nil {
 		t.Errorf("result %+v: want connect-failed with an error", res)
 	}
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -238,7 +239,7 @@ func TestConnectingTimeIsNotIdle(t *testing.T) {
 		t.Fatalf("echo after a slow connect: %q, %v", buf, err)
 	}
 	client.CloseWrite()
-	if res := waitResult(t, done); res.End != EndEOF {
+	if res := waitResult(t, done); res.End != access.EOF {
 		t.Errorf("result %+v: want eof", res)
 	}
 }

@@ -18,14 +18,11 @@ type Connecting struct {
 	// failed, or an i/o timeout. On success its answer is ignored unless
 	// it returns an error, which ends the relay. On failure it returns the
 	// next backend socket to wait for (connect started; the relay closes
-	// fd), or an error that ends the relay with EndConnectFailed.
+	// fd), or an error that ends the relay with access.ConnectFailed.
 	//
 	// It must not block: it runs on the loop that serves other relays.
 	Outcome func(fd int, err error) (next int, fail error)
 }
-
-// EndConnectFailed ends a relay whose backend could not be connected.
-const EndConnectFailed End = "connect-failed"
 
 // errNoEngine ends a relay made by NewConnecting without an engine.
 var errNoEngine = errors.New("relay: no engine to carry the connection")
@@ -47,7 +44,7 @@ type connectState struct {
 //
 // Such a relay runs only on an engine and has no bandwidth limit. When the
 // engine cannot take it (none given, closed, or out of resources), Start
-// ends it at once with EndConnectFailed.
+// ends it at once with access.ConnectFailed.
 func NewConnecting(clientFD int, c Connecting, opts Options) *Relay {
 	opts.Bandwidth = 0
 	r := newRelay(nil, nil, opts)

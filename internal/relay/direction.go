@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"sluice/internal/access"
 )
 
 // errIdle ends a direction whose relay passed its idle limit; errPark says
@@ -133,7 +135,7 @@ func (d *direction) end(err error) {
 	case err == nil:
 		d.finish()
 	case errors.Is(err, errIdle):
-		d.r.Stop(EndIdleTimeout)
+		d.r.Stop(access.IdleTimeout)
 	case isClosed(err):
 		// Stopped, or the other direction aborted: nothing more to do.
 	default:

@@ -1,6 +1,10 @@
 package relay
 
-import "golang.org/x/sys/unix"
+import (
+	"golang.org/x/sys/unix"
+
+	"sluice/internal/access"
+)
 
 // engineConn is a relay carried by an engine loop: its two sockets, what
 // the edge events said of them, and a flow per direction. Only the loop
@@ -63,7 +67,7 @@ func (ec *engineConn) serve() {
 	}
 	for i := range ec.flows {
 		if err := ec.pump(&ec.flows[i]); err != nil {
-			ec.r.setEnd(EndReset, err)
+			ec.r.setEnd(access.Reset, err)
 			ec.close(true)
 			return
 		}

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"sluice/internal/access"
 )
 
 // eachEngine runs test twice: with relays on goroutines of their own (e is
@@ -90,7 +92,7 @@ func TestEngineHoldsNoGoroutines(t *testing.T) {
 	for _, p := range pairs {
 		p.client.Close()
 		p.server.Close()
-		if r := p.wait(t); r.End != EndEOF || r.Up != 5 {
+		if r := p.wait(t); r.End != access.EOF || r.Up != 5 {
 			t.Fatalf("result %+v", r)
 		}
 	}
@@ -107,9 +109,9 @@ func TestEngineStopBeforeStart(t *testing.T) {
 	defer client.Close()
 	defer server.Close()
 	r := New(front, back, Options{Engine: e})
-	r.Stop(EndDrained)
+	r.Stop(access.Drained)
 	res := r.Run()
-	if res.End != EndDrained {
+	if res.End != access.Drained {
 		t.Fatalf("result %+v", res)
 	}
 	if _, err := client.Read(make([]byte, 1)); err != io.EOF {
@@ -138,7 +140,7 @@ func TestEngineClosedFallsBack(t *testing.T) {
 	}
 	p.client.Close()
 	p.server.Close()
-	if r := p.wait(t); r.End != EndEOF {
+	if r := p.wait(t); r.End != access.EOF {
 		t.Fatalf("result %+v", r)
 	}
 	if p.relay.onLoop() {

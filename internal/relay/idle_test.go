@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"sluice/internal/access"
 )
 
 // idleSlack is how late past its limit an idle or half-close timeout may
@@ -100,7 +102,7 @@ func testIdleTimeoutOnTime(t *testing.T, c carrier) {
 	sent, delivered := transfer(t, p.client, p.server)
 	r := p.wait(t)
 	closed := time.Now()
-	if r.End != EndIdleTimeout || r.Up != 1 {
+	if r.End != access.IdleTimeout || r.Up != 1 {
 		t.Fatalf("result %+v, want idle-timeout after 1 byte", r)
 	}
 	checkOnTime(t, sent, delivered, closed, limit)
@@ -124,7 +126,7 @@ func testHalfCloseTimeoutOnTime(t *testing.T, c carrier) {
 	sent, delivered := transfer(t, p.server, p.client)
 	r := p.wait(t)
 	closed := time.Now()
-	if r.End != EndIdleTimeout || r.Down != 1 {
+	if r.End != access.IdleTimeout || r.Down != 1 {
 		t.Fatalf("result %+v, want idle-timeout after 1 byte down", r)
 	}
 	checkOnTime(t, sent, delivered, closed, limit)
@@ -150,7 +152,7 @@ func testHalfCloseCountsFromFIN(t *testing.T, c carrier) {
 	delivered := time.Now()
 	r := p.wait(t)
 	closed := time.Now()
-	if r.End != EndIdleTimeout {
+	if r.End != access.IdleTimeout {
 		t.Fatalf("result %+v, want idle-timeout", r)
 	}
 	checkOnTime(t, sent, delivered, closed, limit)

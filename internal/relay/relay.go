@@ -18,18 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// End says how a relay finished. It is the "end" field of the access log.
-type End string
-
-// The ways a relay can end.
-const (
-	EndEOF         End = "eof"          // both directions finished with FIN
-	EndReset       End = "reset"        // a side reset or failed; both were reset
-	EndIdleTimeout End = "idle-timeout" // no bytes either way for the idle limit
-	EndDrained     End = "drained"      // stopped by a graceful shutdown deadline
-	EndClosed      End = "closed"       // stopped by an operator (admin API)
+	"sluice/internal/access"
 )
 
 // Counters are a relay's live byte counts, readable while it runs. Up is
@@ -83,9 +73,9 @@ const DefaultParkAfter = 10 * time.Millisecond
 
 // Result is what a finished relay reports.
 type Result struct {
-	Up, Down int64 // bytes client→backend and backend→client
-	End      End
-	Err      error // the first I/O error, if the relay ended in a reset
+	Up, Down int64      // bytes client→backend and backend→client
+	End      access.End // how it ended: eof, reset, idle-timeout, connect-failed or Stop's
+	Err      error      // the first I/O error, if the relay ended in a reset
 }
 
 // Relay is one client↔backend connection pair being relayed.
@@ -112,7 +102,7 @@ type Relay struct {
 	connecting *connectState
 
 	mu        sync.Mutex // guards the following fields
-	end       End
+	end       access.End
 	err       error
 	stopped   bool
 	idleTimer *time.Timer // checks the idle limit while directions are parked
@@ -192,7 +182,7 @@ func (r *Relay) finish() {
 	r.mu.Lock()
 	end, err := r.end, r.err
 	if end == "" {
-		end = EndEOF
+		end = access.EOF
 	}
 	r.stopped = true
 	if r.idleTimer != nil {
@@ -240,7 +230,7 @@ func (r *Relay) startOnEngine() bool {
 		if cs.timer != nil {
 			cs.timer.Stop()
 		}
-		r.end, r.err = EndConnectFailed, err
+		r.end, r.err = access.ConnectFailed, err
 		r.mu.Unlock()
 		r.finish()
 		return true
@@ -261,7 +251,7 @@ func (r *Relay) startOnEngine() bool {
 // Stop ends the relay now with the given reason. Connections are closed
 // gracefully (the kernel sends RST only if unread data remains). Stop after
 // the relay has finished does nothing.
-func (r *Relay) Stop(end End) {
+func (r *Relay) Stop(end access.End) {
 	if !r.setEnd(end, nil) {
 		return
 	}
@@ -283,7 +273,7 @@ func (r *Relay) Stop(end End) {
 // abort resets both sides because of err: a reset or failure on one side is
 // passed on as a reset to the other.
 func (r *Relay) abort(err error) {
-	if r.setEnd(EndReset, err) {
+	if r.setEnd(access.Reset, err) {
 		r.reset()
 		r.unpark()
 	}
@@ -347,7 +337,7 @@ func (r *Relay) checkIdle() {
 		return
 	}
 	if !now.Before(deadline) {
-		r.Stop(EndIdleTimeout)
+		r.Stop(access.IdleTimeout)
 		return
 	}
 	r.armIdleTimer()
@@ -355,7 +345,7 @@ func (r *Relay) checkIdle() {
 
 // setEnd records the first reason the relay ended and reports whether it was
 // the first.
-func (r *Relay) setEnd(end End, err error) bool {
+func (r *Relay) setEnd(end access.End, err error) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.end != "" || r.stopped {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sluice/internal/access"
 )
 
 // pair is a relay under test with the far ends of its two connections:
@@ -71,7 +73,7 @@ func startPairOf(t *testing.T, client, front, back, server net.Conn, opts Option
 	t.Cleanup(func() {
 		client.Close()
 		server.Close()
-		p.relay.Stop(EndClosed)
+		p.relay.Stop(access.Closed)
 	})
 	if opts.Engine != nil && opts.Bandwidth == 0 {
 		waitFor(t, "the relay to start on the engine", p.relay.onLoop)
@@ -95,7 +97,7 @@ func startPairB(b *testing.B, pools *Pools) *pair {
 	b.Cleanup(func() {
 		client.Close()
 		server.Close()
-		p.relay.Stop(EndClosed)
+		p.relay.Stop(access.Closed)
 	})
 	return p
 }
@@ -192,7 +194,7 @@ func testBulkBothWays(t *testing.T, e *Engine) {
 				}
 			}
 			final := p.wait(t)
-			if final.Up != size || final.Down != size || final.End != EndEOF {
+			if final.Up != size || final.Down != size || final.End != access.EOF {
 				t.Fatalf("result %+v", final)
 			}
 			if counters.Up.Load() != size || counters.Down.Load() != size {
@@ -222,7 +224,7 @@ func testHalfCloseClientFirst(t *testing.T, e *Engine) {
 	if err != nil || string(got) != "HELLO" {
 		t.Fatalf("got %q, %v", got, err)
 	}
-	if r := p.wait(t); r.End != EndEOF || r.Up != 5 || r.Down != 5 {
+	if r := p.wait(t); r.End != access.EOF || r.Up != 5 || r.Down != 5 {
 		t.Fatalf("result %+v", r)
 	}
 }
@@ -249,7 +251,7 @@ func testHalfCloseBackendFirst(t *testing.T, e *Engine) {
 	if err != nil || len(rest) != 40 {
 		t.Fatalf("backend got %d bytes, %v", len(rest), err)
 	}
-	if r := p.wait(t); r.End != EndEOF {
+	if r := p.wait(t); r.End != access.EOF {
 		t.Fatalf("result %+v", r)
 	}
 }
@@ -276,7 +278,7 @@ func testResetPropagates(t *testing.T, e *Engine) {
 			if !errors.Is(err, syscall.ECONNRESET) {
 				t.Fatalf("other side got %v, want connection reset", err)
 			}
-			if r := p.wait(t); r.End != EndReset {
+			if r := p.wait(t); r.End != access.Reset {
 				t.Fatalf("result %+v", r)
 			}
 		})
@@ -287,7 +289,7 @@ func TestIdleTimeout(t *testing.T) { eachEngine(t, testIdleTimeout) }
 
 func testIdleTimeout(t *testing.T, e *Engine) {
 	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: 200 * time.Millisecond})
-	if r := p.wait(t); r.End != EndIdleTimeout {
+	if r := p.wait(t); r.End != access.IdleTimeout {
 		t.Fatalf("result %+v", r)
 	}
 	if _, err := p.client.Read(make([]byte, 1)); err == nil {
@@ -318,7 +320,7 @@ func testIdleTimeoutOtherDirection(t *testing.T, e *Engine) {
 		t.Fatalf("relay ended early: %+v", r)
 	default:
 	}
-	if r := p.wait(t); r.End != EndIdleTimeout || r.Down != 40 {
+	if r := p.wait(t); r.End != access.IdleTimeout || r.Down != 40 {
 		t.Fatalf("result %+v", r)
 	}
 }
@@ -328,7 +330,7 @@ func TestHalfCloseTimeout(t *testing.T) { eachEngine(t, testHalfCloseTimeout) }
 func testHalfCloseTimeout(t *testing.T, e *Engine) {
 	p := startPair(t, "tcp", Options{Engine: e, IdleTimeout: time.Hour, HalfCloseTimeout: 200 * time.Millisecond})
 	p.client.(*net.TCPConn).CloseWrite()
-	if r := p.wait(t); r.End != EndIdleTimeout {
+	if r := p.wait(t); r.End != access.IdleTimeout {
 		t.Fatalf("result %+v", r)
 	}
 }
@@ -339,8 +341,8 @@ func testStop(t *testing.T, e *Engine) {
 	p := startPair(t, "tcp", Options{Engine: e})
 	p.client.Write([]byte("abc"))
 	io.ReadFull(p.server, make([]byte, 3))
-	p.relay.Stop(EndDrained)
-	if r := p.wait(t); r.End != EndDrained || r.Up != 3 {
+	p.relay.Stop(access.Drained)
+	if r := p.wait(t); r.End != access.Drained || r.Up != 3 {
 		t.Fatalf("result %+v", r)
 	}
 	if _, err := p.client.Read(make([]byte, 1)); err == nil {
@@ -428,7 +430,7 @@ func TestParkedRelayWakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.server.Close()
-	if r := p.wait(t); r.End != EndEOF || r.Up != 25 || r.Down != 25 {
+	if r := p.wait(t); r.End != access.EOF || r.Up != 25 || r.Down != 25 {
 		t.Fatalf("result %+v", r)
 	}
 	waitParked(t, parker, 0)
@@ -439,7 +441,7 @@ func TestParkedIdleTimeout(t *testing.T) {
 	parker := newParker(t)
 	p := startPair(t, "tcp", Options{Parker: parker, ParkAfter: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
 	waitParked(t, parker, 2)
-	if r := p.wait(t); r.End != EndIdleTimeout {
+	if r := p.wait(t); r.End != access.IdleTimeout {
 		t.Fatalf("result %+v", r)
 	}
 	waitParked(t, parker, 0)
@@ -450,8 +452,8 @@ func TestParkedStop(t *testing.T) {
 	parker := newParker(t)
 	p := startPair(t, "tcp", Options{Parker: parker, ParkAfter: 10 * time.Millisecond})
 	waitParked(t, parker, 2)
-	p.relay.Stop(EndDrained)
-	if r := p.wait(t); r.End != EndDrained {
+	p.relay.Stop(access.Drained)
+	if r := p.wait(t); r.End != access.Drained {
 		t.Fatalf("result %+v", r)
 	}
 	select {
@@ -472,7 +474,7 @@ func TestParkedReset(t *testing.T) {
 	if _, err := p.client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client got %v, want connection reset", err)
 	}
-	if r := p.wait(t); r.End != EndReset {
+	if r := p.wait(t); r.End != access.Reset {
 		t.Fatalf("result %+v", r)
 	}
 }
@@ -590,7 +592,7 @@ func testMixedChunkSizes(t *testing.T, e *Engine) {
 	if upGot != u.sum || downGot != d.sum {
 		t.Fatal("bytes changed on the way")
 	}
-	if r := p.wait(t); r.End != EndEOF {
+	if r := p.wait(t); r.End != access.EOF {
 		t.Fatalf("result %+v", r)
 	}
 	if n := waitLent(pools); n != 0 {
@@ -627,8 +629,8 @@ func testStopDuringBulk(t *testing.T, e *Engine) {
 			waitFor(t, "a MiB relayed each way", func() bool {
 				return counters.BytesUp() >= 1<<20 && counters.BytesDown() >= 1<<20
 			})
-			p.relay.Stop(EndClosed)
-			if r := p.wait(t); r.End != EndClosed || r.Up == 0 || r.Down == 0 {
+			p.relay.Stop(access.Closed)
+			if r := p.wait(t); r.End != access.Closed || r.Up == 0 || r.Down == 0 {
 				t.Fatalf("result %+v", r)
 			}
 			if n := waitLent(tc.pools); n != 0 {
@@ -663,7 +665,7 @@ func testBusyThenHalfClose(t *testing.T, e *Engine) {
 		io.Copy(io.Discard, p.server)
 		p.server.(*net.TCPConn).CloseWrite()
 	}()
-	if r := p.wait(t); r.End != EndEOF || r.Up != 15 || r.Down != 15 {
+	if r := p.wait(t); r.End != access.EOF || r.Up != 15 || r.Down != 15 {
 		t.Fatalf("result %+v, want eof after 15 bytes each way", r)
 	}
 }

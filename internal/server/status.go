@@ -4,9 +4,9 @@ import (
 	"sort"
 	"strings"
 
+	"sluice/internal/access"
 	"sluice/internal/admin"
 	"sluice/internal/conntrack"
-	"sluice/internal/relay"
 )
 
 // Rules reports every running rule with its backends and counters, in
@@ -47,7 +47,7 @@ func (s *Server) Connections() []conntrack.Snapshot {
 // whether it was live. Its access line says "closed".
 func (s *Server) CloseConnection(id uint64) bool {
 	for _, r := range s.allRules() {
-		if r.table.Stop(id, string(relay.EndClosed)) {
+		if r.table.Stop(id, access.Closed) {
 			return true
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"sluice/internal/access"
 	"sluice/internal/admit"
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
@@ -89,7 +90,7 @@ func (s *Service) admit(cn *conn) bool {
 	}
 	ticket, reason := cn.rule.Gate.Admit(cn.client.Addr())
 	if reason != "" {
-		s.reject(cn, string(reason), nil)
+		s.reject(cn, reason, nil)
 		return false
 	}
 	cn.ticket = ticket
@@ -99,7 +100,7 @@ func (s *Service) admit(cn *conn) bool {
 }
 
 // reject closes a refused client and writes its access line.
-func (s *Service) reject(cn *conn, reason string, err error) {
+func (s *Service) reject(cn *conn, reason access.Reason, err error) {
 	if cn.c == nil {
 		resetFD(cn.fd)
 	} else {
@@ -109,7 +110,7 @@ func (s *Service) reject(cn *conn, reason string, err error) {
 		cn.c.Close()
 	}
 	cn.rule.Metrics.Rejected(reason)
-	s.finish(cn, relay.Result{End: relay.End("rejected:" + reason), Err: err})
+	s.finish(cn, relay.Result{End: access.Rejected(reason), Err: err})
 }
 
 // dial connects to a backend (with retries on the next one), sends the
@@ -126,7 +127,7 @@ func (s *Service) dial(cn *conn) {
 	}
 	if err != nil {
 		cn.c.Close()
-		s.finish(cn, relay.Result{End: "connect-failed", Err: err})
+		s.finish(cn, relay.Result{End: access.ConnectFailed, Err: err})
 		return
 	}
 	rule.Metrics.ConnectDuration(time.Since(began))
@@ -142,7 +143,7 @@ func (s *Service) dial(cn *conn) {
 // connected lets go of the backend it was trying.
 func (s *Service) run(cn *conn) {
 	if s.cutting.Load() {
-		cn.relay.Stop(relay.EndDrained) // before Start is fine: it ends at once
+		cn.relay.Stop(access.Drained) // before Start is fine: it ends at once
 	}
 	cn.relay.Start(func(res relay.Result) {
 		if cn.backend == nil {
@@ -176,9 +177,9 @@ func (s *Service) relayOptions(cn *conn) relay.Options {
 func (s *Service) track(cn *conn, backendName string) {
 	cn.entry = conntrack.Entry{
 		ID: s.deps.IDs.Next(), Rule: cn.rule.Name, Proto: "tcp",
-		Client: clientName(cn), Backend: backendName,
+		Client: access.ClientName(cn.client), Backend: backendName,
 		Since: cn.start, Bytes: &cn.counters,
-		Stop: func(reason string) { cn.relay.Stop(relay.End(reason)) },
+		Stop: func(reason access.End) { cn.relay.Stop(reason) },
 	}
 	s.deps.Table.Add(&cn.entry)
 }
@@ -241,12 +242,4 @@ func addrPort(a net.Addr) netip.AddrPort {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	return netip.AddrPort{}
-}
-
-// clientName is the client as logged and listed: ip:port, or "unix".
-func clientName(cn *conn) string {
-	if !cn.client.IsValid() {
-		return "unix"
-	}
-	return cn.client.String()
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"sluice/internal/access"
 	"sluice/internal/backend"
 	"sluice/internal/relay"
 )
@@ -147,7 +148,7 @@ func (s *Service) connect(cn *conn, l *listening) error {
 	bfd, err := cn.attempts.Next()
 	if err != nil {
 		unix.Close(cn.fd)
-		s.finish(cn, relay.Result{End: relay.EndConnectFailed, Err: err})
+		s.finish(cn, relay.Result{End: access.ConnectFailed, Err: err})
 		if oe := (*backend.OpenError)(nil); errors.As(err, &oe) && retryable(oe.Err) {
 			return &net.OpError{Op: "accept", Net: "tcp", Addr: l.ln.Addr(), Err: oe.Err}
 		}
@@ -182,7 +183,7 @@ func (cn *conn) outcome(fd int, err error) (int, error) {
 	cn.backend = b
 	s.deps.Table.SetBackend(cn.entry.ID, b.Address().String())
 	if s.cutting.Load() {
-		cn.relay.Stop(relay.EndDrained)
+		cn.relay.Stop(access.Drained)
 	}
 	return -1, nil
 }

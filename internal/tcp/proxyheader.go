@@ -52,7 +52,7 @@ func (r *Rule) maxPendingHeaders() int {
 // many waiting already.
 func (s *Service) awaitHeader(cn *conn) {
 	if !s.pending.add(cn.client.Addr(), cn.rule.maxPendingHeaders()) {
-		s.reject(cn, string(admit.ReasonProxyPending), nil)
+		s.reject(cn, admit.ReasonProxyPending, nil)
 		return
 	}
 	read := func() { s.readProxyHeader(cn) }
@@ -74,7 +74,7 @@ func (s *Service) readProxyHeader(cn *conn) {
 	cn.c.SetReadDeadline(time.Time{})
 	s.pending.done(cn.client.Addr())
 	if err != nil {
-		s.reject(cn, string(admit.ReasonProxyProtocol), err)
+		s.reject(cn, admit.ReasonProxyProtocol, err)
 		return
 	}
 	if src, dst, ok := h.Endpoints(); ok {

@@ -140,33 +140,15 @@ func (s *Service) Drain(timeout time.Duration) {
 	}
 	s.cutting.Store(true)
 	s.cancel()
-	s.deps.Table.StopAll(string(relay.EndDrained))
+	s.deps.Table.StopAll(access.Drained)
 	<-done
 }
 
-// logAccess writes the one access line of a finished connection. Nothing
-// is formatted when access lines are off.
+// logAccess writes the one access line of a finished connection.
 func (s *Service) logAccess(cn *conn, res relay.Result) {
-	if s.deps.Logger.Enabled(context.Background(), slog.LevelInfo) {
-		s.writeAccess(cn.rule, clientName(cn), cn.entry.Backend, res, cn.start)
+	line := access.Line{
+		Rule: cn.rule.Name, Proto: "tcp", Client: cn.client, Backend: cn.entry.Backend,
+		Up: res.Up, Down: res.Down, Start: cn.start, End: res.End, Err: res.Err,
 	}
-}
-
-// writeAccess formats and writes an access line. It is apart from
-// logAccess so that its large frame costs nothing when access lines are off.
-func (s *Service) writeAccess(rule *Rule, client, backend string, res relay.Result, start time.Time) {
-	attrs := []slog.Attr{
-		slog.String("rule", rule.Name),
-		slog.String("proto", "tcp"),
-		slog.String("client", client),
-		slog.String("backend", backend),
-		slog.Int64("up", res.Up),
-		slog.Int64("down", res.Down),
-		access.Seconds("duration", time.Since(start)),
-		slog.String("end", string(res.End)),
-	}
-	if res.Err != nil {
-		attrs = append(attrs, slog.String("error", res.Err.Error()))
-	}
-	s.deps.Logger.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+	line.Log(s.deps.Logger)
 }

@@ -3,6 +3,7 @@ package udp
 import (
 	"time"
 
+	"sluice/internal/access"
 	"sluice/internal/admit"
 	"sluice/internal/conntrack"
 )
@@ -72,7 +73,7 @@ func (s *Service) openLocked(p peer, now int64) *session {
 	rule := rs.rule
 	client := p.client()
 	var ticket admit.Ticket
-	var reason admit.Reason
+	var reason access.Reason
 	if rule.Gate != nil {
 		ticket, reason = rule.Gate.Admit(client.Addr())
 	}
@@ -81,14 +82,14 @@ func (s *Service) openLocked(p peer, now int64) *session {
 		reason = ReasonMaxSessions
 	}
 	if reason != "" {
-		rule.Metrics.Rejected(string(reason))
+		rule.Metrics.Rejected(reason)
 		s.rejected[string(reason)]++
-		return s.refuseLocked(p, rs, "rejected:"+string(reason), nil, now)
+		return s.refuseLocked(p, rs, access.Rejected(reason), nil, now)
 	}
 	b, err := rule.Pool.Pick(client.Addr())
 	if err != nil {
 		ticket.Release()
-		return s.refuseLocked(p, rs, "connect-failed", err, now)
+		return s.refuseLocked(p, rs, access.ConnectFailed, err, now)
 	}
 	ss := &session{
 		svc: s, rs: rs, key: p, name: client.String(), start: time.Now(), born: now,
@@ -98,7 +99,7 @@ func (s *Service) openLocked(p peer, now int64) *session {
 	ss.entry = conntrack.Entry{
 		ID: s.deps.IDs.Next(), Rule: rule.Name, Proto: "udp",
 		Client: ss.name, Backend: b.Address().String(), Since: ss.start, Bytes: ss,
-		Stop: func(reason string) { ss.stop(reason, nil) },
+		Stop: func(reason access.End) { ss.stop(reason, nil) },
 	}
 	s.sessions[p] = ss
 	s.live++
@@ -112,7 +113,7 @@ func (s *Service) openLocked(p peer, now int64) *session {
 // refuseLocked remembers that p was refused (or found no backend), so that
 // its datagrams are dropped until the refusal expires, which writes its one
 // access line. It returns nil when too many refusals are remembered.
-func (s *Service) refuseLocked(p peer, rs *ruleState, end string, err error, now int64) *session {
+func (s *Service) refuseLocked(p peer, rs *ruleState, end access.End, err error, now int64) *session {
 	if s.refusals >= maxRefusals {
 		return nil
 	}
@@ -125,7 +126,7 @@ func (s *Service) refuseLocked(p peer, rs *ruleState, end string, err error, now
 // newRefusal returns the record of a refusal of p at now, which drops the
 // client's datagrams until it expires and then writes its access line with
 // end and err.
-func newRefusal(s *Service, p peer, rs *ruleState, end string, err error, now int64) *session {
+func newRefusal(s *Service, p peer, rs *ruleState, end access.End, err error, now int64) *session {
 	return &session{
 		svc: s, rs: rs, key: p, name: p.client().String(), start: time.Now(), born: now,
 		timeout: min(refusalMemory, rs.rule.sessionTimeout()), refusal: end, refusalErr: err,

@@ -135,7 +135,7 @@ func TestSessionCap(t *testing.T) {
 		t.Fatalf("want one refusal line with 3 datagrams dropped; got %v", rec)
 	}
 	nothingWaiting(t, c3)
-	if st := f.svc.Stats(); st.Rejected[ReasonMaxSessions] != 1 || st.Dropped != 3 {
+	if st := f.svc.Stats(); st.Rejected[string(ReasonMaxSessions)] != 1 || st.Dropped != 3 {
 		t.Fatalf("stats %+v: want one max-sessions rejection, 3 dropped", st)
 	}
 	if !f.table.Stop(entryOf(t, f, c1), "closed") {

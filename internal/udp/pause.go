@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"sluice/internal/access"
 	"sluice/internal/backend"
 )
 
@@ -36,7 +37,7 @@ func (s *Service) pausedLocked(now int64) bool { return s.pause.delay > 0 && now
 // and counts p's rejection unless it was counted in this refusal already.
 func (s *Service) turnAwayLocked(p peer, rs *ruleState, now int64) *session {
 	if s.pause.window == nil {
-		s.pause.window = newRefusal(s, p, rs, "connect-failed", s.pause.err, now)
+		s.pause.window = newRefusal(s, p, rs, access.ConnectFailed, s.pause.err, now)
 	}
 	if _, seen := s.pause.counted[p]; !seen {
 		if s.pause.counted == nil {
@@ -70,7 +71,7 @@ func (s *Service) mayOpen(ss *session) bool {
 	paused, err := s.pausedLocked(s.now()), s.pause.err
 	s.mu.Unlock()
 	if paused {
-		ss.stop("connect-failed", err)
+		ss.stop(access.ConnectFailed, err)
 	}
 	return !paused
 }
@@ -141,7 +142,7 @@ func (s *Service) fold(ss *session, err error) bool {
 	}
 	w := s.pause.window
 	if w == nil {
-		w = newRefusal(s, ss.key, ss.rs, "connect-failed", err, s.now())
+		w = newRefusal(s, ss.key, ss.rs, access.ConnectFailed, err, s.now())
 		s.pause.window = w
 	}
 	w.dropped.Add(ss.dropped.Load())

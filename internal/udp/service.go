@@ -72,6 +72,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sluice/internal/access"
 	"sluice/internal/admit"
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
@@ -102,7 +103,7 @@ const (
 
 // ReasonMaxSessions is the rejection reason when the rule has MaxSessions
 // sessions live.
-const ReasonMaxSessions = "max-sessions"
+const ReasonMaxSessions access.Reason = "max-sessions"
 
 // ReasonNoSocket is the rejection reason of a client turned away while new
 // sessions are paused for want of sockets (see pause). Its access line says

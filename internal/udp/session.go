@@ -2,7 +2,6 @@ package udp
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -33,7 +32,7 @@ type session struct {
 	born    int64         // service clock at creation
 	timeout time.Duration // idle limit; for a refusal, how long it is remembered
 
-	refusal    string // non-empty: the end of a refusal's access line
+	refusal    access.End // non-empty: the end of a refusal's access line
 	refusalErr error
 
 	backend *backend.Backend
@@ -57,7 +56,7 @@ type session struct {
 	pending      [][]byte
 	pendingBytes int
 	ended        bool
-	end          string
+	end          access.End
 	endErr       error
 }
 
@@ -151,7 +150,7 @@ func (ss *session) resolve() (netip.AddrPort, error) {
 // the setup short; a socket sluice could not open (out of descriptors, say)
 // does not (see openFailed).
 func (ss *session) setupFailed(err error, blame bool) {
-	if ss.stop("connect-failed", err) && blame && ss.svc.ctx.Err() == nil {
+	if ss.stop(access.ConnectFailed, err) && blame && ss.svc.ctx.Err() == nil {
 		ss.backend.ReportFailure(err)
 	}
 }
@@ -170,9 +169,9 @@ func (ss *session) replyArrived(now int64) {
 // backend never replied, reset otherwise. An ICMP unreachable counts
 // against the backend's health.
 func (ss *session) fail(err error) {
-	end := "reset"
+	end := access.Reset
 	if !ss.replied.Load() {
-		end = "connect-failed"
+		end = access.ConnectFailed
 	}
 	if ss.stop(end, err) && unreachable(err) {
 		ss.backend.ReportFailure(err)
@@ -183,7 +182,7 @@ func (ss *session) fail(err error) {
 // next datagram opens a new session, and the plane closes the backend
 // socket and finishes the session. It reports whether this call ended it.
 // Safe to call more than once and concurrently.
-func (ss *session) stop(end string, err error) bool {
+func (ss *session) stop(end access.End, err error) bool {
 	ss.mu.Lock()
 	if ss.ended {
 		ss.mu.Unlock()
@@ -204,7 +203,7 @@ func (ss *session) stop(end string, err error) bool {
 // finish releases what the session held and writes its access line, or,
 // when it found no socket, leaves that to the pause's refusal.
 func (ss *session) finish() {
-	ss.stop("reset", nil) // in case the plane let go without an end
+	ss.stop(access.Reset, nil) // in case the plane let go without an end
 	svc, rule := ss.svc, ss.rs.rule
 	svc.deps.Table.Remove(ss.entry.ID)
 	ss.backend.Release()
@@ -221,29 +220,13 @@ func (ss *session) finish() {
 }
 
 // logAccess writes the one access line of a finished session or refusal.
-func (s *Service) logAccess(ss *session, backendName, end string, err error) {
-	if !s.deps.Logger.Enabled(context.Background(), slog.LevelInfo) {
-		return
-	}
+func (s *Service) logAccess(ss *session, backendName string, end access.End, err error) {
 	t := &ss.traffic
-	attrs := make([]slog.Attr, 0, 12)
-	attrs = append(attrs,
-		slog.String("rule", ss.rs.rule.Name),
-		slog.String("proto", "udp"),
-		slog.String("client", ss.name),
-		slog.String("backend", backendName),
-		slog.Int64("up", t.upBytes.Load()),
-		slog.Int64("down", t.downBytes.Load()),
-		slog.Int64("dgrams_up", t.upDgrams.Load()),
-		slog.Int64("dgrams_down", t.downDgrams.Load()),
-		access.Seconds("duration", time.Since(ss.start)),
-		slog.String("end", end),
-	)
-	if d := ss.dropped.Load(); d > 0 {
-		attrs = append(attrs, slog.Int64("dropped", d))
+	line := access.Line{
+		Rule: ss.rs.rule.Name, Proto: "udp", Client: ss.key.client(), Backend: backendName,
+		Up: t.upBytes.Load(), Down: t.downBytes.Load(),
+		Datagrams: &access.Datagrams{Up: t.upDgrams.Load(), Down: t.downDgrams.Load(), Dropped: ss.dropped.Load()},
+		Start:     ss.start, End: end, Err: err,
 	}
-	if err != nil {
-		attrs = append(attrs, slog.String("error", err.Error()))
-	}
-	s.deps.Logger.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+	line.Log(s.deps.Logger)
 }

@@ -1,6 +1,10 @@
 package udp
 
-import "time"
+import (
+	"time"
+
+	"sluice/internal/access"
+)
 
 // Bounds on how often the sweeper looks for expired sessions. It looks ten
 // times per shortest limit in force, so a session ends within a tenth of
@@ -77,9 +81,9 @@ func (s *Service) expire() (drained bool) {
 		s.logAccess(ss, "", ss.refusal, ss.refusalErr)
 	}
 	for _, ss := range ended {
-		end := "drained"
+		end := access.Drained
 		if time.Duration(now-ss.last.Load()) >= ss.timeout {
-			end = "idle-timeout"
+			end = access.IdleTimeout
 		}
 		ss.stop(end, nil)
 	}

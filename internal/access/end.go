@@ -1,0 +1,36 @@
+package access
+
+// End says how a connection or session ended: the "end" field of its access
+// line. Its values are the constants below and Rejected's.
+type End string
+
+// The ends of a connection or session.
+const (
+	// EOF: both directions finished with FIN (TCP).
+	EOF End = "eof"
+	// Reset: a side reset or failed, and both were reset (TCP); the
+	// backend became unreachable after replying, or the socket failed (UDP).
+	Reset End = "reset"
+	// IdleTimeout: no byte (or datagram) either way for the idle limit.
+	IdleTimeout End = "idle-timeout"
+	// Drained: ended by a graceful stop, an upgrade or a reload that removed
+	// the rule.
+	Drained End = "drained"
+	// Closed: closed by an operator through the admin API.
+	Closed End = "closed"
+	// ConnectFailed: no backend could be reached.
+	ConnectFailed End = "connect-failed"
+)
+
+// Reason says why a client was refused: the <reason> of the end
+// "rejected:<reason>" and the reason label of sluice_rejected_total. The
+// empty Reason means the client was admitted. Its values are admit's
+// (ReasonDenied and the others) and UDP's ReasonMaxSessions.
+type Reason string
+
+// rejectedPrefix starts the end of every refused client.
+const rejectedPrefix = "rejected:"
+
+// Rejected returns the end of a client refused for reason:
+// "rejected:<reason>".
+func Rejected(reason Reason) End { return End(rejectedPrefix + string(reason)) }
