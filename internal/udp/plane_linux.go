@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"sluice/internal/rawsock"
 )
 
 // loopPlane is the Linux data plane: one goroutine per rule runs an epoll
@@ -199,7 +201,7 @@ func (l *loopPlane) receive() {
 	}
 	for i := range n {
 		b.lens[i] = int(s.rh[i].Len)
-		b.from[i] = decodePeer(&s.names[i], s.rh[i].Hdr.Namelen)
+		b.from[i].ap, b.from[i].scope = rawsock.Decode(&s.names[i], s.rh[i].Hdr.Namelen)
 	}
 	l.svc.receiving()
 	l.svc.dispatch(b, n)
@@ -354,9 +356,14 @@ func (l *loopPlane) open(ss *session) {
 // that fails or the session has ended meanwhile, finishes the session. It
 // reports whether the loop now holds the socket.
 func (l *loopPlane) own(ss *session, addr netip.AddrPort) bool {
-	fd, err := connectRaw(addr)
+	fd, err := rawsock.OpenUDP(addr)
+	if err == nil {
+		if err = rawsock.Connect(fd, addr); err != nil {
+			rawsock.Close(fd)
+		}
+	}
 	if err != nil {
-		ss.setupFailed(fmt.Errorf("backend %s: %w", ss.backend.Address(), os.NewSyscallError("connect", err)), false)
+		ss.setupFailed(fmt.Errorf("backend %s: %w", ss.backend.Address(), err), false)
 		ss.finish()
 		return false
 	}
