@@ -8,6 +8,7 @@ import (
 
 	"sluice/internal/access"
 	"sluice/internal/epoll"
+	"sluice/internal/rawsock"
 )
 
 // timeout is a connect timer's request to its loop.
@@ -130,7 +131,8 @@ func closeFD(fd int, reset bool) {
 		return
 	}
 	if reset {
-		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		rawsock.ResetClose(fd)
+		return
 	}
 	sysClose(fd)
 }

@@ -10,6 +10,7 @@ import (
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
 	"sluice/internal/proxyproto"
+	"sluice/internal/rawsock"
 	"sluice/internal/relay"
 )
 
@@ -102,7 +103,7 @@ func (s *Service) admit(cn *conn) bool {
 // reject closes a refused client and writes its access line.
 func (s *Service) reject(cn *conn, reason access.Reason, err error) {
 	if cn.c == nil {
-		resetFD(cn.fd)
+		rawsock.ResetClose(cn.fd)
 	} else {
 		if tc, ok := cn.c.(*net.TCPConn); ok {
 			tc.SetLinger(0)

@@ -5,15 +5,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"sluice/internal/access"
 	"sluice/internal/backend"
+	"sluice/internal/rawsock"
 	"sluice/internal/relay"
 )
 
@@ -45,7 +44,7 @@ func (s *Service) openDirect(l *listening) {
 	var err error
 	if cerr := rc.Control(func(fd uintptr) {
 		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		dup, err = rawsock.Dup(int(fd))
 	}); cerr != nil || err != nil {
 		return // closed already, or out of descriptors: the net package's path
 	}
@@ -61,7 +60,7 @@ func (s *Service) acceptDirect(l *listening) error {
 	var failed error
 	take := func(fd uintptr) bool {
 		for range acceptBatch {
-			nfd, client, err := accept(int(fd))
+			nfd, client, err := rawsock.Accept(int(fd))
 			switch err {
 			case nil:
 				if err := s.startDirect(nfd, client, l); err != nil {
@@ -141,7 +140,7 @@ func (s *Service) startConn(fd int, l *listening) error {
 func (s *Service) connect(cn *conn, l *listening) error {
 	rule := cn.rule
 	if rule.SendProxy != 0 {
-		cn.local = localAddr(cn.fd)
+		cn.local, _ = rawsock.LocalAddr(cn.fd)
 	}
 	rule.Pool.Begin(&cn.attempts, cn.client.Addr())
 	cn.began = time.Now()
@@ -201,68 +200,4 @@ func writeProxyHeader(fd int, rule *Rule, cn *conn) error {
 		return &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("sendmsg", err)}
 	}
 	return nil
-}
-
-// accept takes a connection from a listening socket, non-blocking, and
-// returns it with the client's address. The call cannot block (the
-// listener is non-blocking), so it is raw: the Go scheduler does not hand
-// the accept loop's processor to another thread around it.
-func accept(lfd int) (int, netip.AddrPort, error) {
-	var sa unix.RawSockaddrAny
-	size := uint32(unsafe.Sizeof(sa))
-	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&size)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
-	if e != 0 {
-		return -1, netip.AddrPort{}, e
-	}
-	return int(r), rawAddrPort(&sa), nil
-}
-
-// localAddr returns the local address of socket fd, zero when it has none
-// that rawAddrPort knows. Like accept, the call is raw.
-func localAddr(fd int) netip.AddrPort {
-	var sa unix.RawSockaddrAny
-	size := uint32(unsafe.Sizeof(sa))
-	if _, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&size))); e != 0 {
-		return netip.AddrPort{}
-	}
-	return rawAddrPort(&sa)
-}
-
-// rawAddrPort returns an IP socket address as an AddrPort with IPv4-mapped
-// addresses unmapped; zero for other kinds.
-func rawAddrPort(sa *unix.RawSockaddrAny) netip.AddrPort {
-	switch sa.Addr.Family {
-	case unix.AF_INET:
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), ntohs(sa4.Port))
-	case unix.AF_INET6:
-		sa6 := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
-		ip := netip.AddrFrom16(sa6.Addr).Unmap()
-		if sa6.Scope_id != 0 && ip.Is6() { // link-local: name the interface, as the net package does
-			ip = ip.WithZone(zoneName(sa6.Scope_id))
-		}
-		return netip.AddrPortFrom(ip, ntohs(sa6.Port))
-	}
-	return netip.AddrPort{}
-}
-
-// zoneName returns the name of the interface with index i, or the index
-// when it has none any more.
-func zoneName(i uint32) string {
-	if ifi, err := net.InterfaceByIndex(int(i)); err == nil {
-		return ifi.Name
-	}
-	return strconv.FormatUint(uint64(i), 10)
-}
-
-// ntohs turns a port in network byte order into a number.
-func ntohs(p uint16) uint16 {
-	b := (*[2]byte)(unsafe.Pointer(&p))
-	return uint16(b[0])<<8 | uint16(b[1])
-}
-
-// resetFD closes a client socket so that the client sees a reset.
-func resetFD(fd int) {
-	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-	unix.Close(fd)
 }

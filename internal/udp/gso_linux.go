@@ -4,6 +4,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"sluice/internal/rawsock"
 )
 
 // UDP generic segmentation offload (UDP_SEGMENT, Linux 4.18): a run of
@@ -44,7 +46,8 @@ func (s *sysBatch) pack(b *batch, idx []int, gso bool, to func(slot int) *sessio
 		h.Name, h.Namelen = nil, 0
 		if to != nil {
 			h.Name = (*byte)(unsafe.Pointer(&s.names[m]))
-			h.Namelen = encodePeer(&s.names[m], to(idx[k]).key)
+			p := &to(idx[k]).key
+			h.Namelen = rawsock.Encode(&s.names[m], p.ap, p.scope)
 		}
 		h.Control = nil
 		h.SetControllen(0)

@@ -1,12 +1,12 @@
 package udp
 
 import (
-	"encoding/binary"
 	"net/netip"
-	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"sluice/internal/rawsock"
 )
 
 // On Linux datagrams move with recvmmsg and sendmmsg. The calls are made
@@ -88,50 +88,13 @@ func (c rawConn) send(b *batch, _ *peer, _ bool) (int, int, error) {
 
 // connectRaw opens a non-blocking UDP socket connected to addr.
 func connectRaw(addr netip.AddrPort) (int, error) {
-	family := unix.AF_INET6
-	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
-	if addr.Addr().Unmap().Is4() {
-		family = unix.AF_INET
-		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().Unmap().As4()}
-	}
-	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := rawsock.OpenUDP(addr)
 	if err != nil {
-		return -1, os.NewSyscallError("socket", err)
+		return -1, err
 	}
-	if err := unix.Connect(fd, sa); err != nil {
-		unix.Close(fd)
-		return -1, os.NewSyscallError("connect", err)
+	if err := rawsock.Connect(fd, addr); err != nil {
+		rawsock.Close(fd)
+		return -1, err
 	}
 	return fd, nil
-}
-
-// decodePeer reads a sockaddr the kernel filled in.
-func decodePeer(sa *unix.RawSockaddrInet6, n uint32) peer {
-	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
-	switch {
-	case sa.Family == unix.AF_INET6 && n >= unix.SizeofSockaddrInet6:
-		return peer{ap: netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), port), scope: sa.Scope_id}
-	case sa.Family == unix.AF_INET && n >= unix.SizeofSockaddrInet4:
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return peer{ap: netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port)}
-	}
-	return peer{}
-}
-
-// encodePeer writes p as a sockaddr into sa and returns its length: IPv4 or
-// IPv6 as the peer was received, so that it suits the socket's family.
-func encodePeer(sa *unix.RawSockaddrInet6, p peer) uint32 {
-	*sa = unix.RawSockaddrInet6{}
-	port := (*[2]byte)(unsafe.Pointer(&sa.Port))[:]
-	binary.BigEndian.PutUint16(port, p.ap.Port())
-	if a := p.ap.Addr(); a.Is4() {
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		sa4.Family = unix.AF_INET
-		sa4.Addr = a.As4()
-		return unix.SizeofSockaddrInet4
-	}
-	sa.Family = unix.AF_INET6
-	sa.Addr = p.ap.Addr().As16()
-	sa.Scope_id = p.scope
-	return unix.SizeofSockaddrInet6
 }

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"sluice/internal/rawsock"
 )
 
 // loopPlane is the Linux data plane: one goroutine per rule runs an epoll
@@ -198,7 +200,7 @@ func (l *loopPlane) receive() {
 	}
 	for i := range n {
 		b.lens[i] = int(s.rh[i].Len)
-		b.from[i] = decodePeer(&s.names[i], s.rh[i].Hdr.Namelen)
+		b.from[i].ap, b.from[i].scope = rawsock.Decode(&s.names[i], s.rh[i].Hdr.Namelen)
 	}
 	l.svc.receiving()
 	l.svc.dispatch(b, n)

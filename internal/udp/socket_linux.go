@@ -5,6 +5,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"sluice/internal/rawsock"
 )
 
 // socketSys is a descriptor of the socket outside the runtime's poller.
@@ -20,12 +22,12 @@ func (s *socketSys) take(c *net.UDPConn) error {
 	s.fd = -1
 	var dupErr error
 	if err := rc.Control(func(fd uintptr) {
-		s.fd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		s.fd, dupErr = rawsock.Dup(int(fd))
 	}); err != nil {
 		return err
 	}
 	if dupErr != nil {
-		return os.NewSyscallError("fcntl", dupErr)
+		return dupErr
 	}
 	return c.Close()
 }
@@ -57,9 +59,9 @@ func (s *socketSys) setBuffers(n int) {
 func (s *socketSys) close() error { return unix.Close(s.fd) }
 
 func (s *socketSys) file() (*os.File, error) {
-	fd, err := unix.FcntlInt(uintptr(s.fd), unix.F_DUPFD_CLOEXEC, 0)
+	fd, err := rawsock.Dup(s.fd)
 	if err != nil {
-		return nil, os.NewSyscallError("fcntl", err)
+		return nil, err
 	}
 	return os.NewFile(uintptr(fd), "udp"), nil
 }
