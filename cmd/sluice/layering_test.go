@@ -12,12 +12,12 @@ import (
 // package missing here may depend on nothing of sluice's own.
 var layers = map[string][]string{
 	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll"},
-	"internal/tcp":        {"internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/config", "internal/workers", "internal/congestion", "internal/epoll"},
-	"internal/udp":        {"internal/access", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/config", "internal/congestion"},
-	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/backend", "internal/config", "internal/congestion"},
+	"internal/tcp":        {"internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll"},
+	"internal/udp":        {"internal/access", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion"},
+	"internal/admin":      {"internal/conntrack", "internal/metrics"},
 	"internal/metrics":    {},
 	"internal/access":     {},
-	"internal/backend":    {"internal/config", "internal/congestion"},
+	"internal/backend":    {"internal/congestion"},
 	"internal/admit":      {},
 	"internal/conntrack":  {},
 	"internal/relay":      {"internal/epoll"},

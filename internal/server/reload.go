@@ -157,15 +157,14 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 // apply makes a running rule take the settings of ch. Called with the
 // server's mu held.
 func (r *rule) apply(ch *change) {
-	prev := r.cfg
-	r.cfg = ch.rc
-	r.logger = ch.new.logger
-	if prev.Name != ch.rc.Name {
+	if r.cfg.Name != ch.rc.Name {
 		r.metrics = ch.new.metrics
 	}
-	if poolChanged(prev, ch.rc) {
+	r.cfg = ch.rc
+	r.logger = ch.new.logger
+	if st := r.s.poolSettings(ch.rc); !st.Equal(r.pool.Settings()) {
 		oldPool := r.pool
-		r.pool = backend.NewPool(r.s.effective(ch.rc), r.s.resolver, r.s.logger) // it names the rule itself
+		r.pool = backend.NewPool(st, r.s.resolver, r.s.logger) // it names the rule itself
 		r.pool.Inherit(oldPool)
 		r.pool.Start()
 		oldPool.Stop()
@@ -194,15 +193,6 @@ func (r *rule) apply(ch *change) {
 	} else if r.udp != nil {
 		r.udp.update(r)
 	}
-}
-
-// poolChanged reports whether a change touches what the backend pool is
-// built from, so that it must be rebuilt.
-func poolChanged(a, b config.Rule) bool {
-	return !reflect.DeepEqual(a.Backends, b.Backends) || a.Balance != b.Balance ||
-		!reflect.DeepEqual(a.HealthCheck, b.HealthCheck) || a.ConnectTimeout != b.ConnectTimeout ||
-		a.Retries != b.Retries || a.ResolveTTL != b.ResolveTTL ||
-		a.CongestionControl != b.CongestionControl // the pool's dialer applies it
 }
 
 // retire stops a removed rule accepting and drains it in the background.

@@ -92,7 +92,7 @@ func (s *Service) openLocked(p peer, now int64) *session {
 	}
 	ss := &session{
 		svc: s, rs: rs, key: p, name: client.String(), start: time.Now(), born: now,
-		timeout: rule.sessionTimeout(), backend: b, ticket: ticket,
+		timeout: rule.SessionTimeout, backend: b, ticket: ticket,
 	}
 	ss.last.Store(now)
 	ss.entry = conntrack.Entry{
@@ -128,7 +128,7 @@ func (s *Service) refuseLocked(p peer, rs *ruleState, end string, err error, now
 func newRefusal(s *Service, p peer, rs *ruleState, end string, err error, now int64) *session {
 	return &session{
 		svc: s, rs: rs, key: p, name: p.client().String(), start: time.Now(), born: now,
-		timeout: min(refusalMemory, rs.rule.sessionTimeout()), refusal: end, refusalErr: err,
+		timeout: min(refusalMemory, rs.rule.SessionTimeout), refusal: end, refusalErr: err,
 	}
 }
 
