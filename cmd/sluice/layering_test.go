@@ -11,7 +11,7 @@ import (
 // not. The direction is cmd → server → {tcp, udp, admin} → the leaves; a
 // package missing here may depend on nothing of sluice's own.
 var layers = map[string][]string{
-	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll"},
+	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover"},
 	"internal/tcp":        {"internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll"},
 	"internal/udp":        {"internal/access", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion"},
 	"internal/admin":      {"internal/conntrack", "internal/metrics"},
@@ -26,6 +26,7 @@ var layers = map[string][]string{
 	"internal/config":     {"internal/congestion"},
 	"internal/congestion": {},
 	"internal/workers":    {},
+	"internal/handover":   {},
 }
 
 // leaves may import only the standard library and these modules.
@@ -36,6 +37,7 @@ var leaves = map[string][]string{
 	"internal/access":     {},
 	"internal/config":     {"github.com/pelletier/go-toml/v2", "golang.org/x/sys/"},
 	"internal/congestion": {"golang.org/x/sys/"},
+	"internal/handover":   {},
 }
 
 // TestLayering holds the dependency direction of the packages, as

@@ -209,7 +209,7 @@ func (r *rule) stop() {
 // listen binds addr, or takes the socket a previous process handed over.
 // Errors are the bare cause, e.g. "address already in use".
 func (s *Server) listen(addr config.Address, cc congestion.Choice) (net.Listener, error) {
-	if ln := s.inherited.listener(addr); ln != nil {
+	if ln := inheritedListener(s.inherited, addr); ln != nil {
 		return ln, nil
 	}
 	// No TCP keepalive on accepted connections: it costs four setsockopt
