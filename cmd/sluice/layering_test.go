@@ -11,13 +11,13 @@ import (
 // not. The direction is cmd → server → {tcp, udp, admin} → the leaves; a
 // package missing here may depend on nothing of sluice's own.
 var layers = map[string][]string{
-	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock"},
-	"internal/tcp":        {"internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock"},
-	"internal/udp":        {"internal/access", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/config", "internal/congestion", "internal/rawsock"},
-	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/access", "internal/backend", "internal/config", "internal/congestion"},
+	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock"},
+	"internal/tcp":        {"internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock"},
+	"internal/udp":        {"internal/access", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion", "internal/rawsock"},
+	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/access"},
 	"internal/metrics":    {"internal/access"},
 	"internal/access":     {},
-	"internal/backend":    {"internal/config", "internal/congestion", "internal/rawsock"},
+	"internal/backend":    {"internal/congestion", "internal/rawsock"},
 	"internal/admit":      {"internal/access"},
 	"internal/conntrack":  {"internal/access"},
 	"internal/relay":      {"internal/epoll", "internal/access", "internal/rawsock"},
@@ -27,6 +27,7 @@ var layers = map[string][]string{
 	"internal/congestion": {},
 	"internal/workers":    {},
 	"internal/rawsock":    {},
+	"internal/handover":   {},
 }
 
 // leaves may import only the standard library and these modules.
@@ -38,6 +39,7 @@ var leaves = map[string][]string{
 	"internal/access":     {},
 	"internal/config":     {"github.com/pelletier/go-toml/v2", "golang.org/x/sys/"},
 	"internal/congestion": {"golang.org/x/sys/"},
+	"internal/handover":   {},
 }
 
 // TestLayering holds the dependency direction of the packages, as

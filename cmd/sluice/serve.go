@@ -19,6 +19,7 @@ import (
 
 	"sluice/internal/admin"
 	"sluice/internal/config"
+	"sluice/internal/handover"
 	"sluice/internal/metrics"
 	"sluice/internal/server"
 )
@@ -54,9 +55,9 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 	d := &daemon{opts: opts, cfg: cfg, level: new(slog.LevelVar), notify: newNotifier()}
 	d.logger = newLogger(cfg, d.level, stderr)
 	raiseFileLimit(d.logger)
-	inherited := server.InheritedFromEnv()
+	inherited := handover.FromEnv()
 	if cfg.Admin != "" {
-		ln, err := inherited.ListenAdmin(cfg.Admin)
+		ln, err := server.ListenAdmin(inherited, cfg.Admin)
 		if err != nil {
 			fmt.Fprintf(stderr, "sluice: admin: listen %s: %v\n", cfg.Admin, err)
 			return exitConfig
@@ -90,9 +91,8 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 		d.logger.Info("admin API listening", "admin", ln.Addr().String(), "token", cfg.AdminToken != "")
 	}
 	d.logger.Info("started", "version", versionString(), "rules", len(cfg.Rules), "pid", os.Getpid(), "inherited", inherited != nil)
-	if ready := server.ReadyFile(); ready != nil {
-		ready.Write([]byte("ready\n"))
-		ready.Close()
+	if err := handover.Ready(); err != nil {
+		d.logger.Warn("cannot tell the process this one replaces that it serves", "error", err.Error())
 	}
 	d.notified(d.notify.ready(os.Getpid()))
 	reloads := d.reloader()

@@ -3,14 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"time"
 
-	"sluice/internal/server"
+	"sluice/internal/handover"
 )
 
 // upgradeTimeout bounds how long the new process may take to start serving.
@@ -38,46 +36,16 @@ func (d *daemon) upgrade() error {
 	d.mu.Lock()
 	adminAddr, adminLn := d.cfg.Admin, d.adminLn
 	d.mu.Unlock()
-	files, list, err := srv.ListenerFiles(adminAddr, adminLn)
+	socks, err := srv.ListenerFiles(adminAddr, adminLn)
 	if err != nil {
 		return fmt.Errorf("collecting listening sockets: %w", err)
 	}
-	defer closeFiles(files)
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer readyR.Close()
+	defer closeFiles(socks)
 	cmd := exec.Command(exe, os.Args[1:]...)
-	cmd.Env = append(os.Environ(),
-		server.InheritEnv+"="+list,
-		server.ReadyEnv+"="+strconv.Itoa(3+len(files)))
-	cmd.ExtraFiles = append(append([]*os.File(nil), files...), readyW)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	logger.Info("upgrade: starting new process", "binary", exe, "sockets", len(files))
-	err = cmd.Start()
-	readyW.Close()
-	if err != nil {
-		return fmt.Errorf("starting %s: %w", exe, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	ready := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 6)
-		_, err := io.ReadFull(readyR, buf)
-		ready <- err
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			return fmt.Errorf("new process (pid %d) did not report ready: %w", cmd.Process.Pid, <-exited)
-		}
-	case err := <-exited:
-		return fmt.Errorf("new process exited before it was ready: %v", err)
-	case <-time.After(upgradeTimeout):
-		cmd.Process.Kill()
-		return errors.New("new process not ready in time; killed it")
+	logger.Info("upgrade: starting new process", "binary", exe, "sockets", len(socks))
+	if err := handover.Start(cmd, socks, upgradeTimeout); err != nil {
+		return err
 	}
 	logger.Info("upgrade: new process is serving; draining this one", "pid", cmd.Process.Pid)
 	srv.KeepUnixSockets()
@@ -98,8 +66,9 @@ func selfPath() (string, error) {
 	return filepath.Abs(p)
 }
 
-func closeFiles(files []*os.File) {
-	for _, f := range files {
-		f.Close()
+// closeFiles closes this process's copies of handed-over sockets.
+func closeFiles(socks []handover.Socket) {
+	for _, s := range socks {
+		s.File.Close()
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"time"
-
-	"sluice/internal/config"
 )
 
 // Attempts sets up one client's backend connection in steps: the picks,
@@ -54,7 +52,7 @@ func direct(bs []*Backend) bool {
 
 // literalAddr returns a's IP address when it is a TCP address that needs
 // no resolving.
-func literalAddr(a config.Address) (netip.AddrPort, bool) {
+func literalAddr(a Address) (netip.AddrPort, bool) {
 	if a.Network != "tcp" {
 		return netip.AddrPort{}, false
 	}
@@ -68,8 +66,8 @@ func literalAddr(a config.Address) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(ip.Unmap(), a.Port), true
 }
 
-// ConnectTimeout is how long one connect may take: the rule's
-// connect_timeout, or the default.
+// ConnectTimeout is how long one connect may take (Settings.ConnectTimeout;
+// zero: no bound).
 func (p *Pool) ConnectTimeout() time.Duration { return p.connectTimeout }
 
 // Begin readies a for a new connection from client.

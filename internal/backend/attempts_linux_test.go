@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"sluice/internal/config"
 )
 
 // waitConnect waits for a socket's non-blocking connect to finish and
@@ -38,8 +36,8 @@ func waitConnect(t *testing.T, fd int) error {
 func TestAttemptsTryNext(t *testing.T) {
 	refused := refusedAddr(t)
 	good := startNameServer(t, "good", "127.0.0.1:0")
-	rule := config.Rule{Name: "web", Balance: First, Retries: 1,
-		Backends: backends([]config.Address{refused, good.addr}, nil)}
+	rule := Settings{Name: "web", Balance: First, Retries: 1,
+		Backends: backends([]Address{refused, good.addr}, nil)}
 	p := NewPool(rule, nil, nil)
 	if !p.Direct() {
 		t.Fatal("a pool of IP addresses is not Direct")
@@ -86,7 +84,7 @@ func TestAttemptsTryNext(t *testing.T) {
 // fails at once with ErrNoBackend.
 func TestAttemptsGiveUp(t *testing.T) {
 	refused := refusedAddr(t)
-	rule := config.Rule{Name: "web", Retries: 0, Backends: backends([]config.Address{refused}, nil)}
+	rule := Settings{Name: "web", Retries: 0, Backends: backends([]Address{refused}, nil)}
 	p := NewPool(rule, nil, nil)
 	var a Attempts
 	for i := range passiveFall {
@@ -117,15 +115,15 @@ func TestAttemptsGiveUp(t *testing.T) {
 // Direct.
 func TestDirect(t *testing.T) {
 	for _, tc := range []struct {
-		addrs []config.Address
+		addrs []Address
 		want  bool
 	}{
-		{[]config.Address{{Network: "tcp", Host: "127.0.0.1", Port: 1}, {Network: "tcp", Host: "::1", Port: 2}}, true},
-		{[]config.Address{{Network: "tcp", Port: 3}}, true},
-		{[]config.Address{{Network: "tcp", Host: "127.0.0.1", Port: 1}, {Network: "tcp", Host: "localhost", Port: 2}}, false},
-		{[]config.Address{{Network: "unix", Path: "/run/x.sock"}}, false},
+		{[]Address{{Network: "tcp", Host: "127.0.0.1", Port: 1}, {Network: "tcp", Host: "::1", Port: 2}}, true},
+		{[]Address{{Network: "tcp", Port: 3}}, true},
+		{[]Address{{Network: "tcp", Host: "127.0.0.1", Port: 1}, {Network: "tcp", Host: "localhost", Port: 2}}, false},
+		{[]Address{{Network: "unix", Path: "/run/x.sock"}}, false},
 	} {
-		if got := NewPool(config.Rule{Name: "r", Backends: backends(tc.addrs, nil)}, nil, nil).Direct(); got != tc.want {
+		if got := NewPool(Settings{Name: "r", Backends: backends(tc.addrs, nil)}, nil, nil).Direct(); got != tc.want {
 			t.Errorf("%v: Direct %v, want %v", tc.addrs, got, tc.want)
 		}
 	}
@@ -139,7 +137,7 @@ func TestAttemptsIPv6(t *testing.T) {
 		ln.Close()
 	}
 	srv := startNameServer(t, "six", "[::1]:0")
-	p := NewPool(config.Rule{Name: "v6", Backends: backends([]config.Address{srv.addr}, nil)}, nil, nil)
+	p := NewPool(Settings{Name: "v6", Backends: backends([]Address{srv.addr}, nil)}, nil, nil)
 	var a Attempts
 	p.Begin(&a, netip.MustParseAddr("::1"))
 	fd, err := a.Next()

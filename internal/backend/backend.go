@@ -7,8 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"sluice/internal/config"
 )
 
 const (
@@ -33,7 +31,7 @@ type counters struct {
 // Backend is one upstream of a pool: its address, health and live
 // connection count. All methods are safe for concurrent use.
 type Backend struct {
-	cfg  config.Backend
+	cfg  Target
 	pool *Pool // rule-wide settings: name, logger, resolver, health thresholds, clock
 	key  uint64
 	// literal is the address to connect to without resolving, when
@@ -56,7 +54,7 @@ type Backend struct {
 }
 
 // newBackend returns a Backend that starts up.
-func newBackend(cfg config.Backend, p *Pool) *Backend {
+func newBackend(cfg Target, p *Pool) *Backend {
 	b := &Backend{cfg: cfg, pool: p, key: hashString(cfg.Address.String()), ctr: new(counters)}
 	b.literal, b.isLiteral = literalAddr(cfg.Address)
 	b.up.Store(true)
@@ -69,7 +67,7 @@ func newBackend(cfg config.Backend, p *Pool) *Backend {
 func (b *Backend) Literal() (netip.AddrPort, bool) { return b.literal, b.isLiteral }
 
 // Address returns the backend's configured address.
-func (b *Backend) Address() config.Address { return b.cfg.Address }
+func (b *Backend) Address() Address { return b.cfg.Address }
 
 // Up reports whether the backend takes new connections.
 func (b *Backend) Up() bool { return b.up.Load() }

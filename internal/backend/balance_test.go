@@ -7,19 +7,17 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"sluice/internal/config"
 )
 
 // pickPool returns a pool over n documentation addresses (never dialed) with
 // a fake clock.
 func pickPool(t *testing.T, balance string, weights []int) (*Pool, *fakeClock) {
 	t.Helper()
-	addrs := make([]config.Address, len(weights))
+	addrs := make([]Address, len(weights))
 	for i := range addrs {
 		addrs[i] = testAddr(i + 1)
 	}
-	p := NewPool(config.Rule{Name: "t", Balance: balance, Backends: backends(addrs, weights)}, nil, nil)
+	p := NewPool(Settings{Name: "t", Balance: balance, Backends: backends(addrs, weights)}, nil, nil)
 	clock := newFakeClock()
 	p.now = clock.Now
 	return p, clock
@@ -205,8 +203,8 @@ func TestSourceHashKeepsClientsAcrossPools(t *testing.T) {
 	// A reload builds a new pool, possibly in another order: clients keep
 	// their backend because the hash depends on addresses, not positions.
 	p1, _ := pickPool(t, SourceHash, []int{1, 1, 1})
-	rule := config.Rule{Name: "t", Balance: SourceHash, Backends: backends(
-		[]config.Address{testAddr(3), testAddr(1), testAddr(2)}, nil)}
+	rule := Settings{Name: "t", Balance: SourceHash, Backends: backends(
+		[]Address{testAddr(3), testAddr(1), testAddr(2)}, nil)}
 	p2 := NewPool(rule, nil, nil)
 	for i := range 1000 {
 		a, _ := p1.Pick(clientIP(i))
@@ -243,7 +241,7 @@ func TestFirstTakesFirstUsable(t *testing.T) {
 func TestBackupTakesOverAndHandsBack(t *testing.T) {
 	for _, balance := range []string{RoundRobin, LeastConn, Random, SourceHash, First} {
 		t.Run(balance, func(t *testing.T) {
-			rule := config.Rule{Name: "t", Balance: balance, Backends: []config.Backend{
+			rule := Settings{Name: "t", Balance: balance, Backends: []Target{
 				{Address: testAddr(1)}, {Address: testAddr(2)},
 				{Address: testAddr(3), Backup: true}, {Address: testAddr(4), Backup: true},
 			}}
@@ -327,7 +325,7 @@ func TestNoUsableBackend(t *testing.T) {
 	if _, err := p.Pick(netip.Addr{}); !errors.Is(err, ErrNoBackend) {
 		t.Fatalf("Pick with all down: %v, want ErrNoBackend", err)
 	}
-	empty := NewPool(config.Rule{Name: "empty"}, nil, nil)
+	empty := NewPool(Settings{Name: "empty"}, nil, nil)
 	if _, err := empty.Pick(netip.Addr{}); !errors.Is(err, ErrNoBackend) || !strings.Contains(err.Error(), `"empty"`) {
 		t.Fatalf("Pick with no backends: %v, want ErrNoBackend naming the rule", err)
 	}

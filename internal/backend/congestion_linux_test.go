@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"sluice/internal/config"
 	"sluice/internal/congestion"
 )
 
@@ -27,7 +26,7 @@ func TestDialSetsCongestionControl(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rule := config.Rule{Name: "web", Backends: backends([]config.Address{srv.addr}, nil), CongestionControl: choice}
+		rule := Settings{Name: "web", Backends: backends([]Address{srv.addr}, nil), CongestionControl: choice}
 		p := NewPool(rule, nil, nil)
 		c, be, err := p.Dial(context.Background(), netip.Addr{})
 		if err != nil {

@@ -13,22 +13,21 @@ import (
 	"testing"
 	"time"
 
-	"sluice/internal/config"
 	"sluice/internal/loopback"
 )
 
 // fastCheck is a health check that runs often; its timeout is generous so
 // that a loaded machine does not fail checks that should pass.
-func fastCheck() *config.HealthCheck {
-	return &config.HealthCheck{Interval: 5 * time.Millisecond, Timeout: 2 * time.Second, Rise: 2, Fall: 2}
+func fastCheck() *HealthCheck {
+	return &HealthCheck{Interval: 5 * time.Millisecond, Timeout: 2 * time.Second, Rise: 2, Fall: 2}
 }
 
 func TestActiveHealthFlapsWithListener(t *testing.T) {
 	flappy := startNameServer(t, "flappy", "127.0.0.1:0")
 	steady := startNameServer(t, "steady", "127.0.0.1:0")
 	logs := newLogRecorder()
-	rule := config.Rule{Name: "web", Balance: RoundRobin, HealthCheck: fastCheck(),
-		Backends: backends([]config.Address{flappy.addr, steady.addr}, nil)}
+	rule := Settings{Name: "web", Balance: RoundRobin, HealthCheck: fastCheck(),
+		Backends: backends([]Address{flappy.addr, steady.addr}, nil)}
 	p := NewPool(rule, nil, logs.logger())
 	p.Start()
 	t.Cleanup(p.Stop)
@@ -66,7 +65,7 @@ func TestActiveHealthFlapsWithListener(t *testing.T) {
 
 // pingServer answers each line "PING" with reply and counts the checks.
 type pingServer struct {
-	addr   config.Address
+	addr   Address
 	checks atomic.Int64
 }
 
@@ -78,7 +77,7 @@ func startPingServer(t *testing.T, network, address, reply string) *pingServer {
 	}
 	s := &pingServer{}
 	if network == "unix" {
-		s.addr = config.Address{Network: "unix", Path: address}
+		s.addr = Address{Network: "unix", Path: address}
 	} else {
 		s.addr = tcpAddr(t, ln.Addr())
 	}
@@ -110,8 +109,8 @@ func TestHealthSendExpect(t *testing.T) {
 			hc := fastCheck()
 			hc.Send, hc.Expect = "PING\n", tt.expect
 			logs := newLogRecorder()
-			p := NewPool(config.Rule{Name: "svc", HealthCheck: hc,
-				Backends: backends([]config.Address{srv.addr}, nil)}, nil, logs.logger())
+			p := NewPool(Settings{Name: "svc", HealthCheck: hc,
+				Backends: backends([]Address{srv.addr}, nil)}, nil, logs.logger())
 			p.Start()
 			t.Cleanup(p.Stop)
 			if !tt.wantUp {
@@ -149,8 +148,8 @@ func TestHealthCheckUnix(t *testing.T) {
 	hc := fastCheck()
 	hc.Send, hc.Expect = "PING\n", "PONG"
 	logs := newLogRecorder()
-	p := NewPool(config.Rule{Name: "sock", HealthCheck: hc,
-		Backends: backends([]config.Address{srv.addr}, nil)}, nil, logs.logger())
+	p := NewPool(Settings{Name: "sock", HealthCheck: hc,
+		Backends: backends([]Address{srv.addr}, nil)}, nil, logs.logger())
 	markDown(t, p.backends[0]) // passively; active checks must bring it back
 	p.Start()
 	t.Cleanup(p.Stop)
@@ -163,9 +162,9 @@ func TestHealthCheckUnix(t *testing.T) {
 func TestActiveChecksDoNotTrial(t *testing.T) {
 	// With active checks, a passively downed backend waits for them: no
 	// trial connections however long it has been down.
-	hc := &config.HealthCheck{Interval: time.Hour, Timeout: time.Second, Rise: 2, Fall: 3}
-	p := NewPool(config.Rule{Name: "web", HealthCheck: hc,
-		Backends: backends([]config.Address{testAddr(1), testAddr(2)}, nil)}, nil, nil)
+	hc := &HealthCheck{Interval: time.Hour, Timeout: time.Second, Rise: 2, Fall: 3}
+	p := NewPool(Settings{Name: "web", HealthCheck: hc,
+		Backends: backends([]Address{testAddr(1), testAddr(2)}, nil)}, nil, nil)
 	clock := newFakeClock()
 	p.now = clock.Now
 	a := p.backends[0]
@@ -209,7 +208,7 @@ func checkers() int {
 
 func TestStartStopAreSafe(t *testing.T) {
 	srv := startPingServer(t, "tcp", "127.0.0.1:0", "")
-	rule := config.Rule{Name: "web", HealthCheck: fastCheck(), Backends: backends([]config.Address{srv.addr}, nil)}
+	rule := Settings{Name: "web", HealthCheck: fastCheck(), Backends: backends([]Address{srv.addr}, nil)}
 	p := NewPool(rule, nil, nil)
 	before := checkers()
 	p.Start()

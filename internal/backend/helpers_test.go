@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"sluice/internal/config"
 	"sluice/internal/logrec"
 	"sluice/internal/loopback"
 )
@@ -78,8 +77,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// tcpAddr converts a listener address to a config.Address.
-func tcpAddr(t *testing.T, a net.Addr) config.Address {
+// tcpAddr converts a listener address to a Address.
+func tcpAddr(t *testing.T, a net.Addr) Address {
 	t.Helper()
 	return parseAddr(t, a.String())
 }
@@ -89,7 +88,7 @@ func tcpAddr(t *testing.T, a net.Addr) config.Address {
 type nameServer struct {
 	name string
 	ln   net.Listener
-	addr config.Address
+	addr Address
 }
 
 // startNameServer listens on addr ("127.0.0.1:0" for any port).
@@ -134,18 +133,18 @@ func readName(t *testing.T, c net.Conn) string {
 }
 
 // refusedAddr returns a loopback address where nothing listens.
-func refusedAddr(t *testing.T) config.Address {
+func refusedAddr(t *testing.T) Address {
 	return parseAddr(t, loopback.Refusing(t))
 }
 
 // parseAddr returns a loopback host:port as a backend address.
-func parseAddr(t *testing.T, hostPort string) config.Address {
+func parseAddr(t *testing.T, hostPort string) Address {
 	t.Helper()
 	ap, err := netip.ParseAddrPort(hostPort)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return config.Address{Network: "tcp", Host: ap.Addr().String(), Port: ap.Port()}
+	return Address{Network: "tcp", Host: ap.Addr().String(), Port: ap.Port()}
 }
 
 // shortTempDir returns a directory with a path short enough for unix
@@ -161,16 +160,16 @@ func shortTempDir(t *testing.T) string {
 }
 
 // testAddr returns a documentation address (never dialed) for pick tests.
-func testAddr(i int) config.Address {
-	return config.Address{Network: "tcp", Host: fmt.Sprintf("192.0.2.%d", i), Port: 80}
+func testAddr(i int) Address {
+	return Address{Network: "tcp", Host: fmt.Sprintf("192.0.2.%d", i), Port: 80}
 }
 
 // backends builds config backends from addresses with the given weights
 // (nil: weight 1 each).
-func backends(addrs []config.Address, weights []int) []config.Backend {
-	out := make([]config.Backend, len(addrs))
+func backends(addrs []Address, weights []int) []Target {
+	out := make([]Target, len(addrs))
 	for i, a := range addrs {
-		out[i] = config.Backend{Address: a, Weight: 1}
+		out[i] = Target{Address: a, Weight: 1}
 		if weights != nil {
 			out[i].Weight = weights[i]
 		}

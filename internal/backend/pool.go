@@ -21,19 +21,12 @@ import (
 	"syscall"
 	"time"
 
-	"sluice/internal/config"
 	"sluice/internal/congestion"
 )
 
 // ErrNoBackend is wrapped by the error of Dial and Pick when no backend of
 // the rule is usable.
 var ErrNoBackend = errors.New("no usable backend")
-
-// Defaults for rule fields left zero (validated configs fill them in).
-const (
-	defaultConnectTimeout = 5 * time.Second
-	defaultResolveTTL     = 30 * time.Second
-)
 
 // Pool is the set of backends of one rule. It is safe for concurrent use.
 type Pool struct {
@@ -42,8 +35,9 @@ type Pool struct {
 	retries        int
 	connectTimeout time.Duration
 	resolveTTL     time.Duration
-	health         *config.HealthCheck // nil: passive health only
-	fall           int                 // consecutive connect failures that mark a backend down
+	settings       Settings     // what the pool was built from
+	health         *HealthCheck // nil: passive health only
+	fall           int          // consecutive connect failures that mark a backend down
 	resolver       *Resolver
 	logger         *slog.Logger
 	dialer         net.Dialer
@@ -61,11 +55,10 @@ type Pool struct {
 	wg      sync.WaitGroup // active health check goroutines
 }
 
-// NewPool returns the pool of rule's backends, all starting up. Host names
-// resolve through r (nil: a private Resolver using the system's). Fields of
-// rule left zero get sluice's defaults; an unknown Balance means round-robin.
-// A nil logger discards logs.
-func NewPool(rule config.Rule, r *Resolver, logger *slog.Logger) *Pool {
+// NewPool returns the pool of the backends that st lists, all starting up.
+// Host names resolve through r (nil: a private Resolver using the
+// system's). A nil logger discards logs.
+func NewPool(st Settings, r *Resolver, logger *slog.Logger) *Pool {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -73,52 +66,41 @@ func NewPool(rule config.Rule, r *Resolver, logger *slog.Logger) *Pool {
 		r = NewResolver(nil, logger)
 	}
 	p := &Pool{
-		rule:           rule.Name,
-		balance:        rule.Balance,
-		retries:        max(0, rule.Retries),
-		connectTimeout: orDefault(rule.ConnectTimeout, defaultConnectTimeout),
-		resolveTTL:     orDefault(rule.ResolveTTL, defaultResolveTTL),
+		settings:       st,
+		rule:           st.Name,
+		balance:        st.Balance,
+		retries:        max(0, st.Retries),
+		connectTimeout: st.ConnectTimeout,
+		resolveTTL:     st.ResolveTTL,
+		health:         st.HealthCheck,
 		fall:           passiveFall,
 		resolver:       r,
 		logger:         logger,
 		now:            time.Now,
 		// No TCP keepalive: it costs four setsockopt calls per connection,
 		// and idle_timeout already bounds how long a silent peer is kept.
-		dialer:     net.Dialer{KeepAlive: -1, Control: rule.CongestionControl.DialControl()},
-		congestion: rule.CongestionControl,
+		dialer:     net.Dialer{KeepAlive: -1, Control: st.CongestionControl.DialControl()},
+		congestion: st.CongestionControl,
 	}
 	switch p.balance {
 	case RoundRobin, LeastConn, Random, SourceHash, First:
 	default:
-		logger.Warn("unknown balance strategy, using round-robin", "rule", rule.Name, "balance", rule.Balance)
+		logger.Warn("unknown balance strategy, using round-robin", "rule", st.Name, "balance", st.Balance)
 		p.balance = RoundRobin
 	}
-	if hc := rule.HealthCheck; hc != nil {
-		p.health = &config.HealthCheck{
-			Interval: orDefault(hc.Interval, 5*time.Second),
-			Timeout:  orDefault(hc.Timeout, time.Second),
-			Rise:     orDefault(hc.Rise, 2),
-			Fall:     orDefault(hc.Fall, 3),
-			Send:     hc.Send,
-			Expect:   hc.Expect,
-		}
+	if p.health != nil {
 		p.fall = p.health.Fall
 	}
-	p.backends = make([]*Backend, len(rule.Backends))
-	for i, bc := range rule.Backends {
-		p.backends[i] = newBackend(bc, p)
+	p.backends = make([]*Backend, len(st.Backends))
+	for i, t := range st.Backends {
+		p.backends[i] = newBackend(t, p)
 	}
 	p.direct = canConnect && direct(p.backends)
 	return p
 }
 
-// orDefault returns v, or def when v is not positive.
-func orDefault[T int | time.Duration](v, def T) T {
-	if v <= 0 {
-		return def
-	}
-	return v
-}
+// Settings returns what the pool was built from.
+func (p *Pool) Settings() Settings { return p.settings }
 
 // Backends returns the pool's backends in config order. The slice is the
 // caller's own; the backends are shared.
@@ -199,7 +181,10 @@ func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend,
 		if err != nil {
 			return nil, nil, err
 		}
-		dctx, cancel := context.WithTimeout(ctx, p.connectTimeout)
+		dctx, cancel := ctx, context.CancelFunc(func() {})
+		if p.connectTimeout > 0 {
+			dctx, cancel = context.WithTimeout(ctx, p.connectTimeout)
+		}
 		conn, err := b.dial(dctx)
 		cancel()
 		if err == nil {
@@ -221,13 +206,13 @@ func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend,
 func (b *Backend) dial(ctx context.Context) (net.Conn, error) {
 	a := b.cfg.Address
 	d := &b.pool.dialer
-	if a.Network == "unix" || a.IsIP() {
+	if a.Network == "unix" || b.isLiteral {
 		var conn net.Conn
 		var err error
 		if a.Network == "unix" {
 			conn, err = b.dialUnix(ctx)
 		} else {
-			conn, err = d.DialContext(ctx, "tcp", a.DialAddress())
+			conn, err = d.DialContext(ctx, "tcp", a.String())
 		}
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", a, err)
@@ -268,7 +253,7 @@ const (
 // SYN is retried by the kernel the same way). Then it returns the EAGAIN,
 // which shortageOf does not hold against the backend.
 func (b *Backend) dialUnix(ctx context.Context) (net.Conn, error) {
-	path := b.cfg.Address.DialAddress()
+	path := b.cfg.Address.Path
 	began := time.Now()
 	var full error // the EAGAIN of a connect before
 	stillFull := func() error {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"sluice/internal/config"
 	"sluice/internal/loopback"
 )
 
@@ -30,8 +29,8 @@ func TestDialRefusedTriesNext(t *testing.T) {
 	refused := refusedAddr(t)
 	good := startNameServer(t, "good", "127.0.0.1:0")
 	logs := newLogRecorder()
-	rule := config.Rule{Name: "web", Balance: First, Retries: 1,
-		Backends: backends([]config.Address{refused, good.addr}, nil)}
+	rule := Settings{Name: "web", Balance: First, Retries: 1,
+		Backends: backends([]Address{refused, good.addr}, nil)}
 	p := NewPool(rule, nil, logs.logger())
 
 	name, b := dialName(t, p)
@@ -63,8 +62,8 @@ func TestDialRefusedTriesNext(t *testing.T) {
 func TestDialAllDownFailsAtOnce(t *testing.T) {
 	a, b := refusedAddr(t), refusedAddr(t)
 	logs := newLogRecorder()
-	rule := config.Rule{Name: "web", Balance: RoundRobin, Retries: 1,
-		Backends: backends([]config.Address{a, b}, nil)}
+	rule := Settings{Name: "web", Balance: RoundRobin, Retries: 1,
+		Backends: backends([]Address{a, b}, nil)}
 	p := NewPool(rule, nil, logs.logger())
 	p.now = newFakeClock().Now
 
@@ -98,8 +97,8 @@ func TestDialAllDownFailsAtOnce(t *testing.T) {
 }
 
 func TestDialRetriesAreBounded(t *testing.T) {
-	addrs := []config.Address{refusedAddr(t), refusedAddr(t), refusedAddr(t), refusedAddr(t)}
-	p := NewPool(config.Rule{Name: "web", Balance: RoundRobin, Retries: 2,
+	addrs := []Address{refusedAddr(t), refusedAddr(t), refusedAddr(t), refusedAddr(t)}
+	p := NewPool(Settings{Name: "web", Balance: RoundRobin, Retries: 2,
 		Backends: backends(addrs, nil)}, nil, nil)
 	_, _, err := p.Dial(context.Background(), netip.Addr{})
 	if err == nil || !strings.Contains(err.Error(), "3 backends tried") {
@@ -119,7 +118,7 @@ func TestDialRetriesAreBounded(t *testing.T) {
 
 func TestDialCancelledIsNotHeldAgainstBackend(t *testing.T) {
 	good := startNameServer(t, "good", "127.0.0.1:0")
-	p := NewPool(config.Rule{Name: "web", Backends: backends([]config.Address{good.addr}, nil)}, nil, nil)
+	p := NewPool(Settings{Name: "web", Backends: backends([]Address{good.addr}, nil)}, nil, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for range 2 * passiveFall {
@@ -136,8 +135,8 @@ func TestDialCancelledIsNotHeldAgainstBackend(t *testing.T) {
 func TestDialTimeoutTriesNext(t *testing.T) {
 	stuck := stuckAddr(t)
 	good := startNameServer(t, "good", "127.0.0.1:0")
-	rule := config.Rule{Name: "web", Balance: First, Retries: 1, ConnectTimeout: 200 * time.Millisecond,
-		Backends: backends([]config.Address{stuck, good.addr}, nil)}
+	rule := Settings{Name: "web", Balance: First, Retries: 1, ConnectTimeout: 200 * time.Millisecond,
+		Backends: backends([]Address{stuck, good.addr}, nil)}
 	p := NewPool(rule, nil, nil)
 	if name, _ := dialName(t, p); name != "good" {
 		t.Fatalf("served by %q, want good", name)
@@ -156,7 +155,7 @@ func TestDialTimeoutTriesNext(t *testing.T) {
 
 // stuckAddr returns a loopback address whose listener never completes a
 // handshake.
-func stuckAddr(t *testing.T) config.Address {
+func stuckAddr(t *testing.T) Address {
 	return parseAddr(t, loopback.Silent(t))
 }
 
@@ -166,8 +165,8 @@ func TestDialHostNameTriesAddressesInOrder(t *testing.T) {
 	// 127.0.0.2 has nothing on the port: refused, then 127.0.0.1 answers.
 	dns.set(testName, "127.0.0.2", "127.0.0.1")
 	r := NewResolver(dns.lookup, nil)
-	addr := config.Address{Network: "tcp", Host: testName, Port: good.addr.Port}
-	p := NewPool(config.Rule{Name: "web", Retries: 0, Backends: backends([]config.Address{addr}, nil)}, r, nil)
+	addr := Address{Network: "tcp", Host: testName, Port: good.addr.Port}
+	p := NewPool(Settings{Name: "web", Retries: 0, Backends: backends([]Address{addr}, nil)}, r, nil)
 	for range 2 {
 		if name, _ := dialName(t, p); name != "good" {
 			t.Fatalf("served by %q, want good", name)
@@ -189,8 +188,8 @@ func TestDialHostNameTriesAddressesInOrder(t *testing.T) {
 	}
 }
 
-func portString(a config.Address) string {
-	_, port, _ := net.SplitHostPort(a.DialAddress())
+func portString(a Address) string {
+	_, port, _ := net.SplitHostPort(a.String())
 	return port
 }
 
@@ -202,9 +201,9 @@ func TestDialFollowsReResolution(t *testing.T) {
 	r := NewResolver(dns.lookup, nil)
 	clock := newFakeClock()
 	r.now = clock.Now
-	addr := config.Address{Network: "tcp", Host: testName, Port: one.addr.Port}
-	p := NewPool(config.Rule{Name: "web", ResolveTTL: time.Minute,
-		Backends: backends([]config.Address{addr}, nil)}, r, nil)
+	addr := Address{Network: "tcp", Host: testName, Port: one.addr.Port}
+	p := NewPool(Settings{Name: "web", ResolveTTL: time.Minute,
+		Backends: backends([]Address{addr}, nil)}, r, nil)
 
 	if name, _ := dialName(t, p); name != "one" {
 		t.Fatalf("served by %q, want one", name)
@@ -228,8 +227,8 @@ func TestDialUnix(t *testing.T) {
 	s := &nameServer{name: "unix", ln: ln}
 	go s.serve()
 	t.Cleanup(func() { ln.Close() })
-	addr := config.Address{Network: "unix", Path: path}
-	p := NewPool(config.Rule{Name: "sock", Backends: backends([]config.Address{addr}, nil)}, nil, nil)
+	addr := Address{Network: "unix", Path: path}
+	p := NewPool(Settings{Name: "sock", Backends: backends([]Address{addr}, nil)}, nil, nil)
 	if name, _ := dialName(t, p); name != "unix" {
 		t.Fatalf("served by %q, want unix", name)
 	}
@@ -244,8 +243,8 @@ func TestDialBalancesOverRealBackends(t *testing.T) {
 		startNameServer(t, "b", "127.0.0.1:0"),
 		startNameServer(t, "c", "127.0.0.1:0"),
 	}
-	addrs := []config.Address{servers[0].addr, servers[1].addr, servers[2].addr}
-	p := NewPool(config.Rule{Name: "web", Balance: RoundRobin,
+	addrs := []Address{servers[0].addr, servers[1].addr, servers[2].addr}
+	p := NewPool(Settings{Name: "web", Balance: RoundRobin,
 		Backends: backends(addrs, []int{2, 1, 1})}, nil, nil)
 	var got strings.Builder
 	for range 8 {
@@ -261,8 +260,8 @@ func TestPassiveDownAndRecoveryOverRealListener(t *testing.T) {
 	good := startNameServer(t, "good", "127.0.0.1:0")
 	flaky := refusedAddr(t)
 	logs := newLogRecorder()
-	p := NewPool(config.Rule{Name: "web", Balance: RoundRobin, Retries: 1,
-		Backends: backends([]config.Address{flaky, good.addr}, nil)}, nil, logs.logger())
+	p := NewPool(Settings{Name: "web", Balance: RoundRobin, Retries: 1,
+		Backends: backends([]Address{flaky, good.addr}, nil)}, nil, logs.logger())
 	clock := newFakeClock()
 	p.now = clock.Now
 
@@ -276,7 +275,7 @@ func TestPassiveDownAndRecoveryOverRealListener(t *testing.T) {
 		t.Fatalf("flaky: up=%v errors=%d, want down after exactly %d", fb.Up(), fb.ConnectErrors(), passiveFall)
 	}
 	// The backend comes to life; after the cool-down one trial finds it.
-	startNameServer(t, "revived", flaky.DialAddress())
+	startNameServer(t, "revived", flaky.String())
 	clock.Advance(cooldownMin)
 	if name, _ := dialName(t, p); name != "revived" {
 		t.Fatalf("trial served by %q, want revived", name)
@@ -291,7 +290,7 @@ func TestPassiveDownAndRecoveryOverRealListener(t *testing.T) {
 
 func TestInheritKeepsHealthAndCounters(t *testing.T) {
 	a, b := testAddr(1), testAddr(2)
-	old := NewPool(config.Rule{Name: "web", Backends: backends([]config.Address{a, b}, nil)}, nil, nil)
+	old := NewPool(Settings{Name: "web", Backends: backends([]Address{a, b}, nil)}, nil, nil)
 	markDown(t, old.backends[0])
 	held, err := old.Pick(netip.Addr{})
 	if err != nil || held != old.backends[1] {
@@ -299,7 +298,7 @@ func TestInheritKeepsHealthAndCounters(t *testing.T) {
 	}
 
 	c := testAddr(3)
-	next := NewPool(config.Rule{Name: "web", Backends: backends([]config.Address{c, b, a}, nil)}, nil, nil)
+	next := NewPool(Settings{Name: "web", Backends: backends([]Address{c, b, a}, nil)}, nil, nil)
 	next.Inherit(old)
 	na, nb, nc := next.backends[2], next.backends[1], next.backends[0]
 	if na.Up() || na.ConnectErrors() != old.backends[0].ConnectErrors() {

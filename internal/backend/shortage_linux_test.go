@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"sluice/internal/config"
 )
 
 // fullUnixListener listens on a unix socket at path with a listen queue of
@@ -61,10 +59,10 @@ func fullUnixListener(t *testing.T, path string) net.Listener {
 func TestUnixFullQueueIsNotBlamed(t *testing.T) {
 	path := filepath.Join(shortTempDir(t), "q.sock")
 	ln := fullUnixListener(t, path)
-	addr := config.Address{Network: "unix", Path: path}
+	addr := Address{Network: "unix", Path: path}
 	logs := newLogRecorder()
-	rule := config.Rule{Name: "sock", ConnectTimeout: 500 * time.Millisecond, // room for a loaded machine before the first connect
-		Backends: backends([]config.Address{addr}, nil)}
+	rule := Settings{Name: "sock", ConnectTimeout: 500 * time.Millisecond, // room for a loaded machine before the first connect
+		Backends: backends([]Address{addr}, nil)}
 	p := NewPool(rule, nil, logs.logger())
 	for i := range 2 * passiveFall {
 		if _, _, err := p.Dial(context.Background(), netip.Addr{}); !errors.Is(err, syscall.EAGAIN) {
@@ -108,10 +106,10 @@ func TestUnixFullQueueIsNotBlamed(t *testing.T) {
 func TestHealthCheckFullQueueCountsNeither(t *testing.T) {
 	path := filepath.Join(shortTempDir(t), "h.sock")
 	fullUnixListener(t, path)
-	addr := config.Address{Network: "unix", Path: path}
+	addr := Address{Network: "unix", Path: path}
 	logs := newLogRecorder()
-	hc := &config.HealthCheck{Interval: 20 * time.Millisecond, Timeout: 20 * time.Millisecond, Rise: 1, Fall: 2}
-	p := NewPool(config.Rule{Name: "sock", HealthCheck: hc, Backends: backends([]config.Address{addr}, nil)}, nil, logs.logger())
+	hc := &HealthCheck{Interval: 20 * time.Millisecond, Timeout: 20 * time.Millisecond, Rise: 1, Fall: 2}
+	p := NewPool(Settings{Name: "sock", HealthCheck: hc, Backends: backends([]Address{addr}, nil)}, nil, logs.logger())
 	p.Start()
 	defer p.Stop()
 	// Each check logs the wait once, as it starts: four mean that three
@@ -177,7 +175,7 @@ func TestOutOfDescriptorsIsNotBlamed(t *testing.T) {
 	one := startNameServer(t, "one", "127.0.0.1:0")
 	two := startNameServer(t, "two", "127.0.0.1:0")
 	logs := newLogRecorder()
-	rule := config.Rule{Name: "web", Balance: First, Retries: 1, Backends: backends([]config.Address{one.addr, two.addr}, nil)}
+	rule := Settings{Name: "web", Balance: First, Retries: 1, Backends: backends([]Address{one.addr, two.addr}, nil)}
 	p := NewPool(rule, nil, logs.logger())
 	var dialErr, nextErr []error
 	release := exhaustDescriptors(t)

@@ -40,23 +40,77 @@ func listenKey(rc config.Rule) string {
 // changed); removed rules stop accepting and drain; new rules start. Every
 // new socket is bound before anything changes, so a reload that fails
 // changes nothing, and the error lists every problem.
+//
+// It goes in four steps: plan (what changes, no sockets), bind (every new
+// socket, or nothing), commit (the new rules become the running ones, under
+// the server's mu) and start/retire (new rules serve, removed ones drain).
 func (s *Server) Reload(cfg *config.Config) (Report, error) {
 	s.reloading.Lock()
 	defer s.reloading.Unlock()
+	old, err := s.runningRules()
+	if err != nil {
+		return Report{}, err
+	}
+	changes, unchanged := s.plan(old, cfg)
+	if err := bindChanges(changes); err != nil {
+		return Report{}, err
+	}
+	s.handOverUnixPaths(changes)
+	rep, started := s.commit(cfg, old, changes) // old keeps the removed rules
+	rep.Unchanged = unchanged
+	s.startAndRetire(started, old, changes)
+	slices.Sort(rep.Removed)
+	s.logger.Info("reloaded", "added", rep.Added, "removed", rep.Removed, "changed", rep.Changed, "unchanged", len(rep.Unchanged))
+	return rep, nil
+}
+
+// runningRules returns the running rules by name, or ErrStopping once
+// Shutdown has begun.
+func (s *Server) runningRules() (map[string]*rule, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.stopping {
-		s.mu.Unlock()
-		return Report{}, ErrStopping
+		return nil, ErrStopping
 	}
 	old := make(map[string]*rule, len(s.rules))
 	for _, r := range s.rules {
 		old[r.cfg.Name] = r
 	}
-	s.mu.Unlock()
+	return old, nil
+}
 
-	// A rule whose name is gone but whose listen address and protocol a
-	// new rule has is renamed, not removed: the new rule takes over its
-	// sockets and live connections (binding anew would find them in use).
+// plan compares cfg with the running rules (old, by name). It returns a
+// change for every rule of cfg that is new or differs, in config order,
+// with the new rule prepared but no socket bound, and the names of the
+// rules that stay as they are.
+func (s *Server) plan(old map[string]*rule, cfg *config.Config) ([]*change, []string) {
+	gone := goneByListen(old, cfg)
+	unchanged := []string{}
+	var changes []*change
+	for _, rc := range cfg.Rules {
+		o := old[rc.Name]
+		if o != nil && reflect.DeepEqual(o.cfg, rc) {
+			unchanged = append(unchanged, rc.Name)
+			continue
+		}
+		renamed := ""
+		if o == nil {
+			if o = gone[listenKey(rc)]; o != nil {
+				delete(gone, listenKey(rc))
+				renamed = o.cfg.Name
+			}
+		}
+		changes = append(changes, s.planChange(o, rc, renamed))
+	}
+	return changes, unchanged
+}
+
+// goneByListen returns the running rules whose names cfg no longer has, by
+// listen address and protocol. A new rule with the same address and
+// protocol as one of them renames it rather than replacing it: it takes
+// over its sockets and live connections (binding anew would find them in
+// use).
+func goneByListen(old map[string]*rule, cfg *config.Config) map[string]*rule {
 	names := make(map[string]bool, len(cfg.Rules))
 	for _, rc := range cfg.Rules {
 		names[rc.Name] = true
@@ -67,53 +121,57 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 			gone[listenKey(r.cfg)] = r
 		}
 	}
+	return gone
+}
 
-	rep := Report{Added: []string{}, Removed: []string{}, Changed: []string{}, Unchanged: []string{}}
-	var changes []*change
+// planChange prepares the change of the running rule o (nil: none) to rc:
+// which of its sides need a new socket.
+func (s *Server) planChange(o *rule, rc config.Rule, renamed string) *change {
+	ch := &change{old: o, rc: rc, new: s.newRule(rc), renamed: renamed}
+	if o == nil {
+		ch.tcp, ch.udp = rc.Protocol.HasTCP(), rc.Protocol.HasUDP()
+		return ch
+	}
+	moved := o.cfg.Listen != rc.Listen
+	ch.tcp = rc.Protocol.HasTCP() && (moved || !o.cfg.Protocol.HasTCP())
+	ch.udp = rc.Protocol.HasUDP() && (moved || !o.cfg.Protocol.HasUDP())
+	return ch
+}
+
+// bindChanges binds every socket the changes need. If any cannot be bound,
+// it closes them all and returns every problem.
+func bindChanges(changes []*change) error {
 	var errs []error
-	for _, rc := range cfg.Rules {
-		o := old[rc.Name]
-		if o != nil && reflect.DeepEqual(o.cfg, rc) {
-			rep.Unchanged = append(rep.Unchanged, rc.Name)
-			continue
-		}
-		renamed := ""
-		if o == nil {
-			if o = gone[listenKey(rc)]; o != nil {
-				delete(gone, listenKey(rc))
-				renamed = o.cfg.Name
-			}
-		}
-		ch := &change{old: o, rc: rc, new: s.newRule(rc), renamed: renamed}
-		if o == nil {
-			ch.tcp, ch.udp = rc.Protocol.HasTCP(), rc.Protocol.HasUDP()
-		} else {
-			moved := o.cfg.Listen != rc.Listen
-			ch.tcp = rc.Protocol.HasTCP() && (moved || !o.cfg.Protocol.HasTCP())
-			ch.udp = rc.Protocol.HasUDP() && (moved || !o.cfg.Protocol.HasUDP())
-		}
+	for _, ch := range changes {
 		if err := ch.new.bindSides(ch.tcp, ch.udp); err != nil {
 			errs = append(errs, err)
 		}
-		changes = append(changes, ch)
 	}
-	if len(errs) > 0 {
-		for _, ch := range changes {
-			ch.new.closeListeners()
-		}
-		return Report{}, errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
 	}
-	s.handOverUnixPaths(changes)
+	for _, ch := range changes {
+		ch.new.closeListeners()
+	}
+	return errors.Join(errs...)
+}
 
+// commit makes cfg's rules the running ones, under the server's mu:
+// running rules that stay are kept, changed ones take their change, new
+// ones are listed to start, and removed ones are marked retired; it
+// deletes from old every rule that stays, leaving the removed ones. It
+// returns the report but for Unchanged, and the rules to start.
+func (s *Server) commit(cfg *config.Config, old map[string]*rule, changes []*change) (Report, []*rule) {
+	rep := Report{Added: []string{}, Removed: []string{}, Changed: []string{}}
 	s.mu.Lock()
-	var rules []*rule
+	defer s.mu.Unlock()
+	var rules, started []*rule
 	for _, rc := range cfg.Rules {
 		if r := old[rc.Name]; r != nil {
 			rules = append(rules, r)
 			delete(old, rc.Name)
 		}
 	}
-	var started []*rule
 	for _, ch := range changes {
 		if ch.old == nil {
 			rules = append(rules, ch.new)
@@ -133,14 +191,17 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 		s.retired[r] = true
 		rep.Removed = append(rep.Removed, name)
 	}
-	rules = orderLike(rules, cfg.Rules)
-	s.rules, s.cfg = rules, cfg
-	s.mu.Unlock()
+	s.rules, s.cfg = orderLike(rules, cfg.Rules), cfg
+	return rep, started
+}
 
+// startAndRetire starts the new rules, drains the removed ones in the
+// background, and forgets the old names of renamed rules.
+func (s *Server) startAndRetire(started []*rule, removed map[string]*rule, changes []*change) {
 	for _, r := range started {
 		r.run()
 	}
-	for _, r := range old {
+	for _, r := range removed {
 		s.retire(r)
 	}
 	for _, ch := range changes {
@@ -149,23 +210,19 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 			s.logger.Info("rule renamed: the new name took over its sockets and connections", "from", ch.renamed, "to", ch.rc.Name)
 		}
 	}
-	slices.Sort(rep.Removed)
-	s.logger.Info("reloaded", "added", rep.Added, "removed", rep.Removed, "changed", rep.Changed, "unchanged", len(rep.Unchanged))
-	return rep, nil
 }
 
 // apply makes a running rule take the settings of ch. Called with the
 // server's mu held.
 func (r *rule) apply(ch *change) {
-	prev := r.cfg
-	r.cfg = ch.rc
-	r.logger = ch.new.logger
-	if prev.Name != ch.rc.Name {
+	if r.cfg.Name != ch.rc.Name {
 		r.metrics = ch.new.metrics
 	}
-	if poolChanged(prev, ch.rc) {
+	r.cfg = ch.rc
+	r.logger = ch.new.logger
+	if st := r.s.poolSettings(ch.rc); !st.Equal(r.pool.Settings()) {
 		oldPool := r.pool
-		r.pool = backend.NewPool(r.s.effective(ch.rc), r.s.resolver, r.s.logger) // it names the rule itself
+		r.pool = backend.NewPool(st, r.s.resolver, r.s.logger) // it names the rule itself
 		r.pool.Inherit(oldPool)
 		r.pool.Start()
 		oldPool.Stop()
@@ -194,15 +251,6 @@ func (r *rule) apply(ch *change) {
 	} else if r.udp != nil {
 		r.udp.update(r)
 	}
-}
-
-// poolChanged reports whether a change touches what the backend pool is
-// built from, so that it must be rebuilt.
-func poolChanged(a, b config.Rule) bool {
-	return !reflect.DeepEqual(a.Backends, b.Backends) || a.Balance != b.Balance ||
-		!reflect.DeepEqual(a.HealthCheck, b.HealthCheck) || a.ConnectTimeout != b.ConnectTimeout ||
-		a.Retries != b.Retries || a.ResolveTTL != b.ResolveTTL ||
-		a.CongestionControl != b.CongestionControl // the pool's dialer applies it
 }
 
 // retire stops a removed rule accepting and drains it in the background.

@@ -94,7 +94,7 @@ func (r *rule) bindSides(tcp, udp bool) error {
 
 // run starts a bound rule: health checks, then its accept loops.
 func (r *rule) run() {
-	r.pool = backend.NewPool(r.s.effective(r.cfg), r.s.resolver, r.s.logger) // it names the rule itself
+	r.pool = backend.NewPool(r.s.poolSettings(r.cfg), r.s.resolver, r.s.logger) // it names the rule itself
 	r.pool.Start()
 	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{
 		Logger: r.s.logger, Pools: r.s.pools, Parker: r.s.parker, Engine: r.s.engine, Workers: r.s.workers, IDs: &r.s.ids, Table: r.table,
@@ -159,6 +159,24 @@ func (r *rule) failuresLocked() []string {
 	return out
 }
 
+// poolSettings is what the rule's backend pool is built from.
+func (s *Server) poolSettings(rc config.Rule) backend.Settings {
+	rc = s.effective(rc)
+	st := backend.Settings{
+		Name: rc.Name, Balance: rc.Balance, Retries: rc.Retries,
+		ConnectTimeout: rc.ConnectTimeout, ResolveTTL: rc.ResolveTTL,
+		CongestionControl: rc.CongestionControl,
+	}
+	for _, b := range rc.Backends {
+		st.Backends = append(st.Backends, backend.Target{Address: backend.Address(b.Address), Weight: b.Weight, Backup: b.Backup})
+	}
+	if hc := rc.HealthCheck; hc != nil {
+		h := backend.HealthCheck(*hc)
+		st.HealthCheck = &h
+	}
+	return st
+}
+
 // tcpRule is the TCP side's view of the rule.
 func (r *rule) tcpRule() *tcp.Rule {
 	rc := r.cfg
@@ -200,7 +218,7 @@ func (r *rule) stop() {
 // listen binds addr, or takes the socket a previous process handed over.
 // Errors are the bare cause, e.g. "address already in use".
 func (s *Server) listen(addr config.Address, cc congestion.Choice) (net.Listener, error) {
-	if ln := s.inherited.listener(addr); ln != nil {
+	if ln := inheritedListener(s.inherited, addr); ln != nil {
 		return ln, nil
 	}
 	// No TCP keepalive on accepted connections: it costs four setsockopt

@@ -15,6 +15,7 @@ import (
 	"sluice/internal/config"
 	"sluice/internal/congestion"
 	"sluice/internal/conntrack"
+	"sluice/internal/handover"
 	"sluice/internal/metrics"
 	"sluice/internal/relay"
 	"sluice/internal/workers"
@@ -27,14 +28,14 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Inherited are listening sockets handed over by the process this one
 	// replaces (hitless upgrade); nil: bind everything anew.
-	Inherited *Inherited
+	Inherited *handover.Inherited
 }
 
 // Server runs the rules of a configuration.
 type Server struct {
 	logger    *slog.Logger
 	metrics   *metrics.Metrics
-	inherited *Inherited
+	inherited *handover.Inherited
 	pools     *relay.Pools
 	parker    *relay.Parker // nil where the platform has none
 	engine    *relay.Engine // nil where the platform has none
@@ -127,7 +128,7 @@ func (s *Server) Start(cfg *config.Config) error {
 	for _, r := range rules {
 		r.run()
 	}
-	s.inherited.closeUnused(s.logger)
+	s.closeUnusedInherited()
 	return nil
 }
 

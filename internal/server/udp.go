@@ -23,7 +23,7 @@ type udpSide struct {
 // is one, a duplicate of the socket of the running rule that a reload moves
 // the address from (sharedPacketConn), or binds a new one.
 func bindUDP(s *Server, rc config.Rule) (*udpSide, error) {
-	pc := s.inherited.packetConn(rc.Listen)
+	pc := inheritedPacketConn(s.inherited, rc.Listen)
 	if pc == nil {
 		var err error
 		pc, err = net.ListenPacket("udp", rc.Listen.DialAddress())

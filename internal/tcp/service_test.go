@@ -20,7 +20,6 @@ import (
 
 	"sluice/internal/admit"
 	"sluice/internal/backend"
-	"sluice/internal/config"
 	"sluice/internal/conntrack"
 	"sluice/internal/loopback"
 	"sluice/internal/relay"
@@ -78,10 +77,10 @@ func serve(t *testing.T, network string, rule Rule, backends ...string) *fixture
 	t.Helper()
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	rc := config.Rule{Name: "t", ConnectTimeout: time.Second}
+	rc := backend.Settings{Name: "t", ConnectTimeout: time.Second}
 	for _, b := range backends {
 		ap := netip.MustParseAddrPort(b)
-		rc.Backends = append(rc.Backends, config.Backend{Address: config.Address{Network: "tcp", Host: ap.Addr().String(), Port: ap.Port()}, Weight: 1})
+		rc.Backends = append(rc.Backends, backend.Target{Address: backend.Address{Network: "tcp", Host: ap.Addr().String(), Port: ap.Port()}, Weight: 1})
 	}
 	rc.Retries = len(backends) - 1
 	rule.Name = "t"
@@ -365,7 +364,7 @@ func TestProxyProtocolMalformed(t *testing.T) {
 func serveB(b *testing.B, backendAddr string) string {
 	logger := slog.New(slog.DiscardHandler)
 	ap := netip.MustParseAddrPort(backendAddr)
-	rc := config.Rule{Name: "b", ConnectTimeout: time.Second, Backends: []config.Backend{{Address: config.Address{Network: "tcp", Host: ap.Addr().String(), Port: ap.Port()}, Weight: 1}}}
+	rc := backend.Settings{Name: "b", ConnectTimeout: time.Second, Backends: []backend.Target{{Address: backend.Address{Network: "tcp", Host: ap.Addr().String(), Port: ap.Port()}, Weight: 1}}}
 	rule := &Rule{Name: "b", Pool: backend.NewPool(rc, nil, logger), Gate: admit.NewGate(admit.Policy{}), ConnectTimeout: time.Second}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

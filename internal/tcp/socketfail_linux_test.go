@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"sluice/internal/backend"
-	"sluice/internal/config"
 	"sluice/internal/conntrack"
 	"sluice/internal/relay"
 )
@@ -45,9 +44,9 @@ func testSocketRefused(t *testing.T, errno unix.Errno) {
 	good := netip.MustParseAddrPort(reporter(t, false))
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	rc := config.Rule{Name: "t", Balance: backend.First, Retries: 1, ConnectTimeout: 2 * time.Second, Backends: []config.Backend{
-		{Address: config.Address{Network: "tcp", Host: "::1", Port: 9}, Weight: 1},
-		{Address: config.Address{Network: "tcp", Host: good.Addr().String(), Port: good.Port()}, Weight: 1},
+	rc := backend.Settings{Name: "t", Balance: backend.First, Retries: 1, ConnectTimeout: 2 * time.Second, Backends: []backend.Target{
+		{Address: backend.Address{Network: "tcp", Host: "::1", Port: 9}, Weight: 1},
+		{Address: backend.Address{Network: "tcp", Host: good.Addr().String(), Port: good.Port()}, Weight: 1},
 	}}
 	pool := backend.NewPool(rc, nil, logger)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")

@@ -93,7 +93,7 @@ func (s *Service) openLocked(p peer, now int64) *session {
 	}
 	ss := &session{
 		svc: s, rs: rs, key: p, name: client.String(), start: time.Now(), born: now,
-		timeout: rule.sessionTimeout(), backend: b, ticket: ticket,
+		timeout: rule.SessionTimeout, backend: b, ticket: ticket,
 	}
 	ss.last.Store(now)
 	ss.entry = conntrack.Entry{
@@ -129,7 +129,7 @@ func (s *Service) refuseLocked(p peer, rs *ruleState, end access.End, err error,
 func newRefusal(s *Service, p peer, rs *ruleState, end access.End, err error, now int64) *session {
 	return &session{
 		svc: s, rs: rs, key: p, name: p.client().String(), start: time.Now(), born: now,
-		timeout: min(refusalMemory, rs.rule.sessionTimeout()), refusal: end, refusalErr: err,
+		timeout: min(refusalMemory, rs.rule.SessionTimeout), refusal: end, refusalErr: err,
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"sluice/internal/backend"
-	"sluice/internal/config"
 	"sluice/internal/conntrack"
 	"sluice/internal/logrec"
 )
@@ -120,7 +119,7 @@ func (b *udpBackend) serve() {
 }
 
 // addr returns the backend's address in config form.
-func (b *udpBackend) addr() config.Address { return configAddr(b.conn.LocalAddr()) }
+func (b *udpBackend) addr() backend.Address { return configAddr(b.conn.LocalAddr()) }
 
 // sourceCount returns how many distinct source addresses sent datagrams.
 func (b *udpBackend) sourceCount() int {
@@ -130,14 +129,14 @@ func (b *udpBackend) sourceCount() int {
 }
 
 // configAddr converts a socket address to a config address.
-func configAddr(a net.Addr) config.Address {
+func configAddr(a net.Addr) backend.Address {
 	ap := a.(*net.UDPAddr).AddrPort()
-	return config.Address{Network: "tcp", Host: ap.Addr().Unmap().String(), Port: ap.Port()}
+	return backend.Address{Network: "tcp", Host: ap.Addr().Unmap().String(), Port: ap.Port()}
 }
 
 // deadAddr returns a loopback UDP address nobody listens on, so datagrams
 // sent there are answered with ICMP port unreachable.
-func deadAddr(t *testing.T) config.Address {
+func deadAddr(t *testing.T) backend.Address {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -161,10 +160,10 @@ type fixture struct {
 
 // options tune a fixture.
 type options struct {
-	listen   string      // listen host; default 127.0.0.1
-	portable bool        // use the portable I/O
-	rule     Rule        // Name and Pool are filled in
-	cfg      config.Rule // for the pool: Backends and Balance
+	listen   string           // listen host; default 127.0.0.1
+	portable bool             // use the portable I/O
+	rule     Rule             // Name and Pool are filled in, and timeouts left zero
+	cfg      backend.Settings // for the pool: Backends and Balance
 	resolver *backend.Resolver
 	// beforeServe, if set, runs just before Serve starts.
 	beforeServe func()
@@ -184,6 +183,12 @@ func start(t *testing.T, o options) *fixture {
 	rule.Name, rule.Pool = "test", f.pool
 	if rule.DrainTimeout == 0 {
 		rule.DrainTimeout = 2 * time.Second
+	}
+	if rule.SessionTimeout == 0 {
+		rule.SessionTimeout = time.Minute
+	}
+	if rule.ConnectTimeout == 0 {
+		rule.ConnectTimeout = 5 * time.Second
 	}
 	f.svc = NewService(&rule, Deps{Logger: logger, Table: f.table})
 	f.svc.portable = o.portable
@@ -216,13 +221,13 @@ func start(t *testing.T, o options) *fixture {
 	return f
 }
 
-// backends returns a config with the given backends.
-func backends(balance string, addrs ...config.Address) config.Rule {
-	rc := config.Rule{Balance: balance}
+// backends returns pool settings with the given backends.
+func backends(balance string, addrs ...backend.Address) backend.Settings {
+	st := backend.Settings{Balance: balance}
 	for _, a := range addrs {
-		rc.Backends = append(rc.Backends, config.Backend{Address: a})
+		st.Backends = append(st.Backends, backend.Target{Address: a})
 	}
-	return rc
+	return st
 }
 
 // client opens a client socket on host (default 127.0.0.1).

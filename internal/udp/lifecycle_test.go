@@ -10,7 +10,6 @@ import (
 
 	"sluice/internal/admit"
 	"sluice/internal/backend"
-	"sluice/internal/config"
 )
 
 // nothingWaiting fails the test when a datagram is waiting on c.
@@ -278,7 +277,7 @@ func TestQueuedWhileResolving(t *testing.T) {
 			return nil, ctx.Err()
 		}
 	}
-	named := config.Address{Network: "tcp", Host: "backend.test", Port: be.addr().Port}
+	named := backend.Address{Network: "tcp", Host: "backend.test", Port: be.addr().Port}
 	f := start(t, options{cfg: backends("", named), resolver: backend.NewResolver(lookup, nil)})
 	c := client(t, "")
 	for _, m := range []string{"1", "2", "3"} {
@@ -296,7 +295,7 @@ func TestQueuedWhileResolving(t *testing.T) {
 		}
 	}
 
-	bad := start(t, options{cfg: backends("", config.Address{Network: "tcp", Host: "nowhere.test", Port: 53}), resolver: backend.NewResolver(lookup, nil)})
+	bad := start(t, options{cfg: backends("", backend.Address{Network: "tcp", Host: "nowhere.test", Port: 53}), resolver: backend.NewResolver(lookup, nil)})
 	if _, err := c.WriteToUDP([]byte("x"), bad.addr); err != nil {
 		t.Fatal(err)
 	}

@@ -79,13 +79,6 @@ import (
 	"sluice/internal/metrics"
 )
 
-// Defaults for Rule fields left zero.
-const (
-	DefaultSessionTimeout = 60 * time.Second
-	defaultConnectTimeout = 5 * time.Second
-	defaultDrainTimeout   = 30 * time.Second
-)
-
 const (
 	// refusalMemory is how long a refused client is remembered.
 	refusalMemory = 5 * time.Second
@@ -111,29 +104,24 @@ const ReasonMaxSessions access.Reason = "max-sessions"
 const ReasonNoSocket = "no-socket"
 
 // Rule is what the UDP side needs of a rule. It is immutable once given to a
-// Service; a reload hands over a new one, which applies to new sessions.
+// Service; a reload hands over a new one, which applies to new sessions. The
+// server builds it from the rule's validated config, which has filled in
+// every default.
 type Rule struct {
 	Name    string
 	Pool    *backend.Pool
 	Gate    *admit.Gate   // nil: every client is admitted
 	Metrics *metrics.Rule // nil: not counted
 	// SessionTimeout ends a session after this long with no datagram either
-	// way. Zero means DefaultSessionTimeout.
+	// way. It must be positive.
 	SessionTimeout time.Duration
 	// MaxSessions caps the rule's live sessions; 0 means no cap.
 	MaxSessions int
-	// ConnectTimeout bounds resolving a backend's host name. Zero: 5s.
+	// ConnectTimeout bounds resolving a backend's host name; zero: no bound.
 	ConnectTimeout time.Duration
-	// DrainTimeout bounds a graceful stop. Zero: 30s.
+	// DrainTimeout bounds a graceful stop; zero: live sessions are cut at
+	// once.
 	DrainTimeout time.Duration
-}
-
-// sessionTimeout returns the session timeout in force.
-func (r *Rule) sessionTimeout() time.Duration {
-	if r.SessionTimeout <= 0 {
-		return DefaultSessionTimeout
-	}
-	return r.SessionTimeout
 }
 
 // ruleState is a rule with the counters its sessions add to.
@@ -294,11 +282,7 @@ func (s *Service) StopReading() {
 		s.mu.Unlock()
 		return
 	}
-	timeout := s.Rule().DrainTimeout
-	if timeout <= 0 {
-		timeout = defaultDrainTimeout
-	}
-	s.drainEnd = s.now() + int64(timeout)
+	s.drainEnd = s.now() + int64(max(0, s.Rule().DrainTimeout))
 	p := s.plane
 	s.mu.Unlock()
 	if p != nil {

@@ -136,12 +136,12 @@ func (ss *session) queue(b *batch) bool {
 // resolve returns the address of the session's backend, resolving its name
 // within the rule's connect timeout.
 func (ss *session) resolve() (netip.AddrPort, error) {
-	timeout := ss.rs.rule.ConnectTimeout
-	if timeout <= 0 {
-		timeout = defaultConnectTimeout
+	ctx := ss.svc.ctx
+	if timeout := ss.rs.rule.ConnectTimeout; timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
 	}
-	ctx, cancel := context.WithTimeout(ss.svc.ctx, timeout)
-	defer cancel()
 	return ss.backend.ResolveAddr(ctx)
 }
 

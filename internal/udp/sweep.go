@@ -35,7 +35,7 @@ func (s *Service) sweep() {
 
 // sweepInterval returns the time to the sweeper's next look.
 func (s *Service) sweepInterval() time.Duration {
-	d := min(s.Rule().sessionTimeout(), refusalMemory)
+	d := min(s.Rule().SessionTimeout, refusalMemory)
 	if s.stopping.Load() {
 		d = min(d, drainQuiet)
 		s.mu.Lock()

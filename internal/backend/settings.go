@@ -1,0 +1,79 @@
+package backend
+
+import (
+	"net"
+	"reflect"
+	"strconv"
+	"time"
+
+	"sluice/internal/congestion"
+)
+
+// Settings is what a Pool is built from: one rule's backends and how they
+// are picked, dialed and checked. The server builds it from the rule's
+// validated config, which has filled in every default; the pool adds none
+// of its own. A reload that brings Settings unequal to a pool's (see Equal)
+// builds a new pool.
+type Settings struct {
+	// Name is the rule's name, for logs and errors.
+	Name     string
+	Backends []Target // in config order
+	// Balance is the strategy: RoundRobin, LeastConn, Random, SourceHash
+	// or First. Any other value means RoundRobin, with a warning.
+	Balance string
+	// Retries is how many further backends a connection tries after a
+	// failed connect; 0 or less: none.
+	Retries int
+	// ConnectTimeout bounds one connect; zero: no bound but the kernel's.
+	ConnectTimeout time.Duration
+	// ResolveTTL is how long a resolved host name is reused; zero: not at all.
+	ResolveTTL time.Duration
+	// HealthCheck is the active check, every field set; nil: passive
+	// health only (connect failures and successes).
+	HealthCheck *HealthCheck
+	// CongestionControl is given to every socket the pool connects.
+	CongestionControl congestion.Choice
+}
+
+// Equal reports whether s and o are the same in every field, so that a
+// pool built from one is the pool the other would build. It compares
+// every field there is: a field added to Settings is compared too.
+func (s Settings) Equal(o Settings) bool { return reflect.DeepEqual(s, o) }
+
+// Target is one backend as a rule lists it.
+type Target struct {
+	Address Address
+	Weight  int  // relative share for weighted strategies; less than 1 counts as 1
+	Backup  bool // takes traffic only while no primary backend is up
+}
+
+// Address is where a backend listens: Network "tcp" with Host and Port, or
+// Network "unix" with Path. Its fields are those of config.Address, so the
+// server converts one into the other.
+type Address struct {
+	Network string
+	// Host is an IP literal (without brackets), a DNS name, or empty for
+	// 127.0.0.1.
+	Host string
+	Port uint16
+	Path string
+}
+
+// String returns the address as a user writes it: "host:port",
+// "[v6]:port", ":port" or "unix:/path".
+func (a Address) String() string {
+	if a.Network == "unix" {
+		return "unix:" + a.Path
+	}
+	return net.JoinHostPort(a.Host, strconv.Itoa(int(a.Port)))
+}
+
+// HealthCheck is a rule's active health check of its backends.
+type HealthCheck struct {
+	Interval time.Duration // between checks of one backend
+	Timeout  time.Duration // bounds one check
+	Rise     int           // passed checks in a row that mark a backend up
+	Fall     int           // failed checks in a row that mark a backend down
+	Send     string        // bytes to send once connected; empty: none
+	Expect   string        // bytes the reply must contain; empty: connecting is enough
+}

@@ -1,0 +1,196 @@
+// Package handover is how a sluice process hands its listening sockets to
+// the binary that replaces it (hitless upgrade), both sides of it.
+//
+// The old process starts the new one (Start) with every socket as an
+// inherited descriptor: the sockets are descriptors 3, 4, 5 and so on, in
+// order, and $SLUICE_INHERIT names them in that order, separated by ";"
+// ("admin@127.0.0.1:9000;tcp@:8080;udp@:5353;unix@/run/x.sock"; see Key).
+// The descriptor after the last socket is the write end of a pipe, named
+// by $SLUICE_READY_FD, on which the new process writes "ready\n" once it
+// serves (Ready). Only then does the old process stop accepting and drain.
+// The new process takes the sockets by name (FromEnv, Inherited.Take) and
+// binds anew what it was not given.
+package handover
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The environment variables of the hand-over.
+const (
+	InheritEnv = "SLUICE_INHERIT"
+	ReadyEnv   = "SLUICE_READY_FD"
+)
+
+// firstFD is the descriptor the first socket has in the new process: the
+// one after standard input, output and error, where exec.Cmd.ExtraFiles
+// begins.
+const firstFD = 3
+
+// readyWord is what the new process writes on the ready pipe.
+const readyWord = "ready\n"
+
+// Kind is what a handed-over socket serves.
+type Kind string
+
+// The kinds of sockets handed over.
+const (
+	TCP   Kind = "tcp"   // a rule's TCP listener
+	UDP   Kind = "udp"   // a rule's UDP socket
+	Unix  Kind = "unix"  // a rule's unix listener; its address is the path
+	Admin Kind = "admin" // the admin API's listener
+)
+
+// Key names a socket in the inherit list by kind and address as configured:
+// "tcp@:8080", "unix@/run/x.sock".
+func Key(kind Kind, addr string) string { return string(kind) + "@" + addr }
+
+// Socket is one socket to hand over: its name (see Key) and a file holding
+// it.
+type Socket struct {
+	Key  string
+	File *os.File
+}
+
+// fd returns the descriptor the i-th handed-over socket has in the new
+// process.
+func fd(i int) int { return firstFD + i }
+
+// encode returns the value of InheritEnv that names keys in order.
+func encode(keys []string) string { return strings.Join(keys, ";") }
+
+// decode returns the descriptors that the value of InheritEnv names, by
+// key. An empty list names none.
+func decode(list string) map[string]int {
+	if list == "" {
+		return nil
+	}
+	fds := make(map[string]int)
+	for i, key := range strings.Split(list, ";") {
+		fds[key] = fd(i)
+	}
+	return fds
+}
+
+// Start starts cmd with sockets handed over, and returns once it says it is
+// serving. It fails when the new process exits first, or has not said so
+// within timeout (the process is then killed). cmd's environment, if not
+// set, is this process's. The caller closes the sockets' files afterwards;
+// on success it stops accepting and drains, on failure it serves on.
+func Start(cmd *exec.Cmd, sockets []Socket, timeout time.Duration) error {
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer readyR.Close()
+	keys := make([]string, len(sockets))
+	for i, s := range sockets {
+		keys[i] = s.Key
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s.File)
+	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, readyW)
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, InheritEnv+"="+encode(keys), ReadyEnv+"="+strconv.Itoa(fd(len(sockets))))
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
+		return fmt.Errorf("starting %s: %w", cmd.Path, err)
+	}
+	return awaitReady(cmd, readyR, timeout)
+}
+
+// awaitReady waits for the started cmd to write on the ready pipe.
+func awaitReady(cmd *exec.Cmd, readyR *os.File, timeout time.Duration) error {
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ready := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(readyR, make([]byte, len(readyWord)))
+		ready <- err
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			return fmt.Errorf("new process (pid %d) did not report ready: %w", cmd.Process.Pid, <-exited)
+		}
+		return nil
+	case err := <-exited:
+		return fmt.Errorf("new process exited before it was ready: %v", err)
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		return errors.New("new process not ready in time; killed it")
+	}
+}
+
+// Inherited are the sockets handed over by the process this one replaces,
+// by key. A nil *Inherited holds none.
+type Inherited struct {
+	files map[string]*os.File
+}
+
+// FromEnv takes the sockets a previous process handed over, or returns nil
+// when there are none. It clears InheritEnv, so that a process this one
+// starts does not take them too.
+func FromEnv() *Inherited {
+	fds := decode(os.Getenv(InheritEnv))
+	os.Unsetenv(InheritEnv)
+	if fds == nil {
+		return nil
+	}
+	in := &Inherited{files: make(map[string]*os.File, len(fds))}
+	for key, fd := range fds {
+		in.files[key] = os.NewFile(uintptr(fd), key)
+	}
+	return in
+}
+
+// Take removes and returns the socket named key, or nil. The file is the
+// caller's to close.
+func (in *Inherited) Take(key string) *os.File {
+	if in == nil {
+		return nil
+	}
+	f := in.files[key]
+	delete(in.files, key)
+	return f
+}
+
+// CloseUnused closes the sockets nobody took (of rules the new config no
+// longer has, say) and returns their keys.
+func (in *Inherited) CloseUnused() []string {
+	if in == nil {
+		return nil
+	}
+	var keys []string
+	for key, f := range in.files {
+		f.Close()
+		delete(in.files, key)
+		keys = append(keys, key)
+	}
+	return keys
+}
+
+// Ready tells the process this one replaces that it is serving. It does
+// nothing when this process was not started by a hand-over, and clears
+// ReadyEnv either way.
+func Ready() error {
+	v := os.Getenv(ReadyEnv)
+	os.Unsetenv(ReadyEnv)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < firstFD {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "ready")
+	defer f.Close()
+	_, err = f.Write([]byte(readyWord))
+	return err
+}

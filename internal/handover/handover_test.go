@@ -1,0 +1,250 @@
+package handover
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// childEnv makes the test binary act as the new process of a hand-over:
+// its value says how (see child).
+const childEnv = "HANDOVER_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if how, ok := os.LookupEnv(childEnv); ok {
+		os.Exit(child(how))
+	}
+	os.Exit(m.Run())
+}
+
+// child is the new process. "serve": for each inherited socket it reports
+// its key, descriptor and address on stdout, then says it is ready and
+// accepts one connection on each TCP listener, answering with the key.
+// "exit": it exits at once. "hang": it never says it is ready.
+func child(how string) int {
+	switch how {
+	case "exit":
+		return 3
+	case "hang":
+		time.Sleep(time.Hour)
+	}
+	keys := strings.Split(os.Getenv(InheritEnv), ";")
+	in := FromEnv()
+	if os.Getenv(InheritEnv) != "" {
+		fmt.Println("inherit list left in the environment")
+		return 1
+	}
+	var lns []net.Listener
+	for _, key := range keys {
+		f := in.Take(key)
+		if f == nil {
+			fmt.Println("missing", key)
+			return 1
+		}
+		ln, err := net.FileListener(f)
+		if err != nil {
+			fmt.Println(key, err)
+			return 1
+		}
+		fmt.Println(key, f.Fd(), ln.Addr())
+		f.Close()
+		lns = append(lns, ln)
+	}
+	if unused := in.CloseUnused(); len(unused) != 0 {
+		fmt.Println("unused after taking all:", unused)
+		return 1
+	}
+	if err := Ready(); err != nil {
+		fmt.Println("ready:", err)
+		return 1
+	}
+	for i, ln := range lns {
+		c, err := ln.Accept()
+		if err != nil {
+			return 1
+		}
+		fmt.Fprintln(c, keys[i])
+		c.Close()
+	}
+	return 0
+}
+
+// startChild hands socks over to the test binary acting as how. The
+// returned output reads what the child wrote so far.
+func startChild(t *testing.T, how string, socks []Socket, timeout time.Duration) (*exec.Cmd, func() string, error) {
+	t.Helper()
+	out, err := os.Create(t.TempDir() + "/out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childEnv+"="+how)
+	cmd.Stdout, cmd.Stderr = out, out
+	err = Start(cmd, socks, timeout)
+	if cmd.Process != nil {
+		t.Cleanup(func() { cmd.Process.Kill() }) // Start reaps it
+	}
+	read := func() string {
+		b, _ := os.ReadFile(out.Name())
+		return string(b)
+	}
+	return cmd, read, err
+}
+
+// waitGone waits until process pid no longer exists (Start reaps its
+// process when it exits).
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d still there", pid)
+		}
+	}
+}
+
+// listeners opens n loopback TCP listeners and returns them with their
+// sockets named for a hand-over.
+func listeners(t *testing.T, n int) ([]net.Listener, []Socket) {
+	t.Helper()
+	var lns []net.Listener
+	var socks []Socket
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		f, err := ln.(*net.TCPListener).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		kind := TCP
+		if i == 0 {
+			kind = Admin
+		}
+		lns = append(lns, ln)
+		socks = append(socks, Socket{Key: Key(kind, ln.Addr().String()), File: f})
+	}
+	return lns, socks
+}
+
+// TestStartHandsOverInOrder: the sockets reach the new process as
+// descriptors 3, 4, 5 in the order given, each under its own name, and
+// Start returns once the new process says it is ready, with the sockets
+// served by it.
+func TestStartHandsOverInOrder(t *testing.T) {
+	lns, socks := listeners(t, 3)
+	cmd, out, err := startChild(t, "serve", socks, time.Minute)
+	if err != nil {
+		t.Fatalf("Start: %v\n%s", err, out())
+	}
+	// The child wrote its report before it said ready.
+	var want []string
+	for i, ln := range lns {
+		want = append(want, fmt.Sprintf("%s %d %s", socks[i].Key, 3+i, ln.Addr()))
+	}
+	if got := strings.Split(strings.TrimSpace(out()), "\n"); !slices.Equal(got, want) {
+		t.Fatalf("the new process found\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for i, ln := range lns {
+		ln.Close() // only the new process accepts now
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, 100)
+		n, _ := c.Read(buf)
+		c.Close()
+		if got := strings.TrimSpace(string(buf[:n])); got != socks[i].Key {
+			t.Errorf("connection to %s answered by %q, want %q", ln.Addr(), got, socks[i].Key)
+		}
+	}
+	waitGone(t, cmd.Process.Pid)
+}
+
+// TestStartFailures: a new process that exits, or never says it is
+// ready, fails Start; one that hangs is killed.
+func TestStartFailures(t *testing.T) {
+	_, socks := listeners(t, 1)
+	if _, _, err := startChild(t, "exit", socks, time.Minute); err == nil || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("Start with a process that exits: %v, want it to say it exited with status 3", err)
+	}
+	cmd, _, err := startChild(t, "hang", socks, 200*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "not ready in time") {
+		t.Errorf("Start with a process that never says ready: %v", err)
+	}
+	waitGone(t, cmd.Process.Pid) // killed, not left to sleep for an hour
+	bad := exec.Command("/nonexistent/sluice")
+	if err := Start(bad, socks, time.Minute); err == nil || !strings.Contains(err.Error(), "starting /nonexistent/sluice") {
+		t.Errorf("Start of a missing binary: %v", err)
+	}
+}
+
+// TestInheritList: the list names descriptors from 3 on, in order, and
+// an empty list names none.
+func TestInheritList(t *testing.T) {
+	keys := []string{"admin@127.0.0.1:9000", "tcp@:8080", "udp@:5353", "unix@/run/x.sock", "tcp@[::1]:80"}
+	list := encode(keys)
+	if list != "admin@127.0.0.1:9000;tcp@:8080;udp@:5353;unix@/run/x.sock;tcp@[::1]:80" {
+		t.Fatalf("encode: %q", list)
+	}
+	fds := decode(list)
+	if len(fds) != len(keys) {
+		t.Fatalf("decode(%q) = %v", list, fds)
+	}
+	for i, k := range keys {
+		if fds[k] != 3+i {
+			t.Errorf("%s: descriptor %d, want %d", k, fds[k], 3+i)
+		}
+	}
+	if fds := decode(""); fds != nil {
+		t.Errorf("decode of an empty list: %v", fds)
+	}
+}
+
+// TestKey names sockets as the inherit list carries them.
+func TestKey(t *testing.T) {
+	for _, tc := range []struct {
+		kind Kind
+		addr string
+		want string
+	}{
+		{TCP, ":8080", "tcp@:8080"},
+		{UDP, "[::1]:53", "udp@[::1]:53"},
+		{Unix, "/run/x.sock", "unix@/run/x.sock"},
+		{Admin, "127.0.0.1:9000", "admin@127.0.0.1:9000"},
+	} {
+		if got := Key(tc.kind, tc.addr); got != tc.want {
+			t.Errorf("Key(%s, %q) = %q, want %q", tc.kind, tc.addr, got, tc.want)
+		}
+	}
+}
+
+// TestNotHandedOver: a process not started by a hand-over inherits
+// nothing and Ready does nothing.
+func TestNotHandedOver(t *testing.T) {
+	t.Setenv(InheritEnv, "")
+	t.Setenv(ReadyEnv, "")
+	in := FromEnv()
+	if in != nil {
+		t.Fatalf("FromEnv with no list: %+v", in)
+	}
+	if f := in.Take("tcp@:80"); f != nil {
+		t.Error("a nil Inherited gave a socket")
+	}
+	if keys := in.CloseUnused(); keys != nil {
+		t.Errorf("a nil Inherited closed %v", keys)
+	}
+	if err := Ready(); err != nil {
+		t.Errorf("Ready with no pipe: %v", err)
+	}
+}
