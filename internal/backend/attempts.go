@@ -1,26 +1,219 @@
 package backend
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"time"
 )
 
-// Attempts sets up one client's backend connection in steps: the picks,
-// retries on the next backend and health reports of one connection. Dial
-// runs them with blocking dials; Next and Failed, with non-blocking
-// connects, for a caller that waits for them itself (an event loop).
+// Attempts is one client's conversation with the rule's backends, the
+// connect step of its connection, in one place:
+//
+//  1. pick a backend: by the rule's strategy among the usable ones (the
+//     primaries that are up, else the backups) not tried yet;
+//  2. open a socket and connect it;
+//  3. write the prelude, the bytes the backend must read before the
+//     client's (Begin: a PROXY header), as the connect's last step;
+//  4. on success hand the backend out, counted as active until Release;
+//     on a failure hold it against the backend (unless it was a shortage
+//     of sluice's own: see shortageOf) and go back to 1, up to 1+Retries
+//     backends.
+//
+// Two drivers run it. Dial does it all on the caller's goroutine with the
+// net package's blocking dials (any backend, any system). An event loop
+// that waits for non-blocking connects itself (the relay engine, through
+// relay.Dialer) runs it in steps, for a Direct pool on Linux:
+//
+//	fd, err := a.Next()       // 1 and 2: the connect started
+//	...                       // the loop waits until fd is writable
+//	b, err := a.Connected(fd) // 3 and 4
+//	fd, err = a.Failed(err)   // or 4's failure, then 1 and 2 again
 //
 // An Attempts belongs to one connection and one goroutine at a time.
 type Attempts struct {
 	p       *Pool
 	client  netip.Addr
+	prelude []byte
 	tried   []*Backend
 	first   [2]*Backend // tried's room for the usual one or two
 	cur     *Backend    // the backend being connected to
 	curAddr netip.AddrPort
 	lastErr error
+}
+
+// Begin readies a for a new connection from client. The prelude, if not
+// empty, is written to each backend once connected, before anything else
+// (see Attempts); a failure to write it is a failed connect.
+func (p *Pool) Begin(a *Attempts, client netip.Addr, prelude []byte) {
+	*a = Attempts{p: p, client: client, prelude: prelude}
+	a.tried = a.first[:0]
+}
+
+// Dial runs the attempts with blocking dials, each bounded by the rule's
+// connect timeout (the prelude's write too), and returns the connection
+// and its backend, whose Release must be called once when the connection
+// ends. With no usable backend it fails at once with an error wrapping
+// ErrNoBackend. Errors name the backend and the cause. A dial cut short by
+// ctx, or failed for a shortage of this host's (see shortageOf), is not
+// held against the backend; when no socket can be opened at all Dial gives
+// up at once with an error wrapping OpenError.
+func (a *Attempts) Dial(ctx context.Context) (net.Conn, *Backend, error) {
+	for {
+		b, err := a.next()
+		if err != nil {
+			return nil, nil, err
+		}
+		dctx, cancel := ctx, context.CancelFunc(func() {})
+		if t := a.p.connectTimeout; t > 0 {
+			dctx, cancel = context.WithTimeout(ctx, t)
+		}
+		conn, err := b.dial(dctx)
+		cancel()
+		if err == nil {
+			if err = a.writePrelude(conn); err == nil {
+				return conn, a.succeeded(), nil
+			}
+			conn.Close()
+			err = a.describe(err)
+		}
+		if ctx.Err() != nil {
+			a.Abandon()
+			return nil, nil, fmt.Errorf("rule %q: %w", a.p.rule, err)
+		}
+		if shortageOf(err) == shortOfSockets {
+			return nil, nil, a.starved(err)
+		}
+		a.failed(err)
+	}
+}
+
+// writePrelude writes the prelude to a backend connection just dialed,
+// within the connect timeout.
+func (a *Attempts) writePrelude(conn net.Conn) error {
+	if len(a.prelude) == 0 {
+		return nil
+	}
+	if t := a.p.connectTimeout; t > 0 {
+		conn.SetWriteDeadline(time.Now().Add(t))
+		defer conn.SetWriteDeadline(time.Time{})
+	}
+	_, err := conn.Write(a.prelude)
+	return err
+}
+
+// Next picks the next backend and starts a non-blocking connect to it,
+// returning the socket, which is the caller's to close. A connect that
+// fails at once counts as a failed attempt, and the next backend is tried.
+// Once 1+Retries backends have failed, or none is usable, it returns the
+// error, worded as Dial's. When no socket can be opened at all it gives up
+// at once with an error wrapping OpenError (see shortageOf). Use it only
+// when the pool is Direct.
+func (a *Attempts) Next() (int, error) {
+	for {
+		b, err := a.next()
+		if err != nil {
+			return -1, err
+		}
+		addr := b.literal
+		a.curAddr = addr
+		fd, err := connectSocket(addr, a.p.congestion.For(addr.Addr()))
+		if err == nil {
+			return fd, nil
+		}
+		if shortageOf(err) == shortOfSockets {
+			return -1, a.starved(fmt.Errorf("backend %s: %w", b.cfg.Address, err))
+		}
+		a.failed(a.describe(err))
+	}
+}
+
+// Connected is told that the connect of socket fd, from Next or Failed,
+// has succeeded. It writes the prelude and ends the attempts with the
+// current backend, whose Release must be called once when the connection
+// ends. When the prelude cannot be written at once (fd's send buffer is
+// empty, so it goes whole or not at all) the connect has failed after all:
+// it returns the error, for the caller to pass on to Failed.
+func (a *Attempts) Connected(fd int) (*Backend, error) {
+	if len(a.prelude) > 0 {
+		if err := sendPrelude(fd, a.prelude); err != nil {
+			return nil, &net.OpError{Op: "write", Net: "tcp", Addr: net.TCPAddrFromAddrPort(a.curAddr), Err: err}
+		}
+	}
+	return a.succeeded(), nil
+}
+
+// Failed ends the current attempt, whose connect failed with err (the
+// caller closes its socket), and goes on as Next.
+func (a *Attempts) Failed(err error) (int, error) {
+	a.failed(a.describe(err))
+	return a.Next()
+}
+
+// next picks the next backend to try and makes it the current one, or
+// returns why there is none: no usable backend at all, or the error of
+// the last of 1+Retries failed attempts.
+func (a *Attempts) next() (*Backend, error) {
+	if len(a.tried) <= a.p.retries {
+		b, err := a.p.pick(a.client, a.tried)
+		if err == nil {
+			a.tried = append(a.tried, b)
+			a.cur = b
+			return b, nil
+		}
+		if a.lastErr == nil {
+			return nil, err
+		}
+	}
+	if len(a.tried) == 1 {
+		return nil, fmt.Errorf("rule %q: %w", a.p.rule, a.lastErr)
+	}
+	return nil, fmt.Errorf("rule %q: %d backends tried, last: %w", a.p.rule, len(a.tried), a.lastErr)
+}
+
+// describe words a failed connect of the current attempt as the net
+// package's dialer does, naming the backend: err is a connect's error, or
+// a *net.OpError already (the prelude's write).
+func (a *Attempts) describe(err error) error {
+	if _, ok := err.(*net.OpError); !ok {
+		err = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(a.curAddr), Err: err}
+	}
+	return fmt.Errorf("backend %s: %w", a.cur.cfg.Address, err)
+}
+
+// failed ends the current attempt with err, which names its backend:
+// it counts against the backend unless it is a shortage (see shortageOf),
+// and the backend is let go.
+func (a *Attempts) failed(err error) {
+	b := a.cur
+	a.cur = nil
+	b.Release()
+	if blames(err) {
+		b.ReportFailure(err)
+	}
+	a.lastErr = err
+	if len(a.tried) <= a.p.retries {
+		a.p.logger.Debug("connect failed, trying next backend", "rule", a.p.rule, "error", err)
+	}
+}
+
+// succeeded ends the attempts with the current backend connected and
+// returns it.
+func (a *Attempts) succeeded() *Backend {
+	b := a.cur
+	a.cur = nil
+	b.ReportSuccess()
+	return b
+}
+
+// Abandon lets the current backend go without holding anything against
+// it: the connection ended before its connect did.
+func (a *Attempts) Abandon() {
+	if a.cur != nil {
+		a.cur.Release()
+		a.cur = nil
+	}
 }
 
 // OpenError is the error of Attempts.Next and Pool.Dial when sluice could
@@ -69,104 +262,3 @@ func literalAddr(a Address) (netip.AddrPort, bool) {
 // ConnectTimeout is how long one connect may take (Settings.ConnectTimeout;
 // zero: no bound).
 func (p *Pool) ConnectTimeout() time.Duration { return p.connectTimeout }
-
-// Begin readies a for a new connection from client.
-func (p *Pool) Begin(a *Attempts, client netip.Addr) {
-	*a = Attempts{p: p, client: client}
-	a.tried = a.first[:0]
-}
-
-// Next picks the next backend (by the rule's strategy among the usable
-// ones not tried yet) and starts a non-blocking connect to it, returning
-// the socket, which is the caller's to close. A connect that fails at once
-// counts as a failed attempt, and the next backend is tried. Once 1+Retries
-// backends have failed, or none is usable, it returns the error, worded as
-// Dial's. When no socket can be opened at all it gives up at once with an
-// error wrapping OpenError (see shortageOf). Use it only when the pool is
-// Direct.
-func (a *Attempts) Next() (int, error) {
-	for {
-		b, err := a.next()
-		if err != nil {
-			return -1, err
-		}
-		addr := b.literal
-		a.curAddr = addr
-		fd, err := connectSocket(addr, a.p.congestion.For(addr.Addr()))
-		if err == nil {
-			return fd, nil
-		}
-		if shortageOf(err) == shortOfSockets {
-			return -1, a.starved(fmt.Errorf("backend %s: %w", b.cfg.Address, err))
-		}
-		a.failed(a.describe(err))
-	}
-}
-
-// Failed ends the current attempt, whose connect failed with err (the
-// caller closes its socket), and goes on as Next.
-func (a *Attempts) Failed(err error) (int, error) {
-	a.failed(a.describe(err))
-	return a.Next()
-}
-
-// next picks the next backend to try and makes it the current one, or
-// returns why there is none: no usable backend at all, or the error of
-// the last of 1+Retries failed attempts.
-func (a *Attempts) next() (*Backend, error) {
-	if len(a.tried) <= a.p.retries {
-		b, err := a.p.pick(a.client, a.tried)
-		if err == nil {
-			a.tried = append(a.tried, b)
-			a.cur = b
-			return b, nil
-		}
-		if a.lastErr == nil {
-			return nil, err
-		}
-	}
-	if len(a.tried) == 1 {
-		return nil, fmt.Errorf("rule %q: %w", a.p.rule, a.lastErr)
-	}
-	return nil, fmt.Errorf("rule %q: %d backends tried, last: %w", a.p.rule, len(a.tried), a.lastErr)
-}
-
-// describe words a failed connect of the current attempt as the net
-// package's dialer does, naming the backend.
-func (a *Attempts) describe(err error) error {
-	return fmt.Errorf("backend %s: %w", a.cur.cfg.Address, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(a.curAddr), Err: err})
-}
-
-// failed ends the current attempt with err, which names its backend:
-// it counts against the backend unless it is a shortage (see shortageOf),
-// and the backend is let go.
-func (a *Attempts) failed(err error) {
-	b := a.cur
-	a.cur = nil
-	b.Release()
-	if blames(err) {
-		b.ReportFailure(err)
-	}
-	a.lastErr = err
-	if len(a.tried) <= a.p.retries {
-		a.p.logger.Debug("connect failed, trying next backend", "rule", a.p.rule, "error", err)
-	}
-}
-
-// Succeeded ends the attempts with the current backend connected and
-// returns it; its Release must be called once when the connection ends.
-func (a *Attempts) Succeeded() *Backend {
-	b := a.cur
-	a.cur = nil
-	b.ReportSuccess()
-	return b
-}
-
-// Abandon lets the current backend go without holding anything against
-// it: the connection ended before its connect did.
-func (a *Attempts) Abandon() {
-	if a.cur != nil {
-		a.cur.Release()
-		a.cur = nil
-	}
-}

@@ -2,14 +2,18 @@ package backend
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"sluice/internal/loopback"
 )
 
 // waitConnect waits for a socket's non-blocking connect to finish and
@@ -43,7 +47,7 @@ func TestAttemptsTryNext(t *testing.T) {
 		t.Fatal("a pool of IP addresses is not Direct")
 	}
 	var a Attempts
-	p.Begin(&a, netip.MustParseAddr("127.0.0.1"))
+	p.Begin(&a, netip.MustParseAddr("127.0.0.1"), nil)
 	fd, err := a.Next()
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +63,10 @@ func TestAttemptsTryNext(t *testing.T) {
 	if err := waitConnect(t, fd); err != nil {
 		t.Fatalf("second connect: %v", err)
 	}
-	b := a.Succeeded()
+	b, err := a.Connected(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if b.Address() != good.addr {
 		t.Fatalf("connected to %v, want %v", b.Address(), good.addr)
 	}
@@ -88,7 +95,7 @@ func TestAttemptsGiveUp(t *testing.T) {
 	p := NewPool(rule, nil, nil)
 	var a Attempts
 	for i := range passiveFall {
-		p.Begin(&a, netip.Addr{})
+		p.Begin(&a, netip.Addr{}, nil)
 		fd, err := a.Next()
 		if err != nil {
 			t.Fatalf("attempt %d: %v", i, err)
@@ -102,7 +109,7 @@ func TestAttemptsGiveUp(t *testing.T) {
 			}
 		}
 	}
-	p.Begin(&a, netip.Addr{})
+	p.Begin(&a, netip.Addr{}, nil)
 	if _, err := a.Next(); !errors.Is(err, ErrNoBackend) {
 		t.Fatalf("with the backend down: %v, want ErrNoBackend", err)
 	}
@@ -139,7 +146,7 @@ func TestAttemptsIPv6(t *testing.T) {
 	srv := startNameServer(t, "six", "[::1]:0")
 	p := NewPool(Settings{Name: "v6", Backends: backends([]Address{srv.addr}, nil)}, nil, nil)
 	var a Attempts
-	p.Begin(&a, netip.MustParseAddr("::1"))
+	p.Begin(&a, netip.MustParseAddr("::1"), nil)
 	fd, err := a.Next()
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +154,11 @@ func TestAttemptsIPv6(t *testing.T) {
 	if err := waitConnect(t, fd); err != nil {
 		t.Fatalf("connect to %v: %v", srv.addr, err)
 	}
-	a.Succeeded().Release()
+	b, err := a.Connected(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Release()
 	f := os.NewFile(uintptr(fd), "")
 	conn, err := net.FileConn(f)
 	f.Close()
@@ -157,4 +168,71 @@ func TestAttemptsIPv6(t *testing.T) {
 	if name := readName(t, conn); name != "six" {
 		t.Fatalf("served by %q, want six", name)
 	}
+}
+
+// preludeServer is a backend that reads what a connection sends until the
+// peer closes it, and passes it on, or passes on "reset" when it resets
+// each connection it accepts instead.
+func preludeServer(t *testing.T, reset bool) (Address, chan string) {
+	got := make(chan string, 4)
+	addr := loopback.Serve(t, func(c net.Conn) {
+		if reset {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+			got <- "reset"
+			return
+		}
+		c.SetReadDeadline(time.Now().Add(waitLimit))
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	})
+	return parseAddr(t, addr), got
+}
+
+// TestAttemptsPrelude: Connected writes the prelude to the socket before
+// anything else. A prelude that cannot be written (the backend reset the
+// connection as soon as it took it) is a failed connect, held against that
+// backend, and the next one is tried.
+func TestAttemptsPrelude(t *testing.T) {
+	resets, reset := preludeServer(t, true)
+	reads, read := preludeServer(t, false)
+	p := NewPool(Settings{Name: "web", Balance: First, Retries: 1, Backends: backends([]Address{resets, reads}, nil)}, nil, nil)
+	var a Attempts
+	p.Begin(&a, netip.MustParseAddr("127.0.0.1"), []byte("PROXY etc\r\n"))
+	fd, err := a.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waitConnect(t, fd); err != nil {
+		t.Fatal(err)
+	}
+	<-reset
+	// Wait for the reset to arrive, as an event loop would see it.
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if n, err := unix.Poll(fds, 5000); n != 1 || err != nil || fds[0].Revents&(unix.POLLERR|unix.POLLHUP) == 0 {
+		t.Fatalf("poll for the reset: %d, %v, revents %#x", n, err, fds[0].Revents)
+	}
+	_, werr := a.Connected(fd)
+	unix.Close(fd)
+	if !errors.Is(werr, syscall.ECONNRESET) && !errors.Is(werr, syscall.EPIPE) {
+		t.Fatalf("Connected to a backend that reset: %v, want ECONNRESET or EPIPE", werr)
+	}
+	if fd, err = a.Failed(werr); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitConnect(t, fd); err != nil {
+		t.Fatal(err)
+	}
+	b, err := a.Connected(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	if got := <-read; got != "PROXY etc\r\n" {
+		t.Fatalf("backend read %q, want the prelude", got)
+	}
+	if b.Address() != reads || p.backends[0].ConnectErrors() != 1 || b.Active() != 1 {
+		t.Fatalf("connected to %v (active %d), first backend's errors %d; want %v, 1, 1", b.Address(), b.Active(), p.backends[0].ConnectErrors(), reads)
+	}
+	b.Release()
 }

@@ -2,6 +2,8 @@ package backend
 
 import (
 	"net/netip"
+	"os"
+	"syscall"
 
 	"sluice/internal/rawsock"
 )
@@ -40,6 +42,17 @@ func connectSocket(addr netip.AddrPort, cc string) (int, error) {
 func openFailed(err error) error {
 	if shortageOf(err) == shortOfSockets {
 		return &OpenError{err}
+	}
+	return err
+}
+
+// sendPrelude writes the prelude b to the backend socket fd, which has
+// just connected: its send buffer is empty, so b goes whole at once or
+// not at all (EAGAIN).
+func sendPrelude(fd int, b []byte) error {
+	n, err := rawsock.Send(fd, b)
+	if err == nil && n < len(b) {
+		err = os.NewSyscallError("sendto", syscall.EAGAIN)
 	}
 	return err
 }

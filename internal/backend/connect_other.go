@@ -15,3 +15,8 @@ const canConnect = false
 func connectSocket(netip.AddrPort, string) (int, error) {
 	return -1, errors.New("backend: non-blocking connect needs Linux")
 }
+
+// sendPrelude is not available here.
+func sendPrelude(int, []byte) error {
+	return errors.New("backend: non-blocking connect needs Linux")
+}

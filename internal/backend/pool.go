@@ -166,39 +166,12 @@ func (p *Pool) pick(client netip.Addr, exclude []*Backend) (*Backend, error) {
 
 // Dial picks a backend for client (by the rule's strategy among usable
 // backends), dials it within the rule's connect timeout, and on failure
-// tries the next pick, up to 1+Retries distinct backends. It returns the
-// connection and the chosen backend, whose Release must be called once when
-// the connection ends. With no usable backend it fails at once with an
-// error wrapping ErrNoBackend. Errors name the backend and the cause. A dial
-// cut short by ctx, or failed for a shortage of this host's (see
-// shortageOf), is not held against the backend; when no socket can be
-// opened at all Dial gives up at once with an error wrapping OpenError.
+// tries the next pick, up to 1+Retries distinct backends: Attempts.Dial
+// with no prelude.
 func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend, error) {
 	var a Attempts
-	p.Begin(&a, client)
-	for {
-		b, err := a.next()
-		if err != nil {
-			return nil, nil, err
-		}
-		dctx, cancel := ctx, context.CancelFunc(func() {})
-		if p.connectTimeout > 0 {
-			dctx, cancel = context.WithTimeout(ctx, p.connectTimeout)
-		}
-		conn, err := b.dial(dctx)
-		cancel()
-		if err == nil {
-			return conn, a.Succeeded(), nil
-		}
-		if ctx.Err() != nil {
-			a.Abandon()
-			return nil, nil, fmt.Errorf("rule %q: %w", p.rule, err)
-		}
-		if shortageOf(err) == shortOfSockets {
-			return nil, nil, a.starved(err)
-		}
-		a.failed(err)
-	}
+	p.Begin(&a, client, nil)
+	return a.Dial(ctx)
 }
 
 // dial connects to the backend within ctx. A host name is resolved and its

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -314,4 +315,41 @@ func TestInheritKeepsHealthAndCounters(t *testing.T) {
 	if nb.Active() != 0 {
 		t.Fatalf("after the old connection ended the new pool counts %d, want 0", nb.Active())
 	}
+}
+
+// TestDialPrelude: Attempts.Dial writes the prelude once connected, before
+// handing the connection out. A prelude the backend does not take within
+// the connect timeout is a failed connect, held against that backend, and
+// the next one is tried.
+func TestDialPrelude(t *testing.T) {
+	stuck := loopback.Serve(t, func(c net.Conn) { <-t.Context().Done() }) // never reads
+	got := make(chan int, 1)
+	reads := loopback.Serve(t, func(c net.Conn) {
+		c.SetReadDeadline(time.Now().Add(waitLimit))
+		n, _ := io.Copy(io.Discard, c)
+		got <- int(n)
+	})
+	logs := newLogRecorder()
+	p := NewPool(Settings{Name: "web", Balance: First, Retries: 1, ConnectTimeout: 300 * time.Millisecond,
+		Backends: backends([]Address{parseAddr(t, stuck), parseAddr(t, reads)}, nil)}, nil, logs.logger())
+	// More than the socket buffers of both ends hold.
+	prelude := make([]byte, 64<<20)
+	var a Attempts
+	p.Begin(&a, netip.Addr{}, prelude)
+	conn, b, err := a.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if n := <-got; n != len(prelude) {
+		t.Fatalf("backend read %d bytes, want the prelude's %d", n, len(prelude))
+	}
+	if b.Address().String() != reads || p.backends[0].ConnectErrors() != 1 {
+		t.Fatalf("connected to %v, first backend's errors %d; want %v, 1", b.Address(), p.backends[0].ConnectErrors(), reads)
+	}
+	rec, ok := logs.last("connect failed, trying next backend", "")
+	if want := "write tcp"; !ok || !strings.Contains(rec.Attrs["error"], want) || !strings.Contains(rec.Attrs["error"], "i/o timeout") {
+		t.Fatalf("logged %v; want the prelude's %q timing out", rec.Attrs, want)
+	}
+	b.Release()
 }

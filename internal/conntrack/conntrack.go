@@ -31,6 +31,8 @@ type Entry struct {
 	// access.Closed); it must be safe to call more than once and
 	// concurrently.
 	Stop func(reason access.End)
+
+	table *Table // the table it was added to, which guards Backend
 }
 
 // Snapshot is a point-in-time copy of an entry for reports.
@@ -66,18 +68,17 @@ func NewTable() *Table {
 // Add registers e.
 func (t *Table) Add(e *Entry) {
 	t.mu.Lock()
+	e.table = t
 	t.entries[e.ID] = e
 	t.mu.Unlock()
 }
 
-// SetBackend records that the entry with id now goes to backend (a
-// connection that was still connecting when it was added).
-func (t *Table) SetBackend(id uint64, backend string) {
-	t.mu.Lock()
-	if e := t.entries[id]; e != nil {
-		e.Backend = backend
-	}
-	t.mu.Unlock()
+// SetBackend records that e now goes to backend (a connection that was
+// still connecting when it was added). Call it after Add.
+func (e *Entry) SetBackend(backend string) {
+	e.table.mu.Lock()
+	e.Backend = backend
+	e.table.mu.Unlock()
 }
 
 // Remove forgets the entry with id.

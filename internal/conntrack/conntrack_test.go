@@ -90,3 +90,23 @@ func TestIDsAreUnique(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestSetBackend: a listed entry's backend, set once it connected, shows in
+// the snapshots, also while snapshots are being taken.
+func TestSetBackend(t *testing.T) {
+	tab := NewTable()
+	e := &Entry{ID: 1, Rule: "r", Proto: "tcp", Client: "c"}
+	tab.Add(e)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			tab.Snapshots()
+		}
+	}()
+	e.SetBackend("127.0.0.1:80")
+	<-done
+	if s := tab.Snapshots(); len(s) != 1 || s[0].Backend != "127.0.0.1:80" {
+		t.Fatalf("snapshots %+v: want backend 127.0.0.1:80", s)
+	}
+}

@@ -1,6 +1,6 @@
 // Package rawsock is sluice's one place for sockets held as bare
 // descriptors, outside the net package and the Go runtime's poller: accept4,
-// non-blocking TCP and UDP sockets and their connect, getsockname and
+// non-blocking TCP and UDP sockets, their connect and a send, getsockname and
 // getpeername, socket addresses converted to and from netip.AddrPort (IPv6
 // zones as interface names, IPv4-mapped addresses unmapped), a close that
 // resets, and dup.

@@ -75,6 +75,18 @@ func Connect(fd int, addr netip.AddrPort) error {
 	}
 }
 
+// Send writes what of b fits into the send buffer of the connected
+// non-blocking socket fd, and returns how much that was: less than len(b)
+// when the buffer filled up (nothing at all: EAGAIN). A peer that has
+// gone away is an error (EPIPE, ECONNRESET), never a signal.
+func Send(fd int, b []byte) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), unix.MSG_NOSIGNAL, 0, 0)
+	if e != 0 {
+		return 0, os.NewSyscallError("sendto", e)
+	}
+	return int(r), nil
+}
+
 // LocalAddr returns the address socket fd is bound to (getsockname; see
 // AddrPort), zero for one that is not IP.
 func LocalAddr(fd int) (netip.AddrPort, error) {

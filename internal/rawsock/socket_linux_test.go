@@ -265,3 +265,38 @@ func TestDup(t *testing.T) {
 		t.Errorf("accepted through the duplicate: %v, want %v", client, want)
 	}
 }
+
+// TestSend: Send writes to a connected socket without blocking: what fits
+// goes at once, a full send buffer says so by a short count or EAGAIN, and
+// a peer that reset the connection is an error, not a SIGPIPE.
+func TestSend(t *testing.T) {
+	ln, lfd := listen(t, "127.0.0.1")
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fd, _ := acceptOne(t, lfd)
+	defer Close(fd)
+	if n, err := Send(fd, []byte("hello")); n != 5 || err != nil {
+		t.Fatalf("Send: %d, %v; want 5, nil", n, err)
+	}
+	got := make([]byte, 5)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "hello" {
+		t.Fatalf("peer read %q, %v", got, err)
+	}
+	big := make([]byte, 64<<20) // more than both buffers hold: c does not read
+	if n, err := Send(fd, big); err != nil || n == 0 || n == len(big) {
+		t.Fatalf("Send of %d bytes to a peer that does not read: %d, %v; want a short count", len(big), n, err)
+	}
+	if n, err := Send(fd, big); n != 0 || !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("Send into a full buffer: %d, %v; want EAGAIN", n, err)
+	}
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close() // a reset
+	poll(t, fd, unix.POLLERR)
+	if _, err := Send(fd, []byte("x")); !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("Send to a peer that reset: %v, want ECONNRESET or EPIPE", err)
+	}
+}

@@ -54,7 +54,9 @@ func (ec *engineConn) connectTimedOut(gen uint32) {
 }
 
 // checkConnect looks at the backend socket of a connecting relay once an
-// event came for it, and reports whether the relay is connected now.
+// event came for it, and reports whether the relay is connected now: the
+// socket's connect succeeded and its Dialer took it (see Dialer.Connected).
+// A failure goes on as connectFailed.
 func (ec *engineConn) checkConnect() bool {
 	if !ec.writable[1] {
 		return false
@@ -76,15 +78,14 @@ func (ec *engineConn) checkConnect() bool {
 		return false
 	}
 	cs := ec.connecting
-	ec.connecting = nil
 	if cs.timer != nil {
 		cs.timer.Stop()
 	}
-	if _, fail := cs.Outcome(ec.fd[1], nil); fail != nil {
-		ec.r.setEnd(access.ConnectFailed, fail)
-		ec.close(false)
+	if err := cs.Dialer.Connected(ec.fd[1]); err != nil {
+		ec.connectFailed(err)
 		return false
 	}
+	ec.connecting = nil
 	// The idle limit counts from now: the time spent connecting was not
 	// the client's silence.
 	ec.r.touch()
@@ -92,14 +93,14 @@ func (ec *engineConn) checkConnect() bool {
 	return true
 }
 
-// connectFailed asks for the next backend socket after a failed connect,
-// or ends the relay.
+// connectFailed asks the Dialer for the next backend socket after a failed
+// connect, and waits for that one; or it ends the relay.
 func (ec *engineConn) connectFailed(err error) {
 	cs := ec.connecting
 	if cs.timer != nil {
 		cs.timer.Stop()
 	}
-	next, fail := cs.Outcome(ec.fd[1], err)
+	next, fail := cs.Dialer.Failed(err)
 	if fail != nil {
 		ec.r.setEnd(access.ConnectFailed, fail)
 		ec.close(false)

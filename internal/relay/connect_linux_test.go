@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -67,23 +68,43 @@ func clientSocket(t *testing.T) (*net.TCPConn, int) {
 	return a.(*net.TCPConn), dup
 }
 
-// outcomes records what a connecting relay was told, and hands out the
-// next sockets to try.
+// outcomes is a connecting relay's Dialer: it records what it was told,
+// writes a prelude (if any) on a connected socket, and hands out the next
+// sockets to try.
 type outcomes struct {
-	mu   sync.Mutex
-	errs []error
-	next []int
-	fail error // given once next is used up
+	mu      sync.Mutex
+	errs    []error // nil for a success
+	next    []int
+	fail    error  // given once next is used up
+	prelude string // written by Connected
+	refuse  int    // how many connected sockets Connected turns down first
 }
 
-// outcome is the relay's Connecting.Outcome.
-func (o *outcomes) outcome(_ int, err error) (int, error) {
+// errRefused is Connected's error for the sockets it turns down.
+var errRefused = errors.New("turned down")
+
+// Connected writes the prelude, unless it turns the socket down.
+func (o *outcomes) Connected(fd int) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.refuse > 0 {
+		o.refuse--
+		return errRefused
+	}
+	o.errs = append(o.errs, nil)
+	if o.prelude != "" {
+		if n, err := unix.Write(fd, []byte(o.prelude)); err != nil || n != len(o.prelude) {
+			return fmt.Errorf("prelude: %d, %v", n, err)
+		}
+	}
+	return nil
+}
+
+// Failed hands out the next socket, or gives up.
+func (o *outcomes) Failed(err error) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.errs = append(o.errs, err)
-	if err == nil {
-		return -1, nil
-	}
 	if len(o.next) == 0 {
 		return -1, o.fail
 	}
@@ -92,7 +113,8 @@ func (o *outcomes) outcome(_ int, err error) (int, error) {
 	return next, nil
 }
 
-// seen returns the errors outcome was given so far.
+// seen returns what the relay told o so far: an error per failed connect,
+// nil for a success.
 func (o *outcomes) seen() []error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -121,7 +143,7 @@ func waitResult(t *testing.T, done chan Result) Result {
 }
 
 // TestConnectingRelay: the engine waits for the backend's connect, then
-// relays; a refused connect is retried on the socket Outcome gives, and
+// relays; a refused connect is retried on the socket Failed gives, and
 // bytes the client sent meanwhile arrive.
 func TestConnectingRelay(t *testing.T) {
 	e := newEngine(t, 1)
@@ -139,7 +161,7 @@ func TestConnectingRelay(t *testing.T) {
 			if _, err := client.Write([]byte("early ")); err != nil {
 				t.Fatal(err)
 			}
-			_, done := runConnecting(fd, Connecting{FD: startConnect(t, tc.first(t)), Timeout: 2 * time.Second, Outcome: o.outcome}, Options{Engine: e})
+			_, done := runConnecting(fd, Connecting{FD: startConnect(t, tc.first(t)), Timeout: 2 * time.Second, Dialer: o}, Options{Engine: e})
 			if _, err := client.Write([]byte("bytes")); err != nil {
 				t.Fatal(err)
 			}
@@ -164,14 +186,14 @@ func TestConnectingRelay(t *testing.T) {
 }
 
 // TestConnectingGivesUp: a connect that times out, with no other socket to
-// try, ends the relay with connect-failed and Outcome's error, and the
+// try, ends the relay with connect-failed and Failed's error, and the
 // client is closed.
 func TestConnectingGivesUp(t *testing.T) {
 	e := newEngine(t, 1)
 	client, fd := clientSocket(t)
 	giveUp := errors.New("no backend left")
 	o := &outcomes{fail: giveUp}
-	_, done := runConnecting(fd, Connecting{FD: startConnect(t, silentAddr(t)), Timeout: 100 * time.Millisecond, Outcome: o.outcome}, Options{Engine: e})
+	_, done := runConnecting(fd, Connecting{FD: startConnect(t, silentAddr(t)), Timeout: 100 * time.Millisecond, Dialer: o}, Options{Engine: e})
 	res := waitResult(t, done)
 	if res.End != access.ConnectFailed || !errors.Is(res.Err, giveUp) {
 		t.Errorf("result %+v: want connect-failed with %v", res, giveUp)
@@ -186,12 +208,12 @@ func TestConnectingGivesUp(t *testing.T) {
 }
 
 // TestConnectingStop: a relay stopped while its backend is still
-// connecting ends with the stop's reason, without an outcome.
+// connecting ends with the stop's reason; its Dialer is told nothing.
 func TestConnectingStop(t *testing.T) {
 	e := newEngine(t, 1)
 	client, fd := clientSocket(t)
 	o := &outcomes{}
-	r, done := runConnecting(fd, Connecting{FD: startConnect(t, silentAddr(t)), Outcome: o.outcome}, Options{Engine: e})
+	r, done := runConnecting(fd, Connecting{FD: startConnect(t, silentAddr(t)), Dialer: o}, Options{Engine: e})
 	waitFor(t, "the relay on the engine", func() bool { return e.Relays() == 1 })
 	r.Stop(access.Drained)
 	if res := waitResult(t, done); res.End != access.Drained {
@@ -211,7 +233,7 @@ func TestConnectingStop(t *testing.T) {
 func TestConnectingWithoutEngine(t *testing.T) {
 	client, fd := clientSocket(t)
 	o := &outcomes{}
-	_, done := runConnecting(fd, Connecting{FD: startConnect(t, echoAddr(t)), Outcome: o.outcome}, Options{})
+	_, done := runConnecting(fd, Connecting{FD: startConnect(t, echoAddr(t)), Dialer: o}, Options{})
 	if res := waitResult(t, done); res.End != access.ConnectFailed || res.Err == nil {
 		t.Errorf("result %+v: want connect-failed with an error", res)
 	}
@@ -228,7 +250,7 @@ func TestConnectingTimeIsNotIdle(t *testing.T) {
 	e := newEngine(t, 1)
 	client, fd := clientSocket(t)
 	o := &outcomes{next: []int{startConnect(t, echoAddr(t))}}
-	c := Connecting{FD: startConnect(t, silentAddr(t)), Timeout: 300 * time.Millisecond, Outcome: o.outcome}
+	c := Connecting{FD: startConnect(t, silentAddr(t)), Timeout: 300 * time.Millisecond, Dialer: o}
 	_, done := runConnecting(fd, c, Options{Engine: e, IdleTimeout: 200 * time.Millisecond})
 	client.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := client.Write([]byte("ping")); err != nil {
@@ -241,5 +263,71 @@ func TestConnectingTimeIsNotIdle(t *testing.T) {
 	client.CloseWrite()
 	if res := waitResult(t, done); res.End != access.EOF {
 		t.Errorf("result %+v: want eof", res)
+	}
+}
+
+// TestConnectingPrelude: what the Dialer writes once connected reaches the
+// backend before any of the client's bytes, also those the client sent
+// while the backend was still connecting.
+func TestConnectingPrelude(t *testing.T) {
+	e := newEngine(t, 1)
+	client, fd := clientSocket(t)
+	o := &outcomes{prelude: "first "}
+	if _, err := client.Write([]byte("early ")); err != nil {
+		t.Fatal(err)
+	}
+	_, done := runConnecting(fd, Connecting{FD: startConnect(t, echoAddr(t)), Timeout: 2 * time.Second, Dialer: o}, Options{Engine: e})
+	if _, err := client.Write([]byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	client.CloseWrite()
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "first early late" {
+		t.Fatalf("echo: %q, %v; want %q", got, err, "first early late")
+	}
+	// The prelude is not the client's: it counts in neither direction's
+	// bytes up, but comes back down as the echo's.
+	if res := waitResult(t, done); res.End != access.EOF || res.Up != 10 || res.Down != 16 {
+		t.Errorf("result %+v: want eof, 10 bytes up, 16 down", res)
+	}
+}
+
+// TestConnectingConnectedFails: a connected socket the Dialer turns down
+// (its prelude could not be written) is a failed connect: the engine asks
+// Failed, with Connected's error, for the next socket, closes the first
+// one, and relays over the next.
+func TestConnectingConnectedFails(t *testing.T) {
+	e := newEngine(t, 1)
+	closed := make(chan []byte, 1)
+	first := netip.MustParseAddrPort(loopback.Serve(t, func(c net.Conn) {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(c) // until sluice closes it
+		closed <- b
+	}))
+	client, fd := clientSocket(t)
+	o := &outcomes{refuse: 1, next: []int{startConnect(t, echoAddr(t))}}
+	if _, err := client.Write([]byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	_, done := runConnecting(fd, Connecting{FD: startConnect(t, first), Timeout: 2 * time.Second, Dialer: o}, Options{Engine: e})
+	client.CloseWrite()
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := io.ReadAll(client); err != nil || string(got) != "early" {
+		t.Fatalf("echo: %q, %v; want %q", got, err, "early")
+	}
+	if res := waitResult(t, done); res.End != access.EOF {
+		t.Errorf("result %+v: want eof", res)
+	}
+	if errs := o.seen(); len(errs) != 2 || !errors.Is(errs[0], errRefused) || errs[1] != nil {
+		t.Fatalf("told %v: want Connected's error, then a success", errs)
+	}
+	select {
+	case b := <-closed:
+		if len(b) != 0 {
+			t.Errorf("the turned-down backend got %q, want nothing", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the turned-down socket was not closed")
 	}
 }

@@ -5,6 +5,29 @@ import (
 	"time"
 )
 
+// Dialer is the backend side of a relay whose backend socket is still
+// connecting (see NewConnecting). The engine's loop waits for each connect
+// and tells the Dialer how it went; the Dialer decides what comes next.
+// That is all the relay knows of backends.
+//
+// Its methods run on the loop that serves other relays: they must not
+// block.
+type Dialer interface {
+	// Connected is told that the connect of the backend socket fd has
+	// succeeded. None of the client's bytes has gone to fd yet, so it may
+	// write what the backend must read first (a prelude, such as a PROXY
+	// header). An error makes the connect a failed one after all: the
+	// engine then calls Failed with it, as for any failed connect.
+	Connected(fd int) error
+	// Failed is told that the connect of the current backend socket has
+	// failed with err: the socket's error, an i/o timeout
+	// (os.ErrDeadlineExceeded) or Connected's error. The relay closes that
+	// socket. Failed returns the next backend socket to wait for, its
+	// connect started, or the error that ends the relay with
+	// access.ConnectFailed.
+	Failed(err error) (next int, fail error)
+}
+
 // Connecting describes the backend side of a relay that the engine sets up
 // itself (see NewConnecting): a socket whose non-blocking connect is in
 // progress, how long to wait for it, and who decides what happens next.
@@ -13,15 +36,8 @@ type Connecting struct {
 	FD int
 	// Timeout bounds the wait for one connect. Zero means no bound.
 	Timeout time.Duration
-	// Outcome is called on the engine's loop once the connect of fd has
-	// finished: err is nil when it succeeded, the socket's error when it
-	// failed, or an i/o timeout. On success its answer is ignored unless
-	// it returns an error, which ends the relay. On failure it returns the
-	// next backend socket to wait for (connect started; the relay closes
-	// fd), or an error that ends the relay with access.ConnectFailed.
-	//
-	// It must not block: it runs on the loop that serves other relays.
-	Outcome func(fd int, err error) (next int, fail error)
+	// Dialer is told how each connect went.
+	Dialer Dialer
 }
 
 // errNoEngine ends a relay made by NewConnecting without an engine.
@@ -38,8 +54,8 @@ type connectState struct {
 // NewConnecting prepares a relay between the client socket clientFD and a
 // backend socket that is still connecting (c), both plain non-blocking
 // sockets that the relay owns from now on: it closes them. Start puts it
-// on opts.Engine, which waits for the connect's outcome and asks
-// c.Outcome what to do; once connected it relays as any other. Bytes the
+// on opts.Engine, which waits for the connect's outcome and tells
+// c.Dialer (see Dialer); once connected it relays as any other. Bytes the
 // client sends meanwhile wait in its socket.
 //
 // Such a relay runs only on an engine and has no bandwidth limit. When the

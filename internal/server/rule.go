@@ -182,7 +182,7 @@ func (r *rule) tcpRule() *tcp.Rule {
 	rc := r.cfg
 	return &tcp.Rule{
 		Name: rc.Name, Pool: r.pool, Gate: r.gate, Metrics: r.metrics,
-		IdleTimeout: rc.IdleTimeout, DrainTimeout: rc.DrainTimeout, ConnectTimeout: rc.ConnectTimeout,
+		IdleTimeout: rc.IdleTimeout, DrainTimeout: rc.DrainTimeout,
 		Bandwidth: rc.Bandwidth, SendProxy: rc.ProxyProtocol, TrustProxy: rc.AcceptProxyProtocol,
 		Congestion: r.s.effective(rc).CongestionControl,
 	}

@@ -9,7 +9,6 @@ import (
 	"sluice/internal/admit"
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
-	"sluice/internal/proxyproto"
 	"sluice/internal/rawsock"
 	"sluice/internal/relay"
 )
@@ -30,11 +29,10 @@ type conn struct {
 	entry    conntrack.Entry
 	counters relay.Counters
 	relay    *relay.Relay
-	// The direct path's: the backends tried, when the first connect
-	// began, and the service (for outcome).
+	// The dial step's (see dial.go): the backends tried, and when the
+	// first connect began.
 	attempts backend.Attempts
 	began    time.Time
-	svc      *Service
 }
 
 // start takes a new connection from the accept loop. Clients that must send
@@ -114,31 +112,6 @@ func (s *Service) reject(cn *conn, reason access.Reason, err error) {
 	s.finish(cn, relay.Result{End: access.Rejected(reason), Err: err})
 }
 
-// dial connects to a backend (with retries on the next one), sends the
-// PROXY header if the rule asks for it, and starts the relay.
-func (s *Service) dial(cn *conn) {
-	rule := cn.rule
-	began := time.Now()
-	up, b, err := rule.Pool.Dial(s.ctx, cn.client.Addr())
-	if err == nil && rule.SendProxy != 0 {
-		if err = sendProxyHeader(up, rule, cn); err != nil {
-			up.Close()
-			b.Release()
-		}
-	}
-	if err != nil {
-		cn.c.Close()
-		s.finish(cn, relay.Result{End: access.ConnectFailed, Err: err})
-		return
-	}
-	rule.Metrics.ConnectDuration(time.Since(began))
-	cn.backend = b
-	cn.relay = relay.New(cn.c, up, s.relayOptions(cn))
-	s.track(cn, b.Address().String())
-	s.setupDone(cn)
-	s.run(cn)
-}
-
 // run starts cn's relay, listed in the table already: at once to its end
 // when a drain is cutting connections. At the end a connection that never
 // connected lets go of the backend it was trying.
@@ -197,29 +170,6 @@ func (s *Service) finish(cn *conn, res relay.Result) {
 	}
 	s.logAccess(cn, res)
 	s.wg.Done()
-}
-
-// sendProxyHeader writes the client's real addresses to the backend before
-// any data, bounded by the connect timeout.
-func sendProxyHeader(up net.Conn, rule *Rule, cn *conn) error {
-	b := proxyHeader(rule, cn)
-	up.SetWriteDeadline(time.Now().Add(rule.ConnectTimeout))
-	_, err := up.Write(b)
-	up.SetWriteDeadline(time.Time{})
-	return err
-}
-
-// proxyHeader returns the PROXY header that tells a backend about cn, in
-// the version the rule asks for.
-func proxyHeader(rule *Rule, cn *conn) []byte {
-	h := proxyproto.Header{Command: proxyproto.Proxy, Transport: proxyproto.TCP, Source: cn.client, Destination: cn.local}
-	if !cn.client.IsValid() || !cn.local.IsValid() {
-		h = proxyproto.Header{} // a unix-socket client: LOCAL, no addresses
-	}
-	if rule.SendProxy == 1 {
-		return h.AppendV1(nil)
-	}
-	return h.AppendV2(nil)
 }
 
 // trusted reports whether addr may send a PROXY header.

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -133,17 +132,15 @@ func (s *Service) startConn(fd int, l *listening) error {
 }
 
 // connect starts the connection to a backend and the relay that waits for
-// it on the engine. It returns the error, as l's accept error, when no
-// socket could be opened for want of descriptors or memory: the accept loop
-// backs off. Any other failure closes this client only (connect-failed),
-// and the loop goes on.
+// it on the engine, which tells cn how each connect went (see dial.go). It
+// returns the error, as l's accept error, when no socket could be opened
+// for want of descriptors or memory: the accept loop backs off. Any other
+// failure closes this client only (connect-failed), and the loop goes on.
 func (s *Service) connect(cn *conn, l *listening) error {
-	rule := cn.rule
-	if rule.SendProxy != 0 {
+	if cn.rule.SendProxy != 0 {
 		cn.local, _ = rawsock.LocalAddr(cn.fd)
 	}
-	rule.Pool.Begin(&cn.attempts, cn.client.Addr())
-	cn.began = time.Now()
+	cn.beginDial()
 	bfd, err := cn.attempts.Next()
 	if err != nil {
 		unix.Close(cn.fd)
@@ -153,51 +150,11 @@ func (s *Service) connect(cn *conn, l *listening) error {
 		}
 		return nil // the backends' failure, or the client's: accept the next
 	}
-	cn.relay = relay.NewConnecting(cn.fd, relay.Connecting{FD: bfd, Timeout: rule.Pool.ConnectTimeout(), Outcome: cn.outcome}, s.relayOptions(cn))
-	cn.svc = s
+	c := relay.Connecting{FD: bfd, Timeout: cn.rule.Pool.ConnectTimeout(), Dialer: cn}
+	cn.relay = relay.NewConnecting(cn.fd, c, s.relayOptions(cn))
 	// Listed while connecting, with no backend yet: the operator sees it,
 	// can close it, and a cut drain stops it.
 	s.track(cn, "")
 	s.run(cn)
-	return nil
-}
-
-// outcome is told on the engine's loop how the connect to the backend
-// socket fd went: it goes on with the next backend after a failure, and
-// after a success sends the PROXY header if the rule asks for one and
-// lists the connection.
-func (cn *conn) outcome(fd int, err error) (int, error) {
-	if err != nil {
-		return cn.attempts.Failed(err)
-	}
-	s, rule := cn.svc, cn.rule
-	b := cn.attempts.Succeeded()
-	if rule.SendProxy != 0 {
-		if err := writeProxyHeader(fd, rule, cn); err != nil {
-			b.Release()
-			return -1, err
-		}
-	}
-	rule.Metrics.ConnectDuration(time.Since(cn.began))
-	cn.backend = b
-	s.deps.Table.SetBackend(cn.entry.ID, b.Address().String())
-	if s.cutting.Load() {
-		cn.relay.Stop(access.Drained)
-	}
-	return -1, nil
-}
-
-// writeProxyHeader writes the PROXY header to a backend socket that has
-// just connected: its send buffer is empty, so the header goes whole at
-// once or not at all.
-func writeProxyHeader(fd int, rule *Rule, cn *conn) error {
-	b := proxyHeader(rule, cn)
-	n, err := unix.SendmsgN(fd, b, nil, nil, unix.MSG_NOSIGNAL)
-	if err == nil && n < len(b) {
-		err = syscall.EAGAIN
-	}
-	if err != nil {
-		return &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("sendmsg", err)}
-	}
 	return nil
 }

@@ -22,16 +22,15 @@ import (
 // Rule is what the TCP side needs of a rule. It is immutable once given to a
 // Service; a reload hands over a new one, which applies to new connections.
 type Rule struct {
-	Name           string
-	Pool           *backend.Pool
-	Gate           *admit.Gate    // nil: every client is admitted
-	Metrics        *metrics.Rule  // nil: not counted
-	IdleTimeout    time.Duration  // zero: none
-	DrainTimeout   time.Duration  // graceful-stop limit and half-close idle limit
-	ConnectTimeout time.Duration  // also bounds writing the PROXY header out
-	Bandwidth      int64          // bytes per second per direction; zero: unlimited
-	SendProxy      int            // PROXY protocol version sent to backends; 0: none
-	TrustProxy     []netip.Prefix // clients whose PROXY header is read and believed
+	Name         string
+	Pool         *backend.Pool  // its connect timeout also bounds writing the PROXY header out
+	Gate         *admit.Gate    // nil: every client is admitted
+	Metrics      *metrics.Rule  // nil: not counted
+	IdleTimeout  time.Duration  // zero: none
+	DrainTimeout time.Duration  // graceful-stop limit and half-close idle limit
+	Bandwidth    int64          // bytes per second per direction; zero: unlimited
+	SendProxy    int            // PROXY protocol version sent to backends; 0: none
+	TrustProxy   []netip.Prefix // clients whose PROXY header is read and believed
 	// ProxyHeaderTimeout bounds the wait for a trusted sender's PROXY
 	// header. Zero: DefaultProxyHeaderTimeout.
 	ProxyHeaderTimeout time.Duration

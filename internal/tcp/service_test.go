@@ -85,9 +85,6 @@ func serve(t *testing.T, network string, rule Rule, backends ...string) *fixture
 	rc.Retries = len(backends) - 1
 	rule.Name = "t"
 	rule.Pool = backend.NewPool(rc, nil, logger)
-	if rule.ConnectTimeout == 0 {
-		rule.ConnectTimeout = time.Second
-	}
 	host := "127.0.0.1:0"
 	if network == "tcp6" {
 		host = "[::1]:0"
@@ -295,6 +292,46 @@ func TestProxyProtocolOut(t *testing.T) {
 	}
 }
 
+// TestProxyProtocolOutBeforeData: the PROXY header reaches the backend
+// before any of the client's bytes, on the direct path and on the net
+// package's (a rule with a bandwidth limit takes it), also when the client
+// sends first, while its backend is still connecting.
+func TestProxyProtocolOutBeforeData(t *testing.T) {
+	backendAddr := loopback.Serve(t, func(c net.Conn) {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		header := readReferenceHeader(c)
+		data, _ := bufio.NewReader(c).ReadString('\n')
+		fmt.Fprintf(c, "%s|%s", header, data)
+	})
+	for _, tc := range []struct {
+		name      string
+		bandwidth int64
+	}{
+		{"direct", 0},
+		{"net package", 1 << 30},
+	} {
+		for _, version := range []int{1, 2} {
+			t.Run(fmt.Sprintf("%s v%d", tc.name, version), func(t *testing.T) {
+				f := serve(t, "tcp4", Rule{SendProxy: version, Bandwidth: tc.bandwidth}, backendAddr)
+				c, err := net.Dial("tcp", f.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if _, err := io.WriteString(c, "hello\n"); err != nil {
+					t.Fatal(err)
+				}
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				line, err := bufio.NewReader(c).ReadString('\n')
+				header, data, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "|")
+				if err != nil || !strings.HasPrefix(header, fmt.Sprintf("v%d ", version)) || data != "hello" {
+					t.Fatalf("backend saw %q, %v; want a v%d header, then hello", line, err, version)
+				}
+			})
+		}
+	}
+}
+
 // spaced formats two addresses as a v1 line does: "src dst sport dport".
 func spaced(client, local string) string {
 	c, l := netip.MustParseAddrPort(client), netip.MustParseAddrPort(local)
@@ -365,7 +402,7 @@ func serveB(b *testing.B, backendAddr string) string {
 	logger := slog.New(slog.DiscardHandler)
 	ap := netip.MustParseAddrPort(backendAddr)
 	rc := backend.Settings{Name: "b", ConnectTimeout: time.Second, Backends: []backend.Target{{Address: backend.Address{Network: "tcp", Host: ap.Addr().String(), Port: ap.Port()}, Weight: 1}}}
-	rule := &Rule{Name: "b", Pool: backend.NewPool(rc, nil, logger), Gate: admit.NewGate(admit.Policy{}), ConnectTimeout: time.Second}
+	rule := &Rule{Name: "b", Pool: backend.NewPool(rc, nil, logger), Gate: admit.NewGate(admit.Policy{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

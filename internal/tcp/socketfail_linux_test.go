@@ -53,7 +53,7 @@ func testSocketRefused(t *testing.T, errno unix.Errno) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := NewService(&Rule{Name: "t", Pool: pool, ConnectTimeout: 2 * time.Second},
+	svc := NewService(&Rule{Name: "t", Pool: pool},
 		Deps{Logger: logger, Pools: relay.NewPools(0), Engine: engine, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
 	served := make(chan error, 1)
 	go func() {
