@@ -232,8 +232,8 @@ func TestShortageIsNotBlamed(t *testing.T) {
 		{dial(unix.EACCES, "connect"), true},
 		{os.ErrDeadlineExceeded, true},
 	} {
-		if got := blames(tc.err); got != tc.want {
-			t.Errorf("blames(%v) = %v, want %v", tc.err, got, tc.want)
+		if got := Blames(tc.err); got != tc.want {
+			t.Errorf("Blames(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }
