@@ -159,7 +159,14 @@ func TestPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkClean(t, res)
-	checkIdleFDs(t, res, 2)
+	// A peer's own descriptors may change while the figure runs (nginx once
+	// showed 2.12 per connection on a loaded machine): that the figure
+	// measures its two sockets per connection is all this can hold a peer to.
+	for _, col := range res.columns[1:] {
+		if fds := res.cells["idle fds/conn"][col].value(); fds < 1.95 {
+			t.Errorf("%s: %.2f descriptors per idle connection, want at least its two sockets", col, fds)
+		}
+	}
 }
 
 // TestPeerFailuresDoNotFailTheRun: a peer that breaks is marked in its
