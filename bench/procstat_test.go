@@ -4,7 +4,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -110,16 +112,13 @@ func TestCPUTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	for x := 0; time.Since(start) < 200*time.Millisecond; x++ {
-		_ = x * x
-	}
+	spin(t, syscall.RUSAGE_SELF, 200*time.Millisecond)
 	mid, err := cpuTime(self)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if spent := mid - before; spent < 100*time.Millisecond {
-		t.Fatalf("CPU time grew by %v over a 200ms busy loop", spent)
+		t.Fatalf("CPU time grew by %v over a busy loop that used 200ms", spent)
 	}
 	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done")
 	if err := cmd.Run(); err != nil {
@@ -132,5 +131,53 @@ func TestCPUTime(t *testing.T) {
 	}
 	if after-mid < child-2*clockTick {
 		t.Fatalf("CPU time grew by %v after a child that used %v", after-mid, child)
+	}
+}
+
+// TestBusiestThread: a thread kept busy while the others wait is the
+// busiest, and holds most of the process's CPU time over that period.
+func TestBusiestThread(t *testing.T) {
+	self := []int{os.Getpid()}
+	before, err := threadCPU(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid := make(chan int)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		spin(t, rusageThread, 300*time.Millisecond)
+		tid <- syscall.Gettid()
+	}()
+	spinner := <-tid
+	after, err := threadCPU(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busiest, share := busiestThread(before, after)
+	if busiest != spinner || share < 0.5 || share > 1 {
+		t.Fatalf("busiest thread %d with %.2f of the CPU time; want the spinning thread %d with most of it", busiest, share, spinner)
+	}
+}
+
+// rusageThread is Linux's RUSAGE_THREAD, which package syscall lacks.
+const rusageThread = 1
+
+// spin keeps the CPU busy until who (RUSAGE_SELF, or rusageThread) has used
+// d more of it: on a loaded machine a busy loop timed by the clock may get
+// little CPU.
+func spin(t *testing.T, who int, d time.Duration) {
+	used := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(who, &ru); err != nil {
+			t.Error(err)
+			return d
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for start := used(); used()-start < d; {
+		for x := range 100000 {
+			_ = x * x
+		}
 	}
 }
