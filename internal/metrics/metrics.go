@@ -160,14 +160,6 @@ type Rule struct {
 	rejected    sync.Map // reason string → *atomic.Uint64
 }
 
-// Name returns the rule's name; empty for a nil *Rule.
-func (r *Rule) Name() string {
-	if r == nil {
-		return ""
-	}
-	return r.name
-}
-
 // ConnOpened counts a connection (or UDP session) that was admitted:
 // sluice_connections_total and sluice_connections_active go up by one.
 func (r *Rule) ConnOpened() {
