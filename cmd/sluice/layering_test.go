@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -91,7 +92,16 @@ func TestTestkitOnlyInTests(t *testing.T) {
 // own code (not its tests) imports directly, as go list sees them on this
 // system.
 func directImports(t *testing.T) map[string][]string {
-	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}", "sluice/...").CombinedOutput()
+	return directImportsOn(t, "")
+}
+
+// directImportsOn is directImports for the system goos ("": this one).
+func directImportsOn(t *testing.T, goos string) map[string][]string {
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}", "sluice/...")
+	if goos != "" {
+		cmd.Env = append(os.Environ(), "GOOS="+goos)
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
