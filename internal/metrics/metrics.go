@@ -26,7 +26,8 @@ import (
 	"sluice/internal/access"
 )
 
-// Metric names, as documented in SPEC.md.
+// Metric names, as docs/OPERATIONS.md (Metrics) documents them; a test
+// holds the two together.
 const (
 	nameConnectionsTotal    = "sluice_connections_total"
 	nameConnectionsActive   = "sluice_connections_active"
