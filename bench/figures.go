@@ -71,14 +71,25 @@ type figure struct {
 	// shared machine, since it does not depend on how much CPU the
 	// forwarder was given.
 	cpu *cpuRow
+	// busiest, with cpu, adds a row after the CPU row: the share of the
+	// forwarder's CPU time (summed over its threads, from
+	// /proc/PID/task) that its busiest thread used, in percent. Near
+	// 100% means one thread does the work and the other CPU is idle to
+	// the forwarder; on two CPUs, 50% is even spreading.
+	busiest bool
 }
 
-// runRows is how many values run returns: every row's but the CPU row's.
+// runRows is how many values run returns: every row's but the CPU row's
+// and the busiest thread's, which the runner adds.
 func (f figure) runRows() int {
+	n := len(f.rows)
 	if f.cpu != nil {
-		return len(f.rows) - 1
+		n--
 	}
-	return len(f.rows)
+	if f.busiest {
+		n--
+	}
+	return n
 }
 
 // cpuRow says how a figure's CPU row is worded and scaled.
@@ -106,6 +117,14 @@ func (f figure) withCPU(c cpuRow, unit string) figure {
 	return f
 }
 
+// withBusiestThread returns f, which has its CPU row, with the busiest
+// thread's row after it.
+func (f figure) withBusiestThread() figure {
+	f.busiest = true
+	f.rows = append(f.rows, row{label: "  busiest thread, % of CPU (" + f.name + ")", format: "%.0f%%", cmp: plain})
+	return f
+}
+
 // figures returns the bench's figures in table order.
 func figures() []figure {
 	gbits := func(label string) []row { return []row{{label: label, format: "%.1f", cmp: vsDirect}} }
@@ -114,9 +133,9 @@ func figures() []figure {
 		figure{name: "8 streams up", backend: sinkBackend, rows: gbits("8 streams Gbit/s"), run: upThroughput(8)}.withCPU(msPerGbit, ""),
 		figure{name: "1 stream down", backend: sourceBackend, rows: gbits("1 stream down Gbit/s"), run: downThroughput}.withCPU(msPerGbit, ""),
 		figure{name: "new connections", backend: echoBackend, rows: []row{
-			{label: "new conns/s (64 clients)", format: "%.0f", cmp: vsDirect},
+			{label: fmt.Sprintf("new conns/s (%d clients)", connClients), format: "%.0f", cmp: vsDirect},
 			{label: "new conn errors", format: "%.0f", cmp: plain},
-		}, run: newConns}.withCPU(usPerOp, "conn"),
+		}, run: newConns}.withCPU(usPerOp, "conn").withBusiestThread(),
 		figure{name: "request/response", backend: echoBackend, rows: []row{
 			{label: "req/resp/s (16 conns)", format: "%.0f", cmp: vsDirect},
 			{label: "req/resp p99 µs", format: "%.0f", cmp: vsDirect},

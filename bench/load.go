@@ -50,6 +50,11 @@ func roundTrip(c net.Conn, msg, buf []byte) error {
 	if _, err := io.ReadFull(c, buf); err != nil {
 		return err
 	}
+	return checkEcho(msg, buf)
+}
+
+// checkEcho reports errEchoMismatch unless buf holds msg.
+func checkEcho(msg, buf []byte) error {
 	if !bytes.Equal(msg, buf) {
 		return errEchoMismatch
 	}
@@ -64,15 +69,23 @@ type connCounts struct {
 }
 
 // newConns has connClients clients each connect, send msgSize bytes, read
-// the echo and close, over and over for the figure's duration. It reports
-// completed cycles per second and the number of failed cycles.
+// the echo and close, over and over for the figure's duration, through the
+// lean client of connclient.go. It reports completed cycles per second and
+// the number of failed cycles.
 func newConns(ctx context.Context, e env) (result, error) {
+	targets := make([]connTarget, connClients)
+	for i := range targets {
+		var err error
+		if targets[i], err = newConnTarget(e.addr); err != nil {
+			return result{}, err
+		}
+	}
 	counts := make([]connCounts, connClients)
 	start := time.Now()
 	until := start.Add(e.d)
 	var wg sync.WaitGroup
 	for i := range counts {
-		wg.Go(func() { counts[i] = connLoop(ctx, e.addr, until) })
+		wg.Go(func() { counts[i] = connLoop(ctx, targets[i], until) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -100,11 +113,13 @@ func newConns(ctx context.Context, e env) (result, error) {
 }
 
 // connLoop runs one client of newConns until the deadline.
-func connLoop(ctx context.Context, addr string, until time.Time) connCounts {
+func connLoop(ctx context.Context, target connTarget, until time.Time) connCounts {
 	var n connCounts
 	msg, buf := randomMsg(), make([]byte, msgSize)
+	// Each connection's echo is due long before this.
+	deadline := until.Add(replyTimeout)
 	for time.Now().Before(until) && ctx.Err() == nil {
-		err := connCycle(ctx, addr, msg, buf)
+		err := target.cycle(msg, buf, deadline)
 		if err == nil {
 			n.ok++
 			continue
@@ -118,17 +133,6 @@ func connLoop(ctx context.Context, addr string, until time.Time) connCounts {
 		}
 	}
 	return n
-}
-
-// connCycle connects, does one round trip and closes.
-func connCycle(ctx context.Context, addr string, msg, buf []byte) error {
-	c, err := dialTCP(ctx, addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(replyTimeout))
-	return roundTrip(c, msg, buf)
 }
 
 // reqResp keeps rrConns connections playing msgSize-byte ping-pong for the

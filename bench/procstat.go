@@ -47,37 +47,89 @@ const clockTick = 10 * time.Millisecond
 func cpuTime(pids []int) (time.Duration, error) {
 	var total time.Duration
 	for _, pid := range pids {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		path := fmt.Sprintf("/proc/%d/stat", pid)
+		data, err := os.ReadFile(path)
 		if err != nil {
 			return 0, fmt.Errorf("read CPU time: %w", err)
 		}
-		end := bytes.LastIndexByte(data, ')')
-		if end < 0 {
-			return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		// utime, stime, cutime, cstime
+		t, err := statCPU(path, data, 4)
+		if err != nil {
+			return 0, err
 		}
-		// After the name: state, ppid, ..., utime (12th), stime, cutime, cstime.
-		fields := strings.Fields(string(data[end+1:]))
-		if len(fields) < 15 {
-			return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name", pid, len(fields))
-		}
-		for _, f := range fields[11:15] {
-			ticks, err := strconv.ParseInt(f, 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/stat: bad CPU time %q", pid, f)
-			}
-			total += time.Duration(ticks) * clockTick
-		}
+		total += t
 	}
 	return total, nil
 }
 
-// procCPU returns the CPU time the forwarder's process tree has used.
-func procCPU(p *proc) (time.Duration, error) {
-	pids, err := p.pids()
-	if err != nil {
-		return 0, err
+// statCPU sums the first n of the CPU time fields (utime, stime, cutime,
+// cstime) of data, the contents of path, a /proc/PID/stat or
+// /proc/PID/task/TID/stat.
+func statCPU(path string, data []byte, n int) (time.Duration, error) {
+	end := bytes.LastIndexByte(data, ')')
+	if end < 0 {
+		return 0, fmt.Errorf("%s: no command name", path)
 	}
-	return cpuTime(pids)
+	// After the name: state, ppid, ..., utime (12th), stime, cutime, cstime.
+	fields := strings.Fields(string(data[end+1:]))
+	if len(fields) < 15 {
+		return 0, fmt.Errorf("%s: %d fields after the name", path, len(fields))
+	}
+	var total time.Duration
+	for _, f := range fields[11 : 11+n] {
+		ticks, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: bad CPU time %q", path, f)
+		}
+		total += time.Duration(ticks) * clockTick
+	}
+	return total, nil
+}
+
+// threadCPU returns the CPU time, user and system, of every thread of
+// pids, by thread id. A thread that exits meanwhile is left out.
+func threadCPU(pids []int) (map[int]time.Duration, error) {
+	times := make(map[int]time.Duration)
+	for _, pid := range pids {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return nil, fmt.Errorf("list threads: %w", err)
+		}
+		for _, task := range tasks {
+			tid, err := strconv.Atoi(task.Name())
+			if err != nil {
+				continue
+			}
+			path := fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				continue // the thread has exited
+			}
+			if times[tid], err = statCPU(path, data, 2); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return times, nil
+}
+
+// busiestThread compares two threadCPU readings and returns the thread
+// that used the most CPU time in between and its share of what all the
+// threads used, from 0 to 1 (0 when none used any). A thread that started
+// in between counts from zero.
+func busiestThread(before, after map[int]time.Duration) (tid int, share float64) {
+	var total, most time.Duration
+	for id, t := range after {
+		used := t - before[id]
+		total += used
+		if used > most || used == most && (tid == 0 || id < tid) {
+			tid, most = id, used
+		}
+	}
+	if total <= 0 {
+		return tid, 0
+	}
+	return tid, float64(most) / float64(total)
 }
 
 // rssKiB returns the VmRSS of pid in KiB.

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"syscall"
 	"testing"
@@ -111,20 +112,13 @@ func TestCPUTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Busy until the kernel's own account (getrusage) says 200ms of CPU
-	// were spent: a wall-clock loop gets far less on a loaded machine.
-	spin := ownCPU(t) + 200*time.Millisecond
-	for deadline := time.Now().Add(time.Minute); ownCPU(t) < spin && time.Now().Before(deadline); {
-		for x := 0; x < 1e6; x++ {
-			_ = x * x
-		}
-	}
+	spin(t, syscall.RUSAGE_SELF, 200*time.Millisecond)
 	mid, err := cpuTime(self)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if spent := mid - before; spent < 100*time.Millisecond {
-		t.Fatalf("CPU time grew by %v over a busy loop of 200ms of CPU", spent)
+		t.Fatalf("CPU time grew by %v over a busy loop that used 200ms", spent)
 	}
 	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done")
 	if err := cmd.Run(); err != nil {
@@ -140,11 +134,50 @@ func TestCPUTime(t *testing.T) {
 	}
 }
 
-// ownCPU returns the CPU time this process has used, from getrusage.
-func ownCPU(t *testing.T) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+// TestBusiestThread: a thread kept busy while the others wait is the
+// busiest, and holds most of the process's CPU time over that period.
+func TestBusiestThread(t *testing.T) {
+	self := []int{os.Getpid()}
+	before, err := threadCPU(self)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	tid := make(chan int)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		spin(t, rusageThread, 300*time.Millisecond)
+		tid <- syscall.Gettid()
+	}()
+	spinner := <-tid
+	after, err := threadCPU(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busiest, share := busiestThread(before, after)
+	if busiest != spinner || share < 0.5 || share > 1 {
+		t.Fatalf("busiest thread %d with %.2f of the CPU time; want the spinning thread %d with most of it", busiest, share, spinner)
+	}
+}
+
+// rusageThread is Linux's RUSAGE_THREAD, which package syscall lacks.
+const rusageThread = 1
+
+// spin keeps the CPU busy until who (RUSAGE_SELF, or rusageThread) has used
+// d more of it: on a loaded machine a busy loop timed by the clock may get
+// little CPU.
+func spin(t *testing.T, who int, d time.Duration) {
+	used := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(who, &ru); err != nil {
+			t.Error(err)
+			return d
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for start := used(); used()-start < d; {
+		for x := range 100000 {
+			_ = x * x
+		}
+	}
 }

@@ -140,25 +140,49 @@ func (r *runner) measure(ctx context.Context, fig figure, f forwarder, dir strin
 
 // measured runs the figure through e and, for a forwarder and a figure
 // with a CPU row, adds the forwarder's CPU time per unit of the first
-// row's rate, over the figure's duration, as the last value.
+// row's rate, over the figure's duration, as the next value, and then the
+// busiest thread's share if the figure has that row.
 func (fig figure) measured(ctx context.Context, e env) (result, error) {
 	if fig.cpu == nil || e.proc == nil {
 		return fig.run(ctx, e)
 	}
-	before, cerr := procCPU(e.proc)
+	before, cerr := sampleCPU(e.proc, fig.busiest)
 	out, err := fig.run(ctx, e)
-	if cerr != nil || err != nil || len(out.values) == 0 {
+	if cerr != nil || err != nil || len(out.values) != fig.runRows() {
 		return out, err
 	}
-	after, cerr := procCPU(e.proc)
+	after, cerr := sampleCPU(e.proc, fig.busiest)
 	units := out.values[0] * e.d.Seconds()
 	if cerr != nil || units <= 0 {
 		return out, err
 	}
-	if len(out.values) == fig.runRows() {
-		out.values = append(out.values, (after-before).Seconds()/units*fig.cpu.scale)
+	out.values = append(out.values, (after.total-before.total).Seconds()/units*fig.cpu.scale)
+	if fig.busiest {
+		_, share := busiestThread(before.threads, after.threads)
+		out.values = append(out.values, 100*share)
 	}
 	return out, err
+}
+
+// cpuSample is a reading of a forwarder's CPU time.
+type cpuSample struct {
+	total   time.Duration         // its process tree's, as cpuTime reads it
+	threads map[int]time.Duration // by thread, when asked for
+}
+
+// sampleCPU reads the CPU time of p's process tree and, if threads is
+// set, of each of its threads.
+func sampleCPU(p *proc, threads bool) (cpuSample, error) {
+	pids, err := p.pids()
+	if err != nil {
+		return cpuSample{}, err
+	}
+	var s cpuSample
+	if s.total, err = cpuTime(pids); err != nil || !threads {
+		return s, err
+	}
+	s.threads, err = threadCPU(pids)
+	return s, err
 }
 
 // verdict runs a figure through e and joins its own verdict with the

@@ -54,7 +54,8 @@ func checkClean(t *testing.T, res *results, tolerated ...string) {
 	for _, rw := range res.rows {
 		for _, col := range res.columns {
 			c, ok := res.cells[rw.label][col]
-			if !ok && !(rw.cmp == vsLowest && col == "direct") || c.failed {
+			forwarderOnly := rw.cmp == vsLowest || strings.Contains(rw.label, "busiest thread")
+			if !ok && !(forwarderOnly && col == "direct") || c.failed {
 				if c.failed && slices.Contains(tolerated, col) {
 					t.Logf("%s, %s failed; tolerated for this peer", rw.label, col)
 					continue
@@ -159,7 +160,14 @@ func TestPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkClean(t, res)
-	checkIdleFDs(t, res, 2)
+	// A peer's own descriptors may change while the figure runs (nginx once
+	// showed 2.12 per connection on a loaded machine): that the figure
+	// measures its two sockets per connection is all this can hold a peer to.
+	for _, col := range res.columns[1:] {
+		if fds := res.cells["idle fds/conn"][col].value(); fds < 1.95 {
+			t.Errorf("%s: %.2f descriptors per idle connection, want at least its two sockets", col, fds)
+		}
+	}
 }
 
 // TestPeerFailuresDoNotFailTheRun: a peer that breaks is marked in its
@@ -178,5 +186,31 @@ func TestPeerFailuresDoNotFailTheRun(t *testing.T) {
 	}
 	if len(res.errs) != 0 || len(res.peerErrs) != 1 {
 		t.Fatalf("errs %v, peer errs %v; want none and one", res.errs, res.peerErrs)
+	}
+}
+
+// TestBusiestThreadRow: the new-connections figure reports, for a
+// forwarder process but not for direct, the share of the forwarder's CPU
+// time that its busiest thread used.
+func TestBusiestThreadRow(t *testing.T) {
+	r := testRunner(t, relayForwarder(t, relayGood))
+	fig := figureByName(t, "new connections")
+	res, err := r.run(context.Background(), []figure{fig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, res)
+	label := fig.rows[len(fig.rows)-1].label
+	if !strings.Contains(label, "busiest thread") {
+		t.Fatalf("last row %q, want the busiest thread's share", label)
+	}
+	cells := res.cells[label]
+	if _, ok := cells["direct"]; ok {
+		t.Errorf("direct has a busiest thread: %+v", cells["direct"])
+	}
+	// The relay is a Go process with GOMAXPROCS threads at work: its
+	// busiest thread does a real part of the work and no more than all.
+	if v := cells["relay-good"].value(); !(v > 0 && v <= 100) {
+		t.Errorf("relay's busiest thread: %v%% of its CPU time", v)
 	}
 }

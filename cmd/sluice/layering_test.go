@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -63,6 +64,55 @@ func TestLayering(t *testing.T) {
 			}
 		}
 	}
+}
+
+// testkit is the folder of packages that only tests may import.
+const testkit = "sluice/internal/testkit/"
+
+// TestTestkitOnlyInTests holds that no package's own code imports a test
+// helper: the helpers under internal/testkit import testing and fail tests,
+// so production code must never reach them (a _test.go file may).
+func TestTestkitOnlyInTests(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go tool not on PATH")
+	}
+	for pkg, imports := range directImports(t) {
+		if strings.HasPrefix(pkg, testkit) {
+			continue
+		}
+		for _, imp := range imports {
+			if strings.HasPrefix(imp, testkit) {
+				t.Errorf("%s imports the test helper %s outside its tests", pkg, imp)
+			}
+		}
+	}
+}
+
+// directImports returns, for every package of the module, the packages its
+// own code (not its tests) imports directly, as go list sees them on this
+// system.
+func directImports(t *testing.T) map[string][]string {
+	return directImportsOn(t, "")
+}
+
+// directImportsOn is directImports for the system goos ("": this one).
+func directImportsOn(t *testing.T, goos string) map[string][]string {
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}", "sluice/...")
+	if goos != "" {
+		cmd.Env = append(os.Environ(), "GOOS="+goos)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	imports := make(map[string][]string)
+	for line := range strings.Lines(string(out)) {
+		fields := strings.Fields(line)
+		if len(fields) > 0 {
+			imports[fields[0]] = fields[1:]
+		}
+	}
+	return imports
 }
 
 // listDeps returns every package pkg depends on, or false if pkg is absent.

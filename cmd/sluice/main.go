@@ -23,7 +23,7 @@ import (
 // -ldflags "-X main.version=1.2.3"; "dev" otherwise.
 var version = "dev"
 
-// Exit codes, as the spec fixes them.
+// Exit codes, as docs/OPERATIONS.md (Signals and exit codes) documents them.
 const (
 	exitOK     = 0
 	exitConfig = 1 // config or start-up error, or a forced stop

@@ -21,21 +21,6 @@ type Server struct {
 	err   error         // Serve's error other than ErrServerClosed; read after done
 }
 
-// Listen binds addr ("host:port") and serves the admin handler of o on it
-// until Shutdown. Without a token it refuses an address that is not
-// loopback (localhost, 127.0.0.0/8 or ::1), since anyone who can reach the
-// API could close connections and reload the config.
-func Listen(addr string, o Options) (*Server, error) {
-	if err := tokenNeeded("listen", addr, o.Token); err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	return Serve(ln, o)
-}
-
 // Serve serves the admin handler of o on ln, a listener the caller opened
 // or inherited, until Shutdown. Without a token it refuses a listener that
 // is not on a loopback address, and closes it.
@@ -97,9 +82,6 @@ func tokenNeeded(verb, addr, token string) error {
 	}
 	return nil
 }
-
-// Addr returns the address the server listens on.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Shutdown stops accepting, lets requests in flight finish until ctx ends,
 // then closes what is left. It returns once the server has stopped, with

@@ -189,7 +189,7 @@ func (a *Attempts) failed(err error) {
 	b := a.cur
 	a.cur = nil
 	b.Release()
-	if blames(err) {
+	if Blames(err) {
 		b.ReportFailure(err)
 	}
 	a.lastErr = err

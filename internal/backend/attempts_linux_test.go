@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"sluice/internal/loopback"
+	"sluice/internal/testkit/loopback"
 )
 
 // waitConnect waits for a socket's non-blocking connect to finish and

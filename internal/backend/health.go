@@ -57,7 +57,7 @@ func (p *Pool) watch(ctx context.Context, b *Backend) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil || blames(err) {
+		if err == nil || Blames(err) {
 			b.checkResult(err) // a shortage of this host's says neither
 		}
 		select {

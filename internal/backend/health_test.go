@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"sluice/internal/loopback"
+	"sluice/internal/testkit/loopback"
 )
 
 // fastCheck is a health check that runs often; its timeout is generous so

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"sluice/internal/logrec"
-	"sluice/internal/loopback"
+	"sluice/internal/testkit/logrec"
+	"sluice/internal/testkit/loopback"
 )
 
 // waitLimit bounds every wait in these tests; reaching it fails the test.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"sluice/internal/loopback"
+	"sluice/internal/testkit/loopback"
 )
 
 // dialName dials through p and returns the name the backend sent.

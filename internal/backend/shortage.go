@@ -45,9 +45,9 @@ func shortageOf(err error) shortage {
 	return notShort
 }
 
-// blames reports whether a failed connect says something about the
+// Blames reports whether a failed connect says something about the
 // backend: whether it is no shortage of this host's.
-func blames(err error) bool { return shortageOf(err) == notShort }
+func Blames(err error) bool { return shortageOf(err) == notShort }
 
 // starved ends the attempts when no socket could be opened (err, naming
 // the backend, is a shortOfSockets): nothing is held against the backend,

@@ -61,7 +61,7 @@ func TestUnixFullQueueIsNotBlamed(t *testing.T) {
 	ln := fullUnixListener(t, path)
 	addr := Address{Network: "unix", Path: path}
 	logs := newLogRecorder()
-	rule := Settings{Name: "sock", ConnectTimeout: 500 * time.Millisecond, // room for a loaded machine before the first connect
+	rule := Settings{Name: "sock", ConnectTimeout: time.Second, // room for a loaded machine before the first connect
 		Backends: backends([]Address{addr}, nil)}
 	p := NewPool(rule, nil, logs.logger())
 	for i := range 2 * passiveFall {
@@ -232,8 +232,8 @@ func TestShortageIsNotBlamed(t *testing.T) {
 		{dial(unix.EACCES, "connect"), true},
 		{os.ErrDeadlineExceeded, true},
 	} {
-		if got := blames(tc.err); got != tc.want {
-			t.Errorf("blames(%v) = %v, want %v", tc.err, got, tc.want)
+		if got := Blames(tc.err); got != tc.want {
+			t.Errorf("Blames(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }

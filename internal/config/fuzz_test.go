@@ -9,7 +9,7 @@ import (
 // FuzzParse checks that Parse never panics, that every rejection is a
 // non-empty *Errors, and that every accepted config survives Format.
 func FuzzParse(f *testing.F) {
-	f.Add([]byte(specExample))
+	f.Add([]byte(fullExample))
 	f.Add([]byte(everyKey))
 	f.Add([]byte("[[rule]]\n" + ok + "[rule.health_check]\nsend = \"\\u0001\"\n[[rule.backends]]\naddress = \"unix:/x\"\n"))
 	f.Add([]byte("rule = [{ name = \"a\", listen = \"[::ffff:1.2.3.4]:1\", backends = [\"[fe80::1%eth0]:2\"], bandwidth = \"0.5KiB/s\" }]\n"))

@@ -60,8 +60,10 @@ func prefixes(t *testing.T, cidrs ...string) []netip.Prefix {
 	return out
 }
 
-// specExample is the example config from SPEC.md.
-const specExample = `log_level  = "info"              # debug | info | warn | error
+// fullExample is a config in the shape docs/CONFIG.md opens with (top-level
+// keys, [defaults], a TCP rule and a UDP rule), with more keys set and each
+// key's choices in its comment.
+const fullExample = `log_level  = "info"              # debug | info | warn | error
 log_format = "text"              # text | json
 admin      = "127.0.0.1:9900"    # optional admin/metrics/dashboard HTTP server
 admin_token = ""                 # required when admin listens on a non-loopback address
@@ -124,13 +126,13 @@ type goodCase struct {
 	want *Config
 }
 
-// webRule is the rule "web" of the spec example.
+// webRule is the rule "web" of fullExample.
 func webRule() Rule {
 	return wantRule("web", tcpAddr("0.0.0.0", 8080), tcpAddr("10.0.0.5", 80), tcpAddr("10.0.0.6", 80))
 }
 
-// wantSpec is what the spec example parses to.
-func wantSpec() *Config {
+// wantFullExample is what fullExample parses to.
+func wantFullExample() *Config {
 	dns := wantRule("dns", tcpAddr("", 5353))
 	dns.Protocol = UDP
 	dns.Backends = []Backend{
@@ -138,9 +140,9 @@ func wantSpec() *Config {
 		{Address: tcpAddr("10.0.0.10", 53), Weight: 1, Backup: true},
 	}
 	dns.Retries = 1
-	spec := wantConfig(webRule(), dns)
-	spec.Admin = "127.0.0.1:9900"
-	return spec
+	want := wantConfig(webRule(), dns)
+	want.Admin = "127.0.0.1:9900"
+	return want
 }
 
 // wantEveryKey is what everyKey parses to.
@@ -168,7 +170,7 @@ func wantEveryKey(t *testing.T) *Config {
 // goodCases are valid configs and what they parse to.
 func goodCases(t *testing.T) []goodCase {
 	return append([]goodCase{
-		{"spec example", specExample, wantSpec()},
+		{"full example", fullExample, wantFullExample()},
 		{"every key", everyKey, wantEveryKey(t)},
 		{"minimal rule gets every default", "[[rule]]\nname = \"web\"\nlisten = \"0.0.0.0:8080\"\nbackends = [\"10.0.0.5:80\", \"10.0.0.6:80\"]\n", wantConfig(webRule())},
 		{"rules as an inline array", "rule = [{ name = \"web\", listen = \"0.0.0.0:8080\", backends = [\"10.0.0.5:80\", \"10.0.0.6:80\"] }]\n", wantConfig(webRule())},
@@ -288,7 +290,7 @@ health_check = "off"
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sluice.toml")
-	if err := os.WriteFile(path, []byte(specExample), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(fullExample), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := Load(path)

@@ -73,16 +73,6 @@ func (a Address) DialAddress() string {
 	return joinHostPort(a.Host, a.Port)
 }
 
-// IsIP reports whether Host is an IP literal (or empty), so that no DNS
-// resolution is needed.
-func (a Address) IsIP() bool {
-	if a.Network == "unix" || a.Host == "" {
-		return true
-	}
-	_, err := netip.ParseAddr(a.Host)
-	return err == nil
-}
-
 // Backend is one upstream of a rule.
 type Backend struct {
 	Address Address

@@ -26,7 +26,8 @@ import (
 	"sluice/internal/access"
 )
 
-// Metric names, as documented in SPEC.md.
+// Metric names, as docs/OPERATIONS.md (Metrics) documents them; a test
+// holds the two together.
 const (
 	nameConnectionsTotal    = "sluice_connections_total"
 	nameConnectionsActive   = "sluice_connections_active"
@@ -158,14 +159,6 @@ type Rule struct {
 
 	rejectedAll atomic.Uint64
 	rejected    sync.Map // reason string → *atomic.Uint64
-}
-
-// Name returns the rule's name; empty for a nil *Rule.
-func (r *Rule) Name() string {
-	if r == nil {
-		return ""
-	}
-	return r.name
 }
 
 // ConnOpened counts a connection (or UDP session) that was admitted:

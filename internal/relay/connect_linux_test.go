@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"sluice/internal/access"
-	"sluice/internal/loopback"
+	"sluice/internal/testkit/loopback"
 )
 
 // echoAddr returns the address of a server that echoes each connection

@@ -112,17 +112,6 @@ func newLoop() (*loop, error) {
 	}, nil
 }
 
-// Relays returns how many relays the engine's loops are carrying.
-func (e *Engine) Relays() int {
-	n := 0
-	for _, l := range e.loops {
-		l.mu.Lock()
-		n += len(l.conns)
-		l.mu.Unlock()
-	}
-	return n
-}
-
 // Close stops the loops. Call it only once every relay has finished.
 func (e *Engine) Close() {
 	for _, l := range e.loops {

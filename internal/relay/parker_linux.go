@@ -124,13 +124,6 @@ func (p *Parker) take(id uint64) waiter {
 	return d
 }
 
-// Parked returns how many directions and awaited sockets are parked.
-func (p *Parker) Parked() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.parked)
-}
-
 // Close stops the event loop. Directions still parked stay parked until
 // their relays are stopped; call Close only after every relay has finished.
 func (p *Parker) Close() {

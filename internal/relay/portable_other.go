@@ -28,7 +28,6 @@ func NewParker() (*Parker, error) {
 
 func (p *Parker) park(*direction) bool { return false }
 func (p *Parker) take(uint64) waiter   { return nil }
-func (p *Parker) Parked() int          { return 0 }
 func (p *Parker) Close()               {}
 
 // waiter exists only for the Linux parker.
@@ -58,9 +57,6 @@ type Engine struct{}
 func NewEngine(int) (*Engine, error) {
 	return nil, errors.New("relay: event loops need Linux (epoll)")
 }
-
-// Relays is always 0: there is no engine here.
-func (e *Engine) Relays() int { return 0 }
 
 // Close does nothing.
 func (e *Engine) Close() {}

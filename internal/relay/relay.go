@@ -162,13 +162,6 @@ func (r *Relay) Start(done func(Result)) {
 	r.up.run()
 }
 
-// Run is Start that waits for the result.
-func (r *Relay) Run() Result {
-	ch := make(chan Result, 1)
-	r.Start(func(res Result) { ch <- res })
-	return <-ch
-}
-
 // exited records that one direction has finished; the last one finishes
 // the relay.
 func (r *Relay) exited() {

@@ -15,7 +15,7 @@ import (
 
 	"sluice/internal/backend"
 	"sluice/internal/config"
-	"sluice/internal/loopback"
+	"sluice/internal/testkit/loopback"
 )
 
 // echoServer is a backend that answers every line with its own name and the

@@ -29,16 +29,6 @@ func acceptLoop(ln net.Listener, handle func(net.Conn), logger *slog.Logger) err
 	}, logger)
 }
 
-// close closes l's listener, and the duplicate the raw accepts use, as
-// sluice's own doing: its accept loop then ends without an error.
-func (l *listening) close() {
-	l.closed.Store(true)
-	l.ln.Close()
-	if l.file != nil {
-		l.file.Close()
-	}
-}
-
 // acceptEach calls accept, which takes one or more connections from ln, for
 // as long as ln is open. Running out of descriptors or memory never ends
 // the loop: it backs off from 5 ms doubling to 1 s and says so once per

@@ -88,9 +88,6 @@ func (s *Service) Update(rule *Rule) {
 	}
 }
 
-// Serve accepts on ln until it is closed by CloseListeners; see Take.
-func (s *Service) Serve(ln net.Listener) error { return s.Take(ln)() }
-
 // Take makes ln one of the service's listeners at once, so that
 // CloseListeners closes it from now on, and returns its accept loop, which
 // runs until ln is closed: it returns nil when CloseListeners closed it,

@@ -21,8 +21,8 @@ import (
 	"sluice/internal/admit"
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
-	"sluice/internal/loopback"
 	"sluice/internal/relay"
+	"sluice/internal/testkit/loopback"
 )
 
 // logBuffer collects JSON log lines safely across goroutines.

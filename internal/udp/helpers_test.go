@@ -15,7 +15,7 @@ import (
 
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
-	"sluice/internal/logrec"
+	"sluice/internal/testkit/logrec"
 )
 
 // waitLimit bounds every wait for something that should happen soon; the

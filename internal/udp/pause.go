@@ -88,19 +88,32 @@ func (s *Service) opened() {
 }
 
 // openFailed ends a session whose socket could not be set up; the caller
-// finishes it. Neither is held against the backend. A backend that cannot
-// be reached (no route, say) ends this session only. Any other failure is
-// sluice's own (no descriptor, no local port, no memory): it pauses new
-// sessions.
+// finishes it. See judgeOpenFailure for what it pauses and whom it blames.
 func (ss *session) openFailed(err error) {
 	err = fmt.Errorf("backend %s: %w", ss.backend.Address(), err)
-	if unreachable(err) {
-		ss.setupFailed(err, false)
-		return
+	pause, blame := judgeOpenFailure(err)
+	if pause {
+		err = &backend.OpenError{Err: err}
+		ss.svc.pauseFor(err)
 	}
-	err = &backend.OpenError{Err: err}
-	ss.svc.pauseFor(err)
-	ss.setupFailed(err, false)
+	ss.setupFailed(err, blame)
+}
+
+// judgeOpenFailure says what a failure to set up a session's socket means.
+// A shortage of sluice's own (no descriptor, no memory, no local port)
+// pauses new sessions and blames no backend. A backend that cannot be
+// reached (no route, say) ends this session only. Any other failure says
+// that this host cannot open a socket towards the backend at all (an IPv6
+// backend where the kernel has no IPv6, a security policy): as on TCP, it
+// counts against that backend, and the rule's other backends go on.
+func judgeOpenFailure(err error) (pause, blame bool) {
+	switch {
+	case unreachable(err):
+		return false, false
+	case !backend.Blames(err):
+		return true, false
+	}
+	return false, true
 }
 
 // pauseFor starts or prolongs the pause after a socket failed with err,

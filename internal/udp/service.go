@@ -311,31 +311,3 @@ func (s *Service) Drain() {
 	<-s.sweepDone
 	s.plane.quit()
 }
-
-// Stats are a service's counts, for the admin API and tests.
-type Stats struct {
-	Sessions      int              // live sessions
-	Refused       int              // refused clients remembered
-	DatagramsUp   int64            // client→backend datagrams passed on
-	DatagramsDown int64            // backend→client datagrams passed on
-	BytesUp       int64            // client→backend bytes passed on
-	BytesDown     int64            // backend→client bytes passed on
-	Dropped       int64            // datagrams received but not passed on
-	Rejected      map[string]int64 // refused session attempts by reason
-}
-
-// Stats returns the service's counts now.
-func (s *Service) Stats() Stats {
-	st := Stats{
-		DatagramsUp: s.totals.upDgrams.Load(), DatagramsDown: s.totals.downDgrams.Load(),
-		BytesUp: s.totals.upBytes.Load(), BytesDown: s.totals.downBytes.Load(),
-		Dropped: s.dropped.Load(), Rejected: make(map[string]int64),
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st.Sessions, st.Refused = s.live, s.refusals
-	for k, v := range s.rejected {
-		st.Rejected[k] = v
-	}
-	return st
-}

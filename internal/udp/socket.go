@@ -25,9 +25,6 @@ func NewSocket(c *net.UDPConn) (*Socket, error) {
 	return s, nil
 }
 
-// LocalAddr returns the address the socket is bound to.
-func (s *Socket) LocalAddr() net.Addr { return s.addr }
-
 // Close closes the socket.
 func (s *Socket) Close() error { return s.sys.close() }
 

@@ -113,13 +113,6 @@ func (p *Pool) expired(now time.Time) []*worker {
 	return old
 }
 
-// Idle returns how many workers are waiting for a task.
-func (p *Pool) Idle() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.idle)
-}
-
 // Close ends the idle workers and the reaper. Tasks already running finish;
 // their workers end afterwards. Go may still be called and starts plain
 // goroutines.

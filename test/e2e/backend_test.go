@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"sluice/internal/loopback"
+	"sluice/internal/testkit/loopback"
 )
 
 // backend is a loopback TCP server that runs handle for every connection on

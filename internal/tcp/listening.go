@@ -24,6 +24,16 @@ type listening struct {
 	closed atomic.Bool
 }
 
+// close closes l's listener, and the duplicate the raw accepts use, as
+// sluice's own doing: its accept loop then ends without an error.
+func (l *listening) close() {
+	l.closed.Store(true)
+	l.ln.Close()
+	if l.file != nil {
+		l.file.Close()
+	}
+}
+
 // algorithm returns what every socket accepted on l starts with, or ""
 // when that is not known.
 func (l *listening) algorithm() string {
