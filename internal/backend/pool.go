@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"net/netip"
 	"slices"
 	"sync"
@@ -239,7 +240,9 @@ func (b *Backend) dialUnix(ctx context.Context) (net.Conn, error) {
 			return conn, nil
 		case errors.Is(err, syscall.EAGAIN):
 			full = err
-		case full != nil && ctx.Err() != nil: // time ran out in this connect
+		case full != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)):
+			// Time ran out in this connect. The dialer may see the
+			// deadline pass before ctx's timer has fired and set its Err.
 			return nil, stillFull()
 		default:
 			return nil, err

@@ -61,7 +61,7 @@ func TestUnixFullQueueIsNotBlamed(t *testing.T) {
 	ln := fullUnixListener(t, path)
 	addr := Address{Network: "unix", Path: path}
 	logs := newLogRecorder()
-	rule := Settings{Name: "sock", ConnectTimeout: time.Second, // room for a loaded machine before the first connect
+	rule := Settings{Name: "sock", ConnectTimeout: 300 * time.Millisecond,
 		Backends: backends([]Address{addr}, nil)}
 	p := NewPool(rule, nil, logs.logger())
 	for i := range 2 * passiveFall {
