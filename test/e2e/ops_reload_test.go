@@ -523,15 +523,13 @@ func TestReloadSwapsUnixListenPaths(t *testing.T) {
 	}
 }
 
-// TestReloadSwapsUDPListenAddresses: the same swap with two UDP rules of
-// two loops each; each address then reaches the other rule's backend, from
-// every client (a socket of a group left with the giving rule would lose
-// the clients the kernel hashes to it).
+// TestReloadSwapsUDPListenAddresses: the same swap with two UDP rules; each
+// address then reaches the other rule's backend.
 func TestReloadSwapsUDPListenAddresses(t *testing.T) {
 	t.Parallel()
 	alpha, beta := startUDPNamed(t, "alpha"), startUDPNamed(t, "beta")
 	config := func(alphaListen, betaListen string) string {
-		return fmt.Sprintf("log_format = \"json\"\n\n[defaults]\nworkers = 2\n\n[[rule]]\nname = \"alpha\"\nprotocol = \"udp\"\nlisten = %q\nbackends = [%q]\n\n[[rule]]\nname = \"beta\"\nprotocol = \"udp\"\nlisten = %q\nbackends = [%q]\n",
+		return fmt.Sprintf("log_format = \"json\"\n\n[[rule]]\nname = \"alpha\"\nprotocol = \"udp\"\nlisten = %q\nbackends = [%q]\n\n[[rule]]\nname = \"beta\"\nprotocol = \"udp\"\nlisten = %q\nbackends = [%q]\n",
 			alphaListen, alpha, betaListen, beta)
 	}
 	p, addrs, path := launchOps(t, 2, func(addrs []string) string { return config(addrs[0], addrs[1]) }, nil)
