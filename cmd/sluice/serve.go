@@ -95,6 +95,13 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 		d.logger.Warn("cannot tell the process this one replaces that it serves", "error", err.Error())
 	}
 	d.notified(d.notify.ready(os.Getpid()))
+	return d.run(signals)
+}
+
+// run serves signals until one stops sluice, and returns the exit code:
+// SIGTERM and SIGINT drain and stop, SIGHUP reloads, SIGUSR2 hands over to
+// a new process and then drains.
+func (d *daemon) run(signals <-chan os.Signal) int {
 	reloads := d.reloader()
 	for sig := range signals {
 		switch sig {
