@@ -32,6 +32,9 @@ type forwarder struct {
 	// peer marks another project's forwarder: its failures are shown but
 	// do not fail the run, which judges sluice.
 	peer bool
+	// variants are more columns of the same forwarder set up otherwise
+	// (sluice and nginx with one UDP loop), placed right after it.
+	variants []forwarder
 }
 
 // setupOptions are what the forwarders' configuration depends on.
@@ -67,6 +70,7 @@ func setupForwarders(ctx context.Context, o setupOptions) ([]forwarder, []string
 			continue
 		}
 		fwds = append(fwds, f)
+		fwds = append(fwds, f.variants...)
 	}
 	return fwds, skipped, nil
 }
@@ -85,16 +89,19 @@ func probeSluice(ctx context.Context, o setupOptions) (forwarder, string, error)
 	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
 		version = firstLine(out)
 	}
-	return forwarder{
+	f := forwarder{
 		name:    "sluice",
 		version: version,
 		argv: func(_, listen, backend string) ([]string, error) {
 			return []string{bin, "-l", listen, "-r", backend, "--log-level", "warn"}, nil
 		},
-		udpArgv: sluiceUDPArgv(bin),
+		udpArgv: sluiceUDPArgv(bin, udpLoops),
 		notes: []string{"sluice: quick mode, --log-level warn (no access log lines), congestion_control auto: cubic on its sockets to loopback peers" +
-			" (system default here: " + congestion.SystemDefault() + ", which the bench's own sockets and the peers use)"},
-	}, "", nil
+			" (system default here: " + congestion.SystemDefault() + ", which the bench's own sockets and the peers use)",
+			fmt.Sprintf("sluice (udp): --workers %d (that many SO_REUSEPORT sockets, a loop each)", udpLoops)},
+	}
+	f.variants = []forwarder{oneLoop(f, sluiceUDPArgv(bin, 1), "sluice-1w: sluice's UDP with --workers 1 (one socket, one loop)")}
+	return f, "", nil
 }
 
 // buildSluice runs go build for ./cmd/sluice of the module the bench is run
@@ -214,7 +221,7 @@ func probeNginx(ctx context.Context, o setupOptions) (forwarder, string, error) 
 	// A worker needs two connections per relayed connection, and one worker
 	// may get all of them.
 	workerConns := min(2*o.maxConns+64, int(o.nofile))
-	return forwarder{
+	f := forwarder{
 		peer:    true,
 		name:    "nginx",
 		version: version,
@@ -226,12 +233,14 @@ func probeNginx(ctx context.Context, o setupOptions) (forwarder, string, error) 
 			}
 			return []string{bin, "-p", dir + "/", "-c", conf, "-e", filepath.Join(dir, "error.log")}, nil
 		},
-		udpArgv: nginxUDPArgv(bin, loadModule, o.nofile),
+		udpArgv: nginxUDPArgv(bin, loadModule, o.nofile, udpLoops),
 		notes: []string{
 			fmt.Sprintf("nginx: stream proxy, worker_processes 2, worker_connections %d, proxy_half_close on", workerConns),
-			"nginx (udp): listen udp reuseport, worker_processes 2, proxy_timeout 10s",
+			fmt.Sprintf("nginx (udp): listen udp reuseport, worker_processes %d, proxy_timeout 10s", udpLoops),
 		},
-	}, "", nil
+	}
+	f.variants = []forwarder{oneLoop(f, nginxUDPArgv(bin, loadModule, o.nofile, 1), "nginx-1w: nginx's UDP with worker_processes 1")}
+	return f, "", nil
 }
 
 // nginxStreamModule reads nginx -V output and returns the load_module line

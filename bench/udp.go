@@ -40,13 +40,13 @@ func udpFigures() []figure {
 	return []figure{
 		figure{name: "udp request/response", udp: true, backend: echoBackend, rows: []row{
 			{label: "udp req/resp/s (16 sockets, 64 B)", format: "%.0f", cmp: vsDirect},
-		}, run: udpReqResp}.withCPU(usPerOp, "round trip"),
+		}, run: udpReqResp}.withCPU(usPerOp, "round trip").withBusiestThread(),
 		figure{name: "udp one-way 64 B", udp: true, backend: sinkBackend, rows: []row{
 			{label: "udp delivered dgrams/s (4 senders, 64 B)", format: "%.0f", cmp: vsDirect},
-		}, run: udpOneWay(64, false)}.withCPU(usPerOp, "datagram"),
+		}, run: udpOneWay(64, false)}.withCPU(usPerOp, "datagram").withBusiestThread(),
 		figure{name: "udp one-way 1400 B", udp: true, backend: sinkBackend, rows: []row{
 			{label: "udp delivered Gbit/s (4 senders, 1400 B)", format: "%.2f", cmp: vsDirect},
-		}, run: udpOneWay(1400, true)}.withCPU(msPerGbit, ""),
+		}, run: udpOneWay(1400, true)}.withCPU(msPerGbit, "").withBusiestThread(),
 	}
 }
 

@@ -7,24 +7,37 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
 
-// sluiceUDPArgv returns sluice's command line for relaying UDP.
-func sluiceUDPArgv(bin string) func(dir, listen, backend string) ([]string, error) {
+// udpLoops is how many event loops (sluice's workers, nginx's
+// worker_processes) the UDP columns of sluice and nginx run with; their
+// "-1w" columns run with one, so that the table shows how each scales.
+const udpLoops = 2
+
+// sluiceUDPArgv returns sluice's command line for relaying UDP with the
+// given number of event loops (sockets).
+func sluiceUDPArgv(bin string, workers int) func(dir, listen, backend string) ([]string, error) {
 	return func(_, listen, backend string) ([]string, error) {
-		return []string{bin, "-l", listen, "-r", backend, "-p", "udp", "--log-level", "warn"}, nil
+		return []string{bin, "-l", listen, "-r", backend, "-p", "udp", "--log-level", "warn", "--workers", strconv.Itoa(workers)}, nil
 	}
 }
 
+// oneLoop returns the UDP-only column of f (sluice or nginx) run with one
+// event loop, named f's name with "-1w".
+func oneLoop(f forwarder, udpArgv func(dir, listen, backend string) ([]string, error), note string) forwarder {
+	return forwarder{peer: f.peer, name: f.name + "-1w", version: f.version, udpArgv: udpArgv, notes: []string{note}}
+}
+
 // nginxUDPConfig is nginx's configuration for relaying UDP: a stream proxy
-// with two workers, each with its own socket (reuseport, as nginx advises
+// with %[6]d workers, each with its own socket (reuseport, as nginx advises
 // for UDP), sessions per client address (nginx ≥ 1.15) ending after 10s
 // of quiet.
 const nginxUDPConfig = `%[1]s
 daemon off;
-worker_processes 2;
+worker_processes %[6]d;
 worker_rlimit_nofile %[2]d;
 pid %[3]s/nginx.pid;
 error_log %[3]s/error.log warn;
@@ -42,11 +55,12 @@ stream {
 }
 `
 
-// nginxUDPArgv returns nginx's command line for relaying UDP.
-func nginxUDPArgv(bin, loadModule string, nofile uint64) func(dir, listen, backend string) ([]string, error) {
+// nginxUDPArgv returns nginx's command line for relaying UDP with the given
+// number of worker processes.
+func nginxUDPArgv(bin, loadModule string, nofile uint64, workers int) func(dir, listen, backend string) ([]string, error) {
 	return func(dir, listen, backend string) ([]string, error) {
 		conf := filepath.Join(dir, "nginx.conf")
-		text := fmt.Sprintf(nginxUDPConfig, loadModule, nofile, dir, listen, backend)
+		text := fmt.Sprintf(nginxUDPConfig, loadModule, nofile, dir, listen, backend, workers)
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			return nil, fmt.Errorf("nginx: %w", err)
 		}

@@ -10,6 +10,15 @@
 // serves (Ready). Only then does the old process stop accepting and drain.
 // The new process takes the sockets by name (FromEnv, Inherited.Take) and
 // binds anew what it was not given.
+//
+// Sockets that share one address (a UDP rule's group, bound with
+// SO_REUSEPORT, one per event loop) are named by the group's key and a
+// member number after it (MemberKey: "udp@:5353", "udp@:5353#1",
+// "udp@:5353#2"), and taken together (Inherited.TakeGroup), so that the new
+// process serves every socket of the group: the kernel hashes each client
+// to one of them, and a socket left unread would lose its clients'
+// datagrams. A process that knows no groups takes the first, under the
+// plain key, and closes the others as unused.
 package handover
 
 import (
@@ -51,6 +60,15 @@ const (
 // Key names a socket in the inherit list by kind and address as configured:
 // "tcp@:8080", "unix@/run/x.sock".
 func Key(kind Kind, addr string) string { return string(kind) + "@" + addr }
+
+// MemberKey names the i-th socket (from 0) of the group named key: the
+// first is key itself, the others key#1, key#2 and so on.
+func MemberKey(key string, i int) string {
+	if i == 0 {
+		return key
+	}
+	return key + "#" + strconv.Itoa(i)
+}
 
 // Socket is one socket to hand over: its name (see Key) and a file holding
 // it.
@@ -162,6 +180,20 @@ func (in *Inherited) Take(key string) *os.File {
 	f := in.files[key]
 	delete(in.files, key)
 	return f
+}
+
+// TakeGroup removes and returns the sockets of the group named key, in
+// member order (see MemberKey), up to the first member missing; nil when
+// there is none. The files are the caller's to close.
+func (in *Inherited) TakeGroup(key string) []*os.File {
+	var files []*os.File
+	for i := 0; ; i++ {
+		f := in.Take(MemberKey(key, i))
+		if f == nil {
+			return files
+		}
+		files = append(files, f)
+	}
 }
 
 // CloseUnused closes the sockets nobody took (of rules the new config no

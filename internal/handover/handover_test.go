@@ -34,6 +34,9 @@ func child(how string) int {
 	case "hang":
 		time.Sleep(time.Hour)
 	}
+	if key, ok := strings.CutPrefix(how, "group:"); ok {
+		return childGroup(key)
+	}
 	keys := strings.Split(os.Getenv(InheritEnv), ";")
 	in := FromEnv()
 	if os.Getenv(InheritEnv) != "" {
@@ -71,6 +74,29 @@ func child(how string) int {
 		}
 		fmt.Fprintln(c, keys[i])
 		c.Close()
+	}
+	return 0
+}
+
+// childGroup is the new process that takes the group named key: it
+// reports the address of each member in order, then whether anything was
+// left unused, and says it is ready.
+func childGroup(key string) int {
+	in := FromEnv()
+	for _, f := range in.TakeGroup(key) {
+		pc, err := net.FilePacketConn(f)
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		fmt.Println(pc.LocalAddr())
+		f.Close()
+		pc.Close()
+	}
+	fmt.Println("unused:", in.CloseUnused())
+	if err := Ready(); err != nil {
+		fmt.Println("ready:", err)
+		return 1
 	}
 	return 0
 }
@@ -246,5 +272,68 @@ func TestNotHandedOver(t *testing.T) {
 	}
 	if err := Ready(); err != nil {
 		t.Errorf("Ready with no pipe: %v", err)
+	}
+}
+
+// TestGroupHandedOver: the sockets of a group reach the new process under
+// the group's key and their member numbers, and TakeGroup returns all of
+// them, in order; a socket of another name is not part of it.
+func TestGroupHandedOver(t *testing.T) {
+	key := Key(UDP, "127.0.0.1:5353")
+	var socks []Socket
+	var want []string
+	for i := range 3 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		f, err := pc.(*net.UDPConn).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		socks = append(socks, Socket{Key: MemberKey(key, i), File: f})
+		want = append(want, pc.LocalAddr().String())
+	}
+	_, other := listeners(t, 1)
+	socks = append(socks, other...)
+	want = append(want, fmt.Sprintf("unused: [%s]", other[0].Key))
+	_, out, err := startChild(t, "group:"+key, socks, time.Minute)
+	if err != nil {
+		t.Fatalf("Start: %v\n%s", err, out())
+	}
+	if got := strings.Split(strings.TrimSpace(out()), "\n"); !slices.Equal(got, want) {
+		t.Fatalf("the new process found\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestMemberKey: the first member of a group goes by the group's key, so
+// that a process knowing no groups takes it; the others are numbered.
+// TakeGroup stops at the first number missing.
+func TestMemberKey(t *testing.T) {
+	key := Key(UDP, ":53")
+	for i, want := range []string{"udp@:53", "udp@:53#1", "udp@:53#2"} {
+		if got := MemberKey(key, i); got != want {
+			t.Errorf("MemberKey(%q, %d) = %q, want %q", key, i, got, want)
+		}
+	}
+	f := func(name string) *os.File {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	in := &Inherited{files: map[string]*os.File{"udp@:53": f("0"), "udp@:53#1": f("1"), "udp@:53#3": f("3")}}
+	if got := in.TakeGroup(key); len(got) != 2 {
+		t.Errorf("TakeGroup took %d sockets, want 2 (members 0 and 1)", len(got))
+	}
+	if left := in.CloseUnused(); !slices.Equal(left, []string{"udp@:53#3"}) {
+		t.Errorf("left %v, want member 3 only", left)
+	}
+	if got := (*Inherited)(nil).TakeGroup(key); got != nil {
+		t.Errorf("a nil Inherited gave %v", got)
 	}
 }

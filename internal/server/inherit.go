@@ -52,9 +52,17 @@ func fileListener(f *os.File) net.Listener {
 	return ln
 }
 
-// inheritedPacketConn returns the inherited UDP socket for addr, or nil.
-func inheritedPacketConn(in *handover.Inherited, addr config.Address) net.PacketConn {
-	return filePacketConn(in.Take(inheritKey(handover.UDP, addr)))
+// inheritedPacketConns returns the inherited group of UDP sockets for addr
+// (see handover.MemberKey), or nil. A member that is not a socket is left
+// out.
+func inheritedPacketConns(in *handover.Inherited, addr config.Address) []net.PacketConn {
+	var pcs []net.PacketConn
+	for _, f := range in.TakeGroup(inheritKey(handover.UDP, addr)) {
+		if pc := filePacketConn(f); pc != nil {
+			pcs = append(pcs, pc)
+		}
+	}
+	return pcs
 }
 
 // filePacketConn is fileListener for a datagram socket.
@@ -108,8 +116,8 @@ func (s *Server) ListenerFiles(adminAddr string, adminLn net.Listener) ([]handov
 				return nil, err
 			}
 		}
-		if pc := r.udp.packetConn(); pc != nil {
-			if err := add(inheritKey(handover.UDP, r.cfg.Listen), pc); err != nil {
+		for i, sock := range r.udp.sockets() {
+			if err := add(handover.MemberKey(inheritKey(handover.UDP, r.cfg.Listen), i), sock); err != nil {
 				return nil, err
 			}
 		}

@@ -11,60 +11,94 @@ import (
 	"sluice/internal/udp"
 )
 
-// udpSide is a rule's UDP side: its socket and session service.
+// udpSide is a rule's UDP side: its sockets and session service. On Linux
+// a rule with workers > 1 has a group of sockets bound to its address with
+// SO_REUSEPORT, each read by an event loop of its own (see udp.Listen);
+// the group keeps its size for as long as the rule keeps its address,
+// across reloads and upgrades.
 type udpSide struct {
-	sock *udp.Socket
-	svc  *udp.Service  // nil until start
-	done chan struct{} // closed when the service's Serve has returned
+	socks []*udp.Socket
+	svc   *udp.Service  // nil until start
+	done  chan struct{} // closed when the service's Serve has returned
 }
 
-// bindUDP opens a rule's UDP socket without serving it yet. It takes the
-// socket handed over by the process it replaces (hitless upgrade) when there
-// is one, a duplicate of the socket of the running rule that a reload moves
-// the address from (sharedPacketConn), or binds a new one.
+// bindUDP opens a rule's UDP sockets without serving them yet. It takes the
+// group handed over by the process it replaces (hitless upgrade) when there
+// is one, duplicates of the group of the running rule that a reload moves
+// the address from (sharedPacketConns), or binds a new group of
+// rc.Workers sockets.
 func bindUDP(s *Server, rc config.Rule) (*udpSide, error) {
-	pc := inheritedPacketConn(s.inherited, rc.Listen)
-	if pc == nil {
-		var err error
-		pc, err = net.ListenPacket("udp", rc.Listen.DialAddress())
-		if err != nil && errors.Is(err, syscall.EADDRINUSE) {
-			pc = s.sharedPacketConn(rc.Listen)
+	pcs := inheritedPacketConns(s.inherited, rc.Listen)
+	if pcs == nil {
+		socks, err := udp.Listen(rc.Listen.DialAddress(), rc.Workers)
+		if err == nil {
+			return &udpSide{socks: socks}, nil
 		}
-		if pc == nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			pcs = s.sharedPacketConns(rc.Listen)
+		}
+		if pcs == nil {
 			return nil, bareError(err)
 		}
 	}
+	u := &udpSide{}
+	for i, pc := range pcs {
+		sock, err := adoptUDP(pc, rc.Listen)
+		if err != nil {
+			for _, pc := range pcs[i+1:] {
+				pc.Close()
+			}
+			u.closeSockets()
+			return nil, err
+		}
+		u.socks = append(u.socks, sock)
+	}
+	if n := udp.GroupSize(rc.Workers); n != len(u.socks) {
+		s.logger.Info("udp sockets kept: workers applies when the address is bound anew",
+			"rule", rc.Name, "listen", rc.Listen.String(), "sockets", len(u.socks), "workers", rc.Workers)
+	}
+	return u, nil
+}
+
+// adoptUDP makes a socket of the group from pc, an inherited or shared
+// socket.
+func adoptUDP(pc net.PacketConn, addr config.Address) (*udp.Socket, error) {
 	c, ok := pc.(*net.UDPConn)
 	if !ok {
 		pc.Close()
-		return nil, fmt.Errorf("inherited socket for %s is not a UDP socket", rc.Listen)
+		return nil, fmt.Errorf("inherited socket for %s is not a UDP socket", addr)
 	}
-	sock, err := udp.NewSocket(c)
-	if err != nil {
-		return nil, err
-	}
-	return &udpSide{sock: sock}, nil
+	return udp.NewSocket(c)
 }
 
-// sharedPacketConn returns a duplicate of the UDP socket that a running rule
-// has on addr, or nil: the UDP counterpart of sharedListener. Until the
-// reload applies, only the running rule reads from it; then that rule stops
-// reading (its live sessions still send their replies through the socket
-// until they drain) and the rule taking it over reads every datagram that
-// comes, those of the giving rule's clients included, which start sessions
-// of their own there.
-func (s *Server) sharedPacketConn(addr config.Address) net.PacketConn {
+// sharedPacketConns returns duplicates of the UDP sockets that a running
+// rule has on addr, or nil: the UDP counterpart of sharedListener. Until
+// the reload applies, only the running rule reads from them; then that rule
+// stops reading (its live sessions still send their replies through the
+// sockets until they drain) and the rule taking them over reads every
+// datagram that comes, those of the giving rule's clients included, which
+// start sessions of their own there. Every socket of the group moves: one
+// left unread would lose the datagrams the kernel hashes to it.
+func (s *Server) sharedPacketConns(addr config.Address) []net.PacketConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.rules {
 		if r.cfg.Listen != addr || r.udp == nil {
 			continue
 		}
-		f, err := r.udp.sock.File()
-		if err != nil {
-			return nil
+		var pcs []net.PacketConn
+		for _, sock := range r.udp.socks {
+			f, err := sock.File()
+			pc := filePacketConn(f)
+			if err != nil || pc == nil {
+				for _, pc := range pcs {
+					pc.Close()
+				}
+				return nil
+			}
+			pcs = append(pcs, pc)
 		}
-		return filePacketConn(f)
+		return pcs
 	}
 	return nil
 }
@@ -85,7 +119,7 @@ func (u *udpSide) start(s *Server, r *rule, logger *slog.Logger) {
 	u.done = make(chan struct{})
 	go func() {
 		defer close(u.done)
-		if err := u.svc.Serve(u.sock); err != nil {
+		if err := u.svc.Serve(u.socks...); err != nil {
 			logger.Error("udp forwarding stopped", "listen", r.cfg.Listen.String(), "error", err.Error())
 		}
 	}()
@@ -103,7 +137,7 @@ func (u *udpSide) update(r *rule) {
 // stays open for the replies of live sessions until drain.
 func (u *udpSide) closeListener() {
 	if u.svc == nil {
-		u.sock.Close()
+		u.closeSockets()
 		return
 	}
 	u.svc.StopReading()
@@ -116,14 +150,21 @@ func (u *udpSide) drain(r *rule) {
 		u.svc.Drain()
 		<-u.done
 	}
-	u.sock.Close()
+	u.closeSockets()
 }
 
-// packetConn returns the rule's UDP socket, for a hitless upgrade to hand
-// over (its File method duplicates it); nil when the rule has none.
-func (u *udpSide) packetConn() *udp.Socket {
+// closeSockets closes the side's sockets.
+func (u *udpSide) closeSockets() {
+	for _, sock := range u.socks {
+		sock.Close()
+	}
+}
+
+// sockets returns the rule's UDP sockets, for a hitless upgrade to hand
+// over (their File method duplicates them); nil when the rule has none.
+func (u *udpSide) sockets() []*udp.Socket {
 	if u == nil {
 		return nil
 	}
-	return u.sock
+	return u.socks
 }

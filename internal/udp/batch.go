@@ -118,13 +118,14 @@ type sender interface {
 	send(b *batch, to *peer, wait bool) (sent, bytes int, err error)
 }
 
-// plane moves a service's datagrams. On Linux one event loop per rule does
-// all of it with batched system calls (loopPlane); elsewhere, and in tests
-// that ask for it, a goroutine reads the listening socket and one per
+// plane moves the datagrams of one member (one listening socket of the
+// rule's group) and of its sessions. On Linux one event loop per member
+// does all of it with batched system calls (loopPlane); elsewhere, and in
+// tests that ask for it, a goroutine reads the listening socket and one per
 // session reads its replies (goPlane).
 type plane interface {
 	// serve receives and forwards until the service quits, calling
-	// s.readingStopped once it no longer reads the listening socket.
+	// m.readingStopped once it no longer reads the listening socket.
 	serve(sock *Socket) error
 	// stopReading stops reading the listening socket.
 	stopReading()

@@ -1,34 +1,36 @@
 package udp
 
 import (
+	"net/netip"
 	"time"
 
 	"sluice/internal/access"
 	"sluice/internal/admit"
+	"sluice/internal/backend"
 	"sluice/internal/conntrack"
 )
 
-// dispatch hands the n datagrams of b to their sessions, opening sessions
-// for new clients, and sends each session's share with one call. A client's
-// datagrams keep their order. A new session's datagrams are queued first
-// and its socket set up after, outside the lock, so that a setup that
-// fails at once still counts them.
-func (s *Service) dispatch(b *batch, n int) {
+// dispatch hands the n datagrams of b, received on m's socket, to their
+// sessions, opening sessions for new clients, and sends each session's
+// share with one call. A client's datagrams keep their order. A new
+// session's datagrams are queued first and its socket set up after, outside
+// the lock, so that a setup that fails at once still counts them.
+func (s *Service) dispatch(m *member, b *batch, n int) {
 	now := s.now()
 	dest := b.dest[:n]
 	fresh := b.fresh[:0]
 	dropped := 0
-	s.mu.Lock()
+	m.mu.Lock()
 	var last *session
 	for i := range n {
 		p := b.from[i]
 		if last == nil || last.key != p {
-			last = s.sessions[p]
+			last = m.sessions[p]
 			// A read may still complete just after StopReading (the
 			// runtime lets data that races the deadline through); it
 			// opens no session.
 			if last == nil && !s.stopping.Load() {
-				if last = s.openLocked(p, now); last != nil && last.refusal == "" {
+				if last = m.openLocked(p, now); last != nil && last.refusal == "" {
 					fresh = append(fresh, last)
 				}
 			}
@@ -38,7 +40,7 @@ func (s *Service) dispatch(b *batch, n int) {
 		}
 		dest[i] = last
 	}
-	s.mu.Unlock()
+	m.mu.Unlock()
 	if dropped > 0 {
 		s.dropped.Add(int64(dropped))
 	}
@@ -56,43 +58,33 @@ func (s *Service) dispatch(b *batch, n int) {
 		ss.forward(b, now)
 	}
 	for i, ss := range fresh {
-		s.plane.open(ss)
+		m.plane.open(ss)
 		fresh[i] = nil
 	}
 }
 
-// openLocked starts a session for a new client p, or remembers a refusal.
-// While new sessions are paused it returns the pause's refusal, which is
-// not p's alone. It returns nil when p is refused and no more refusals can
-// be remembered.
-func (s *Service) openLocked(p peer, now int64) *session {
+// openLocked starts a session on m for a new client p, or remembers a
+// refusal; m.mu is held. While new sessions are paused it returns the
+// pause's refusal, which is not p's alone. It returns nil when p is refused
+// and no more refusals can be remembered.
+func (m *member) openLocked(p peer, now int64) *session {
+	s := m.svc
 	rs := s.rule.Load()
+	client := p.client()
+	s.mu.Lock()
 	if s.pausedLocked(now) {
-		return s.turnAwayLocked(p, rs, now)
+		w := s.turnAwayLocked(p, rs, now)
+		s.mu.Unlock()
+		return w
+	}
+	ticket, b, end, err := s.admitLocked(client, rs)
+	s.mu.Unlock()
+	if end != "" {
+		return m.refuseLocked(p, rs, end, err, now)
 	}
 	rule := rs.rule
-	client := p.client()
-	var ticket admit.Ticket
-	var reason access.Reason
-	if rule.Gate != nil {
-		ticket, reason = rule.Gate.Admit(client.Addr())
-	}
-	if reason == "" && rule.MaxSessions > 0 && s.live >= rule.MaxSessions {
-		ticket.Release()
-		reason = ReasonMaxSessions
-	}
-	if reason != "" {
-		rule.Metrics.Rejected(reason)
-		s.rejected[string(reason)]++
-		return s.refuseLocked(p, rs, access.Rejected(reason), nil, now)
-	}
-	b, err := rule.Pool.Pick(client.Addr())
-	if err != nil {
-		ticket.Release()
-		return s.refuseLocked(p, rs, access.ConnectFailed, err, now)
-	}
 	ss := &session{
-		svc: s, rs: rs, key: p, name: client.String(), start: time.Now(), born: now,
+		svc: s, m: m, rs: rs, key: p, name: client.String(), start: time.Now(), born: now,
 		timeout: rule.SessionTimeout, backend: b, ticket: ticket,
 	}
 	ss.last.Store(now)
@@ -101,8 +93,7 @@ func (s *Service) openLocked(p peer, now int64) *session {
 		Client: ss.name, Backend: b.Address().String(), Since: ss.start, Bytes: ss,
 		Stop: func(reason access.End) { ss.stop(reason, nil) },
 	}
-	s.sessions[p] = ss
-	s.live++
+	m.sessions[p] = ss
 	s.deps.Table.Add(&ss.entry)
 	rule.Metrics.ConnOpened()
 	rule.Metrics.UDPSessionOpened()
@@ -110,22 +101,54 @@ func (s *Service) openLocked(p peer, now int64) *session {
 	return ss
 }
 
-// refuseLocked remembers that p was refused (or found no backend), so that
-// its datagrams are dropped until the refusal expires, which writes its one
-// access line. It returns nil when too many refusals are remembered.
-func (s *Service) refuseLocked(p peer, rs *ruleState, end access.End, err error, now int64) *session {
-	if s.refusals >= maxRefusals {
+// admitLocked decides for a new client across every member of the rule:
+// the admission gate, then max_sessions, then a backend. Admitted, it
+// counts the session as live and returns its ticket and backend; refused,
+// it returns the end of the refusal's access line (and error) and counts
+// the rejection. Since live grows only here, under s.mu, no two members
+// can take the rule past max_sessions together.
+func (s *Service) admitLocked(client netip.AddrPort, rs *ruleState) (admit.Ticket, *backend.Backend, access.End, error) {
+	rule := rs.rule
+	var ticket admit.Ticket
+	var reason access.Reason
+	if rule.Gate != nil {
+		ticket, reason = rule.Gate.Admit(client.Addr())
+	}
+	if reason == "" && rule.MaxSessions > 0 && s.live.Load() >= int64(rule.MaxSessions) {
+		ticket.Release()
+		reason = ReasonMaxSessions
+	}
+	if reason != "" {
+		rule.Metrics.Rejected(reason)
+		s.rejected[string(reason)]++
+		return admit.Ticket{}, nil, access.Rejected(reason), nil
+	}
+	b, err := rule.Pool.Pick(client.Addr())
+	if err != nil {
+		ticket.Release()
+		return admit.Ticket{}, nil, access.ConnectFailed, err
+	}
+	s.live.Add(1)
+	return ticket, b, "", nil
+}
+
+// refuseLocked remembers on m that p was refused (or found no backend), so
+// that its datagrams are dropped until the refusal expires, which writes
+// its one access line; m.mu is held. It returns nil when too many refusals
+// are remembered across the rule's members.
+func (m *member) refuseLocked(p peer, rs *ruleState, end access.End, err error, now int64) *session {
+	if !reserve(&m.svc.refusals, maxRefusals) {
 		return nil
 	}
-	ss := newRefusal(s, p, rs, end, err, now)
-	s.sessions[p] = ss
-	s.refusals++
+	ss := newRefusal(m.svc, p, rs, end, err, now)
+	ss.m = m
+	m.sessions[p] = ss
 	return ss
 }
 
 // newRefusal returns the record of a refusal of p at now, which drops the
 // client's datagrams until it expires and then writes its access line with
-// end and err.
+// end and err. It belongs to no member until one remembers it.
 func newRefusal(s *Service, p peer, rs *ruleState, end access.End, err error, now int64) *session {
 	return &session{
 		svc: s, rs: rs, key: p, name: p.client().String(), start: time.Now(), born: now,
@@ -133,18 +156,11 @@ func newRefusal(s *Service, p peer, rs *ruleState, end access.End, err error, no
 	}
 }
 
-// forget removes a session from the table (when it is still there), so that
-// the client's next datagram opens a new one.
+// forget removes a session from its member's table (when it is still
+// there), so that the client's next datagram opens a new one. The pause's
+// refusal is in no table.
 func (s *Service) forget(ss *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sessions[ss.key] != ss {
-		return
-	}
-	delete(s.sessions, ss.key)
-	if ss.refusal != "" {
-		s.refusals--
-	} else {
-		s.live--
+	if ss.m != nil {
+		ss.m.forget(ss)
 	}
 }

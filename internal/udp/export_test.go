@@ -18,14 +18,16 @@ type Stats struct {
 
 // Stats returns the service's counts now.
 func (s *Service) Stats() Stats {
-	st := Stats{
-		DatagramsUp: s.totals.upDgrams.Load(), DatagramsDown: s.totals.downDgrams.Load(),
-		BytesUp: s.totals.upBytes.Load(), BytesDown: s.totals.downBytes.Load(),
-		Dropped: s.dropped.Load(), Rejected: make(map[string]int64),
-	}
+	st := Stats{Dropped: s.dropped.Load(), Rejected: make(map[string]int64)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st.Sessions, st.Refused = s.live, s.refusals
+	for _, m := range s.members {
+		st.DatagramsUp += m.totals.upDgrams.Load()
+		st.DatagramsDown += m.totals.downDgrams.Load()
+		st.BytesUp += m.totals.upBytes.Load()
+		st.BytesDown += m.totals.downBytes.Load()
+	}
+	st.Sessions, st.Refused = int(s.live.Load()), int(s.refusals.Load())
 	for k, v := range s.rejected {
 		st.Rejected[k] = v
 	}

@@ -3,6 +3,7 @@ package udp
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -155,8 +156,14 @@ type fixture struct {
 	table   *conntrack.Table
 	pool    *backend.Pool
 	served  chan error
+	socks   []*Socket    // the group f.addr is the address of
 	resends atomic.Int64 // datagrams exchange sent again
 }
+
+// testWorkers is the number of sockets and planes a fixture serves its rule
+// with unless the test says: run the package with -workers=1 for the
+// single-loop service of old.
+var testWorkers = flag.Int("workers", 2, "sockets (and event loops) per rule in the udp tests")
 
 // options tune a fixture.
 type options struct {
@@ -165,6 +172,9 @@ type options struct {
 	rule     Rule             // Name and Pool are filled in, and timeouts left zero
 	cfg      backend.Settings // for the pool: Backends and Balance
 	resolver *backend.Resolver
+	// workers is how many sockets (and planes) serve the rule; zero:
+	// the -workers flag's value.
+	workers int
 	// beforeServe, if set, runs just before Serve starts.
 	beforeServe func()
 }
@@ -192,19 +202,19 @@ func start(t *testing.T, o options) *fixture {
 	}
 	f.svc = NewService(&rule, Deps{Logger: logger, Table: f.table})
 	f.svc.portable = o.portable
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(o.listen), 0)))
+	if o.workers == 0 {
+		o.workers = *testWorkers
+	}
+	socks, err := Listen(netip.AddrPortFrom(netip.MustParseAddr(o.listen), 0).String(), o.workers)
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	f.addr = c.LocalAddr().(*net.UDPAddr)
-	sock, err := NewSocket(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.socks = socks
+	f.addr = socks[0].addr.(*net.UDPAddr)
 	if o.beforeServe != nil {
 		o.beforeServe()
 	}
-	go func() { f.served <- f.svc.Serve(sock) }()
+	go func() { f.served <- f.svc.Serve(socks...) }()
 	t.Cleanup(func() {
 		// Tests of draining drain for themselves; the others need not wait
 		// for their sessions to be quiet.
@@ -213,7 +223,7 @@ func start(t *testing.T, o options) *fixture {
 		if err := <-f.served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-		sock.Close()
+		closeSockets(socks)
 		if n := f.table.Len(); n != 0 {
 			t.Errorf("%d sessions left in the table after Drain", n)
 		}

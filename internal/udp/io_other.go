@@ -9,4 +9,4 @@ type sysBatch struct{}
 func (s *sysBatch) init(*batch) {}
 
 // newPlane returns the portable plane: the only one here.
-func newPlane(s *Service, _ bool) plane { return newGoPlane(s) }
+func newPlane(m *member, _ bool) plane { return newGoPlane(m) }

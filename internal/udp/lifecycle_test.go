@@ -307,12 +307,15 @@ func TestQueuedWhileResolving(t *testing.T) {
 
 // sessionOf returns c's session in f, or nil.
 func sessionOf(f *fixture, c *net.UDPConn) *session {
-	f.svc.mu.Lock()
-	defer f.svc.mu.Unlock()
-	for k, ss := range f.svc.sessions {
-		if k.client().String() == clientName(c.LocalAddr()) {
-			return ss
+	for _, m := range membersOf(f) {
+		m.mu.Lock()
+		for k, ss := range m.sessions {
+			if k.client().String() == clientName(c.LocalAddr()) {
+				m.mu.Unlock()
+				return ss
+			}
 		}
+		m.mu.Unlock()
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 // and a 64 KiB buffer.
 type goPlane struct {
 	svc      *Service
+	m        *member
 	replies  *batchPool
 	quitOnce sync.Once
 	quitCh   chan struct{}
@@ -24,9 +25,9 @@ type goPlane struct {
 	stopped bool // stopReading came first
 }
 
-// newGoPlane returns the portable plane of s.
-func newGoPlane(s *Service) *goPlane {
-	return &goPlane{svc: s, replies: newBatchPool(1, spareReplyBatches), quitCh: make(chan struct{})}
+// newGoPlane returns the portable plane of m.
+func newGoPlane(m *member) *goPlane {
+	return &goPlane{svc: m.svc, m: m, replies: newBatchPool(1, spareReplyBatches), quitCh: make(chan struct{})}
 }
 
 // serve reads until stopReading, then waits for quit.
@@ -37,14 +38,14 @@ func (p *goPlane) serve(sock *Socket) error {
 	stopped := p.stopped
 	p.mu.Unlock()
 	if err != nil {
-		p.svc.readingStopped()
+		p.m.readingStopped()
 		return err
 	}
 	defer done()
 	if !stopped {
 		p.readLoop(newBatch(1))
 	}
-	p.svc.readingStopped()
+	p.m.readingStopped()
 	<-p.quitCh
 	return nil
 }
@@ -56,12 +57,12 @@ func (p *goPlane) readLoop(b *batch) {
 		n, err := p.lio.recvFrom(b)
 		switch {
 		case err == nil:
-			s.receiving()
-			s.dispatch(b, n)
+			p.m.receiving()
+			s.dispatch(p.m, b, n)
 		case s.stopping.Load() || errors.Is(err, net.ErrClosed):
 			return
 		default:
-			s.receiveFailed(err)
+			p.m.receiveFailed(err)
 		}
 	}
 }

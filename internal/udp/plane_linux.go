@@ -12,9 +12,10 @@ import (
 	"sluice/internal/rawsock"
 )
 
-// loopPlane is the Linux data plane: one goroutine per rule runs an epoll
-// loop (level-triggered) over the listening socket and every session's
-// backend socket, as an nginx worker does. A turn of the loop reads the
+// loopPlane is the Linux data plane: one goroutine per member (listening
+// socket) of a rule runs an epoll loop (level-triggered) over that socket
+// and the backend socket of every session of the member, as an nginx
+// worker does with its reuseport socket. A turn of the loop reads the
 // listening socket in batches of up to 32, sends each session's share to
 // its backend with one sendmmsg, reads up to 8 replies from each backend
 // socket that is ready, and sends all the replies to their clients with one
@@ -26,6 +27,7 @@ import (
 // operator) talk to it through commands, woken by an eventfd.
 type loopPlane struct {
 	svc    *Service
+	m      *member
 	lfd    int // the listening socket (the Socket's, kept open until serve returns)
 	epfd   int
 	evfd   int
@@ -67,19 +69,19 @@ const (
 	tagWake     = -2
 )
 
-// newPlane returns the loop, or the portable plane when portable is set.
-func newPlane(s *Service, portable bool) plane {
+// newPlane returns m's loop, or the portable plane when portable is set.
+func newPlane(m *member, portable bool) plane {
 	if portable {
-		return newGoPlane(s)
+		return newGoPlane(m)
 	}
-	return &loopPlane{svc: s, lfd: -1, epfd: -1, evfd: -1, byFD: make(map[int]*session)}
+	return &loopPlane{svc: m.svc, m: m, lfd: -1, epfd: -1, evfd: -1, byFD: make(map[int]*session)}
 }
 
 // serve runs the loop until quit. The socket stays open until serve
 // returns (the caller's promise), so lfd is never reused under the loop.
 func (l *loopPlane) serve(sock *Socket) error {
 	l.lfd = sock.sys.fd
-	defer l.svc.readingStopped()
+	defer l.m.readingStopped()
 	// Out of descriptors at the start is no reason to give up the rule:
 	// try again, backing off, until it works or the service stops.
 	for {
@@ -91,7 +93,7 @@ func (l *loopPlane) serve(sock *Socket) error {
 		if l.svc.stopping.Load() {
 			return nil
 		}
-		l.svc.receiveFailed(err)
+		l.m.receiveFailed(err)
 	}
 	defer l.teardown()
 	return l.loop()
@@ -194,7 +196,7 @@ func (l *loopPlane) receive() {
 	n, errno := recvmmsg(l.lfd, s.rh)
 	if errno != 0 {
 		if errno != unix.EAGAIN {
-			l.svc.receiveFailed(errno)
+			l.m.receiveFailed(errno)
 		}
 		return
 	}
@@ -202,8 +204,8 @@ func (l *loopPlane) receive() {
 		b.lens[i] = int(s.rh[i].Len)
 		b.from[i].ap, b.from[i].scope = rawsock.Decode(&s.names[i], s.rh[i].Hdr.Namelen)
 	}
-	l.svc.receiving()
-	l.svc.dispatch(b, n)
+	l.m.receiving()
+	l.svc.dispatch(l.m, b, n)
 }
 
 // replies reads what the backend socket fd has for its client into the
@@ -317,7 +319,7 @@ func (l *loopPlane) commands() (quit bool) {
 			c.ss.finish()
 		case cmdStopReading:
 			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, l.lfd, nil)
-			l.svc.readingStopped()
+			l.m.readingStopped()
 		case cmdQuit:
 			quit = true
 		}

@@ -52,13 +52,18 @@
 // Sessions count in the rule's metrics as connections (opened and closed)
 // and as UDP sessions; refusals count as rejections by reason.
 //
-// On Linux one event loop per rule moves every datagram of the rule (see
+// A rule may listen through a group of sockets bound to one address with
+// SO_REUSEPORT (see Listen and member): on Linux one event loop per socket
+// moves the datagrams of the clients the kernel hashes to that socket (see
 // loopPlane): recvmmsg and sendmmsg in batches, runs of equal-sized
 // datagrams for one destination sent as one segmented message (UDP GSO),
-// and no allocation on the path of a datagram. An idle session costs its
-// socket and its record, no goroutine. Elsewhere a goroutine reads the
-// listening socket and one per session its backend's, a datagram per call
-// through the net package (see goPlane).
+// and no allocation on the path of a datagram. A client's session lives on
+// one loop, and its replies leave through the socket its datagrams came in
+// on. max_sessions, the admission gate, the refusals remembered and the
+// pause count across the loops exactly. An idle session costs its socket
+// and its record, no goroutine. Elsewhere a goroutine reads the listening
+// socket and one per session its backend's, a datagram per call through the
+// net package (see goPlane).
 //
 // A backend given by host name is resolved when a session starts (through
 // the rule's resolver and its TTL); up to 64 datagrams (256 KiB) wait for
@@ -67,6 +72,7 @@ package udp
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -137,7 +143,8 @@ type Deps struct {
 	Table  *conntrack.Table // the rule's live connections and sessions
 }
 
-// Service serves one rule's UDP socket. Make it with NewService.
+// Service serves one rule's UDP sockets: one, or a group sharing the
+// address (see member). Make it with NewService.
 type Service struct {
 	deps     Deps
 	rule     atomic.Pointer[ruleState]
@@ -146,22 +153,22 @@ type Service struct {
 	cancel   context.CancelFunc // abandons name resolutions when a drain runs out
 	portable bool               // use the portable plane even where the loop is available (tests)
 
-	plane       plane         // set by Serve before any session exists
-	stopOnce    sync.Once     // closes readStopped
-	readStopped chan struct{} // closed once the listening socket is no longer read
+	members     []*member     // one per socket; set by Serve before any session exists
+	reading     atomic.Int32  // members whose socket is still read
+	readStopped chan struct{} // closed once no socket is read any more
 	sweepDone   chan struct{} // closed when the sweeper has stopped
 	wake        chan struct{} // nudges the sweeper
 	wg          sync.WaitGroup
-	readDelay   time.Duration // backoff after receive errors; the reading goroutine's
 
-	totals   counters     // over every session, finished or not
 	dropped  atomic.Int64 // datagrams dropped without a session to count them
 	stopping atomic.Bool  // no more datagrams are read
+	// live counts the sessions in the members' tables that are not
+	// refusals, refusals the refusals there. live grows only under mu
+	// (admission), so max_sessions holds across members exactly; both
+	// shrink without it.
+	live, refusals atomic.Int64
 
 	mu       sync.Mutex // guards the following fields
-	sessions map[peer]*session
-	live     int // sessions in the map that are not refusals
-	refusals int
 	rejected map[string]int64
 	serving  bool
 	drainEnd int64 // service clock at which a drain cuts every session
@@ -190,7 +197,6 @@ func NewService(rule *Rule, deps Deps) *Service {
 		readStopped: make(chan struct{}),
 		sweepDone:   make(chan struct{}),
 		wake:        make(chan struct{}, 1),
-		sessions:    make(map[peer]*session),
 		rejected:    make(map[string]int64),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -219,28 +225,40 @@ func (s *Service) nudge() {
 	}
 }
 
-// Serve reads datagrams from sock and forwards them, and carries replies
-// back, until Drain has ended every session; then it returns nil. sock
-// stays the caller's: keep it open until Serve returns, then close it.
-// Serve runs once.
-func (s *Service) Serve(sock *Socket) error {
-	sock.sys.setBuffers(socketBuffer)
+// Serve reads datagrams from socks and forwards them, and carries replies
+// back, until Drain has ended every session; then it returns nil (or the
+// errors of planes that failed). socks are one socket, or a group bound to
+// one address with SO_REUSEPORT (see Listen): each is served by a plane of
+// its own, on Linux an event loop. They stay the caller's: keep them open
+// until Serve returns, then close them. Serve runs once.
+func (s *Service) Serve(socks ...*Socket) error {
 	s.mu.Lock()
-	if s.stopping.Load() {
+	if s.stopping.Load() || len(socks) == 0 {
 		s.mu.Unlock()
-		s.readingStopped()
+		close(s.readStopped)
 		close(s.sweepDone)
 		return nil
 	}
-	p := newPlane(s, s.portable)
-	s.plane, s.serving = p, true
+	for _, sock := range socks {
+		sock.sys.setBuffers(socketBuffer)
+		m := newMember(s)
+		m.plane = newPlane(m, s.portable)
+		s.members = append(s.members, m)
+	}
+	s.reading.Store(int32(len(socks)))
+	s.serving = true
 	s.mu.Unlock()
 	go s.sweep()
-	return p.serve(sock)
+	errs := make(chan error, len(socks))
+	for i, m := range s.members {
+		go func() { errs <- m.plane.serve(socks[i]) }()
+	}
+	var all []error
+	for range socks {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }
-
-// readingStopped notes that the listening socket is no longer read.
-func (s *Service) readingStopped() { s.stopOnce.Do(func() { close(s.readStopped) }) }
 
 // Backoff bounds for failures that a retry may cure (receiving, opening a
 // session's socket), as between accepts in the TCP accept loop.
@@ -248,27 +266,6 @@ const (
 	minBackoff = 5 * time.Millisecond
 	maxBackoff = time.Second
 )
-
-// receiveFailed handles an unexpected error receiving on the listening
-// socket (out of memory, say): reading never stops for it, but backs off
-// from 5 ms doubling to 1 s, and says so once per episode.
-func (s *Service) receiveFailed(err error) {
-	if s.readDelay == 0 {
-		s.readDelay = minBackoff
-		s.deps.Logger.Warn("cannot receive; backing off", "rule", s.Rule().Name, "error", err.Error())
-	} else {
-		s.readDelay = min(2*s.readDelay, maxBackoff)
-	}
-	time.Sleep(s.readDelay)
-}
-
-// receiving notes a successful receive, ending a backoff episode.
-func (s *Service) receiving() {
-	if s.readDelay > 0 {
-		s.deps.Logger.Info("receiving again", "rule", s.Rule().Name)
-		s.readDelay = 0
-	}
-}
 
 // StopReading stops taking datagrams from the socket, from any client, and
 // starts the drain clock: live sessions still carry replies back until
@@ -283,10 +280,10 @@ func (s *Service) StopReading() {
 		return
 	}
 	s.drainEnd = s.now() + int64(max(0, s.Rule().DrainTimeout))
-	p := s.plane
+	members := s.members
 	s.mu.Unlock()
-	if p != nil {
-		p.stopReading()
+	for _, m := range members {
+		m.plane.stopReading()
 	}
 	s.nudge()
 }
@@ -309,5 +306,7 @@ func (s *Service) Drain() {
 	s.nudge()
 	s.wg.Wait()
 	<-s.sweepDone
-	s.plane.quit()
+	for _, m := range s.members {
+		m.plane.quit()
+	}
 }

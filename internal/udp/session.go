@@ -25,6 +25,7 @@ const (
 // refusal set, a refused client remembered so its datagrams are dropped.
 type session struct {
 	svc     *Service
+	m       *member // whose socket the client's datagrams arrive on; nil for the pause's refusal
 	rs      *ruleState
 	key     peer
 	name    string // the client as logged
@@ -88,7 +89,7 @@ func (ss *session) forward(b *batch, now int64) {
 // session's, the service's and the rule's counters, and what was not sent
 // of tried to the drops.
 func (ss *session) count(up bool, sent, bytes, tried int) {
-	mine, all, rule := &ss.traffic, &ss.svc.totals, ss.rs.down
+	mine, all, rule := &ss.traffic, &ss.m.totals, ss.rs.down
 	if up {
 		rule = ss.rs.up
 	}
@@ -195,7 +196,7 @@ func (ss *session) stop(end access.End, err error) bool {
 	ss.mu.Unlock()
 	ss.svc.forget(ss)
 	if owned {
-		ss.svc.plane.release(ss)
+		ss.m.plane.release(ss)
 	}
 	return true
 }

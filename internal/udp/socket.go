@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"errors"
 	"net"
 	"os"
 )
@@ -31,3 +32,57 @@ func (s *Socket) Close() error { return s.sys.close() }
 // File returns a duplicate of the socket as a file, for handing it to
 // another process. The caller closes it.
 func (s *Socket) File() (*os.File, error) { return s.sys.file() }
+
+// Listen binds n sockets (at least one) to addr ("host:port", as
+// net.ListenPacket takes it) for one Service: a group whose members share
+// the address through SO_REUSEPORT, where the kernel hashes each client
+// (address and port) to one member. The first socket is bound as a plain
+// one, so an address in use fails as it would with n = 1 (EADDRINUSE);
+// only then is SO_REUSEPORT set on it and the others bound to its address
+// (its port, if addr asked for port 0). Where sockets cannot share an
+// address (not Linux) the group is one socket, whatever n.
+func Listen(addr string, n int) ([]*Socket, error) {
+	first, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	conns := []*net.UDPConn{first.(*net.UDPConn)}
+	if n = GroupSize(n); n > 1 {
+		more, err := joinGroup(conns[0], n-1)
+		if err != nil {
+			conns[0].Close()
+			return nil, err
+		}
+		conns = append(conns, more...)
+	}
+	var socks []*Socket
+	for i, c := range conns {
+		sock, err := NewSocket(c)
+		if err != nil {
+			for _, c := range conns[i+1:] {
+				c.Close()
+			}
+			return nil, errors.Join(err, closeSockets(socks))
+		}
+		socks = append(socks, sock)
+	}
+	return socks, nil
+}
+
+// GroupSize returns how many sockets Listen binds for a rule with the given
+// workers: workers where sockets can share an address (Linux), else one.
+func GroupSize(workers int) int {
+	if !reusePortWorks {
+		return 1
+	}
+	return max(workers, 1)
+}
+
+// closeSockets closes socks and returns the errors.
+func closeSockets(socks []*Socket) error {
+	var errs []error
+	for _, s := range socks {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,8 +1,10 @@
 package udp
 
 import (
+	"context"
 	"net"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -64,4 +66,48 @@ func (s *socketSys) file() (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), "udp"), nil
+}
+
+// reusePortWorks says whether Listen can bind a group of sockets.
+const reusePortWorks = true
+
+// joinGroup sets SO_REUSEPORT on first, which is bound, and binds n more
+// sockets with it to first's address.
+func joinGroup(first *net.UDPConn, n int) ([]*net.UDPConn, error) {
+	if err := setReusePort(first); err != nil {
+		return nil, err
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error { return reusePort(rc) }}
+	var conns []*net.UDPConn
+	for range n {
+		pc, err := lc.ListenPacket(context.Background(), "udp", first.LocalAddr().String())
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, err
+		}
+		conns = append(conns, pc.(*net.UDPConn))
+	}
+	return conns, nil
+}
+
+// setReusePort sets SO_REUSEPORT on c.
+func setReusePort(c *net.UDPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return reusePort(rc)
+}
+
+// reusePort sets SO_REUSEPORT on the socket of rc.
+func reusePort(rc syscall.RawConn) error {
+	var err error
+	if cerr := rc.Control(func(fd uintptr) {
+		err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); cerr != nil {
+		return cerr
+	}
+	return os.NewSyscallError("setsockopt SO_REUSEPORT", err)
 }

@@ -29,3 +29,9 @@ func (s *socketSys) setBuffers(n int) {
 
 func (s *socketSys) close() error            { return s.c.Close() }
 func (s *socketSys) file() (*os.File, error) { return s.c.File() }
+
+// reusePortWorks says whether Listen can bind a group of sockets: not here.
+const reusePortWorks = false
+
+// joinGroup is never called where reusePortWorks is false.
+func joinGroup(*net.UDPConn, int) ([]*net.UDPConn, error) { return nil, nil }

@@ -47,10 +47,11 @@ func (s *Service) sweepInterval() time.Duration {
 }
 
 // expire ends the sessions whose limit has passed and writes the access
-// lines of expired refusals (the pause's too). During a drain the limit of a session is also
-// the drain's quiet time, every refusal expires, and at the drain's end every
-// session does. It reports whether the drain is complete: reading has
-// stopped and no session is left.
+// lines of expired refusals (the pause's too), on every member. During a
+// drain the limit of a session is also the drain's quiet time, every
+// refusal expires, and at the drain's end every session does. It reports
+// whether the drain is complete: reading has stopped and no session is
+// left.
 func (s *Service) expire() (drained bool) {
 	now := s.now()
 	draining := s.stopping.Load()
@@ -60,21 +61,15 @@ func (s *Service) expire() (drained bool) {
 	if w := s.expireWindowLocked(now, draining); w != nil {
 		refused = append(refused, w)
 	}
-	for _, ss := range s.sessions {
-		idle := time.Duration(now - ss.last.Load())
-		switch {
-		case ss.refusal != "":
-			if draining || time.Duration(now-ss.born) >= ss.timeout {
-				refused = append(refused, ss)
-			}
-		case idle >= ss.timeout || (draining && (cut || idle >= min(ss.timeout, drainQuiet))):
-			ended = append(ended, ss)
-		}
-	}
 	s.mu.Unlock()
+	for _, m := range s.members {
+		ended, refused = m.expired(now, draining, cut, ended, refused)
+	}
 	if cut {
 		s.cancel() // abandon name resolutions in progress
-		s.plane.cut()
+		for _, m := range s.members {
+			m.plane.cut()
+		}
 	}
 	for _, ss := range refused {
 		s.forget(ss)
@@ -87,12 +82,36 @@ func (s *Service) expire() (drained bool) {
 		}
 		ss.stop(end, nil)
 	}
-	if !draining {
+	if !draining || !isClosed(s.readStopped) {
 		return false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.sessions) == 0 && isClosed(s.readStopped)
+	// No socket is read any more, so no session can start: a member found
+	// empty stays empty.
+	for _, m := range s.members {
+		if !m.empty() {
+			return false
+		}
+	}
+	return true
+}
+
+// expired appends the member's sessions that are to end at now to ended,
+// and its refusals that expire to refused (see expire).
+func (m *member) expired(now int64, draining, cut bool, ended, refused []*session) ([]*session, []*session) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ss := range m.sessions {
+		idle := time.Duration(now - ss.last.Load())
+		switch {
+		case ss.refusal != "":
+			if draining || time.Duration(now-ss.born) >= ss.timeout {
+				refused = append(refused, ss)
+			}
+		case idle >= ss.timeout || (draining && (cut || idle >= min(ss.timeout, drainQuiet))):
+			ended = append(ended, ss)
+		}
+	}
+	return ended, refused
 }
 
 // isClosed reports whether ch is closed.

@@ -542,6 +542,14 @@ func TestReloadSwapsUDPListenAddresses(t *testing.T) {
 		return name
 	}
 	swapRules(t, p, path, config, served, addrs[0], addrs[1], 0)
+	for range 16 { // new client ports, hashed over both sockets of each group
+		if a, b := served(addrs[0]), served(addrs[1]); a != "beta" || b != "alpha" {
+			t.Fatalf("after the swap: %s and %s, want beta and alpha", a, b)
+		}
+	}
+	if n := p.count(isMsg("udp sockets kept: workers applies when the address is bound anew")); n != 0 {
+		t.Errorf("a rule took over %d groups smaller than its workers: a socket stayed behind", n)
+	}
 }
 
 // startUDPNamed serves UDP on a loopback port until the test ends,
