@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"sluice/internal/epoll"
 	"sluice/internal/rawsock"
 )
 
@@ -28,13 +29,12 @@ import (
 type loopPlane struct {
 	svc    *Service
 	m      *member
-	lfd    int // the listening socket (the Socket's, kept open until serve returns)
-	epfd   int
+	lfd    int        // the listening socket (the Socket's, kept open until serve returns)
+	set    *epoll.Set // the loop's sockets, waited on in the Go runtime's poller
 	evfd   int
 	in     *batch // receives on the listening socket
 	out    *batch // replies on their way out through the listening socket
 	outN   int
-	events []unix.EpollEvent
 	byFD   map[int]*session // sessions whose socket is in the epoll set
 	gso    bool             // UDP segmentation works (until the kernel says no)
 	slots  []int            // 0, 1, ... outBatch-1
@@ -74,7 +74,7 @@ func newPlane(m *member, portable bool) plane {
 	if portable {
 		return newGoPlane(m)
 	}
-	return &loopPlane{svc: m.svc, m: m, lfd: -1, epfd: -1, evfd: -1, byFD: make(map[int]*session)}
+	return &loopPlane{svc: m.svc, m: m, lfd: -1, evfd: -1, byFD: make(map[int]*session)}
 }
 
 // serve runs the loop until quit. The socket stays open until serve
@@ -103,21 +103,23 @@ func (l *loopPlane) serve(sock *Socket) error {
 func (l *loopPlane) teardown() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, fd := range []*int{&l.epfd, &l.evfd} {
-		if *fd >= 0 {
-			unix.Close(*fd)
-			*fd = -1
-		}
+	if l.set != nil {
+		l.set.Close()
+		l.set = nil
+	}
+	if l.evfd >= 0 {
+		unix.Close(l.evfd)
+		l.evfd = -1
 	}
 }
 
 // setup creates the epoll set and the eventfd and adds the listening socket.
 func (l *loopPlane) setup() error {
-	var err error
-	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		l.epfd = -1
-		return os.NewSyscallError("epoll_create1", err)
+	set, err := epoll.New("udp-loop", 128)
+	if err != nil {
+		return err
 	}
+	l.set = set
 	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return os.NewSyscallError("eventfd", err)
@@ -137,7 +139,6 @@ func (l *loopPlane) setup() error {
 		return err
 	}
 	l.in, l.out = newBatch(listenBatch), newBatch(outBatch)
-	l.events = make([]unix.EpollEvent, 128)
 	l.gso = true
 	l.slots = make([]int, outBatch)
 	for i := range l.slots {
@@ -151,7 +152,7 @@ func (l *loopPlane) setup() error {
 // session's events from those of an earlier socket with the same number.
 func (l *loopPlane) watch(fd, tag int, gen uint32) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(tag), Pad: int32(gen)}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := unix.EpollCtl(l.set.FD, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
 	return nil
@@ -160,16 +161,13 @@ func (l *loopPlane) watch(fd, tag int, gen uint32) error {
 // loop waits for events and handles them until a quit command.
 func (l *loopPlane) loop() error {
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events, -1)
-		if err == unix.EINTR {
-			continue
-		}
+		events, err := l.set.Wait()
 		if err != nil {
-			return os.NewSyscallError("epoll_wait", err)
+			return err
 		}
 		now := l.svc.now()
 		quit := false
-		for _, ev := range l.events[:n] {
+		for _, ev := range events {
 			switch tag := int(ev.Fd); tag {
 			case tagListener:
 				l.receive()
@@ -318,7 +316,7 @@ func (l *loopPlane) commands() (quit bool) {
 			unix.Close(c.ss.fd)
 			c.ss.finish()
 		case cmdStopReading:
-			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, l.lfd, nil)
+			unix.EpollCtl(l.set.FD, unix.EPOLL_CTL_DEL, l.lfd, nil)
 			l.m.readingStopped()
 		case cmdQuit:
 			quit = true
