@@ -41,6 +41,7 @@ type forwarder struct {
 type setupOptions struct {
 	only      map[string]bool // forwarders to run; direct always runs
 	sluiceBin string          // a prebuilt sluice; empty means build one
+	baseBin   string          // another sluice measured beside it (sluice-base); empty: none
 	tmp       string          // scratch directory
 	maxConns  int             // connections the forwarders must accept at once
 	nofile    uint64          // descriptor limit the forwarders inherit
@@ -101,7 +102,31 @@ func probeSluice(ctx context.Context, o setupOptions) (forwarder, string, error)
 			fmt.Sprintf("sluice (udp): --workers %d (that many SO_REUSEPORT sockets, a loop each)", udpLoops)},
 	}
 	f.variants = []forwarder{oneLoop(f, sluiceUDPArgv(bin, 1), "sluice-1w: sluice's UDP with --workers 1 (one socket, one loop)")}
+	if o.baseBin != "" {
+		f.variants = append(f.variants, baseSluice(ctx, o.baseBin))
+	}
 	return f, "", nil
+}
+
+// baseSluice is the column of a second sluice binary, run as sluice is, for
+// a before-and-after in one run. Its UDP runs with its own default number
+// of loops (an older binary may not know --workers).
+func baseSluice(ctx context.Context, bin string) forwarder {
+	version := "unknown"
+	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
+		version = firstLine(out)
+	}
+	return forwarder{
+		name:    "sluice-base",
+		version: version + " (" + bin + ")",
+		argv: func(_, listen, backend string) ([]string, error) {
+			return []string{bin, "-l", listen, "-r", backend, "--log-level", "warn"}, nil
+		},
+		udpArgv: func(_, listen, backend string) ([]string, error) {
+			return []string{bin, "-l", listen, "-r", backend, "-p", "udp", "--log-level", "warn"}, nil
+		},
+		notes: []string{"sluice-base: " + bin + ", run as sluice is (its UDP with its default loops)"},
+	}
 }
 
 // buildSluice runs go build for ./cmd/sluice of the module the bench is run

@@ -73,6 +73,7 @@ type options struct {
 	rounds    int
 	only      map[string]bool
 	sluiceBin string
+	baseBin   string   // a second sluice to measure beside the first; empty: none
 	figures   []string // name fragments; empty: every figure
 }
 
@@ -102,6 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	only := fs.String("only", strings.Join(peerNames(), ","), "comma-separated forwarders to measure besides direct")
 	rounds := fs.Int("rounds", 1, "run every figure this many times through each forwarder, taking turns, and print medians")
 	sluiceBin := fs.String("sluice", "", "use this sluice binary instead of building ./cmd/sluice")
+	baseBin := fs.String("base", "", "also measure this sluice binary, in a column sluice-base beside sluice: before and after a change in one run")
 	figs := fs.String("figures", "", "comma-separated parts of figure names to run (e.g. \"streams,udp\"; a whole name picks that figure only); empty: all")
 	if err := fs.Parse(args); err != nil {
 		return options{}, usageError{err.Error()}
@@ -109,7 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return options{}, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	o := options{d: *d, idleN: *idleN, rounds: *rounds, only: make(map[string]bool), sluiceBin: *sluiceBin}
+	o := options{d: *d, idleN: *idleN, rounds: *rounds, only: make(map[string]bool), sluiceBin: *sluiceBin, baseBin: *baseBin}
 	if *smoke {
 		set := make(map[string]bool)
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -167,7 +169,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(tmp)
 	fwds, skipped, err := setupForwarders(ctx, setupOptions{
-		only: o.only, sluiceBin: o.sluiceBin, tmp: tmp, maxConns: o.idleN + 1024, nofile: nofile,
+		only: o.only, sluiceBin: o.sluiceBin, baseBin: o.baseBin, tmp: tmp, maxConns: o.idleN + 1024, nofile: nofile,
 	})
 	if err != nil {
 		return err
