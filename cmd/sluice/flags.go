@@ -69,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Var(&allow, "allow", "quick mode: allow only clients in this `CIDR` (repeatable)")
 	fs.IntVar(&o.quick.MaxConns, "max-conns", 0, "quick mode: most live connections (0 = no limit)")
 	fs.StringVar(&o.quick.Congestion, "congestion-control", "", "quick mode: TCP congestion control: auto (cubic to loopback peers), system, or an algorithm such as bbr (default auto)")
+	fs.IntVar(&o.quick.Workers, "workers", 0, "quick mode: event loops serving the listening socket `N` (default: one per CPU)")
 	fs.StringVar(&o.admin, "admin", "", "serve the admin API, metrics and dashboard on this `address`")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&o.logFormat, "log-format", "", "text or json (default text)")
@@ -90,7 +91,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	case quick && len(remotes) == 0:
 		return nil, errors.New("-l needs at least one -r REMOTE")
 	case !quick && quickOnlySet(fs):
-		return nil, errors.New("-p, --balance, --connect-timeout, --idle-timeout, --proxy-protocol, --allow, --max-conns and --congestion-control are quick-mode flags; set them in the config file")
+		return nil, errors.New("-p, --balance, --connect-timeout, --idle-timeout, --proxy-protocol, --allow, --max-conns, --congestion-control and --workers are quick-mode flags; set them in the config file")
+	case flagSet(fs, "workers") && o.quick.Workers < 1:
+		return nil, fmt.Errorf("--workers %d: must be at least 1", o.quick.Workers)
 	}
 	return o, nil
 }
@@ -100,10 +103,17 @@ func quickOnlySet(fs *flag.FlagSet) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "p", "protocol", "balance", "connect-timeout", "idle-timeout", "proxy-protocol", "allow", "max-conns", "congestion-control":
+		case "p", "protocol", "balance", "connect-timeout", "idle-timeout", "proxy-protocol", "allow", "max-conns", "congestion-control", "workers":
 			set = true
 		}
 	})
+	return set
+}
+
+// flagSet reports whether the flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
 }
 

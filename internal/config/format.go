@@ -58,6 +58,7 @@ func formatRule(b *strings.Builder, r *Rule) {
 	optional(b, "proxy_protocol", r.ProxyProtocol != 0, quote("v"+strconv.Itoa(r.ProxyProtocol)), quote("off"))
 	kv(b, "accept_proxy_protocol", prefixList(r.AcceptProxyProtocol))
 	kv(b, "congestion_control", quote(r.CongestionControl.String()))
+	kv(b, "workers", strconv.Itoa(r.Workers))
 	if h := r.HealthCheck; h != nil {
 		fmt.Fprintf(b, "health_check = { interval = %s, timeout = %s, rise = %d, fall = %d",
 			quote(formatDuration(h.Interval)), quote(formatDuration(h.Timeout)), h.Rise, h.Fall)

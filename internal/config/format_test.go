@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"reflect"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,8 +76,10 @@ deny = []
 proxy_protocol = "off"
 accept_proxy_protocol = []
 congestion_control = "auto"
+workers = WORKERS
 health_check = { interval = "5s", timeout = "1s", rise = 2, fall = 3, send = "\u0000\"hi\"\n" }
 `
+	want = strings.Replace(want, "WORKERS", strconv.Itoa(runtime.GOMAXPROCS(0)), 1)
 	if got := c.Format(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}

@@ -151,6 +151,10 @@ func badValueCases() []badCase {
 			[]string{`sluice.toml:5: rule "web": congestion_control "BBR v2": not an algorithm name (want "auto", "system" or a name such as "cubic" or "bbr")`}},
 		{"congestion_control not a string", "[[rule]]\n" + ok + "congestion_control = 1\n",
 			[]string{`sluice.toml:5: rule "web": congestion_control 1: want a string, not an integer`}},
+		{"workers 0", "[[rule]]\n" + ok + "workers = 0\n",
+			[]string{`sluice.toml:5: rule "web": workers 0: must be at least 1`}},
+		{"workers not an integer", "[defaults]\nworkers = \"2\"\n[[rule]]\n" + ok,
+			[]string{`sluice.toml:2: defaults: workers "2": want an integer, not a string`}},
 		{"CIDR list as string", "[[rule]]\n" + ok + "accept_proxy_protocol = \"10.0.0.0/8\"\n",
 			[]string{`sluice.toml:5: rule "web": accept_proxy_protocol "10.0.0.0/8": want a list, not a string`}},
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"testing"
 	"time"
 
@@ -38,6 +39,7 @@ func wantRule(name string, listen Address, backends ...Address) Rule {
 		UDPSessionTimeout: 60 * time.Second,
 		PerIPPrefixV6:     128,
 		Retries:           len(backends) - 1,
+		Workers:           runtime.GOMAXPROCS(0),
 	}
 	for _, b := range backends {
 		r.Backends = append(r.Backends, Backend{Address: b, Weight: 1})
@@ -117,6 +119,7 @@ accept_proxy_protocol = ["127.0.0.1"]
 health_check = { interval = "10s", timeout = "2s", rise = 1, fall = 5, send = "PING\r\n", expect = "+PONG" }
 udp_session_timeout = "5m"
 max_sessions = 500
+workers = 3
 `
 
 // goodCase is a valid config and what it parses to.
@@ -164,6 +167,7 @@ func wantEveryKey(t *testing.T) *Config {
 	all.AcceptProxyProtocol = prefixes(t, "127.0.0.1/32")
 	all.HealthCheck = &HealthCheck{Interval: 10 * time.Second, Timeout: 2 * time.Second, Rise: 1, Fall: 5, Send: "PING\r\n", Expect: "+PONG"}
 	all.UDPSessionTimeout, all.MaxSessions = 5*time.Minute, 500
+	all.Workers = 3
 	return &Config{Path: "sluice.toml", LogLevel: "debug", LogFormat: "json", Admin: "[::]:9900", AdminToken: "s3cret", Rules: []Rule{all}}
 }
 
@@ -206,6 +210,8 @@ func moreGoodCases() []goodCase {
 		{"backends and health_check as table headers", "[[rule]]\nname = \"tables\"\nlisten = \":80\"\n[rule.health_check]\ninterval = \"2s\"\nexpect = \"OK\"\n[[rule.backends]]\naddress = \"a:1\"\n[[rule.backends]]\naddress = \"b:2\"\nweight = 4\n", wantConfig(tables)},
 		{"bandwidth units", "[[rule]]\nname = \"a\"\nlisten = \":1\"\nbackends = [\"a:1\"]\nbandwidth = \"10MiB/s\"\n[[rule]]\nname = \"b\"\nlisten = \":2\"\nbackends = [\"a:1\"]\nbandwidth = \"500KB/s\"\n[[rule]]\nname = \"c\"\nlisten = \":3\"\nbackends = [\"a:1\"]\nbandwidth = \"1.5 Mbit/s\"\n[[rule]]\nname = \"d\"\nlisten = \":4\"\nbackends = [\"a:1\"]\nbandwidth = 1000\n",
 			wantConfig(one("a", tcpAddr("", 1), bw(10<<20)), one("b", tcpAddr("", 2), bw(500_000)), one("c", tcpAddr("", 3), bw(187_500)), one("d", tcpAddr("", 4), bw(1000)))},
+		{"workers from defaults, and a rule's own", "[defaults]\nworkers = 4\n[[rule]]\nname = \"a\"\nlisten = \":1\"\nbackends = [\"a:1\"]\n[[rule]]\nname = \"b\"\nlisten = \":2\"\nbackends = [\"a:1\"]\nworkers = 1\n",
+			wantConfig(one("a", tcpAddr("", 1), func(r *Rule) { r.Workers = 4 }), one("b", tcpAddr("", 2), func(r *Rule) { r.Workers = 1 }))},
 		{"admin on localhost needs no token", "admin = \"localhost:9900\"\n[[rule]]\nname = \"x\"\nlisten = \":1\"\nbackends = [\"a:1\"]\n", localAdmin},
 	}
 }

@@ -4,7 +4,7 @@ package config
 const QuickRuleName = "default"
 
 // Quick holds the quick-mode command-line flags (sluice -l LISTEN -r REMOTE
-// ...). Empty strings and a zero MaxConns mean the flag was not given, so
+// ...). Empty strings and a zero MaxConns or Workers mean the flag was not given, so
 // the documented default applies.
 type Quick struct {
 	Listen         string   // -l: listen address
@@ -17,6 +17,7 @@ type Quick struct {
 	Allow          []string // --allow: CIDRs or IPs
 	MaxConns       int      // --max-conns; 0 means unlimited
 	Congestion     string   // --congestion-control: auto | system | an algorithm
+	Workers        int      // --workers; 0 means the default
 }
 
 // FromQuick builds a config with one rule named "default" from quick-mode
@@ -40,6 +41,9 @@ func FromQuick(q Quick) (*Config, error) {
 	}
 	if q.MaxConns != 0 {
 		raw.MaxConnections = int64(q.MaxConns)
+	}
+	if q.Workers != 0 {
+		raw.Workers = int64(q.Workers)
 	}
 	s := source{col: col}
 	own := readSpec(s, &raw)

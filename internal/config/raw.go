@@ -44,6 +44,7 @@ type rawRule struct {
 	HealthCheck         *rawHealth `toml:"health_check"`
 	UDPSessionTimeout   any        `toml:"udp_session_timeout"`
 	MaxSessions         any        `toml:"max_sessions"`
+	Workers             any        `toml:"workers"`
 }
 
 // rawHealth is a health_check table as decoded, or, written as a string
@@ -69,7 +70,7 @@ func (h *rawHealth) UnmarshalText(b []byte) error {
 // Known keys, for "did you mean" hints on unknown ones.
 const (
 	topKeys     = "log_level log_format admin admin_token defaults rule"
-	ruleKeys    = "name listen protocol backends balance connect_timeout idle_timeout drain_timeout retries resolve_ttl allow deny max_connections max_connections_per_ip per_ip_prefix_v6 rate_per_ip bandwidth proxy_protocol accept_proxy_protocol health_check udp_session_timeout max_sessions congestion_control"
+	ruleKeys    = "name listen protocol backends balance connect_timeout idle_timeout drain_timeout retries resolve_ttl allow deny max_connections max_connections_per_ip per_ip_prefix_v6 rate_per_ip bandwidth proxy_protocol accept_proxy_protocol health_check udp_session_timeout max_sessions congestion_control workers"
 	healthKeys  = "interval timeout rise fall send expect"
 	backendKeys = "address weight backup"
 )

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"time"
 
@@ -23,6 +24,11 @@ const (
 	defaultHealthFall        = 3
 )
 
+// defaultWorkers is the built-in default of workers: one event loop per
+// processor the Go runtime runs goroutines on (GOMAXPROCS, read when the
+// config is built).
+func defaultWorkers() int { return runtime.GOMAXPROCS(0) }
+
 // ruleSpec is the rule keys of one table ([[rule]], [defaults] or quick-mode
 // flags) as read, before inheritance and defaults are applied.
 type ruleSpec struct {
@@ -33,6 +39,7 @@ type ruleSpec struct {
 	connectTimeout, idleTimeout                             opt[time.Duration]
 	drainTimeout, resolveTTL, udpSessTimeout                opt[time.Duration]
 	retries, maxConns, maxPerIP, maxSessions, perIPv6Prefix opt[int]
+	workers                                                 opt[int]
 	ratePerIP                                               opt[float64]
 	bandwidth                                               opt[int64]
 	allow, deny, acceptProxy                                opt[[]netip.Prefix]
@@ -73,6 +80,7 @@ func readSpec(s source, r *rawRule) ruleSpec {
 		proxyProtocol:  s.proxyProtocol(r.ProxyProtocol),
 		health:         s.health(r.HealthCheck),
 		congestion:     s.congestion(r.CongestionControl),
+		workers:        s.integer("workers", r.Workers, 1),
 	}
 }
 
@@ -265,6 +273,7 @@ func buildRule(s source, own, inh *ruleSpec) built {
 		UDPSessionTimeout:   pick(own.udpSessTimeout, inh.udpSessTimeout).or(defaultUDPSessionTimeout),
 		MaxSessions:         pick(own.maxSessions, inh.maxSessions).val,
 		CongestionControl:   pick(own.congestion, inh.congestion).val,
+		Workers:             pick(own.workers, inh.workers).or(defaultWorkers()),
 	}
 	for _, b := range backends.val {
 		r.Backends = append(r.Backends, b.Backend)

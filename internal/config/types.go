@@ -127,6 +127,12 @@ type Rule struct {
 	// CongestionControl picks the TCP congestion control of the rule's
 	// connections; the zero value is "auto" (see package congestion).
 	CongestionControl congestion.Choice
+
+	// Workers is how many event loops serve the rule's listening sockets:
+	// on Linux a UDP rule reads its datagrams through this many sockets
+	// sharing the address (SO_REUSEPORT), one loop each. At least 1;
+	// default runtime.GOMAXPROCS(0) when the config is built.
+	Workers int
 }
 
 // joinHostPort formats host and port, bracketing IPv6 literals.

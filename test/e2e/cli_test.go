@@ -33,6 +33,8 @@ func TestUsageErrors(t *testing.T) {
 		{"listen without remote", []string{"-l", "127.0.0.1:1"}, "-r"},
 		{"both config and listen", []string{"-c", cfg, "-l", "127.0.0.1:1", "-r", "127.0.0.1:9"}, "-c"},
 		{"nothing to do", nil, "-l"},
+		{"workers below one", []string{"-l", "127.0.0.1:1", "-r", "127.0.0.1:9", "--workers", "0"}, "--workers 0: must be at least 1"},
+		{"workers with a config file", []string{"-c", cfg, "--workers", "2"}, "--workers are quick-mode flags"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := runSluice(t, nil, tc.args...)
@@ -73,7 +75,7 @@ func TestCheckNormalises(t *testing.T) {
 	if first.code != 0 {
 		t.Fatalf("check of a valid config: %v", first)
 	}
-	for _, want := range []string{`"web"`, `"dns"`, "drain_timeout", "idle_timeout", "round-robin"} {
+	for _, want := range []string{`"web"`, `"dns"`, "drain_timeout", "idle_timeout", "round-robin", "workers = "} {
 		if !strings.Contains(first.stdout, want) {
 			t.Errorf("normalised config lacks %s:\n%s", want, first.stdout)
 		}
