@@ -245,4 +245,3 @@ func TestOneWorkerOneLoop(t *testing.T) {
 		t.Fatalf("per loop: %v; want one loop", got)
 	}
 }
-
