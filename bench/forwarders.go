@@ -48,7 +48,7 @@ type setupOptions struct {
 }
 
 // peerNames lists the forwarders besides direct, in column order.
-func peerNames() []string { return []string{"sluice", "haproxy", "nginx", "socat"} }
+func peerNames() []string { return []string{"sluice", "sluice-1w", "haproxy", "nginx", "socat"} }
 
 // setupForwarders finds (or builds) each selected forwarder. A peer that is
 // not installed is skipped with a note; sluice failing to build is an error.
@@ -56,7 +56,14 @@ func setupForwarders(ctx context.Context, o setupOptions) ([]forwarder, []string
 	fwds := []forwarder{{name: "direct", version: "-"}}
 	var skipped []string
 	probes := map[string]func(context.Context, setupOptions) (forwarder, string, error){
-		"sluice": probeSluice, "haproxy": probeHAProxy, "nginx": probeNginx, "socat": probeSocat,
+		"sluice": probeSluice, "sluice-1w": probeSluiceOneWorker, "haproxy": probeHAProxy, "nginx": probeNginx, "socat": probeSocat,
+	}
+	if o.sluiceBin == "" && (o.only["sluice"] || o.only["sluice-1w"]) {
+		bin, err := buildSluice(ctx, o.tmp) // once for both columns
+		if err != nil {
+			return nil, nil, err
+		}
+		o.sluiceBin = bin
 	}
 	for _, name := range peerNames() {
 		if !o.only[name] {
@@ -127,6 +134,25 @@ func baseSluice(ctx context.Context, bin string) forwarder {
 		},
 		notes: []string{"sluice-base: " + bin + ", run as sluice is (its UDP with its default loops)"},
 	}
+}
+
+// probeSluiceOneWorker is sluice with --workers 1: one event loop accepts
+// for the rule, as before rules used every loop, beside the sluice column
+// at the default (one per CPU).
+func probeSluiceOneWorker(ctx context.Context, o setupOptions) (forwarder, string, error) {
+	f, skip, err := probeSluice(ctx, o)
+	if err != nil || skip != "" {
+		return f, skip, err
+	}
+	argv := f.argv
+	f.name = "sluice-1w"
+	f.argv = func(dir, listen, backend string) ([]string, error) {
+		a, err := argv(dir, listen, backend)
+		return append(a, "--workers", "1"), err
+	}
+	f.udpArgv = nil // the UDP figures compare loops on their own
+	f.notes = []string{"sluice-1w: sluice with --workers 1 (one event loop accepts for the rule)"}
+	return f, "", nil
 }
 
 // buildSluice runs go build for ./cmd/sluice of the module the bench is run

@@ -30,8 +30,9 @@ import (
 // Only a relay's loop reads, writes or closes its sockets once it has
 // started there. Stop from another goroutine posts the relay to its loop.
 type Engine struct {
-	loops []*loop
-	next  atomic.Uint32
+	loops   []*loop
+	next    atomic.Uint32
+	watches atomic.Uint32 // Watch keys, and where each watch's loops start
 }
 
 // loop is one event loop of an Engine.
@@ -42,11 +43,16 @@ type loop struct {
 	again  []*engineConn // relays that used up their budget with work left
 	ended  []ended       // finished relays whose done is still to be called
 	ids    uint64
+	// accepting is this round's watched listeners with connections
+	// waiting (see Watch).
+	accepting []*Watch
 
 	mu       sync.Mutex // guards the following fields
 	conns    map[uint64]*engineConn
 	posted   []*engineConn // relays to stop, from other goroutines
 	timeouts []timeout     // connects that ran out of time
+	calls    []func()      // to run on the loop (loop.call)
+	watches  map[uint64]*Watch
 	closed   bool
 
 	done chan struct{}
@@ -108,7 +114,8 @@ func newLoop() (*loop, error) {
 	return &loop{
 		ep: ep, wakefd: wakefd,
 		ids:   wakeID,
-		conns: make(map[uint64]*engineConn), done: make(chan struct{}),
+		conns: make(map[uint64]*engineConn), watches: make(map[uint64]*Watch),
+		done: make(chan struct{}),
 	}, nil
 }
 
@@ -135,7 +142,10 @@ var errEngineClosed = errors.New("relay: engine closed")
 // set, and from then on the loop owns them. With cs the backend socket is
 // still connecting.
 func (e *Engine) add(r *Relay, fds [2]int, cs *connectState) (*engineConn, error) {
-	l := e.loops[int(e.next.Add(1))%len(e.loops)]
+	l := r.opts.Loop.l
+	if l == nil {
+		l = e.loops[int(e.next.Add(1))%len(e.loops)]
+	}
 	ec := &engineConn{r: r, loop: l, fd: fds, connecting: cs}
 	ec.flows[0] = flow{d: r.up, src: 0, dst: 1}
 	ec.flows[1] = flow{d: r.down, src: 1, dst: 0}
@@ -175,7 +185,7 @@ func (l *loop) request(queue func()) {
 		l.mu.Unlock()
 		return
 	}
-	wake := len(l.posted) == 0 && len(l.timeouts) == 0
+	wake := len(l.posted) == 0 && len(l.timeouts) == 0 && len(l.calls) == 0
 	queue()
 	l.mu.Unlock()
 	if wake {
@@ -218,6 +228,12 @@ func (l *loop) serve(events []unix.EpollEvent) {
 			woken = true
 			continue
 		}
+		if key&listenKey != 0 {
+			if w := l.watches[key]; w != nil {
+				l.accepting = append(l.accepting, w)
+			}
+			continue
+		}
 		if ec := l.conns[key&^1]; ec != nil {
 			l.ready = append(l.ready, event{ec: ec, side: int(key & 1), flags: events[i].Events})
 		}
@@ -242,22 +258,31 @@ func (l *loop) serve(events []unix.EpollEvent) {
 	if l.again == nil {
 		l.again = again[:0]
 	}
+	l.acceptWatched()
 	if woken {
-		var buf [8]byte
-		unix.Read(l.wakefd, buf[:])
-		l.mu.Lock()
-		posted, timeouts := l.posted, l.timeouts
-		l.posted, l.timeouts = nil, nil
-		l.mu.Unlock()
-		for _, ec := range posted {
-			ec.stop()
-		}
-		for _, t := range timeouts {
-			t.ec.connectTimedOut(t.gen)
-		}
+		l.serveRequests()
 	}
 	clear(l.ready)
 	l.callDone()
+}
+
+// serveRequests serves what other goroutines asked of the loop.
+func (l *loop) serveRequests() {
+	var buf [8]byte
+	unix.Read(l.wakefd, buf[:])
+	l.mu.Lock()
+	posted, timeouts, calls := l.posted, l.timeouts, l.calls
+	l.posted, l.timeouts, l.calls = nil, nil, nil
+	l.mu.Unlock()
+	for _, ec := range posted {
+		ec.stop()
+	}
+	for _, t := range timeouts {
+		t.ec.connectTimedOut(t.gen)
+	}
+	for _, f := range calls {
+		f()
+	}
 }
 
 // settle records the time of this round's progress for the relays served

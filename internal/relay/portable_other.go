@@ -80,3 +80,6 @@ func (l *loop) post(*engineConn)      {}
 func (l *loop) report(*Relay, Result) {}
 
 func engineFDs(client, backend syscall.RawConn) ([2]int, bool) { return [2]int{}, false }
+
+// Loop exists only for the Linux engine: relays here have no loop.
+type Loop struct{}

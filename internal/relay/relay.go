@@ -64,6 +64,10 @@ type Options struct {
 	// loops instead of goroutines (see Engine). Relays it cannot carry (a
 	// bandwidth limit, a wrapped connection) use goroutines as without it.
 	Engine *Engine
+	// Loop, if set, is the engine loop that carries the relay: the one an
+	// accept callback runs on (see Watch), so that the connection stays
+	// on the thread that accepted it. Zero: the engine picks a loop.
+	Loop Loop
 }
 
 // DefaultParkAfter is the default Options.ParkAfter: long enough that a busy

@@ -185,6 +185,7 @@ func (r *rule) tcpRule() *tcp.Rule {
 		IdleTimeout: rc.IdleTimeout, DrainTimeout: rc.DrainTimeout,
 		Bandwidth: rc.Bandwidth, SendProxy: rc.ProxyProtocol, TrustProxy: rc.AcceptProxyProtocol,
 		Congestion: r.s.effective(rc).CongestionControl,
+		Workers:    rc.Workers,
 	}
 }
 

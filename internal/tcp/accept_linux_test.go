@@ -31,7 +31,7 @@ func TestServeEndsHowTheListenerEnded(t *testing.T) {
 					t.Cleanup(engine.Close)
 				}
 				svc, ln, served := serveListener(t, engine)
-				if direct := svc.serving().file != nil; direct != (path == "direct") {
+				if direct := svc.serving().direct != nil; direct != (path == "direct") {
 					t.Fatalf("Serve took the direct path: %v, want %v", direct, path == "direct")
 				}
 				if end == "closed" {

@@ -16,14 +16,18 @@ import (
 // conn is one client connection on its way through the service: who it is
 // from, what admitted it, and, once dialed, its relay. Allocated once.
 type conn struct {
-	rule     *Rule
-	c        net.Conn       // nil on the direct path, which has fd instead
-	fd       int            // the client socket on the direct path
-	client   netip.AddrPort // the real client: from the PROXY header if trusted
-	local    netip.AddrPort // the address the client connected to
-	start    time.Time
-	ticket   admit.Ticket
-	inSetup  bool // holds one of the service's setup slots
+	rule    *Rule
+	c       net.Conn       // nil on the direct path, which has fd instead
+	fd      int            // the client socket on the direct path
+	client  netip.AddrPort // the real client: from the PROXY header if trusted
+	local   netip.AddrPort // the address the client connected to
+	start   time.Time
+	ticket  admit.Ticket
+	inSetup bool // holds one of the service's setup slots
+	// onLoop is set while an engine loop sets the connection up: an end
+	// that comes there (a refusal, no backend socket) is logged on a
+	// goroutine, as the loop must not block.
+	onLoop   bool
 	admitted bool // counted in the rule's connection metrics
 	backend  *backend.Backend
 	entry    conntrack.Entry
@@ -39,7 +43,7 @@ type conn struct {
 // a PROXY header wait for it apart (see awaitHeader); the others are
 // admitted here, so a refused client costs no goroutine at all.
 func (s *Service) start(c net.Conn, l *listening) {
-	cn := &conn{rule: s.rule.Load(), c: c, start: time.Now()}
+	cn := &conn{rule: s.rule.Load(), c: c, start: time.Now(), onLoop: l.direct != nil}
 	cn.client, cn.local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
 	if name := cn.rule.Congestion.For(cn.client.Addr()); name != "" && name != l.algorithm() {
 		setCongestion(c, name)
@@ -52,8 +56,34 @@ func (s *Service) start(c net.Conn, l *listening) {
 	if !s.admit(cn) {
 		return
 	}
-	s.takeSetup(cn)
-	s.spawn(func() { s.dial(cn) })
+	cn.onLoop = false
+	s.setUp(cn, l)
+}
+
+// setUp dials cn's backend on a goroutine once cn holds a setup slot.
+// The net package's accept loop waits for the slot itself. An engine's
+// loop must not block: a connection that finds no slot free waits on a
+// goroutine of its own, and the listener is paused on every loop until it
+// has one, so that new clients wait in the kernel's accept queue as
+// before.
+func (s *Service) setUp(cn *conn, l *listening) {
+	if l.direct == nil {
+		s.takeSetup(cn)
+		s.spawn(func() { s.dial(cn) })
+		return
+	}
+	select {
+	case s.setups <- struct{}{}:
+		cn.inSetup = true
+		s.spawn(func() { s.dial(cn) })
+	default:
+		l.direct.pause()
+		s.spawn(func() {
+			s.takeSetup(cn)
+			l.direct.resume()
+			s.dial(cn)
+		})
+	}
 }
 
 // maxSetups bounds the connections of a service that are dialing a backend
@@ -167,6 +197,13 @@ func (s *Service) finish(cn *conn, res relay.Result) {
 	cn.ticket.Release()
 	if cn.admitted {
 		cn.rule.Metrics.ConnClosed()
+	}
+	if cn.onLoop {
+		s.spawn(func() {
+			s.logAccess(cn, res)
+			s.wg.Done()
+		})
+		return
 	}
 	s.logAccess(cn, res)
 	s.wg.Done()

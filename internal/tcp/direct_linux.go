@@ -24,22 +24,23 @@ import (
 // that need more (a PROXY header to read, a bandwidth limit, a backend to
 // resolve or on a unix socket) are handed to the net package's path.
 
-// acceptBatch is how many connections one wake-up of the accept loop takes
-// before it looks again.
+// acceptBatch is how many connections one wake-up of a loop takes from a
+// listener before it serves its relays again.
 const acceptBatch = 64
 
-// openDirect prepares l for raw accepts: a duplicate of its socket that
-// the Go runtime's poller watches for readiness (a listener's own
-// SyscallConn cannot wait), closed with the listener. Accepted sockets
+// openDirect prepares l for raw accepts on the engine's loops: a
+// duplicate of its socket, never registered with the Go runtime's poller,
+// that the rule's workers loops watch (see loopAccept). Accepted sockets
 // inherit Nagle's algorithm off from the listener, as the net package
-// turns it off on each. It does nothing where the engine is missing or l is
-// not a TCP listener.
-func (s *Service) openDirect(l *listening) {
+// turns it off on each. It does nothing where the engine is missing or l
+// is not a TCP listener, and when the loops cannot watch the socket: the
+// net package's path then accepts.
+func (s *Service) openDirect(l *listening, workers int) {
 	rc := l.raw()
 	if rc == nil || s.deps.Engine == nil {
 		return
 	}
-	var dup int
+	dup := -1
 	var err error
 	if cerr := rc.Control(func(fd uintptr) {
 		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
@@ -47,55 +48,31 @@ func (s *Service) openDirect(l *listening) {
 	}); cerr != nil || err != nil {
 		return // closed already, or out of descriptors: the net package's path
 	}
-	l.file = os.NewFile(uintptr(dup), "sluice-listener")
+	a := newLoopAccept(dup, l.ln.Addr(), s.deps.Logger)
+	a.watch = s.deps.Engine.Watch(dup, workers, func(at relay.Loop) { s.acceptOn(l, at) })
+	l.direct = a
+	if err := a.watch.Start(); err != nil {
+		l.direct = nil
+		a.watch.Close()
+		unix.Close(dup)
+	}
 }
 
-// acceptDirect runs l's accept loop on raw accept4 calls; see acceptEach.
-func (s *Service) acceptDirect(l *listening) error {
-	rc, err := l.file.SyscallConn()
-	if err != nil {
+// acceptError is err, from accept4 or from setting a connection up, as
+// l's accept error.
+func acceptError(l *listening, err error) error {
+	if oe := (*net.OpError)(nil); errors.As(err, &oe) {
 		return err
 	}
-	var failed error
-	take := func(fd uintptr) bool {
-		for range acceptBatch {
-			nfd, client, err := rawsock.Accept(int(fd))
-			switch err {
-			case nil:
-				if err := s.startDirect(nfd, client, l); err != nil {
-					failed = err // out of descriptors: back off
-					return true
-				}
-			case unix.EAGAIN:
-				return false // wait for the next client
-			default:
-				failed = &net.OpError{Op: "accept", Net: "tcp", Addr: l.ln.Addr(), Err: os.NewSyscallError("accept4", err)}
-				return true
-			}
-		}
-		return true
-	}
-	return acceptEach(l.ln, func() error {
-		failed = nil
-		if err := rc.Read(take); err != nil {
-			if l.closed.Load() {
-				// The os package reports its own close of l.file here as
-				// poll.ErrFileClosing ("use of closed file"), which matches
-				// neither net.ErrClosed nor os.ErrClosed.
-				return net.ErrClosed
-			}
-			return err
-		}
-		return failed
-	}, s.deps.Logger)
+	return &net.OpError{Op: "accept", Net: "tcp", Addr: l.ln.Addr(), Err: os.NewSyscallError("accept4", err)}
 }
 
-// startDirect takes a client socket from the raw accept loop. It returns
-// the error when sluice could not open a socket for the connection (to the
-// backend, or the duplicate the net package's path needs) for want of
-// descriptors or memory: the accept loop then backs off, as when accept
-// itself runs short.
-func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening) error {
+// startDirect takes a client socket accepted on the engine loop at. It
+// returns the error when sluice could not open a socket for the
+// connection (to the backend, or the duplicate the net package's path
+// needs) for want of descriptors or memory: the listener then backs off,
+// as when accept itself runs short.
+func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening, at relay.Loop) error {
 	rule := s.rule.Load()
 	if name := rule.Congestion.For(client.Addr()); name != "" && name != l.algorithm() {
 		_ = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, name)
@@ -103,17 +80,17 @@ func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening) error
 	if s.deps.Engine == nil || rule.Bandwidth != 0 || !rule.Pool.Direct() || trusted(rule.TrustProxy, client.Addr()) {
 		return s.startConn(fd, l)
 	}
-	cn := &conn{rule: rule, fd: fd, client: client, start: time.Now()}
+	cn := &conn{rule: rule, fd: fd, client: client, start: time.Now(), onLoop: true}
 	s.wg.Add(1)
 	if !s.admit(cn) {
 		return nil
 	}
-	return s.connect(cn, l)
+	return s.connect(cn, l, at)
 }
 
 // startConn makes a net.Conn of an accepted socket and takes it down the
 // net package's path. When that fails for want of descriptors or memory
-// it returns the error, for the accept loop to back off; the client is
+// it returns the error, for the listener to back off; the client is
 // closed either way.
 func (s *Service) startConn(fd int, l *listening) error {
 	f := os.NewFile(uintptr(fd), "")
@@ -132,11 +109,12 @@ func (s *Service) startConn(fd int, l *listening) error {
 }
 
 // connect starts the connection to a backend and the relay that waits for
-// it on the engine, which tells cn how each connect went (see dial.go). It
-// returns the error, as l's accept error, when no socket could be opened
-// for want of descriptors or memory: the accept loop backs off. Any other
+// it on the engine loop at, which tells cn how each connect went (see
+// dial.go). It returns the error, as l's accept error, when no socket
+// could be opened for want of descriptors or memory: the listener backs
+// off. Any other
 // failure closes this client only (connect-failed), and the loop goes on.
-func (s *Service) connect(cn *conn, l *listening) error {
+func (s *Service) connect(cn *conn, l *listening, at relay.Loop) error {
 	if cn.rule.SendProxy != 0 {
 		cn.local, _ = rawsock.LocalAddr(cn.fd)
 	}
@@ -151,10 +129,13 @@ func (s *Service) connect(cn *conn, l *listening) error {
 		return nil // the backends' failure, or the client's: accept the next
 	}
 	c := relay.Connecting{FD: bfd, Timeout: cn.rule.Pool.ConnectTimeout(), Dialer: cn}
-	cn.relay = relay.NewConnecting(cn.fd, c, s.relayOptions(cn))
+	opts := s.relayOptions(cn)
+	opts.Loop = at // relayed where it was accepted
+	cn.relay = relay.NewConnecting(cn.fd, c, opts)
 	// Listed while connecting, with no backend yet: the operator sees it,
 	// can close it, and a cut drain stops it.
 	s.track(cn, "")
+	cn.onLoop = false // from here its relay reports its end on a goroutine
 	s.run(cn)
 	return nil
 }

@@ -3,7 +3,13 @@
 package tcp
 
 // openDirect does nothing here: connections take the net package's path.
-func (s *Service) openDirect(*listening) {}
+func (s *Service) openDirect(*listening, int) {}
 
-// acceptDirect is never called here (openDirect leaves l.file nil).
-func (s *Service) acceptDirect(l *listening) error { return nil }
+// loopAccept exists only where the engine's loops accept (Linux); here
+// l.direct is always nil.
+type loopAccept struct{}
+
+func (a *loopAccept) wait() error { return nil }
+func (a *loopAccept) close()      {}
+func (a *loopAccept) pause()      {}
+func (a *loopAccept) resume()     {}

@@ -2,7 +2,6 @@ package tcp
 
 import (
 	"net"
-	"os"
 	"sync/atomic"
 	"syscall"
 
@@ -12,8 +11,8 @@ import (
 // listening is one listener of a Service and the congestion control that
 // the sockets it accepts inherit from it.
 type listening struct {
-	ln   net.Listener
-	file *os.File // a duplicate of ln's socket for raw accepts; nil: ln.Accept
+	ln     net.Listener
+	direct *loopAccept // the engine's loops accept raw; nil: ln.Accept
 	// inherited is the algorithm every socket accepted on ln has from it;
 	// nil when that is not known (ln's algorithm changed while clients
 	// may have been waiting to be accepted). Only Serve and Update store it.
@@ -24,14 +23,15 @@ type listening struct {
 	closed atomic.Bool
 }
 
-// close closes l's listener, and the duplicate the raw accepts use, as
-// sluice's own doing: its accept loop then ends without an error.
+// close closes l's listener, and the duplicate the raw accepts use (once
+// no loop accepts from it any more), as sluice's own doing: its accept
+// loop then ends without an error.
 func (l *listening) close() {
 	l.closed.Store(true)
-	l.ln.Close()
-	if l.file != nil {
-		l.file.Close()
+	if l.direct != nil {
+		l.direct.close()
 	}
+	l.ln.Close()
 }
 
 // algorithm returns what every socket accepted on l starts with, or ""

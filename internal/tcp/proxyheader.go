@@ -55,6 +55,7 @@ func (s *Service) awaitHeader(cn *conn) {
 		s.reject(cn, admit.ReasonProxyPending, nil)
 		return
 	}
+	cn.onLoop = false // from here on its own goroutine
 	read := func() { s.readProxyHeader(cn) }
 	if p := s.deps.Parker; p != nil {
 		if rc := syscallConn(cn.c); rc != nil && p.Await(rc, cn.rule.proxyHeaderTimeout(), func() { s.spawn(read) }) {

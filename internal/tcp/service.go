@@ -39,6 +39,10 @@ type Rule struct {
 	// DefaultMaxPendingHeaders.
 	MaxPendingHeaders int
 	Congestion        congestion.Choice
+	// Workers is how many of the engine's loops accept from each of the
+	// rule's listeners (at most all of them; zero: one). It applies to a
+	// listener when the service takes it.
+	Workers int
 }
 
 // Deps are the process-wide parts a Service uses.
@@ -58,12 +62,13 @@ type Service struct {
 	deps     Deps
 	ctx      context.Context // cancelled when the service is cut, to abandon dials
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup // one per connection until its access line is written
-	cutting  atomic.Bool    // live connections are being cut; late ones stop at once
-	spawn    func(func())   // runs a connection's goroutine (Deps.Workers or go)
-	setups   chan struct{}  // a slot per connection dialing; see maxSetups
-	pending  pendingHeaders // trusted senders' connections waiting for a header
-	listener sync.Mutex     // guards the following fields
+	wg       sync.WaitGroup   // one per connection until its access line is written
+	cutting  atomic.Bool      // live connections are being cut; late ones stop at once
+	spawn    func(func())     // runs a connection's goroutine (Deps.Workers or go)
+	setups   chan struct{}    // a slot per connection dialing; see maxSetups
+	pending  pendingHeaders   // trusted senders' connections waiting for a header
+	accepted func(relay.Loop) // tests only: told of each connection a loop accepts
+	listener sync.Mutex       // guards the following fields
 	lns      []*listening
 }
 
@@ -97,12 +102,13 @@ func (s *Service) Update(rule *Rule) {
 func (s *Service) Take(ln net.Listener) (serve func() error) {
 	l := &listening{ln: ln}
 	s.listener.Lock()
-	startListening(l, s.rule.Load())
-	s.openDirect(l)
+	rule := s.rule.Load()
+	startListening(l, rule)
+	s.openDirect(l, rule.Workers)
 	s.lns = append(s.lns, l)
 	s.listener.Unlock()
-	if l.file != nil {
-		return func() error { return s.acceptDirect(l) }
+	if l.direct != nil {
+		return l.direct.wait
 	}
 	return func() error { return acceptLoop(ln, func(c net.Conn) { s.start(c, l) }, s.deps.Logger) }
 }

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -21,17 +23,45 @@ import (
 // TestBackendSocketNotSupportedKeepsAccepting: a backend whose socket this
 // host cannot open must not stop the listener: its address family is not
 // supported (EAFNOSUPPORT, an IPv6 backend where the kernel runs without
-// IPv6), or a security policy forbids it (EACCES). The accept loop runs on
-// a thread whose seccomp filter fails every socket(AF_INET6, ...) with the
-// errno, as such a kernel or policy does. The IPv6
-// backend is the first pick: each failed socket counts against it (it is
-// marked down after 3) and the next backend, on IPv4, serves the client;
-// the accept loop goes on and Serve does not return.
+// IPv6), or a security policy forbids it (EACCES). The engine's loops,
+// which accept and open backend sockets, may run on any thread: the test
+// runs in a child process (this test binary again) whose every thread has
+// a seccomp filter that fails each socket(AF_INET6, ...) with the errno,
+// as such a kernel or policy does. The IPv6 backend is the first pick:
+// each failed socket counts against it (it is marked down after 3) and the
+// next backend, on IPv4, serves the client; the loops go on accepting and
+// Serve does not return.
 func TestBackendSocketNotSupportedKeepsAccepting(t *testing.T) {
+	if name := os.Getenv(socketFailEnv); name != "" {
+		errno := unix.EAFNOSUPPORT
+		if name == unix.ErrnoName(unix.EACCES) {
+			errno = unix.EACCES
+		}
+		if err := denyIPv6Sockets(errno); err != nil {
+			t.Fatalf("seccomp: %v", err)
+		}
+		if fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM, 0); err != errno {
+			unix.Close(fd)
+			t.Fatalf("an IPv6 socket under the filter: %v, want %v", err, errno)
+		}
+		testSocketRefused(t, errno)
+		return
+	}
 	for _, errno := range []unix.Errno{unix.EAFNOSUPPORT, unix.EACCES} {
-		t.Run(unix.ErrnoName(errno), func(t *testing.T) { testSocketRefused(t, errno) })
+		t.Run(unix.ErrnoName(errno), func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestBackendSocketNotSupportedKeepsAccepting$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), socketFailEnv+"="+unix.ErrnoName(errno))
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "--- PASS") {
+				t.Fatalf("the child under the filter: %v\n%s", err, out)
+			}
+		})
 	}
 }
+
+// socketFailEnv names the errno that a child of
+// TestBackendSocketNotSupportedKeepsAccepting fails IPv6 sockets with.
+const socketFailEnv = "SLUICE_TEST_IPV6_SOCKET_ERRNO"
 
 // testSocketRefused runs TestBackendSocketNotSupportedKeepsAccepting with
 // IPv6 sockets failing with errno.
@@ -56,17 +86,7 @@ func testSocketRefused(t *testing.T, errno unix.Errno) {
 	svc := NewService(&Rule{Name: "t", Pool: pool},
 		Deps{Logger: logger, Pools: relay.NewPools(0), Engine: engine, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
 	served := make(chan error, 1)
-	go func() {
-		// The thread dies with this goroutine (it stays locked), and its
-		// filter with it; threads the runtime starts later do not inherit
-		// it (a locked thread hands their start to the template thread).
-		runtime.LockOSThread()
-		if err := denyIPv6Sockets(errno); err != nil {
-			served <- err
-			return
-		}
-		served <- svc.Serve(ln)
-	}()
+	go func() { served <- svc.Serve(ln) }()
 	t.Cleanup(func() {
 		svc.CloseListeners()
 		select {
@@ -105,10 +125,10 @@ func testSocketRefused(t *testing.T, errno unix.Errno) {
 	}
 }
 
-// denyIPv6Sockets installs, on the calling thread only, a seccomp filter
-// under which socket(AF_INET6, ...) fails with errno. (The system
-// call's first argument is read as the low word of a little-endian
-// 64-bit slot.)
+// denyIPv6Sockets installs, on every thread of the process (TSYNC; new
+// threads inherit it), a seccomp filter under which socket(AF_INET6, ...)
+// fails with errno. (The system call's first argument is read as the low
+// word of a little-endian 64-bit slot.)
 func denyIPv6Sockets(errno unix.Errno) error {
 	const argsOffset = 16 // offsetof(struct seccomp_data, args)
 	prog := []unix.SockFilter{
@@ -120,8 +140,13 @@ func denyIPv6Sockets(errno unix.Errno) error {
 		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
 	}
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	runtime.LockOSThread() // no_new_privs is the calling thread's
+	defer runtime.UnlockOSThread()
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return err
 	}
-	return unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fprog)), 0, 0)
+	if _, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog))); e != 0 {
+		return e
+	}
+	return nil
 }

@@ -28,6 +28,7 @@ type reloadModel struct {
 	betaLeast                 bool // beta: balance round-robin or least-conn
 	betaIdleLong              bool // beta: idle_timeout 1m or 2m
 	deltaOn                   bool // delta is in the config
+	workers                   int  // [defaults] workers; zero: the key is left out
 }
 
 // ruleText is one [[rule]] table of the config.
@@ -63,6 +64,9 @@ func (m reloadModel) rules() []ruleText {
 func (m reloadModel) render(rules []ruleText) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "log_format = \"json\"\nadmin = %q\n\n[defaults]\nconnect_timeout = \"2s\"\ndrain_timeout = \"2m\"\n", m.admin)
+	if m.workers > 0 {
+		fmt.Fprintf(&sb, "workers = %d\n", m.workers)
+	}
 	for _, r := range rules {
 		sb.WriteString("\n[[rule]]\n" + r.text)
 	}
@@ -250,9 +254,18 @@ func checkRules(t *testing.T, api *adminClient, m reloadModel) {
 // must come through byte-exact, the one on a removed rule included; every
 // reload must report what it changed. Then bad configs are reloaded both
 // ways: nothing changes, the traffic goes on, and the errors are reported.
-func TestReloadUnderLoad(t *testing.T) {
+func TestReloadUnderLoad(t *testing.T) { testReloadUnderLoad(t, 0) }
+
+// TestReloadUnderLoadTwoWorkers is TestReloadUnderLoad with two event
+// loops accepting for every rule (workers = 2): the listeners that a
+// reload moves or removes leave both loops' sets, and not one connection
+// to a rule that stays fails.
+func TestReloadUnderLoadTwoWorkers(t *testing.T) { testReloadUnderLoad(t, 2) }
+
+// testReloadUnderLoad runs TestReloadUnderLoad with the given workers.
+func testReloadUnderLoad(t *testing.T, workers int) {
 	t.Parallel()
-	var m reloadModel
+	m := reloadModel{workers: workers}
 	for i := range m.backends {
 		m.backends[i] = startBackend(t, echo).addr
 	}
@@ -292,6 +305,10 @@ func TestReloadUnderLoad(t *testing.T) {
 
 	l.halt()
 	l.checkChurn()
+	// SIGTERM with the streams still flowing: the drain waits for them,
+	// byte-exact, whichever loop relays them.
+	p.signal(syscall.SIGTERM)
+	p.wait("the drain", isMsg("stopping: draining live connections"))
 	for _, s := range streams {
 		n := s.finish(t)
 		rec := s.access(p)
@@ -300,7 +317,6 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		t.Logf("stream %s moved %d bytes each way", s.name, n)
 	}
-	p.signal(syscall.SIGTERM)
 	if code, err := p.waitExit(waitLimit); code != 0 {
 		t.Fatalf("sluice exit code %d (%v) after SIGTERM, want 0", code, err)
 	}

@@ -11,10 +11,14 @@ import (
 
 // upgradeConfig is the hitless-upgrade test's config: admin API on
 // addrs[0], rules alpha, beta and gamma on addrs[1:] to the given echo
-// backends, and a drain timeout far beyond the test's length.
-func upgradeConfig(backends []string) func(addrs []string) string {
+// backends, and a drain timeout far beyond the test's length; workers,
+// unless zero, in [defaults].
+func upgradeConfig(backends []string, workers int) func(addrs []string) string {
 	return func(addrs []string) string {
 		text := fmt.Sprintf("log_format = \"json\"\nadmin = %q\n\n[defaults]\ndrain_timeout = \"5m\"\n", addrs[0])
+		if workers > 0 {
+			text += fmt.Sprintf("workers = %d\n", workers)
+		}
 		for i, name := range []string{"alpha", "beta", "gamma"} {
 			text += fmt.Sprintf("\n[[rule]]\nname = %q\nlisten = %q\nbackends = [%q]\n", name, addrs[1+i], backends[i])
 		}
@@ -28,14 +32,22 @@ func upgradeConfig(backends []string) func(addrs []string) string {
 // The old process keeps relaying its streams, byte-exact, and exits 0 once
 // they end. Then the new process is upgraded in turn, with the clients
 // still going, and the third one stops cleanly on SIGTERM.
-func TestHitlessUpgrade(t *testing.T) {
+func TestHitlessUpgrade(t *testing.T) { testHitlessUpgrade(t, 0) }
+
+// TestHitlessUpgradeTwoWorkers is TestHitlessUpgrade with two event loops
+// accepting for every rule (workers = 2): the listening socket that both
+// loops watch is handed over as one, and not one connection fails.
+func TestHitlessUpgradeTwoWorkers(t *testing.T) { testHitlessUpgrade(t, 2) }
+
+// testHitlessUpgrade runs TestHitlessUpgrade with the given workers.
+func testHitlessUpgrade(t *testing.T, workers int) {
 	t.Parallel()
 	var backends []string
 	for range 3 {
 		backends = append(backends, startBackend(t, echo).addr)
 	}
 	var g *group
-	_, addrs, _ := launchOps(t, 4, upgradeConfig(backends), func(path string) *proc {
+	_, addrs, _ := launchOps(t, 4, upgradeConfig(backends, workers), func(path string) *proc {
 		g = startGroup(t, "-c", path)
 		return g.proc
 	})

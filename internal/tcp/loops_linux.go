@@ -1,0 +1,164 @@
+package tcp
+
+import (
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"sluice/internal/rawsock"
+	"sluice/internal/relay"
+)
+
+// loopAccept is a listener whose connections the engine's loops accept
+// (relay.Watch): the rule's workers of them watch one listening socket,
+// the kernel wakes one per connection, and that loop accepts a batch and
+// sets each connection up and relays it itself. Loops accept at once, so
+// all of this is safe for concurrent use.
+type loopAccept struct {
+	fd     int // a duplicate of the listener's socket, for raw accepts
+	addr   net.Addr
+	watch  *relay.Watch
+	logger *slog.Logger
+
+	// pausing is set while a shortage episode lasts: the next connection
+	// set up ends it, and says so.
+	pausing atomic.Bool
+	mu      sync.Mutex    // guards the following fields
+	delay   time.Duration // the current back-off; zero outside an episode
+	paused  bool          // out of the loops' sets until a timer resumes it
+	ended   bool          // the loops stop accepting for good
+	failed  error         // why, when the listener failed under sluice
+	done    chan struct{} // closed when ended is set
+}
+
+// newLoopAccept returns the loop accept state of the socket fd.
+func newLoopAccept(fd int, addr net.Addr, logger *slog.Logger) *loopAccept {
+	return &loopAccept{fd: fd, addr: addr, logger: logger, done: make(chan struct{})}
+}
+
+// wait returns once the loops have stopped accepting: nil when sluice
+// closed the listener, the error when it failed.
+func (a *loopAccept) wait() error {
+	<-a.done
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.failed
+}
+
+// shortage takes the listener out of every loop's set for a back-off that
+// starts at 5 ms and doubles to 1 s, with one warning per episode: a
+// level-triggered listener that a loop cannot accept from would wake it
+// again at once. A shortage seen while paused already (another loop's, at
+// the same moment) changes nothing.
+func (a *loopAccept) shortage(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.paused || a.ended {
+		return
+	}
+	if a.delay == 0 {
+		a.delay = minAcceptDelay
+		a.logger.Warn("accept paused: "+describe(err), "listen", a.addr.String(), "error", err.Error())
+	} else {
+		a.delay = min(2*a.delay, maxAcceptDelay)
+	}
+	a.paused = true
+	a.pausing.Store(true)
+	a.watch.Pause()
+	time.AfterFunc(a.delay, func() {
+		a.mu.Lock()
+		a.paused = false
+		a.mu.Unlock()
+		a.watch.Resume()
+	})
+}
+
+// recovered ends a shortage episode once a connection was set up again.
+func (a *loopAccept) recovered() {
+	if !a.pausing.Load() {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.paused || a.delay == 0 {
+		return
+	}
+	a.delay = 0
+	a.pausing.Store(false)
+	a.logger.Info("accepting again", "listen", a.addr.String())
+}
+
+// fail stops every loop accepting from a listener that failed under
+// sluice, for good; wait returns err.
+func (a *loopAccept) fail(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ended {
+		return
+	}
+	a.watch.Pause()
+	a.failed = err
+	a.end()
+}
+
+// close takes the listener off the loops and closes its duplicate socket
+// once no loop can accept from it; wait then returns nil, unless the
+// listener had failed before.
+func (a *loopAccept) close() {
+	a.watch.Close()
+	unix.Close(a.fd)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.ended {
+		a.end()
+	}
+}
+
+// end records that the loops stopped accepting. Called with mu held.
+func (a *loopAccept) end() {
+	a.ended = true
+	close(a.done)
+}
+
+// acceptOn runs on the engine loop at when l's socket has connections
+// waiting: it accepts up to a batch of them and starts each on at. A
+// shortage of descriptors or memory pauses the listener (see shortage);
+// any other error, but a client that gave up, ends it.
+func (s *Service) acceptOn(l *listening, at relay.Loop) {
+	a := l.direct
+	for range acceptBatch {
+		fd, client, err := rawsock.Accept(a.fd)
+		if err == nil {
+			if s.accepted != nil {
+				s.accepted(at)
+			}
+			if err = s.startDirect(fd, client, l, at); err == nil {
+				a.recovered()
+				continue
+			}
+		}
+		switch {
+		case err == unix.EAGAIN:
+			return // wait for the next client
+		case err == unix.ECONNABORTED || err == unix.EINTR:
+			continue // the client gave up before we accepted it
+		case retryable(err):
+			a.shortage(acceptError(l, err))
+			return
+		default:
+			a.fail(acceptError(l, err))
+			return
+		}
+	}
+}
+
+// pause stops every loop accepting until resume: a connection that the
+// loop could not set up without blocking waits elsewhere meanwhile.
+func (a *loopAccept) pause() { a.watch.Pause() }
+
+// resume ends a pause.
+func (a *loopAccept) resume() { a.watch.Resume() }
