@@ -108,9 +108,8 @@ func probeSluice(ctx context.Context, o setupOptions) (forwarder, string, error)
 			" (system default here: " + congestion.SystemDefault() + ", which the bench's own sockets and the peers use)",
 			fmt.Sprintf("sluice (udp): --workers %d (that many SO_REUSEPORT sockets, a loop each)", udpLoops)},
 	}
-	f.variants = []forwarder{oneLoop(f, sluiceUDPArgv(bin, 1), "sluice-1w: sluice's UDP with --workers 1 (one socket, one loop)")}
 	if o.baseBin != "" {
-		f.variants = append(f.variants, baseSluice(ctx, o.baseBin))
+		f.variants = []forwarder{baseSluice(ctx, o.baseBin)}
 	}
 	return f, "", nil
 }
@@ -136,9 +135,9 @@ func baseSluice(ctx context.Context, bin string) forwarder {
 	}
 }
 
-// probeSluiceOneWorker is sluice with --workers 1: one event loop accepts
-// for the rule, as before rules used every loop, beside the sluice column
-// at the default (one per CPU).
+// probeSluiceOneWorker is sluice with --workers 1, for TCP and UDP: one
+// event loop serves the rule, as before rules used every loop, beside the
+// sluice column at the default (one per CPU).
 func probeSluiceOneWorker(ctx context.Context, o setupOptions) (forwarder, string, error) {
 	f, skip, err := probeSluice(ctx, o)
 	if err != nil || skip != "" {
@@ -150,8 +149,9 @@ func probeSluiceOneWorker(ctx context.Context, o setupOptions) (forwarder, strin
 		a, err := argv(dir, listen, backend)
 		return append(a, "--workers", "1"), err
 	}
-	f.udpArgv = nil // the UDP figures compare loops on their own
-	f.notes = []string{"sluice-1w: sluice with --workers 1 (one event loop accepts for the rule)"}
+	f.udpArgv = sluiceUDPArgv(o.sluiceBin, 1)
+	f.variants = nil
+	f.notes = []string{"sluice-1w: sluice with --workers 1 (one event loop accepts for the rule; its UDP: one socket, one loop)"}
 	return f, "", nil
 }
 

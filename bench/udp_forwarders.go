@@ -25,7 +25,7 @@ func sluiceUDPArgv(bin string, workers int) func(dir, listen, backend string) ([
 	}
 }
 
-// oneLoop returns the UDP-only column of f (sluice or nginx) run with one
+// oneLoop returns the UDP-only column of f (nginx) run with one
 // event loop, named f's name with "-1w".
 func oneLoop(f forwarder, udpArgv func(dir, listen, backend string) ([]string, error), note string) forwarder {
 	return forwarder{peer: f.peer, name: f.name + "-1w", version: f.version, udpArgv: udpArgv, notes: []string{note}}
