@@ -375,110 +375,6 @@ func testIdleHoldsNothing(t *testing.T, e *Engine) {
 	}
 }
 
-// waitLent waits, boundedly, for the relay goroutines to return what they
-// borrowed after the last byte was delivered, and returns what is still lent.
-func waitLent(pools *Pools) int64 {
-	for i := 0; i < 200 && pools.lent.Load() != 0; i++ {
-		time.Sleep(5 * time.Millisecond)
-	}
-	return pools.lent.Load()
-}
-
-// newParker returns a parker that is closed when the test ends.
-func newParker(t *testing.T) *Parker {
-	t.Helper()
-	p, err := NewParker()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
-
-// waitParked waits, boundedly, until n directions are parked.
-func waitParked(t *testing.T, p *Parker, n int) {
-	t.Helper()
-	for i := 0; i < 400 && p.Parked() != n; i++ {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if got := p.Parked(); got != n {
-		t.Fatalf("%d directions parked, want %d", got, n)
-	}
-}
-
-// TestParkedRelayWakes: an idle relay gives up both goroutines, and data
-// in either direction wakes it again, many times over.
-func TestParkedRelayWakes(t *testing.T) {
-	parker := newParker(t)
-	p := startPair(t, "tcp", Options{Parker: parker, ParkAfter: 20 * time.Millisecond})
-	buf := make([]byte, 5)
-	for i := 0; i < 5; i++ {
-		waitParked(t, parker, 2)
-		p.client.Write([]byte("hello"))
-		if _, err := io.ReadFull(p.server, buf); err != nil || string(buf) != "hello" {
-			t.Fatalf("round %d up: %q %v", i, buf, err)
-		}
-		waitParked(t, parker, 2)
-		p.server.Write([]byte("world"))
-		if _, err := io.ReadFull(p.client, buf); err != nil || string(buf) != "world" {
-			t.Fatalf("round %d down: %q %v", i, buf, err)
-		}
-	}
-	waitParked(t, parker, 2)
-	p.client.(*net.TCPConn).CloseWrite()
-	if _, err := io.ReadAll(p.server); err != nil {
-		t.Fatal(err)
-	}
-	p.server.Close()
-	if r := p.wait(t); r.End != access.EOF || r.Up != 25 || r.Down != 25 {
-		t.Fatalf("result %+v", r)
-	}
-	waitParked(t, parker, 0)
-}
-
-// TestParkedIdleTimeout: the idle limit holds while both directions are parked.
-func TestParkedIdleTimeout(t *testing.T) {
-	parker := newParker(t)
-	p := startPair(t, "tcp", Options{Parker: parker, ParkAfter: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
-	waitParked(t, parker, 2)
-	if r := p.wait(t); r.End != access.IdleTimeout {
-		t.Fatalf("result %+v", r)
-	}
-	waitParked(t, parker, 0)
-}
-
-// TestParkedStop: stopping a parked relay finishes it exactly once.
-func TestParkedStop(t *testing.T) {
-	parker := newParker(t)
-	p := startPair(t, "tcp", Options{Parker: parker, ParkAfter: 10 * time.Millisecond})
-	waitParked(t, parker, 2)
-	p.relay.Stop(access.Drained)
-	if r := p.wait(t); r.End != access.Drained {
-		t.Fatalf("result %+v", r)
-	}
-	select {
-	case r := <-p.result:
-		t.Fatalf("relay finished twice: %+v", r)
-	case <-time.After(50 * time.Millisecond):
-	}
-}
-
-// TestParkedReset: a reset reaching a parked relay is passed on.
-func TestParkedReset(t *testing.T) {
-	parker := newParker(t)
-	p := startPair(t, "tcp", Options{Parker: parker, ParkAfter: 10 * time.Millisecond})
-	waitParked(t, parker, 2)
-	p.server.(*net.TCPConn).SetLinger(0)
-	p.server.Close()
-	p.client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := p.client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("client got %v, want connection reset", err)
-	}
-	if r := p.wait(t); r.End != access.Reset {
-		t.Fatalf("result %+v", r)
-	}
-}
-
 // TestBandwidth: a limited relay does not move bytes faster than its rate
 // (a lower bound on the time taken, which a slow machine cannot break), and
 // still delivers every byte.
@@ -668,4 +564,13 @@ func testBusyThenHalfClose(t *testing.T, e *Engine) {
 	if r := p.wait(t); r.End != access.EOF || r.Up != 15 || r.Down != 15 {
 		t.Fatalf("result %+v, want eof after 15 bytes each way", r)
 	}
+}
+
+// waitLent waits, boundedly, for the relay goroutines to return what they
+// borrowed after the last byte was delivered, and returns what is still lent.
+func waitLent(pools *Pools) int64 {
+	for i := 0; i < 200 && pools.lent.Load() != 0; i++ {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return pools.lent.Load()
 }
