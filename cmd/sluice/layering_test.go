@@ -12,23 +12,24 @@ import (
 // not. The direction is cmd → server → {tcp, udp, admin} → the leaves; a
 // package missing here may depend on nothing of sluice's own.
 var layers = map[string][]string{
-	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock"},
-	"internal/tcp":        {"internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock"},
-	"internal/udp":        {"internal/access", "internal/epoll", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion", "internal/rawsock"},
+	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock", "internal/endpoint"},
+	"internal/tcp":        {"internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock", "internal/endpoint"},
+	"internal/udp":        {"internal/access", "internal/epoll", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion", "internal/rawsock", "internal/endpoint"},
 	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/access"},
 	"internal/metrics":    {"internal/access"},
 	"internal/access":     {},
-	"internal/backend":    {"internal/congestion", "internal/rawsock"},
+	"internal/backend":    {"internal/congestion", "internal/endpoint", "internal/rawsock"},
 	"internal/admit":      {"internal/access"},
 	"internal/conntrack":  {"internal/access"},
 	"internal/relay":      {"internal/epoll", "internal/access", "internal/rawsock"},
 	"internal/epoll":      {},
 	"internal/proxyproto": {},
-	"internal/config":     {"internal/congestion"},
+	"internal/config":     {"internal/congestion", "internal/endpoint"},
 	"internal/congestion": {},
 	"internal/workers":    {},
 	"internal/rawsock":    {},
 	"internal/handover":   {},
+	"internal/endpoint":   {},
 }
 
 // leaves may import only the standard library and these modules.
@@ -41,6 +42,7 @@ var leaves = map[string][]string{
 	"internal/config":     {"github.com/pelletier/go-toml/v2", "golang.org/x/sys/"},
 	"internal/congestion": {"golang.org/x/sys/"},
 	"internal/handover":   {},
+	"internal/endpoint":   {},
 }
 
 // TestLayering holds the dependency direction of the packages, as

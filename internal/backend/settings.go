@@ -1,12 +1,11 @@
 package backend
 
 import (
-	"net"
 	"reflect"
-	"strconv"
 	"time"
 
 	"sluice/internal/congestion"
+	"sluice/internal/endpoint"
 )
 
 // Settings is what a Pool is built from: one rule's backends and how they
@@ -48,25 +47,8 @@ type Target struct {
 }
 
 // Address is where a backend listens: Network "tcp" with Host and Port, or
-// Network "unix" with Path. Its fields are those of config.Address, so the
-// server converts one into the other.
-type Address struct {
-	Network string
-	// Host is an IP literal (without brackets), a DNS name, or empty for
-	// 127.0.0.1.
-	Host string
-	Port uint16
-	Path string
-}
-
-// String returns the address as a user writes it: "host:port",
-// "[v6]:port", ":port" or "unix:/path".
-func (a Address) String() string {
-	if a.Network == "unix" {
-		return "unix:" + a.Path
-	}
-	return net.JoinHostPort(a.Host, strconv.Itoa(int(a.Port)))
-}
+// Network "unix" with Path; the same type as the config's.
+type Address = endpoint.Address
 
 // HealthCheck is a rule's active health check of its backends.
 type HealthCheck struct {

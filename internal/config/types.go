@@ -4,12 +4,11 @@
 package config
 
 import (
-	"net"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"sluice/internal/congestion"
+	"sluice/internal/endpoint"
 )
 
 // Config is a complete, validated sluice configuration. Durations, sizes and
@@ -43,35 +42,8 @@ func (p Protocol) HasTCP() bool { return p == TCP || p == TCPUDP }
 // HasUDP reports whether the protocol includes UDP.
 func (p Protocol) HasUDP() bool { return p == UDP || p == TCPUDP }
 
-// Address is a parsed listen or backend address.
-type Address struct {
-	// Network is "tcp" for host:port addresses and "unix" for unix:/path.
-	Network string
-	// Host is the host part: an IP literal (without brackets), a DNS name, or
-	// empty for "all addresses". Empty for unix addresses.
-	Host string
-	// Port is the numeric port, 0 for unix addresses.
-	Port uint16
-	// Path is the socket path for unix addresses.
-	Path string
-}
-
-// String returns the address as a user writes it: "host:port", "[v6]:port",
-// ":port" or "unix:/path".
-func (a Address) String() string {
-	if a.Network == "unix" {
-		return "unix:" + a.Path
-	}
-	return joinHostPort(a.Host, a.Port)
-}
-
-// DialAddress returns the address in the form net.Dial and net.Listen take.
-func (a Address) DialAddress() string {
-	if a.Network == "unix" {
-		return a.Path
-	}
-	return joinHostPort(a.Host, a.Port)
-}
+// Address is a parsed listen or backend address (see the endpoint package).
+type Address = endpoint.Address
 
 // Backend is one upstream of a rule.
 type Backend struct {
@@ -133,9 +105,4 @@ type Rule struct {
 	// sharing the address (SO_REUSEPORT), one loop each. At least 1;
 	// default runtime.GOMAXPROCS(0) when the config is built.
 	Workers int
-}
-
-// joinHostPort formats host and port, bracketing IPv6 literals.
-func joinHostPort(host string, port uint16) string {
-	return net.JoinHostPort(host, strconv.Itoa(int(port)))
 }

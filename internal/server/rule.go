@@ -168,7 +168,7 @@ func (s *Server) poolSettings(rc config.Rule) backend.Settings {
 		CongestionControl: rc.CongestionControl,
 	}
 	for _, b := range rc.Backends {
-		st.Backends = append(st.Backends, backend.Target{Address: backend.Address(b.Address), Weight: b.Weight, Backup: b.Backup})
+		st.Backends = append(st.Backends, backend.Target{Address: b.Address, Weight: b.Weight, Backup: b.Backup})
 	}
 	if hc := rc.HealthCheck; hc != nil {
 		h := backend.HealthCheck(*hc)

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"sluice/internal/backend"
 	"sluice/internal/config"
 	"sluice/internal/testkit/loopback"
 )
@@ -321,22 +320,5 @@ func TestReloadRenameRenamesPool(t *testing.T) {
 	_, _, err := pool.Dial(t.Context(), netip.MustParseAddr("127.0.0.1"))
 	if err == nil || !strings.Contains(err.Error(), `rule "new"`) {
 		t.Fatalf("dial through the renamed rule's pool: %v, want an error naming rule \"new\"", err)
-	}
-}
-
-// TestBackendAddressFromConfig: the pool's address, converted from the
-// config's, reads as the config's does (in logs, errors and the API).
-func TestBackendAddressFromConfig(t *testing.T) {
-	for _, a := range []config.Address{
-		{Network: "tcp", Host: "192.0.2.1", Port: 80},
-		{Network: "tcp", Host: "2001:db8::1", Port: 443},
-		{Network: "tcp", Host: "fe80::1%eth0", Port: 8080},
-		{Network: "tcp", Port: 53},
-		{Network: "tcp", Host: "db.internal", Port: 5432},
-		{Network: "unix", Path: "/run/app.sock"},
-	} {
-		if got, want := backend.Address(a).String(), a.String(); got != want {
-			t.Errorf("backend.Address(%#v) reads %q, the config's %q", a, got, want)
-		}
 	}
 }
