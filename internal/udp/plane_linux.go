@@ -95,6 +95,7 @@ func (l *loopPlane) serve(sock *Socket) error {
 		}
 		l.m.receiveFailed(err)
 	}
+	l.m.receiving() // set up again after a backoff: it reads its socket, say so
 	defer l.teardown()
 	return l.loop()
 }
