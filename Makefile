@@ -50,6 +50,9 @@ bigendian:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./internal/proxyproto
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run '^$$' -fuzz '^FuzzClientHello$$' -fuzztime $(FUZZTIME) ./internal/sniff
+	$(GO) test -run '^$$' -fuzz '^FuzzHTTPHost$$' -fuzztime $(FUZZTIME) ./internal/sniff
+	$(GO) test -run '^$$' -fuzz '^FuzzPrefixes$$' -fuzztime $(FUZZTIME) ./internal/sniff
 
 bench-smoke:
 	$(GO) run ./bench -smoke

@@ -30,6 +30,7 @@ var layers = map[string][]string{
 	"internal/rawsock":    {},
 	"internal/handover":   {},
 	"internal/endpoint":   {},
+	"internal/sniff":      {},
 }
 
 // leaves may import only the standard library and these modules.
@@ -43,6 +44,7 @@ var leaves = map[string][]string{
 	"internal/congestion": {"golang.org/x/sys/"},
 	"internal/handover":   {},
 	"internal/endpoint":   {},
+	"internal/sniff":      {},
 }
 
 // TestLayering holds the dependency direction of the packages, as
