@@ -3,9 +3,8 @@
 // (its Host), an SSH banner or a PROXY protocol header. Every function is a
 // pure function over a byte slice: no sockets, no writes to the slice
 // (ClientHello copies a hello that spans records), no panic and no read out
-// of bounds whatever the bytes, and an
-// answer that does not change as more bytes arrive (a verdict other than
-// NeedMore is final).
+// of bounds whatever the bytes, and an answer that does not change as more
+// bytes arrive (a verdict other than NeedMore is final).
 //
 // It is used by the router that issue 15 adds; nothing else in sluice uses
 // it yet.
