@@ -30,7 +30,7 @@ var layers = map[string][]string{
 	"internal/rawsock":    {},
 	"internal/handover":   {},
 	"internal/endpoint":   {},
-	"internal/sniff":      {},
+	"internal/sniff":      {"internal/proxyproto"},
 }
 
 // leaves may import only the standard library and these modules.

@@ -70,3 +70,10 @@ func (h Header) AppendV2(b []byte) []byte {
 	b = binary.BigEndian.AppendUint16(b, src.Port())
 	return binary.BigEndian.AppendUint16(b, dst.Port())
 }
+
+// V1Prefix and V2Signature are how a PROXY header of version 1 and 2
+// starts, for those who only need to recognise one (see internal/sniff).
+const (
+	V1Prefix    = v1Prefix
+	V2Signature = v2Signature
+)

@@ -10,6 +10,8 @@
 // it yet.
 package sniff
 
+import "sluice/internal/proxyproto"
+
 // MaxPeek is how many bytes are considered at most: a client that sends more
 // than this without a complete ClientHello or HTTP header block matches
 // nothing.
@@ -46,14 +48,6 @@ func (v Verdict) String() string {
 // section 4.2).
 const sshPrefix = "SSH-2.0-"
 
-// proxyV1Prefix and proxyV2Signature start a PROXY protocol header of
-// version 1 and 2. The signature is internal/proxyproto's too; it is
-// written again here so that this package stays a standard-library leaf.
-const (
-	proxyV1Prefix    = "PROXY "
-	proxyV2Signature = "\r\n\r\n\x00\r\nQUIT\n"
-)
-
 // SSH says whether b starts with an SSH 2 client's banner.
 func SSH(b []byte) Verdict {
 	return prefix(b, sshPrefix)
@@ -62,7 +56,7 @@ func SSH(b []byte) Verdict {
 // Proxy says whether b starts with a PROXY protocol header, version 1 or 2.
 // It checks the signature only; internal/proxyproto parses the header.
 func Proxy(b []byte) Verdict {
-	v1, v2 := prefix(b, proxyV1Prefix), prefix(b, proxyV2Signature)
+	v1, v2 := prefix(b, proxyproto.V1Prefix), prefix(b, proxyproto.V2Signature)
 	switch {
 	case v1 == Match || v2 == Match:
 		return Match
