@@ -16,7 +16,8 @@ import (
 // listeners itself (the reload, then the stop) is no failure.
 func TestHealthFollowsListeners(t *testing.T) {
 	a1 := echoServer(t, "a1")
-	l1, l2 := freeAddr(t), freeAddr(t)
+	free := freeAddrs(t, 2)
+	l1, l2 := free[0], free[1]
 	srv := startServer(t, parse(t, ruleTOML("a", l1, a1)+ruleTOML("b", freeAddr(t), a1)))
 	if ok, why := srv.Healthy(); !ok {
 		t.Fatalf("healthy after start: false (%s)", why)

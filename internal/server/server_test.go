@@ -31,6 +31,23 @@ func echoServer(t *testing.T, name string) string {
 // freeAddr returns a loopback address nothing listens on right now.
 func freeAddr(t *testing.T) string { return loopback.Refusing(t) }
 
+// freeAddrs returns n distinct loopback addresses nothing listens on: all
+// are picked while the others are still held, so the kernel cannot hand
+// out one port twice, as freeAddr called n times may.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("pick a free port: %v", err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
+	}
+	return addrs
+}
+
 // parse builds a config from TOML text.
 func parse(t *testing.T, text string) *config.Config {
 	t.Helper()
@@ -87,7 +104,8 @@ func (c *client) ask(t *testing.T, line string) string {
 
 func TestReloadByDiff(t *testing.T) {
 	a1, b1, b2, c1 := echoServer(t, "a1"), echoServer(t, "b1"), echoServer(t, "b2"), echoServer(t, "c1")
-	la, lb, lc, lgone := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	free := freeAddrs(t, 4)
+	la, lb, lc, lgone := free[0], free[1], free[2], free[3]
 	srv := startServer(t, parse(t, ruleTOML("a", la, a1)+ruleTOML("b", lb, b1)+ruleTOML("gone", lgone, a1)))
 
 	liveA := dial(t, la)
@@ -133,7 +151,8 @@ func TestReloadByDiff(t *testing.T) {
 
 func TestReloadMovesListener(t *testing.T) {
 	a1 := echoServer(t, "a1")
-	l1, l2 := freeAddr(t), freeAddr(t)
+	free := freeAddrs(t, 2)
+	l1, l2 := free[0], free[1]
 	srv := startServer(t, parse(t, ruleTOML("a", l1, a1)))
 	live := dial(t, l1)
 	live.ask(t, "hi")
@@ -156,7 +175,8 @@ func TestReloadMovesListener(t *testing.T) {
 // be bound is refused whole, with every error, and the old rules serve on.
 func TestReloadFailureChangesNothing(t *testing.T) {
 	a1, a2 := echoServer(t, "a1"), echoServer(t, "a2")
-	la, lnew := freeAddr(t), freeAddr(t)
+	free := freeAddrs(t, 2)
+	la, lnew := free[0], free[1]
 	busy1, busy2 := echoServer(t, "busy"), echoServer(t, "busy")
 	srv := startServer(t, parse(t, ruleTOML("a", la, a1)))
 	_, err := srv.Reload(parse(t, ruleTOML("a", la, a2)+ruleTOML("n", lnew, a1)+ruleTOML("x", busy1, a1)+ruleTOML("y", busy2, a1)))
@@ -274,7 +294,8 @@ func TestReloadRightAfterStart(t *testing.T) {
 	testHookServe = func() { held.Do(func() { <-release }) }
 	t.Cleanup(func() { testHookServe = nil })
 	a1 := echoServer(t, "a1")
-	l1, l2 := freeAddr(t), freeAddr(t)
+	free := freeAddrs(t, 2)
+	l1, l2 := free[0], free[1]
 	srv := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := srv.Start(parse(t, ruleTOML("a", l1, a1))); err != nil {
 		t.Fatal(err)
@@ -309,7 +330,8 @@ func TestReloadRightAfterStart(t *testing.T) {
 // the new name (in its errors and logs), as every other setting of the
 // pool takes the new value.
 func TestReloadRenameRenamesPool(t *testing.T) {
-	l, dead := freeAddr(t), freeAddr(t)
+	free := freeAddrs(t, 2)
+	l, dead := free[0], free[1]
 	srv := startServer(t, parse(t, ruleTOML("old", l, dead)))
 	if _, err := srv.Reload(parse(t, ruleTOML("new", l, dead))); err != nil {
 		t.Fatal(err)
