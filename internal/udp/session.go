@@ -46,6 +46,10 @@ type session struct {
 	up      sender       // the backend socket, once ready
 	traffic counters
 	dropped atomic.Int64
+	// sending is held (read) by a forward from its send to its count, and
+	// (write) by finish before it reads the counts: a datagram the backend
+	// has is in the access line, however late the forwarding goroutine runs.
+	sending sync.RWMutex
 
 	mu sync.Mutex // guards the following fields
 	// owned: the plane holds the session's backend socket (conn for
@@ -78,8 +82,10 @@ func (ss *session) forward(b *batch, now int64) {
 	if !ss.ready.Load() && ss.queue(b) {
 		return
 	}
+	ss.sending.RLock()
 	sent, bytes, err := ss.up.send(b, nil, false)
 	ss.count(true, sent, bytes, len(b.idx))
+	ss.sending.RUnlock()
 	if err != nil && unreachable(err) {
 		ss.fail(err)
 	}
@@ -214,6 +220,8 @@ func (ss *session) finish() {
 	ss.mu.Lock()
 	end, err := ss.end, ss.endErr
 	ss.mu.Unlock()
+	ss.sending.Lock() // a forward between its send and its count finishes first
+	ss.sending.Unlock()
 	if !svc.fold(ss, err) {
 		svc.logAccess(ss, ss.backend.Address().String(), end, err)
 	}
