@@ -221,10 +221,10 @@ func (ss *session) finish() {
 	end, err := ss.end, ss.endErr
 	ss.mu.Unlock()
 	ss.sending.Lock() // a forward between its send and its count finishes first
-	ss.sending.Unlock()
 	if !svc.fold(ss, err) {
 		svc.logAccess(ss, ss.backend.Address().String(), end, err)
 	}
+	ss.sending.Unlock()
 	svc.wg.Done()
 }
 
