@@ -12,9 +12,9 @@ import (
 // not. The direction is cmd → server → {tcp, udp, admin} → the leaves; a
 // package missing here may depend on nothing of sluice's own.
 var layers = map[string][]string{
-	"internal/server":     {"internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock", "internal/endpoint"},
-	"internal/tcp":        {"internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock", "internal/endpoint"},
-	"internal/udp":        {"internal/access", "internal/epoll", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion", "internal/rawsock", "internal/endpoint"},
+	"internal/server":     {"internal/backoff", "internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock", "internal/endpoint"},
+	"internal/tcp":        {"internal/backoff", "internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock", "internal/endpoint"},
+	"internal/udp":        {"internal/backoff", "internal/access", "internal/epoll", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion", "internal/rawsock", "internal/endpoint"},
 	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/access"},
 	"internal/metrics":    {"internal/access"},
 	"internal/access":     {},
@@ -30,6 +30,7 @@ var layers = map[string][]string{
 	"internal/rawsock":    {},
 	"internal/handover":   {},
 	"internal/endpoint":   {},
+	"internal/backoff":    {},
 	"internal/sniff":      {"internal/proxyproto"},
 }
 

@@ -9,12 +9,8 @@ import (
 	"os"
 	"syscall"
 	"time"
-)
 
-// Backoff bounds for accept errors that a retry can cure, as in net/http.
-const (
-	minAcceptDelay = 5 * time.Millisecond
-	maxAcceptDelay = time.Second
+	"sluice/internal/backoff"
 )
 
 // acceptLoop accepts on ln until it is closed, passing each connection to
@@ -34,13 +30,12 @@ func acceptLoop(ln net.Listener, handle func(net.Conn), logger *slog.Logger) err
 // the loop: it backs off from 5 ms doubling to 1 s and says so once per
 // episode. It returns nil when ln is closed and the error otherwise.
 func acceptEach(ln net.Listener, accept func() error, logger *slog.Logger) error {
-	var delay time.Duration
+	var delay backoff.Delay
 	for {
 		err := accept()
 		if err == nil {
-			if delay > 0 {
+			if delay.Reset() {
 				logger.Info("accepting again", "listen", ln.Addr().String())
-				delay = 0
 			}
 			continue
 		}
@@ -53,13 +48,11 @@ func acceptEach(ln net.Listener, accept func() error, logger *slog.Logger) error
 		if !retryable(err) {
 			return err
 		}
-		if delay == 0 {
-			delay = minAcceptDelay
+		wait, first := delay.Next()
+		if first {
 			logger.Warn("accept paused: "+describe(err), "listen", ln.Addr().String(), "error", err.Error())
-		} else {
-			delay = min(2*delay, maxAcceptDelay)
 		}
-		time.Sleep(delay)
+		time.Sleep(wait)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"sluice/internal/backoff"
 	"sluice/internal/rawsock"
 	"sluice/internal/relay"
 )
@@ -28,7 +29,7 @@ type loopAccept struct {
 	// set up ends it, and says so.
 	pausing atomic.Bool
 	mu      sync.Mutex    // guards the following fields
-	delay   time.Duration // the current back-off; zero outside an episode
+	delay   backoff.Delay // the current back-off; none outside an episode
 	paused  bool          // out of the loops' sets until a timer resumes it
 	ended   bool          // the loops stop accepting for good
 	failed  error         // why, when the listener failed under sluice
@@ -60,16 +61,14 @@ func (a *loopAccept) shortage(err error) {
 	if a.paused || a.ended {
 		return
 	}
-	if a.delay == 0 {
-		a.delay = minAcceptDelay
+	wait, first := a.delay.Next()
+	if first {
 		a.logger.Warn("accept paused: "+describe(err), "listen", a.addr.String(), "error", err.Error())
-	} else {
-		a.delay = min(2*a.delay, maxAcceptDelay)
 	}
 	a.paused = true
 	a.pausing.Store(true)
 	a.watch.Pause()
-	time.AfterFunc(a.delay, func() {
+	time.AfterFunc(wait, func() {
 		a.mu.Lock()
 		a.paused = false
 		a.mu.Unlock()
@@ -84,10 +83,9 @@ func (a *loopAccept) recovered() {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.paused || a.delay == 0 {
+	if a.paused || !a.delay.Reset() {
 		return
 	}
-	a.delay = 0
 	a.pausing.Store(false)
 	a.logger.Info("accepting again", "listen", a.addr.String())
 }

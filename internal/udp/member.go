@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"sluice/internal/backoff"
 )
 
 // member is one listening socket of a rule's group and what serves it: its
@@ -26,7 +28,7 @@ type member struct {
 	once  sync.Once // notes that the socket is no longer read
 
 	totals    counters      // over every session of the member, finished or not
-	readDelay time.Duration // backoff after receive errors; the plane's reading goroutine's
+	readDelay backoff.Delay // after receive errors; the plane's reading goroutine's
 
 	mu       sync.Mutex // guards sessions
 	sessions map[peer]*session
@@ -52,20 +54,17 @@ func (m *member) readingStopped() {
 // socket (out of memory, say): reading never stops for it, but backs off
 // from 5 ms doubling to 1 s, and says so once per episode.
 func (m *member) receiveFailed(err error) {
-	if m.readDelay == 0 {
-		m.readDelay = minBackoff
+	wait, first := m.readDelay.Next()
+	if first {
 		m.svc.deps.Logger.Warn("cannot receive; backing off", "rule", m.svc.Rule().Name, "error", err.Error())
-	} else {
-		m.readDelay = min(2*m.readDelay, maxBackoff)
 	}
-	time.Sleep(m.readDelay)
+	time.Sleep(wait)
 }
 
 // receiving notes a successful receive, ending a backoff episode.
 func (m *member) receiving() {
-	if m.readDelay > 0 {
+	if m.readDelay.Reset() {
 		m.svc.deps.Logger.Info("receiving again", "rule", m.svc.Rule().Name)
-		m.readDelay = 0
 	}
 }
 

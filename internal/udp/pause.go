@@ -7,6 +7,7 @@ import (
 
 	"sluice/internal/access"
 	"sluice/internal/backend"
+	"sluice/internal/backoff"
 )
 
 // pause is a rule's state while its sessions cannot get a socket (the
@@ -20,7 +21,7 @@ import (
 // line per datagram. Each client turned away counts once per refusal in
 // the rejections (ReasonNoSocket), as a refused client does.
 type pause struct {
-	delay  time.Duration // the backoff in force; zero: not paused
+	delay  backoff.Delay // the backoff in force; none: not paused
 	until  int64         // service clock before which no socket is tried
 	err    error         // why: the last socket error, a *backend.OpenError
 	window *session      // the refusal that counts what the pause turned away; nil: none now
@@ -30,7 +31,9 @@ type pause struct {
 }
 
 // pausedLocked reports whether new sessions are paused at now.
-func (s *Service) pausedLocked(now int64) bool { return s.pause.delay > 0 && now < s.pause.until }
+func (s *Service) pausedLocked(now int64) bool {
+	return s.pause.delay.Current() > 0 && now < s.pause.until
+}
 
 // turnAwayLocked returns the refusal that counts the datagrams of clients
 // turned away by the pause, starting one with client p if there is none,
@@ -79,8 +82,7 @@ func (s *Service) mayOpen(ss *session) bool {
 // opened notes that a session's socket opened: a pause is over.
 func (s *Service) opened() {
 	s.mu.Lock()
-	was := s.pause.delay > 0
-	s.pause.delay = 0
+	was := s.pause.delay.Reset()
 	s.mu.Unlock()
 	if was {
 		s.deps.Logger.Info("opening sessions again", "rule", s.Rule().Name)
@@ -123,16 +125,12 @@ func judgeOpenFailure(err error) (pause, blame bool) {
 func (s *Service) pauseFor(err error) {
 	now := s.now()
 	s.mu.Lock()
-	first := s.pause.delay == 0
-	if first {
-		s.pause.delay = minBackoff
-	} else if now < s.pause.until {
+	if s.pausedLocked(now) {
 		s.mu.Unlock()
 		return
-	} else {
-		s.pause.delay = min(2*s.pause.delay, maxBackoff)
 	}
-	s.pause.until, s.pause.err = now+int64(s.pause.delay), err
+	wait, first := s.pause.delay.Next()
+	s.pause.until, s.pause.err = now+int64(wait), err
 	s.mu.Unlock()
 	if first {
 		s.deps.Logger.Warn("new sessions paused: cannot open sockets; backing off",

@@ -260,13 +260,6 @@ func (s *Service) Serve(socks ...*Socket) error {
 	return errors.Join(all...)
 }
 
-// Backoff bounds for failures that a retry may cure (receiving, opening a
-// session's socket), as between accepts in the TCP accept loop.
-const (
-	minBackoff = 5 * time.Millisecond
-	maxBackoff = time.Second
-)
-
 // StopReading stops taking datagrams from the socket, from any client, and
 // starts the drain clock: live sessions still carry replies back until
 // Drain ends them. (A datagram that arrives just as reading stops may still

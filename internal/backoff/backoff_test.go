@@ -1,0 +1,26 @@
+package backoff
+
+import (
+	"testing"
+	"time"
+)
+
+func TestDelay(t *testing.T) {
+	var b Delay
+	if b.Current() != 0 || b.Reset() {
+		t.Fatal("a zero Delay is no episode")
+	}
+	want := []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000}
+	for i, w := range want {
+		wait, first := b.Next()
+		if wait != w*time.Millisecond || first != (i == 0) || b.Current() != wait {
+			t.Fatalf("failure %d: wait %v first %v, want %v %v", i+1, wait, first, w*time.Millisecond, i == 0)
+		}
+	}
+	if !b.Reset() || b.Current() != 0 {
+		t.Fatal("Reset ends the episode and says one was under way")
+	}
+	if _, first := b.Next(); !first {
+		t.Fatal("a failure after Reset begins a new episode")
+	}
+}
