@@ -28,17 +28,19 @@ func unixAddr(path string) Address {
 // than taken from the package so that a changed default fails the tests.
 func wantRule(name string, listen Address, backends ...Address) Rule {
 	r := Rule{
-		Name:              name,
-		Listen:            listen,
-		Protocol:          TCP,
-		Balance:           "round-robin",
-		ConnectTimeout:    5 * time.Second,
+		Name:     name,
+		Listen:   listen,
+		Protocol: TCP,
+		Upstream: Upstream{
+			Balance:        "round-robin",
+			ConnectTimeout: 5 * time.Second,
+			ResolveTTL:     30 * time.Second,
+			Retries:        len(backends) - 1,
+		},
 		IdleTimeout:       time.Hour,
 		DrainTimeout:      30 * time.Second,
-		ResolveTTL:        30 * time.Second,
 		UDPSessionTimeout: 60 * time.Second,
 		PerIPPrefixV6:     128,
-		Retries:           len(backends) - 1,
 		Workers:           runtime.GOMAXPROCS(0),
 	}
 	for _, b := range backends {

@@ -253,13 +253,17 @@ func buildRule(s source, own, inh *ruleSpec) built {
 	listen := pick(own.listen, inh.listen)
 	backends := pick(own.backends, inh.backends)
 	r := Rule{
-		Listen:              listen.val,
-		Protocol:            pick(own.protocol, inh.protocol).or(TCP),
-		Balance:             pick(own.balance, inh.balance).or(defaultBalance),
-		ConnectTimeout:      pick(own.connectTimeout, inh.connectTimeout).or(defaultConnectTimeout),
+		Listen:   listen.val,
+		Protocol: pick(own.protocol, inh.protocol).or(TCP),
+		Upstream: Upstream{
+			Balance:        pick(own.balance, inh.balance).or(defaultBalance),
+			ConnectTimeout: pick(own.connectTimeout, inh.connectTimeout).or(defaultConnectTimeout),
+			ResolveTTL:     pick(own.resolveTTL, inh.resolveTTL).or(defaultResolveTTL),
+			ProxyProtocol:  pick(own.proxyProtocol, inh.proxyProtocol).val,
+			HealthCheck:    pick(own.health, inh.health).val,
+		},
 		IdleTimeout:         pick(own.idleTimeout, inh.idleTimeout).or(defaultIdleTimeout),
 		DrainTimeout:        pick(own.drainTimeout, inh.drainTimeout).or(defaultDrainTimeout),
-		ResolveTTL:          pick(own.resolveTTL, inh.resolveTTL).or(defaultResolveTTL),
 		Allow:               pick(own.allow, inh.allow).val,
 		Deny:                pick(own.deny, inh.deny).val,
 		MaxConnections:      pick(own.maxConns, inh.maxConns).val,
@@ -267,9 +271,7 @@ func buildRule(s source, own, inh *ruleSpec) built {
 		PerIPPrefixV6:       pick(own.perIPv6Prefix, inh.perIPv6Prefix).or(128),
 		RatePerIP:           pick(own.ratePerIP, inh.ratePerIP).val,
 		Bandwidth:           pick(own.bandwidth, inh.bandwidth).val,
-		ProxyProtocol:       pick(own.proxyProtocol, inh.proxyProtocol).val,
 		AcceptProxyProtocol: pick(own.acceptProxy, inh.acceptProxy).val,
-		HealthCheck:         pick(own.health, inh.health).val,
 		UDPSessionTimeout:   pick(own.udpSessTimeout, inh.udpSessTimeout).or(defaultUDPSessionTimeout),
 		MaxSessions:         pick(own.maxSessions, inh.maxSessions).val,
 		CongestionControl:   pick(own.congestion, inh.congestion).val,

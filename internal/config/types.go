@@ -62,23 +62,92 @@ type HealthCheck struct {
 	Expect   string        // optional bytes the reply must contain
 }
 
+// Upstream is the backend side of a rule, or of one of its routes: where
+// its clients go and how sluice talks to those backends. A route inherits
+// each key it does not set from its rule (and so from [defaults]).
+type Upstream struct {
+	Backends []Backend
+	Balance  string // round-robin | least-conn | random | source-hash | first
+
+	ConnectTimeout time.Duration // dial timeout per backend; default 5s
+	// Retries is how many further backends are tried after a failed dial.
+	// Default: every other backend once (len(Backends)-1).
+	Retries int
+	// ResolveTTL is how long a resolved backend host name is cached; default 30s.
+	ResolveTTL time.Duration
+
+	ProxyProtocol int          // 0 (off), 1 or 2: header sent to backends
+	HealthCheck   *HealthCheck // nil: no active checks
+
+	// TLS, when set, makes sluice terminate TLS for these clients
+	// ([rule.tls] or [rule.route.tls]); nil: bytes pass through as sent.
+	TLS *TLS
+	// BackendTLS, when set, makes sluice speak TLS to the backends
+	// ([rule.backend_tls] or per route); nil: plain TCP.
+	BackendTLS *BackendTLS
+}
+
+// Route is one [[rule.route]] of a TCP rule: which clients it takes, judged
+// by their first bytes, and the backend side they go to. A route matches
+// when every matcher it gives matches (one element of a list is enough);
+// routes are tried in order and the first match wins. Names and host names
+// are kept lower-case.
+type Route struct {
+	Name     string   // default "route-N", N counting the rule's routes from 1
+	SNI      []string // TLS server names; "*.example.org" matches names under example.org
+	ALPN     []string // TLS ALPN protocols, one of which the client must offer
+	HTTPHost []string // HTTP/1.x Host header values, port stripped
+	Detect   []string // protocols: "tls", "http", "ssh", "proxy"
+	Upstream
+}
+
+// TLS is a [rule.tls] or [rule.route.tls] table: sluice terminates TLS.
+// The files are named here and read by the server at start and at every
+// reload, so that a renewed certificate is picked up.
+type TLS struct {
+	// Certificates are the pairs served; the one whose names match the
+	// client's server name is chosen, the first when none does.
+	Certificates []CertKey
+	MinVersion   uint16   // tls.VersionTLS12 (default) or tls.VersionTLS13
+	ALPN         []string // protocols offered to clients; empty: none
+	ClientCA     string   // file of CA certificates clients must be signed by; empty: no client certificates
+}
+
+// CertKey is one certificate and its private key, as PEM file paths.
+type CertKey struct {
+	Cert string
+	Key  string
+}
+
+// BackendTLS is a [rule.backend_tls] table: sluice speaks TLS to backends.
+type BackendTLS struct {
+	CA                 string // file of CA certificates; empty: the system's roots
+	ServerName         string // name verified and sent as SNI; empty: the backend's host
+	Cert, Key          string // client certificate files; empty: none
+	InsecureSkipVerify bool
+}
+
 // Rule is one forwarding rule. Validation fills in every default, so each
 // field holds the value in force.
 type Rule struct {
 	Name     string
 	Listen   Address
 	Protocol Protocol
-	Backends []Backend
-	Balance  string // round-robin | least-conn | random | source-hash | first
+	// Upstream is the rule's own backend side: every client of a rule
+	// without routes, and a routed rule's default route (the clients no
+	// route takes). A routed rule may have no backends: unmatched clients
+	// are then refused (rejected:no-route).
+	Upstream
 
-	ConnectTimeout time.Duration // dial timeout per backend; default 5s
-	IdleTimeout    time.Duration // no bytes either way for this long closes; default 1h
-	DrainTimeout   time.Duration // graceful stop and half-close idle limit; default 30s
-	// Retries is how many further backends are tried after a failed dial.
-	// Default: every other backend once (len(Backends)-1).
-	Retries int
-	// ResolveTTL is how long a resolved backend host name is cached; default 30s.
-	ResolveTTL time.Duration
+	// Routes choose the backend side by what a TCP client sends first.
+	Routes []Route
+	// PeekTimeout bounds the wait for a routed rule's client to send
+	// enough to choose a route (and the TLS handshake of a terminating
+	// one); default 3s. A client silent that long takes the default route.
+	PeekTimeout time.Duration
+
+	IdleTimeout  time.Duration // no bytes either way for this long closes; default 1h
+	DrainTimeout time.Duration // graceful stop and half-close idle limit; default 30s
 
 	Allow               []netip.Prefix // empty: every client allowed
 	Deny                []netip.Prefix // deny wins over allow
@@ -88,10 +157,7 @@ type Rule struct {
 	RatePerIP           float64        // new connections per second per client IP; 0: unlimited
 	Bandwidth           int64          // bytes per second per connection and direction; 0: unlimited
 
-	ProxyProtocol       int            // 0 (off), 1 or 2: header sent to backends
 	AcceptProxyProtocol []netip.Prefix // senders whose PROXY header is trusted
-
-	HealthCheck *HealthCheck // nil: no active checks
 
 	UDPSessionTimeout time.Duration // default 60s
 	MaxSessions       int           // UDP sessions per rule; 0: unlimited
