@@ -14,7 +14,7 @@ import (
 var layers = map[string][]string{
 	"internal/server":     {"internal/backoff", "internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock", "internal/endpoint", "internal/tlsconf"},
 	"internal/tcp":        {"internal/backoff", "internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock", "internal/endpoint", "internal/tlsconf"},
-	"internal/udp":        {"internal/backoff", "internal/access", "internal/epoll", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion", "internal/rawsock", "internal/endpoint"},
+	"internal/udp":        {"internal/backoff", "internal/access", "internal/epoll", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion", "internal/rawsock", "internal/endpoint", "internal/tlsconf"},
 	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/access"},
 	"internal/metrics":    {"internal/access"},
 	"internal/access":     {},

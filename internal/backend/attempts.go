@@ -15,7 +15,9 @@ import (
 //     primaries that are up, else the backups) not tried yet;
 //  2. open a socket and connect it;
 //  3. write the prelude, the bytes the backend must read before the
-//     client's (Begin: a PROXY header), as the connect's last step;
+//     client's relayed ones (see Begin): the header (a PROXY header) in
+//     plaintext, then, when the pool speaks TLS, the TLS handshake, then
+//     the replay (client bytes sluice read already) through TLS;
 //  4. on success hand the backend out, counted as active until Release;
 //     on a failure hold it against the backend (unless it was a shortage
 //     of sluice's own: see shortageOf) and go back to 1, up to 1+Retries
@@ -35,7 +37,8 @@ import (
 type Attempts struct {
 	p       *Pool
 	client  netip.Addr
-	prelude []byte
+	header  []byte // plaintext, before any TLS
+	replay  []byte // the stream's first bytes, through TLS when on
 	tried   []*Backend
 	first   [2]*Backend // tried's room for the usual one or two
 	cur     *Backend    // the backend being connected to
@@ -43,16 +46,21 @@ type Attempts struct {
 	lastErr error
 }
 
-// Begin readies a for a new connection from client. The prelude, if not
-// empty, is written to each backend once connected, before anything else
-// (see Attempts); a failure to write it is a failed connect.
-func (p *Pool) Begin(a *Attempts, client netip.Addr, prelude []byte) {
-	*a = Attempts{p: p, client: client, prelude: prelude}
+// Begin readies a for a new connection from client. Each backend, once
+// connected, gets first the header (a PROXY header; empty: none) as it is,
+// then, when the pool speaks TLS (Settings.TLS), the TLS handshake, then
+// the replay (the client's bytes that sluice read before it chose the
+// backend; empty: none) as the first bytes of the stream, inside TLS when
+// on. A failure of any of these is a failed connect. Neither slice is
+// modified or kept past the connect.
+func (p *Pool) Begin(a *Attempts, client netip.Addr, header, replay []byte) {
+	*a = Attempts{p: p, client: client, header: header, replay: replay}
 	a.tried = a.first[:0]
 }
 
 // Dial runs the attempts with blocking dials, each bounded by the rule's
-// connect timeout (the prelude's write too), and returns the connection
+// connect timeout (the prelude, TLS handshake included, by another), and
+// returns the connection (a *tls.Conn when the pool speaks TLS)
 // and its backend, whose Release must be called once when the connection
 // ends. With no usable backend it fails at once with an error wrapping
 // ErrNoBackend. Errors name the backend and the cause. A dial cut short by
@@ -72,10 +80,9 @@ func (a *Attempts) Dial(ctx context.Context) (net.Conn, *Backend, error) {
 		conn, err := b.dial(dctx)
 		cancel()
 		if err == nil {
-			if err = a.writePrelude(conn); err == nil {
+			if conn, err = a.start(ctx, conn); err == nil {
 				return conn, a.succeeded(), nil
 			}
-			conn.Close()
 			err = a.describe(err)
 		}
 		if ctx.Err() != nil {
@@ -89,18 +96,34 @@ func (a *Attempts) Dial(ctx context.Context) (net.Conn, *Backend, error) {
 	}
 }
 
-// writePrelude writes the prelude to a backend connection just dialed,
-// within the connect timeout.
-func (a *Attempts) writePrelude(conn net.Conn) error {
-	if len(a.prelude) == 0 {
-		return nil
+// start writes the prelude to a backend connection just dialed, all of it
+// within the connect timeout: the header, the TLS handshake when the pool
+// speaks TLS, the replay. It returns the connection to relay on, or the
+// error (a *net.OpError) with conn closed.
+func (a *Attempts) start(ctx context.Context, conn net.Conn) (net.Conn, error) {
+	if len(a.header) == 0 && len(a.replay) == 0 && a.p.tls == nil {
+		return conn, nil
 	}
 	if t := a.p.connectTimeout; t > 0 {
-		conn.SetWriteDeadline(time.Now().Add(t))
-		defer conn.SetWriteDeadline(time.Time{})
+		conn.SetDeadline(time.Now().Add(t))
 	}
-	_, err := conn.Write(a.prelude)
-	return err
+	var err error
+	if len(a.header) > 0 {
+		_, err = conn.Write(a.header)
+	}
+	up := conn
+	if err == nil && a.p.tls != nil {
+		up, err = a.p.handshake(ctx, conn, a.cur, a.p.observeTLS)
+	}
+	if err == nil && len(a.replay) > 0 {
+		_, err = up.Write(a.replay)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return up, nil
 }
 
 // Next picks the next backend and starts a non-blocking connect to it,
@@ -130,14 +153,19 @@ func (a *Attempts) Next() (int, error) {
 }
 
 // Connected is told that the connect of socket fd, from Next or Failed,
-// has succeeded. It writes the prelude and ends the attempts with the
-// current backend, whose Release must be called once when the connection
-// ends. When the prelude cannot be written at once (fd's send buffer is
-// empty, so it goes whole or not at all) the connect has failed after all:
-// it returns the error, for the caller to pass on to Failed.
+// has succeeded. It writes the prelude (header, then replay: a Direct pool
+// has no TLS) and ends the attempts with the current backend, whose
+// Release must be called once when the connection ends. When the prelude
+// cannot be written at once (fd's send buffer is empty, so it goes whole
+// or not at all, in one send) the connect has failed after all: it returns
+// the error, for the caller to pass on to Failed.
 func (a *Attempts) Connected(fd int) (*Backend, error) {
-	if len(a.prelude) > 0 {
-		if err := sendPrelude(fd, a.prelude); err != nil {
+	prelude := a.header
+	if len(a.replay) > 0 {
+		prelude = append(a.header[:len(a.header):len(a.header)], a.replay...)
+	}
+	if len(prelude) > 0 {
+		if err := sendPrelude(fd, prelude); err != nil {
 			return nil, &net.OpError{Op: "write", Net: "tcp", Addr: net.TCPAddrFromAddrPort(a.curAddr), Err: err}
 		}
 	}
@@ -229,8 +257,9 @@ func (e *OpenError) Error() string { return e.Err.Error() }
 func (e *OpenError) Unwrap() error { return e.Err }
 
 // Direct reports whether every backend is a TCP address given by IP (or by
-// an empty host, meaning 127.0.0.1): nothing to resolve and no unix path,
-// so that Attempts can connect without waiting on anything but the socket.
+// an empty host, meaning 127.0.0.1) and the pool speaks no TLS: nothing to
+// resolve, no unix path and no handshake, so that Attempts can connect
+// without waiting on anything but the socket.
 func (p *Pool) Direct() bool { return p.direct }
 
 // direct reports whether every backend of bs is a TCP IP address.

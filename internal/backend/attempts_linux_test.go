@@ -47,7 +47,7 @@ func TestAttemptsTryNext(t *testing.T) {
 		t.Fatal("a pool of IP addresses is not Direct")
 	}
 	var a Attempts
-	p.Begin(&a, netip.MustParseAddr("127.0.0.1"), nil)
+	p.Begin(&a, netip.MustParseAddr("127.0.0.1"), nil, nil)
 	fd, err := a.Next()
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +95,7 @@ func TestAttemptsGiveUp(t *testing.T) {
 	p := NewPool(rule, nil, nil)
 	var a Attempts
 	for i := range passiveFall {
-		p.Begin(&a, netip.Addr{}, nil)
+		p.Begin(&a, netip.Addr{}, nil, nil)
 		fd, err := a.Next()
 		if err != nil {
 			t.Fatalf("attempt %d: %v", i, err)
@@ -109,7 +109,7 @@ func TestAttemptsGiveUp(t *testing.T) {
 			}
 		}
 	}
-	p.Begin(&a, netip.Addr{}, nil)
+	p.Begin(&a, netip.Addr{}, nil, nil)
 	if _, err := a.Next(); !errors.Is(err, ErrNoBackend) {
 		t.Fatalf("with the backend down: %v, want ErrNoBackend", err)
 	}
@@ -146,7 +146,7 @@ func TestAttemptsIPv6(t *testing.T) {
 	srv := startNameServer(t, "six", "[::1]:0")
 	p := NewPool(Settings{Name: "v6", Backends: backends([]Address{srv.addr}, nil)}, nil, nil)
 	var a Attempts
-	p.Begin(&a, netip.MustParseAddr("::1"), nil)
+	p.Begin(&a, netip.MustParseAddr("::1"), nil, nil)
 	fd, err := a.Next()
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +198,7 @@ func TestAttemptsPrelude(t *testing.T) {
 	reads, read := preludeServer(t, false)
 	p := NewPool(Settings{Name: "web", Balance: First, Retries: 1, Backends: backends([]Address{resets, reads}, nil)}, nil, nil)
 	var a Attempts
-	p.Begin(&a, netip.MustParseAddr("127.0.0.1"), []byte("PROXY etc\r\n"))
+	p.Begin(&a, netip.MustParseAddr("127.0.0.1"), []byte("PROXY etc\r\n"), nil)
 	fd, err := a.Next()
 	if err != nil {
 		t.Fatal(err)
@@ -235,4 +235,34 @@ func TestAttemptsPrelude(t *testing.T) {
 		t.Fatalf("connected to %v (active %d), first backend's errors %d; want %v, 1, 1", b.Address(), b.Active(), p.backends[0].ConnectErrors(), reads)
 	}
 	b.Release()
+}
+
+// TestAttemptsReplayDirect: on the direct path Connected writes the header
+// and then the replay, in one send.
+func TestAttemptsReplayDirect(t *testing.T) {
+	reads, read := preludeServer(t, false)
+	p := NewPool(Settings{Name: "web", Backends: backends([]Address{reads}, nil)}, nil, nil)
+	for _, tc := range []struct{ header, replay, want string }{
+		{"PROXY etc\r\n", "GET / HTTP/1.1\r\n", "PROXY etc\r\nGET / HTTP/1.1\r\n"},
+		{"", "\x16\x03\x01", "\x16\x03\x01"},
+	} {
+		var a Attempts
+		p.Begin(&a, netip.MustParseAddr("127.0.0.1"), []byte(tc.header), []byte(tc.replay))
+		fd, err := a.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := waitConnect(t, fd); err != nil {
+			t.Fatal(err)
+		}
+		b, err := a.Connected(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(fd)
+		b.Release()
+		if got := <-read; got != tc.want {
+			t.Errorf("backend read %q, want %q", got, tc.want)
+		}
+	}
 }

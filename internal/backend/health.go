@@ -68,8 +68,10 @@ func (p *Pool) watch(ctx context.Context, b *Backend) {
 	}
 }
 
-// check connects to b within the check's Timeout, writes Send if set, and
-// if Expect is set reads until the reply contains it.
+// check connects to b within the check's Timeout, completes the TLS
+// handshake when the pool speaks TLS (a certificate that does not verify
+// fails the check), writes Send if set, and if Expect is set reads until
+// the reply contains it, inside TLS when on.
 func (p *Pool) check(ctx context.Context, b *Backend) error {
 	ctx, cancel := context.WithTimeout(ctx, p.health.Timeout)
 	defer cancel()
@@ -77,11 +79,18 @@ func (p *Pool) check(ctx context.Context, b *Backend) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { conn.Close() }()
 	if deadline, ok := ctx.Deadline(); ok {
 		if err := conn.SetDeadline(deadline); err != nil {
 			return fmt.Errorf("backend %s: %w", b.cfg.Address, err)
 		}
+	}
+	if p.tls != nil {
+		tc, err := p.handshake(ctx, conn, b, nil)
+		if err != nil {
+			return fmt.Errorf("backend %s: %w", b.cfg.Address, err)
+		}
+		conn = tc
 	}
 	if p.health.Send != "" {
 		if _, err := io.WriteString(conn, p.health.Send); err != nil {

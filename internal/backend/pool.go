@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"sluice/internal/congestion"
+	"sluice/internal/tlsconf"
 )
 
 // ErrNoBackend is wrapped by the error of Dial and Pick when no backend of
@@ -42,9 +43,11 @@ type Pool struct {
 	resolver       *Resolver
 	logger         *slog.Logger
 	dialer         net.Dialer
-	congestion     congestion.Choice // for sockets Attempts opens
-	direct         bool              // see Direct
-	now            func() time.Time  // the clock; tests replace it
+	congestion     congestion.Choice                    // for sockets Attempts opens
+	direct         bool                                 // see Direct
+	tls            *tlsconf.Client                      // nil: plain TCP
+	observeTLS     func(result string, d time.Duration) // nil: not observed
+	now            func() time.Time                     // the clock; tests replace it
 
 	backends []*Backend // config order
 
@@ -82,6 +85,8 @@ func NewPool(st Settings, r *Resolver, logger *slog.Logger) *Pool {
 		// and idle_timeout already bounds how long a silent peer is kept.
 		dialer:     net.Dialer{KeepAlive: -1, Control: st.CongestionControl.DialControl()},
 		congestion: st.CongestionControl,
+		tls:        st.TLS,
+		observeTLS: st.ObserveTLS,
 	}
 	switch p.balance {
 	case RoundRobin, LeastConn, Random, SourceHash, First:
@@ -96,7 +101,7 @@ func NewPool(st Settings, r *Resolver, logger *slog.Logger) *Pool {
 	for i, t := range st.Backends {
 		p.backends[i] = newBackend(t, p)
 	}
-	p.direct = canConnect && direct(p.backends)
+	p.direct = canConnect && st.TLS == nil && direct(p.backends)
 	return p
 }
 
@@ -171,7 +176,7 @@ func (p *Pool) pick(client netip.Addr, exclude []*Backend) (*Backend, error) {
 // with no prelude.
 func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend, error) {
 	var a Attempts
-	p.Begin(&a, client, nil)
+	p.Begin(&a, client, nil, nil)
 	return a.Dial(ctx)
 }
 

@@ -335,7 +335,7 @@ func TestDialPrelude(t *testing.T) {
 	// More than the socket buffers of both ends hold.
 	prelude := make([]byte, 64<<20)
 	var a Attempts
-	p.Begin(&a, netip.Addr{}, prelude)
+	p.Begin(&a, netip.Addr{}, prelude, nil)
 	conn, b, err := a.Dial(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 
 	"sluice/internal/congestion"
 	"sluice/internal/endpoint"
+	"sluice/internal/tlsconf"
 )
 
 // Settings is what a Pool is built from: one rule's backends and how they
@@ -32,12 +33,31 @@ type Settings struct {
 	HealthCheck *HealthCheck
 	// CongestionControl is given to every socket the pool connects.
 	CongestionControl congestion.Choice
+	// TLS, when set, makes every connect (and health check) speak TLS to
+	// the backend: the handshake follows the PROXY header, which goes in
+	// plaintext, and must verify as TLS says; nil: plain TCP. Such a pool
+	// is never Direct.
+	TLS *tlsconf.Client
+	// ObserveTLS, when set, is told the result of each TLS handshake of a
+	// connection's connect (not of a health check), in the words of
+	// tlsconf.Result, and how long it took: for metrics.
+	ObserveTLS func(result string, d time.Duration)
 }
 
 // Equal reports whether s and o are the same in every field, so that a
 // pool built from one is the pool the other would build. It compares
-// every field there is: a field added to Settings is compared too.
-func (s Settings) Equal(o Settings) bool { return reflect.DeepEqual(s, o) }
+// every field there is (a field added to Settings is compared too): TLS
+// by its settings and its files' contents (tlsconf.Client.Equal), except
+// ObserveTLS, which is how a pool reports, not what it is: a pool kept
+// across a reload keeps the observer it was built with.
+func (s Settings) Equal(o Settings) bool {
+	if !s.TLS.Equal(o.TLS) {
+		return false
+	}
+	s.TLS, o.TLS = nil, nil
+	s.ObserveTLS, o.ObserveTLS = nil, nil
+	return reflect.DeepEqual(s, o)
+}
 
 // Target is one backend as a rule lists it.
 type Target struct {

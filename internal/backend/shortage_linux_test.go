@@ -183,7 +183,7 @@ func TestOutOfDescriptorsIsNotBlamed(t *testing.T) {
 		_, _, err := p.Dial(context.Background(), netip.Addr{})
 		dialErr = append(dialErr, err)
 		var a Attempts
-		p.Begin(&a, netip.Addr{}, nil)
+		p.Begin(&a, netip.Addr{}, nil, nil)
 		_, err = a.Next()
 		nextErr = append(nextErr, err)
 	}

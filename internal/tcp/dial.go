@@ -28,7 +28,7 @@ func (cn *conn) beginDial() {
 	if cn.rule.SendProxy != 0 {
 		prelude = proxyHeader(cn.rule, cn)
 	}
-	cn.rule.Pool.Begin(&cn.attempts, cn.client.Addr(), prelude)
+	cn.rule.Pool.Begin(&cn.attempts, cn.client.Addr(), prelude, nil)
 	cn.began = time.Now()
 }
 
