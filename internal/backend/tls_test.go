@@ -44,6 +44,7 @@ func startTLSBackend(t *testing.T, ca *testca.CA, header string) *tlsBackend {
 		}
 		tc := tls.Server(c, cfg)
 		if err := tc.Handshake(); err != nil {
+			s.report("handshake: " + err.Error())
 			return
 		}
 		s.handshakes.Add(1)
@@ -55,6 +56,19 @@ func startTLSBackend(t *testing.T, ca *testca.CA, header string) *tlsBackend {
 		s.report(string(buf[:n]))
 	}))
 	return s
+}
+
+// next returns what the next connection reported, or fails the test
+// after waitLimit.
+func (s *tlsBackend) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case got := <-s.got:
+		return got
+	case <-time.After(waitLimit):
+		t.Fatal("the backend reported nothing")
+		return ""
+	}
 }
 
 // report passes on what a connection read, dropping it when nobody reads.
@@ -120,7 +134,7 @@ func TestTLSDial(t *testing.T) {
 	if _, ok := conn.(*tls.Conn); !ok {
 		t.Errorf("Dial returned a %T, want a *tls.Conn", conn)
 	}
-	if got := <-srv.got; got != "hello" {
+	if got := srv.next(t); got != "hello" {
 		t.Errorf("the backend read %q inside TLS, want the replay", got)
 	}
 	if got := obs.get(); got != "ok" {
@@ -192,7 +206,7 @@ func TestTLSHealthCheck(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	p.Stop()
-	if got := <-good.got; got != "ping\n" {
+	if got := good.next(t); got != "ping\n" {
 		t.Errorf("the good backend read %q inside TLS, want the check's send", got)
 	}
 	if !p.backends[0].Up() || logs.count("backend down", good.addr.String()) != 0 {
