@@ -32,6 +32,7 @@ var layers = map[string][]string{
 	"internal/endpoint":   {},
 	"internal/backoff":    {},
 	"internal/sniff":      {"internal/proxyproto"},
+	"internal/route":      {"internal/sniff", "internal/proxyproto"},
 }
 
 // leaves may import only the standard library and these modules.
@@ -46,6 +47,7 @@ var leaves = map[string][]string{
 	"internal/handover":   {},
 	"internal/endpoint":   {},
 	"internal/sniff":      {},
+	"internal/route":      {},
 }
 
 // TestLayering holds the dependency direction of the packages, as
