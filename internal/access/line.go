@@ -28,8 +28,8 @@ type Line struct {
 	// for the client ("1.3", "TLS_AES_128_GCM_SHA256"); not written when
 	// empty.
 	TLSVersion, TLSCipher string
-	Up      int64          // bytes client → backend
-	Down    int64          // bytes backend → client
+	Up                    int64 // bytes client → backend
+	Down                  int64 // bytes backend → client
 	// Datagrams are a UDP line's datagram counts; nil on a TCP line.
 	Datagrams *Datagrams
 	Start     time.Time // the accept or first datagram; the duration runs from it to Log
