@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,13 @@ func TestRoutesReload(t *testing.T) {
 	}
 	if got := askRouted(t, la, "GET / HTTP/1.0\n\n"); got != "web2 GET / HTTP/1.0" {
 		t.Fatalf("http client after reload: %q", got)
+	}
+	var states []string
+	for _, b := range srv.backendStates() {
+		states = append(states, b.Rule+"/"+b.Route+" "+b.Backend)
+	}
+	if want := []string{"edge/ssh " + ssh1, "edge/web " + web2}; !slices.Equal(states, want) {
+		t.Errorf("backend metrics %q, want %q", states, want)
 	}
 	st := srv.Rules()[0]
 	if len(st.Routes) != 2 || st.Routes[1].Name != "web" || len(st.Routes[1].Backends) != 1 || len(st.Backends) != 0 {

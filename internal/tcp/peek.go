@@ -189,12 +189,13 @@ func (s *Service) peekConn(cn *conn) bool {
 }
 
 // routeOrRefuse refuses cn when its wait chose no route it can take, and
-// reports whether it has one.
+// reports whether it has one, counted in the route's metrics.
 func (s *Service) routeOrRefuse(cn *conn) bool {
 	if reason := cn.rt.refusal(); reason != "" {
 		s.reject(cn, reason, nil)
 		return false
 	}
+	cn.rule.Metrics.Routed(cn.rt.name)
 	return true
 }
 

@@ -91,8 +91,7 @@ func (s *Service) peekDirect(cn *conn, l *listening) {
 // backends: on the engine when its pool allows, else on the net package's
 // path; or refuses it when it has no route.
 func (s *Service) routeDirect(cn *conn, l *listening) {
-	if reason := cn.rt.refusal(); reason != "" {
-		s.reject(cn, reason, nil)
+	if !s.routeOrRefuse(cn) {
 		return
 	}
 	if cn.pool().Direct() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -14,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
+	"sluice/internal/metrics"
 	"sluice/internal/relay"
 	"sluice/internal/route"
 	"sluice/internal/testkit/loopback"
@@ -200,7 +204,11 @@ func TestRoutesBySNI(t *testing.T) {
 		{"named", route.Spec{SNI: []string{"n.example.test"}}, "localhost:" + portOf(namedEcho(t, "N"))},
 	}
 	def := namedEcho(t, "D")
-	f := serveRouted(t, Rule{}, def, routes...)
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := serveRouted(t, Rule{Metrics: m.Rule("t")}, def, routes...)
 	for _, c := range []struct {
 		sni   string
 		alpn  []string
@@ -228,6 +236,10 @@ func TestRoutesBySNI(t *testing.T) {
 		if l["route"] == nil || l["sni"] == nil || l["end"] != "eof" {
 			t.Errorf("access line %d without route or sni: %v", i, l)
 		}
+	}
+	want := map[string]uint64{"a": 2, "wild": 1, "acme": 1, "named": 1, "default": 2}
+	if got := m.Rule("t").RouteCounts(); !maps.Equal(got, want) {
+		t.Errorf("connections by route %v, want %v", got, want)
 	}
 }
 
