@@ -125,6 +125,16 @@ func (l *loop) swapBackend(ec *engineConn, next int) error {
 	return l.ep.Add(next, &ev)
 }
 
+// firstChunk makes cs's First bytes the first chunk up, as if read from
+// the client, and lets go of them: once connected, the up flow writes them
+// before it reads (see engineConn.pump), and a failed connect leaves them
+// waiting for the next socket, as nothing is written before one connects.
+func firstChunk(cs *connectState) chunk {
+	first := cs.First
+	cs.First = nil
+	return chunk{buf: &first, n: len(first), given: true}
+}
+
 // closeFD closes a socket the relay owns, with a reset when asked; a
 // negative fd was closed already.
 func closeFD(fd int, reset bool) {

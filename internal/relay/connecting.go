@@ -38,6 +38,15 @@ type Connecting struct {
 	Timeout time.Duration
 	// Dialer is told how each connect went.
 	Dialer Dialer
+	// First, if not empty, is what the backend reads once connected,
+	// after what Dialer.Connected wrote and before any of the client's
+	// bytes: bytes the client sent that its socket no longer holds (a
+	// route step's). They go as the first chunk up, written as any chunk
+	// is (waiting for room when the backend is slow to take them),
+	// counted once as bytes up, and only to the socket that connected:
+	// after a failed connect they wait for the next. The relay owns the
+	// slice from NewConnecting on and writes it without copying it.
+	First []byte
 }
 
 // errNoEngine ends a relay made by NewConnecting without an engine.

@@ -46,8 +46,9 @@ func (d *direction) copyRaw() error { return d.copyBuffered() }
 type rawState struct{}
 
 type chunk struct {
-	p   *pipe
-	buf *[]byte
+	p     *pipe
+	buf   *[]byte
+	given bool
 }
 
 // Engine is not available on this system; NewEngine says so.
