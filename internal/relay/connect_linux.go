@@ -126,13 +126,12 @@ func (l *loop) swapBackend(ec *engineConn, next int) error {
 }
 
 // firstChunk makes cs's First bytes the first chunk up, as if read from
-// the client, and lets go of them: once connected, the up flow writes them
-// before it reads (see engineConn.pump), and a failed connect leaves them
-// waiting for the next socket, as nothing is written before one connects.
+// the client: once connected, the up flow writes them before it reads (see
+// engineConn.pump), and a failed connect leaves them waiting for the next
+// socket, as nothing is written before one connects. The chunk points at
+// cs.First itself, so it costs no allocation.
 func firstChunk(cs *connectState) chunk {
-	first := cs.First
-	cs.First = nil
-	return chunk{buf: &first, n: len(first), given: true}
+	return chunk{buf: &cs.First, n: len(cs.First), given: true}
 }
 
 // closeFD closes a socket the relay owns, with a reset when asked; a

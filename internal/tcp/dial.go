@@ -22,15 +22,17 @@ import (
 //     the engine's loop tells the connection, its relay.Dialer, how each
 //     connect went (Connected, Failed).
 
-// beginDial readies cn's attempts at a backend.
-func (cn *conn) beginDial() {
+// beginDial readies cn's attempts at a backend. The route step's replay
+// (the client's first bytes, which its socket no longer holds) goes before
+// anything else the client sends: written by the relay as its first bytes
+// up when relayFirst (the direct path: relay.Connecting.First), else at
+// the end of the prelude.
+func (cn *conn) beginDial(relayFirst bool) {
 	var prelude []byte
 	if v := cn.sendProxy(); v != 0 {
 		prelude = proxyHeader(v, cn)
 	}
-	if replay := cn.replay(); len(replay) > 0 {
-		// The route step's replay: the client's first bytes, which
-		// its socket no longer holds, go before anything else it sends.
+	if replay := cn.replay(); len(replay) > 0 && !relayFirst {
 		prelude = append(prelude, replay...)
 	}
 	cn.pool().Begin(&cn.attempts, cn.client.Addr(), prelude)
@@ -40,7 +42,7 @@ func (cn *conn) beginDial() {
 // dial connects to a backend (with retries on the next one) and starts the
 // relay.
 func (s *Service) dial(cn *conn) {
-	cn.beginDial()
+	cn.beginDial(false)
 	up, b, err := cn.attempts.Dial(s.ctx)
 	if err != nil {
 		cn.c.Close()

@@ -122,7 +122,7 @@ func (s *Service) connect(cn *conn, l *listening, at relay.Loop) error {
 	if cn.sendProxy() != 0 {
 		cn.local, _ = rawsock.LocalAddr(cn.fd)
 	}
-	cn.beginDial()
+	cn.beginDial(true)
 	bfd, err := cn.attempts.Next()
 	if err != nil {
 		unix.Close(cn.fd)
@@ -132,7 +132,7 @@ func (s *Service) connect(cn *conn, l *listening, at relay.Loop) error {
 		}
 		return nil // the backends' failure, or the client's: accept the next
 	}
-	c := relay.Connecting{FD: bfd, Timeout: cn.pool().ConnectTimeout(), Dialer: cn}
+	c := relay.Connecting{FD: bfd, Timeout: cn.pool().ConnectTimeout(), Dialer: cn, First: cn.replay()}
 	opts := s.relayOptions(cn)
 	opts.Loop = at // relayed where it was accepted
 	cn.relay = relay.NewConnecting(cn.fd, c, opts)

@@ -17,10 +17,10 @@ import (
 // The route step of a routed rule's connection, between admission and the
 // dial: read and replay. The client is not dialed at once; its first bytes
 // are read into the connection's buffer (at most route.MaxPeek) until the
-// rule's route.Table decides, and then go to the chosen route's backend as
-// the end of the prelude, before anything else the client sends. From there
+// rule's route.Table decides, and then go to the chosen route's backend
+// before anything else the client sends (see beginDial). From there
 // the connection is a plain one: the relay, on the engine where the route's
-// pool allows it, never sees the step.
+// pool allows it, knows of the step only the bytes it writes first.
 //
 // On the direct path the client socket waits for its bytes in the parker's
 // epoll set (relay.Parker.Await), holding no goroutine: each wake-up reads
