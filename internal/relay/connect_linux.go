@@ -125,13 +125,17 @@ func (l *loop) swapBackend(ec *engineConn, next int) error {
 	return l.ep.Add(next, &ev)
 }
 
-// firstChunk makes cs's First bytes the first chunk up, as if read from
-// the client: once connected, the up flow writes them before it reads (see
-// engineConn.pump), and a failed connect leaves them waiting for the next
-// socket, as nothing is written before one connects. The chunk points at
-// cs.First itself, so it costs no allocation.
-func firstChunk(cs *connectState) chunk {
-	return chunk{buf: &cs.First, n: len(cs.First), given: true}
+// takeFirst makes the First bytes of cs, if any, f's chunk, as if read
+// from the client, with f.given set: once connected, f writes them before
+// it reads (see engineConn.pump), and a failed connect leaves them waiting
+// for the next socket, as nothing is written before one connects.
+func (f *flow) takeFirst(cs *connectState) {
+	if cs == nil || cs.first == nil {
+		return
+	}
+	f.c = chunk{buf: cs.first, n: len(*cs.first)}
+	f.given = true
+	cs.first = nil
 }
 
 // closeFD closes a socket the relay owns, with a reset when asked; a

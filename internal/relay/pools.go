@@ -111,7 +111,7 @@ func (p *Pools) release(c chunk) {
 	if c.p != nil {
 		p.putPipe(c.p)
 	}
-	if c.buf != nil && !c.given {
+	if c.buf != nil {
 		p.putBuffer(c.buf)
 	}
 }
@@ -123,7 +123,7 @@ func (p *Pools) discard(c chunk) {
 		p.lent.Add(-1)
 		c.p.close()
 	}
-	if c.buf != nil && !c.given {
+	if c.buf != nil {
 		p.putBuffer(c.buf)
 	}
 }

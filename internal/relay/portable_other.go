@@ -46,9 +46,8 @@ func (d *direction) copyRaw() error { return d.copyBuffered() }
 type rawState struct{}
 
 type chunk struct {
-	p     *pipe
-	buf   *[]byte
-	given bool
+	p   *pipe
+	buf *[]byte
 }
 
 // Engine is not available on this system; NewEngine says so.

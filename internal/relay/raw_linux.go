@@ -62,9 +62,6 @@ type chunk struct {
 	off int // bytes of buf already written
 	n   int // bytes read; 0 means EOF
 	err error
-	// given is set when buf is not the pool's but bytes given to the relay
-	// (Connecting.First): it never goes back to the pool.
-	given bool
 }
 
 // rawState is what the raw-socket callbacks of one direction share with
