@@ -67,3 +67,16 @@ func TestRulesReportRoutesAndCertificates(t *testing.T) {
 		}
 	}
 }
+
+// setRouteConnections sets the connection count of a route of a rule.
+func (c *testController) setRouteConnections(rule, route string, n uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.rules {
+		for j := range c.rules[i].Routes {
+			if c.rules[i].Name == rule && c.rules[i].Routes[j].Name == route {
+				c.rules[i].Routes[j].Connections = n
+			}
+		}
+	}
+}
