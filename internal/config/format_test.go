@@ -168,10 +168,10 @@ func TestFromQuickBad(t *testing.T) {
 		}, []string{
 			`balance "fair": unknown value (want one of round-robin, least-conn, random, source-hash, first)`,
 			`connect_timeout "5": invalid duration (want e.g. "90s", "5m", "1h")`,
+			`proxy_protocol "v9": unknown value (want one of off, v1, v2)`,
 			`idle_timeout "0s": must be greater than zero`,
 			`max_connections -1: must not be negative`,
 			`allow "10.0.0.0/33": invalid CIDR (want e.g. "10.0.0.0/8", "2001:db8::/32" or a single IP)`,
-			`proxy_protocol "v9": unknown value (want one of off, v1, v2)`,
 			`listen "unix:/run/s": unix sockets need protocol "tcp", not "udp"`,
 			`backend "a:1" listed twice`,
 		}},
