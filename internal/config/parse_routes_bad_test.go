@@ -161,6 +161,12 @@ func badTLSCases() []badCase {
 				`sluice.toml:6: rule "web": tls: needs protocol "tcp" or "tcp+udp", not "udp"`,
 				`sluice.toml:7: rule "web": backend_tls: needs protocol "tcp" or "tcp+udp", not "udp"`,
 			}},
+		{"backend_tls to a unix socket without server_name", "[[rule]]\nname = \"web\"\nlisten = \":80\"\nbackends = [\"unix:/run/b.sock\"]\nbackend_tls = {}\n" +
+			"[[rule.route]]\nsni = [\"a.example\"]\nbackends = [\"a:1\", \"unix:/run/c.sock\"]\n[[rule.route]]\nsni = [\"b.example\"]\nbackends = [\"unix:/run/d.sock\"]\nbackend_tls = { insecure_skip_verify = true }\n",
+			[]string{
+				`sluice.toml:4: rule "web": backend "unix:/run/b.sock": backend_tls needs server_name (a unix socket has no host name to verify)`,
+				`sluice.toml:8: rule "web": route "route-1": backend "unix:/run/c.sock": backend_tls needs server_name (a unix socket has no host name to verify)`,
+			}},
 		{"tls inherited by a udp rule", "[defaults]\ntls = { cert = \"a\", key = \"b\" }\n[[rule]]\n" + ok + "protocol = \"udp\"\n",
 			[]string{`sluice.toml:2: rule "web": tls: needs protocol "tcp" or "tcp+udp", not "udp" (tls = "off" lifts the one [defaults] sets)`}},
 	}

@@ -61,6 +61,7 @@ func readRoute(rs source, raw *rawRoute, j int, up *upstreamSpec) (Route, opt[st
 		rs.errorf("", "no matcher (set sni, alpn, http_host or detect)")
 	}
 	checkDuplicateBackends(rs, own.backends.val)
+	checkBackendTLSName(rs, &r.Upstream, own.backends.val)
 	return r, name
 }
 

@@ -287,6 +287,7 @@ func buildRule(s source, own, inh *ruleSpec) built {
 	checkTCPOnly(s, r.Protocol, own, &up)
 	checkUnix(s, r.Protocol, listen, up.backends.val)
 	checkDuplicateBackends(s, up.backends.val)
+	checkBackendTLSName(s, &r.Upstream, up.backends.val)
 	return built{Rule: r, src: s, listenOK: listen.set, listenLine: listen.line}
 }
 

@@ -63,3 +63,17 @@ func (u *upstreamSpec) upstream() Upstream {
 	up.Retries = u.retries.or(max(len(up.Backends)-1, 0))
 	return up
 }
+
+// checkBackendTLSName reports unix-socket backends that backend_tls would
+// verify without a server_name: they have no host name to verify against.
+func checkBackendTLSName(s source, u *Upstream, backends []backendAt) {
+	bt := u.BackendTLS
+	if bt == nil || bt.ServerName != "" || bt.InsecureSkipVerify {
+		return
+	}
+	for _, b := range backends {
+		if b.Address.Network == "unix" {
+			s.errorAt(b.line, "backend %q: backend_tls needs server_name (a unix socket has no host name to verify)", b.Address.String())
+		}
+	}
+}
