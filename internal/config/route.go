@@ -144,8 +144,8 @@ func checkDetect(p string) (string, error) {
 	return p, nil
 }
 
-// checkALPN checks an ALPN protocol ID (RFC 7301: 1 to 255 bytes), which
-// is compared as written.
+// checkALPN checks an ALPN protocol ID (RFC 7301: 1 to 255 bytes); it is
+// kept as written.
 func checkALPN(p string) (string, error) {
 	if len(p) < 1 || len(p) > 255 {
 		return "", errors.New("must be 1 to 255 bytes long")
