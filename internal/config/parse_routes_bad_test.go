@@ -37,6 +37,8 @@ func badRouteCases() []badCase {
 			[]string{`sluice.toml:5: rule "web": route "route-1": missing backends (a route does not inherit the rule's backends: those are the default route)`}},
 		{"bad route name", "[[rule]]\n" + ok + route + "name = \"a b\"\n",
 			[]string{`sluice.toml:8: rule "web": route #1: name "a b": invalid (want letters, digits, "_", "." or "-")`}},
+		{"route named default", "[[rule]]\n" + ok + route + "name = \"default\"\n",
+			[]string{`sluice.toml:8: rule "web": route "default": name "default" is reserved: logs, metrics and the API call the rule's own backends so`}},
 		{"duplicate route names", "[[rule]]\n" + ok + route + "[[rule.route]]\nname = \"route-1\"\ndetect = \"ssh\"\nbackends = [\"b:1\"]\n",
 			[]string{`sluice.toml:9: rule "web": route "route-1": duplicate route name (first at line 5)`}},
 		{"duplicate default route name", "[[rule]]\n" + ok + "[[rule.route]]\nname = \"route-2\"\ndetect = \"ssh\"\nbackends = [\"b:1\"]\n" + route,

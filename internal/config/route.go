@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"sluice/internal/access"
 )
 
 // The protocols detect may name, in the order messages list them.
@@ -43,6 +45,10 @@ func readRoutes(s source, raws []rawRoute, up *upstreamSpec) []Route {
 // readRoute reads route j of a rule, and returns it with its name as read.
 func readRoute(rs source, raw *rawRoute, j int, up *upstreamSpec) (Route, opt[string]) {
 	name := readName(rs, raw.Name)
+	if name.set && name.val == access.DefaultRoute {
+		rs.errorf("name", "name %q is reserved: logs, metrics and the API call the rule's own backends so", access.DefaultRoute)
+		name.set = false
+	}
 	r := Route{
 		Name:     name.or(defaultRouteName(j)),
 		SNI:      rs.hostList("sni", raw.SNI, false),

@@ -9,7 +9,6 @@ import (
 	"sluice/internal/admin"
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
-	"sluice/internal/tcp"
 )
 
 // Rules reports every running rule with its routes, backends,
@@ -46,7 +45,7 @@ func (s *Server) ruleStatusLocked(r *rule) admin.RuleStatus {
 			Connections: counts[rt.Name],
 		})
 	}
-	def := counts[tcp.DefaultRouteName]
+	def := counts[access.DefaultRoute]
 	st.DefaultRouteConnections = &def
 	return st
 }
