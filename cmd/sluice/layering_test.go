@@ -24,7 +24,7 @@ var layers = map[string][]string{
 	"internal/relay":      {"internal/epoll", "internal/access", "internal/rawsock"},
 	"internal/epoll":      {},
 	"internal/proxyproto": {},
-	"internal/config":     {"internal/congestion", "internal/endpoint"},
+	"internal/config":     {"internal/access", "internal/congestion", "internal/endpoint"},
 	"internal/congestion": {},
 	"internal/workers":    {},
 	"internal/rawsock":    {},

@@ -8,6 +8,11 @@ import (
 	"time"
 )
 
+// DefaultRoute is the name of a routed rule's own backends, its default
+// route, in access lines, metrics and the API; no route of the config may
+// be called so.
+const DefaultRoute = "default"
+
 // Line is the access line of one finished TCP connection or UDP session,
 // or of one refused client. Its fields are written in this order, at level
 // info with msg "access" (docs/OPERATIONS.md describes each).

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"sluice/internal/access"
 	"sluice/internal/backend"
 	"sluice/internal/config"
 	"sluice/internal/congestion"
@@ -18,7 +19,6 @@ import (
 	"sluice/internal/handover"
 	"sluice/internal/metrics"
 	"sluice/internal/relay"
-	"sluice/internal/tcp"
 	"sluice/internal/workers"
 )
 
@@ -197,7 +197,7 @@ func (s *Server) backendStates() []metrics.BackendState {
 	for _, r := range s.rules {
 		own := ""
 		if len(r.cfg.Routes) > 0 {
-			own = tcp.DefaultRouteName
+			own = access.DefaultRoute
 		}
 		out = appendBackendStates(out, r.cfg.Name, own, r.pool)
 		for _, rt := range r.cfg.Routes {

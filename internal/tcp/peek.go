@@ -40,10 +40,6 @@ type Route struct {
 	SendProxy int           // PROXY protocol version sent to its backends; 0: none
 }
 
-// DefaultRouteName names the route of a routed rule's own backends in
-// access lines.
-const DefaultRouteName = "default"
-
 // DefaultPeekTimeout bounds the wait for a routed rule's client to choose
 // its route, counted from accept.
 const DefaultPeekTimeout = 3 * time.Second
@@ -127,7 +123,7 @@ func (rt *routing) choose(rule *Rule, i int) {
 		return
 	}
 	if rule.Pool != nil {
-		rt.name = DefaultRouteName
+		rt.name = access.DefaultRoute
 	}
 }
 
