@@ -23,8 +23,8 @@ import (
 const tinyBuffer = 2 << 10
 
 // gatedSink is a backend whose sockets have a tiny receive buffer, and
-// which reads nothing of a connection until open is closed, then all of
-// it, and hands it to got.
+// which reads nothing of a connection until open is closed (or ten seconds
+// passed), then all of it, and hands it to got.
 func gatedSink(t *testing.T, open chan struct{}, got chan []byte) netip.AddrPort {
 	t.Helper()
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
@@ -37,7 +37,10 @@ func gatedSink(t *testing.T, open chan struct{}, got chan []byte) netip.AddrPort
 		t.Fatal(err)
 	}
 	loopback.ServeOn(t, ln, func(c net.Conn) {
-		<-open
+		select {
+		case <-open:
+		case <-time.After(10 * time.Second): // the test gave up
+		}
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		b, _ := io.ReadAll(c)
 		got <- b
