@@ -12,8 +12,8 @@ import (
 // not. The direction is cmd → server → {tcp, udp, admin} → the leaves; a
 // package missing here may depend on nothing of sluice's own.
 var layers = map[string][]string{
-	"internal/server":     {"internal/backoff", "internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock", "internal/endpoint", "internal/tlsconf"},
-	"internal/tcp":        {"internal/backoff", "internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock", "internal/endpoint", "internal/tlsconf"},
+	"internal/server":     {"internal/route", "internal/sniff", "internal/backoff", "internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock", "internal/endpoint", "internal/tlsconf"},
+	"internal/tcp":        {"internal/route", "internal/sniff", "internal/backoff", "internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock", "internal/endpoint", "internal/tlsconf"},
 	"internal/udp":        {"internal/backoff", "internal/access", "internal/epoll", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion", "internal/rawsock", "internal/endpoint", "internal/tlsconf"},
 	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/access"},
 	"internal/metrics":    {"internal/access"},
@@ -24,7 +24,7 @@ var layers = map[string][]string{
 	"internal/relay":      {"internal/epoll", "internal/access", "internal/rawsock"},
 	"internal/epoll":      {},
 	"internal/proxyproto": {},
-	"internal/config":     {"internal/congestion", "internal/endpoint"},
+	"internal/config":     {"internal/access", "internal/congestion", "internal/endpoint"},
 	"internal/congestion": {},
 	"internal/workers":    {},
 	"internal/rawsock":    {},
@@ -32,6 +32,7 @@ var layers = map[string][]string{
 	"internal/endpoint":   {},
 	"internal/backoff":    {},
 	"internal/sniff":      {"internal/proxyproto"},
+	"internal/route":      {"internal/sniff", "internal/proxyproto"},
 	"internal/tlsconf":    {},
 }
 
@@ -47,6 +48,7 @@ var leaves = map[string][]string{
 	"internal/handover":   {},
 	"internal/endpoint":   {},
 	"internal/sniff":      {},
+	"internal/route":      {},
 	"internal/tlsconf":    {},
 }
 

@@ -8,7 +8,7 @@
 //	GET    /                          the dashboard (one page, assets embedded)
 //	GET    /metrics                   Prometheus metrics of the given Gatherer
 //	GET    /healthz                   200 "ok", or 503 with the reason
-//	GET    /api/v1/rules              rules with backends, health and counters
+//	GET    /api/v1/rules              rules with routes, backends, health, certificates and counters
 //	GET    /api/v1/connections        live connections (?rule=NAME, ?limit=N)
 //	DELETE /api/v1/connections/{id}   close one connection: 204, or 404
 //	POST   /api/v1/reload             reload: 200 with what changed, 400 with every error
@@ -64,7 +64,40 @@ type RuleStatus struct {
 	Protocol string          `json:"protocol"` // tcp | udp | tcp+udp
 	Balance  string          `json:"balance"`
 	Backends []BackendStatus `json:"backends"`
-	Counters Counters        `json:"counters"`
+	// Routes are a routed rule's routes, in the order they are tried;
+	// Backends above are then its default route's (none: no default).
+	Routes []RouteStatus `json:"routes,omitempty"`
+	// DefaultRouteConnections counts the connections of a routed rule
+	// that no route took and its own backends (the default route) did;
+	// nil for a rule without routes.
+	DefaultRouteConnections *uint64 `json:"default_route_connections,omitempty"`
+	// Certificates are those the rule serves where it terminates TLS, its
+	// own and its routes'; none where it does not.
+	Certificates []CertStatus `json:"certificates,omitempty"`
+	Counters     Counters     `json:"counters"`
+}
+
+// RouteStatus is one route of a rule: what it matches, its backends and
+// how many connections it took. A matcher the route does not use is left
+// out of the JSON.
+type RouteStatus struct {
+	Name     string          `json:"name"`
+	SNI      []string        `json:"sni,omitempty"`       // TLS server names
+	ALPN     []string        `json:"alpn,omitempty"`      // TLS ALPN protocols
+	HTTPHost []string        `json:"http_host,omitempty"` // HTTP/1.x Host values
+	Detect   []string        `json:"detect,omitempty"`    // protocols: tls, http, ssh, proxy
+	Balance  string          `json:"balance"`
+	Backends []BackendStatus `json:"backends"`
+	// Connections counts the connections the route took since the rule
+	// (or the route, when a reload changed it) started.
+	Connections uint64 `json:"connections"`
+}
+
+// CertStatus is one certificate a rule serves, for its expiry.
+type CertStatus struct {
+	Name     string    `json:"name"` // its first DNS name, or its subject's common name
+	NotAfter time.Time `json:"not_after"`
+	Route    string    `json:"route,omitempty"` // the route whose [rule.route.tls] serves it; empty: the rule's own
 }
 
 // BackendStatus is one backend of a rule.

@@ -26,6 +26,10 @@ const screenshotPath = "/tmp/dashboard.png"
 // server is unhealthy.
 const unhealthyShotPath = "/tmp/dashboard-unhealthy.png"
 
+// routesShotPath is where the routes browser test leaves a picture of a
+// routed rule's card.
+const routesShotPath = "/tmp/dashboard-routes.png"
+
 // findChromium returns the path of a Chromium or Chrome binary. Without
 // one the test skips, except under CI=true, where it fails.
 func findChromium(t *testing.T) string {
@@ -399,6 +403,106 @@ func checkHealthReasonShown(t *testing.T, tab context.Context, console *consoleL
 	for _, p := range console.take() {
 		if !strings.Contains(p, "status of 503 (Service Unavailable)") || !strings.HasSuffix(p, "/healthz") {
 			t.Errorf("the dashboard wrote to the console while unhealthy: %s", p)
+		}
+	}
+}
+
+// TestDashboardShowsRoutesAndCertificates loads the dashboard of a server
+// with a routed rule (see edgeRule) whose route serves a certificate that
+// expires in 5 days and whose own certificate has expired, and checks that
+// the rule's card shows its routes with their matchers, backends and
+// connections, its default route, and the certificates' expiry with a
+// warning and an error.
+func TestDashboardShowsRoutesAndCertificates(t *testing.T) {
+	ctl := newTestController(t)
+	now := time.Now()
+	soon, gone := now.Add(5*24*time.Hour+time.Hour), now.Add(-49*time.Hour)
+	ctl.mu.Lock()
+	ctl.rules = append(ctl.rules, edgeRule(soon, gone))
+	ctl.mu.Unlock()
+	base := startAdmin(t, ctl, "")
+
+	tab := newBrowser(t, 90*time.Second)
+	var console consoleLog
+	console.listen(t, tab)
+	if err := chromedp.Do(tab, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatalf("open %s: %v", base, err)
+	}
+	waitFor(t, tab, "the edge rule's card", jsPolls+` >= 1 && document.querySelector('[data-rule="edge"]') !== null`)
+
+	const edge = `document.querySelector('[data-rule="edge"]')`
+	routes := eval[[]string](t, tab, `Array.from(`+edge+`.querySelectorAll('[data-route]')).map(r => r.dataset.route)`)
+	if !slices.Equal(routes, []string{"app", "ssh"}) {
+		t.Fatalf("routes shown %v, want [app ssh]", routes)
+	}
+	for route, wants := range map[string][]string{
+		"app": {"sni app.example.com, *.example.org", "alpn h2", "least-conn", "7 connections"},
+		"ssh": {"host www.example.com", "detect ssh", "2 connections", "no backends"},
+	} {
+		text := eval[string](t, tab, edge+`.querySelector('[data-route="`+route+`"]').innerText`)
+		for _, want := range wants {
+			if !strings.Contains(text, want) {
+				t.Errorf("route %s shows %q, want it to say %q", route, text, want)
+			}
+		}
+	}
+	for addr, want := range map[string]string{"10.0.0.5:443": "up", "10.0.0.6:443": "down"} {
+		got := eval[string](t, tab, edge+`.querySelector('[data-route="app"] li[data-backend="`+addr+`"] .state').textContent`)
+		if got != want {
+			t.Errorf("route app's backend %s shown %q, want %q", addr, got, want)
+		}
+	}
+	if text := eval[string](t, tab, edge+`.querySelector('.default-route').innerText`); !strings.Contains(text, "default route") || !strings.Contains(text, "4 connections") {
+		t.Errorf("default route shown as %q, want it named with its 4 connections", text)
+	}
+	checkCertificatesShown(t, tab, soon, gone)
+	if n := eval[int](t, tab, `document.querySelectorAll('[data-rule="web"] [data-route], [data-rule="web"] [data-cert]').length`); n != 0 {
+		t.Errorf("rule web without routes shows %d routes or certificates", n)
+	}
+	// web: 1 of 2 up; dns: 1 of 1; edge: default 0 of 1, app 1 of 2, ssh none.
+	if got := eval[string](t, tab, `document.getElementById('t-backends').textContent`); got != "3 / 6" {
+		t.Errorf("backends up tile %q, want 3 / 6 (routes' backends counted)", got)
+	}
+	ctl.setRouteConnections("edge", "app", 8)
+	waitFor(t, tab, "route app's new count", edge+`.querySelector('[data-route="app"]').innerText.includes('8 connections')`)
+
+	shot, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(routesShotPath, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := console.take(); len(p) > 0 {
+		t.Errorf("the dashboard wrote to the console:\n%s", strings.Join(p, "\n"))
+	}
+}
+
+// checkCertificatesShown checks the edge rule's certificates: the route's,
+// expiring at soon (in 5 days), with a warning, and the rule's, expired at
+// gone, with an error; both with their date.
+func checkCertificatesShown(t *testing.T, tab context.Context, soon, gone time.Time) {
+	t.Helper()
+	for _, c := range []struct {
+		name, class string
+		wants       []string
+	}{
+		{"app.example.com", "warn", []string{"route app", soon.UTC().Format("2006-01-02"), "5 days left"}},
+		{"edge.example.net", "bad", []string{gone.UTC().Format("2006-01-02"), "expired 2 days ago"}},
+	} {
+		sel := `document.querySelector('[data-rule="edge"] [data-cert="` + c.name + `"]')`
+		if !eval[bool](t, tab, sel+` !== null`) {
+			t.Errorf("certificate %s not shown", c.name)
+			continue
+		}
+		if class := eval[string](t, tab, sel+`.className`); !slices.Contains(strings.Fields(class), c.class) {
+			t.Errorf("certificate %s has class %q, want %s", c.name, class, c.class)
+		}
+		text := eval[string](t, tab, sel+`.innerText`)
+		for _, want := range c.wants {
+			if !strings.Contains(text, want) {
+				t.Errorf("certificate %s shown as %q, want it to say %q", c.name, text, want)
+			}
 		}
 	}
 }

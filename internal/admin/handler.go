@@ -128,11 +128,15 @@ func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, reason+"\n")
 }
 
-// rules lists the rules with their backends and counters.
+// rules lists the rules with their routes, backends, certificates and
+// counters.
 func (h *handler) rules(w http.ResponseWriter, r *http.Request) {
 	rules := nonNil(h.ctl.Rules())
 	for i := range rules {
 		rules[i].Backends = nonNil(rules[i].Backends)
+		for j := range rules[i].Routes {
+			rules[i].Routes[j].Backends = nonNil(rules[i].Routes[j].Backends)
+		}
 	}
 	writeJSON(w, http.StatusOK, ruleList{Rules: rules})
 }

@@ -125,6 +125,19 @@ func (l *loop) swapBackend(ec *engineConn, next int) error {
 	return l.ep.Add(next, &ev)
 }
 
+// takeFirst makes the First bytes of cs, if any, f's chunk, as if read
+// from the client, with f.given set: once connected, f writes them before
+// it reads (see engineConn.pump), and a failed connect leaves them waiting
+// for the next socket, as nothing is written before one connects.
+func (f *flow) takeFirst(cs *connectState) {
+	if cs == nil || cs.first == nil {
+		return
+	}
+	f.c = chunk{buf: cs.first, n: len(*cs.first)}
+	f.given = true
+	cs.first = nil
+}
+
 // closeFD closes a socket the relay owns, with a reset when asked; a
 // negative fd was closed already.
 func closeFD(fd int, reset bool) {

@@ -38,6 +38,15 @@ type Connecting struct {
 	Timeout time.Duration
 	// Dialer is told how each connect went.
 	Dialer Dialer
+	// First, if not empty, is what the backend reads once connected,
+	// after what Dialer.Connected wrote and before any of the client's
+	// bytes: bytes the client sent that its socket no longer holds (a
+	// route step's). They go as the first chunk up, written as any chunk
+	// is (waiting for room when the backend is slow to take them),
+	// counted once as bytes up, and only to the socket that connected:
+	// after a failed connect they wait for the next. The relay owns the
+	// slice from NewConnecting on and writes it without copying it.
+	First []byte
 }
 
 // errNoEngine ends a relay made by NewConnecting without an engine.
@@ -46,9 +55,11 @@ var errNoEngine = errors.New("relay: no engine to carry the connection")
 // connectState is what a relay waiting for its backend's connect keeps.
 // Only the relay's loop touches it once the relay is on one.
 type connectState struct {
-	Connecting
-	timer *time.Timer // the current socket's connect timeout
-	gen   uint32      // counts the sockets tried; a timeout names the one it was for
+	Timeout time.Duration
+	Dialer  Dialer
+	first   *[]byte     // Connecting.First; nil when empty
+	timer   *time.Timer // the current socket's connect timeout
+	gen     uint32      // counts the sockets tried; a timeout names the one it was for
 }
 
 // NewConnecting prepares a relay between the client socket clientFD and a
@@ -66,6 +77,10 @@ func NewConnecting(clientFD int, c Connecting, opts Options) *Relay {
 	r := newRelay(nil, nil, opts)
 	r.owned, r.onEngine = true, true
 	r.fds = [2]int{clientFD, c.FD}
-	r.connecting = &connectState{Connecting: c}
+	r.connecting = &connectState{Timeout: c.Timeout, Dialer: c.Dialer}
+	if len(c.First) > 0 {
+		first := c.First // on the heap only when given
+		r.connecting.first = &first
+	}
 	return r
 }

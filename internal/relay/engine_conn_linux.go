@@ -38,6 +38,9 @@ type flow struct {
 	src, dst int        // sides: 0 client, 1 backend
 	c        chunk      // read but not yet written: dst was full
 	eof      bool       // src sent FIN and it was passed on
+	// given is set while c holds bytes given to the relay
+	// (Connecting.First), not a carrier of the pool's.
+	given bool
 }
 
 // note records an edge event on one socket.
@@ -156,9 +159,22 @@ func (ec *engineConn) write(f *flow) error {
 	if err := f.d.send(ec.fd[f.dst], &f.c); err != nil {
 		return err
 	}
-	ec.r.pools.release(f.c)
-	f.c = chunk{}
+	f.free(ec.r.pools)
 	return nil
+}
+
+// free lets go of f's chunk: its carrier goes back to the pool, or is
+// closed if it still holds bytes; given bytes are only dropped.
+func (f *flow) free(pools *Pools) {
+	switch {
+	case f.given:
+		f.given = false
+	case f.c.n > 0:
+		pools.discard(f.c)
+	default:
+		pools.release(f.c)
+	}
+	f.c = chunk{}
 }
 
 // passFIN sends f's destination a FIN for the one f's source sent, and puts
@@ -207,13 +223,7 @@ func (ec *engineConn) close(reset bool) {
 		cs.timer.Stop()
 	}
 	for i := range ec.flows {
-		f := &ec.flows[i]
-		if f.c.n > 0 {
-			ec.r.pools.discard(f.c)
-		} else {
-			ec.r.pools.release(f.c)
-		}
-		f.c = chunk{}
+		ec.flows[i].free(ec.r.pools)
 	}
 	r := ec.r
 	if reset {

@@ -149,6 +149,7 @@ func (e *Engine) add(r *Relay, fds [2]int, cs *connectState) (*engineConn, error
 	ec := &engineConn{r: r, loop: l, fd: fds, connecting: cs}
 	ec.flows[0] = flow{d: r.up, src: 0, dst: 1}
 	ec.flows[1] = flow{d: r.down, src: 1, dst: 0}
+	ec.flows[0].takeFirst(cs)
 	ec.writable = [2]bool{true, cs == nil}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -1,33 +1,70 @@
 package server
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
 	"sluice/internal/access"
 	"sluice/internal/admin"
+	"sluice/internal/backend"
 	"sluice/internal/conntrack"
 )
 
-// Rules reports every running rule with its backends and counters, in
-// config order, for the admin API.
+// Rules reports every running rule with its routes, backends,
+// certificates and counters, in config order, for the admin API.
 func (s *Server) Rules() []admin.RuleStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]admin.RuleStatus, 0, len(s.rules))
 	for _, r := range s.rules {
-		st := admin.RuleStatus{
-			Name: r.cfg.Name, Listen: r.cfg.Listen.String(),
-			Protocol: string(r.cfg.Protocol), Balance: r.cfg.Balance,
-			Counters: admin.CountersOf(r.metrics.Counters()),
-		}
-		for _, b := range r.pool.Backends() {
-			st.Backends = append(st.Backends, admin.BackendStatus{
-				Address: b.Address().String(), Up: b.Up(), Weight: b.Weight(),
-				Backup: b.Backup(), Active: b.Active(), ConnectErrors: b.ConnectErrors(),
-			})
-		}
-		out = append(out, st)
+		out = append(out, s.ruleStatusLocked(r))
+	}
+	return out
+}
+
+// ruleStatusLocked reports the rule r. s.mu must be held: it guards the
+// rule's config and route pools.
+func (s *Server) ruleStatusLocked(r *rule) admin.RuleStatus {
+	st := admin.RuleStatus{
+		Name: r.cfg.Name, Listen: r.cfg.Listen.String(),
+		Protocol: string(r.cfg.Protocol), Balance: r.cfg.Balance,
+		Backends:     backendStatus(r.pool),
+		Certificates: s.certificatesLocked(r),
+		Counters:     admin.CountersOf(r.metrics.Counters()),
+	}
+	if len(r.cfg.Routes) == 0 {
+		return st
+	}
+	counts := r.metrics.RouteCounts()
+	for _, rt := range r.cfg.Routes {
+		st.Routes = append(st.Routes, admin.RouteStatus{
+			Name: rt.Name, SNI: slices.Clone(rt.SNI), ALPN: slices.Clone(rt.ALPN),
+			HTTPHost: slices.Clone(rt.HTTPHost), Detect: slices.Clone(rt.Detect),
+			Balance: rt.Balance, Backends: backendStatus(r.routes[rt.Name]),
+			Connections: counts[rt.Name],
+		})
+	}
+	def := counts[access.DefaultRoute]
+	st.DefaultRouteConnections = &def
+	return st
+}
+
+// certificatesLocked reports the certificates the rule r serves where it
+// terminates TLS: its own [rule.tls] ones (Route empty) and its routes'.
+// None yet: the server does not terminate TLS so far. s.mu is held.
+func (s *Server) certificatesLocked(r *rule) []admin.CertStatus {
+	return nil
+}
+
+// backendStatus reports the backends of pool.
+func backendStatus(pool *backend.Pool) []admin.BackendStatus {
+	var out []admin.BackendStatus
+	for _, b := range pool.Backends() {
+		out = append(out, admin.BackendStatus{
+			Address: b.Address().String(), Up: b.Up(), Weight: b.Weight(),
+			Backup: b.Backup(), Active: b.Active(), ConnectErrors: b.ConnectErrors(),
+		})
 	}
 	return out
 }

@@ -22,20 +22,29 @@ import (
 //     the engine's loop tells the connection, its relay.Dialer, how each
 //     connect went (Connected, Failed).
 
-// beginDial readies cn's attempts at a backend.
-func (cn *conn) beginDial() {
+// beginDial readies cn's attempts at a backend. The route step's replay
+// (the client's first bytes, which its socket no longer holds) goes before
+// anything else the client sends: written by the relay as its first bytes
+// up when relayFirst (the direct path: relay.Connecting.First), else as
+// the attempts' replay, after the PROXY header (inside TLS when the pool
+// speaks TLS to its backends).
+func (cn *conn) beginDial(relayFirst bool) {
 	var prelude []byte
-	if cn.rule.SendProxy != 0 {
-		prelude = proxyHeader(cn.rule, cn)
+	if v := cn.sendProxy(); v != 0 {
+		prelude = proxyHeader(v, cn)
 	}
-	cn.rule.Pool.Begin(&cn.attempts, cn.client.Addr(), prelude, nil)
+	var replay []byte
+	if !relayFirst {
+		replay = cn.replay()
+	}
+	cn.pool().Begin(&cn.attempts, cn.client.Addr(), prelude, replay)
 	cn.began = time.Now()
 }
 
 // dial connects to a backend (with retries on the next one) and starts the
 // relay.
 func (s *Service) dial(cn *conn) {
-	cn.beginDial()
+	cn.beginDial(false)
 	up, b, err := cn.attempts.Dial(s.ctx)
 	if err != nil {
 		cn.c.Close()
@@ -76,13 +85,13 @@ func (cn *conn) connected(b *backend.Backend) {
 }
 
 // proxyHeader returns the PROXY header that tells a backend about cn, in
-// the version the rule asks for.
-func proxyHeader(rule *Rule, cn *conn) []byte {
+// version.
+func proxyHeader(version int, cn *conn) []byte {
 	h := proxyproto.Header{Command: proxyproto.Proxy, Transport: proxyproto.TCP, Source: cn.client, Destination: cn.local}
 	if !cn.client.IsValid() || !cn.local.IsValid() {
 		h = proxyproto.Header{} // a unix-socket client: LOCAL, no addresses
 	}
-	if rule.SendProxy == 1 {
+	if version == 1 {
 		return h.AppendV1(nil)
 	}
 	return h.AppendV2(nil)

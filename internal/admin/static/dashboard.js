@@ -86,30 +86,163 @@
     return card;
   }
 
-  function renderBackends(card, backends) {
-    var key = JSON.stringify(backends);
+  // renderBackends lists a rule's backends, or for a routed rule its
+  // routes (each with its matchers, connections and backends) and its
+  // default route, and counts every backend of the rule in the header.
+  function renderBackends(card, rule) {
+    var routes = rule.routes || [];
+    var key = JSON.stringify([rule.backends, routes, rule.default_route_connections]);
     if (key === card.backendsKey) {
       return;
     }
     card.backendsKey = key;
     var ul = card.el.querySelector('.backends');
+    var box = card.el.querySelector('.routes');
+    fillBackends(ul, routes.length ? [] : rule.backends);
+    ul.hidden = routes.length > 0;
+    box.textContent = '';
+    box.hidden = routes.length === 0;
+    if (routes.length) {
+      box.appendChild(heading('Routes'));
+      routes.forEach(function (rt) {
+        var el = routeBlock(rt.name, matchText(rt), rt.balance + ' \u00b7 ' + fmtConns(rt.connections), rt.backends);
+        el.dataset.route = rt.name;
+        box.appendChild(el);
+      });
+      var def = routeBlock('default route', rule.backends.length ? 'clients no route takes' : 'none: clients no route takes are refused',
+        fmtConns(rule.default_route_connections || 0), rule.backends);
+      def.classList.add('default-route');
+      box.appendChild(def);
+    }
+    var all = allBackends(rule);
+    var up = all.filter(function (b) {
+      return b.up;
+    }).length;
+    card.el.querySelector('.health-count').textContent = up + ' of ' + all.length + ' backends up';
+  }
+
+  // allBackends returns the backends of a rule and of its routes.
+  function allBackends(rule) {
+    return (rule.routes || []).reduce(function (all, rt) {
+      return all.concat(rt.backends);
+    }, rule.backends);
+  }
+
+  function fillBackends(ul, backends) {
     ul.textContent = '';
-    var up = 0;
     backends.forEach(function (b) {
-      if (b.up) {
-        up++;
-      }
       var li = document.createElement('li');
       li.dataset.backend = b.address;
       li.appendChild(span(b.up ? 'dot up' : 'dot', ''));
       li.appendChild(span(b.up ? 'state up' : 'state', b.up ? 'up' : 'down'));
       li.appendChild(span('addr', b.address));
-      li.appendChild(span('stat', 'weight ' + b.weight + (b.backup ? ' · backup' : '')));
+      li.appendChild(span('stat', 'weight ' + b.weight + (b.backup ? ' \u00b7 backup' : '')));
       li.appendChild(span('stat', fmtCount(b.active) + ' active'));
       li.appendChild(span('stat', fmtCount(b.connect_errors) + ' connect errors'));
       ul.appendChild(li);
     });
-    card.el.querySelector('.health-count').textContent = up + ' of ' + backends.length + ' backends up';
+  }
+
+  // routeBlock is one route: a line with its name, what it matches and
+  // stat, then its backends (or "no backends").
+  function routeBlock(name, match, stat, backends) {
+    var el = document.createElement('div');
+    el.className = 'rt';
+    var head = document.createElement('div');
+    head.className = 'rt-head';
+    head.appendChild(span('rt-name', name));
+    head.appendChild(span('rt-match', match));
+    head.appendChild(span('spacer', ''));
+    head.appendChild(span('muted', stat));
+    el.appendChild(head);
+    var ul = document.createElement('ul');
+    ul.className = 'backends';
+    fillBackends(ul, backends);
+    if (!backends.length) {
+      var li = document.createElement('li');
+      li.className = 'muted';
+      li.textContent = 'no backends';
+      ul.appendChild(li);
+    }
+    el.appendChild(ul);
+    return el;
+  }
+
+  // matchText says in short what a route matches: "sni a.example, *.example.org · alpn h2".
+  function matchText(rt) {
+    var parts = [];
+    [['sni', 'sni'], ['alpn', 'alpn'], ['http_host', 'host'], ['detect', 'detect']].forEach(function (m) {
+      if (rt[m[0]] && rt[m[0]].length) {
+        parts.push(m[1] + ' ' + rt[m[0]].join(', '));
+      }
+    });
+    return parts.join(' \u00b7 ') || 'any client';
+  }
+
+  function fmtConns(n) {
+    return fmtCount(n) + (n === 1 ? ' connection' : ' connections');
+  }
+
+  function heading(text) {
+    var h = document.createElement('h4');
+    h.textContent = text;
+    return h;
+  }
+
+  // ---------------------------------------------------------- certificates
+
+  var DAY_MS = 86400000;
+  var CERT_WARN_DAYS = 14; // a certificate closer to its expiry is a warning
+
+  // certView is how a certificate shows at now: its expiry date (UTC), the
+  // days left or since, and its style ('' | 'warn' | 'bad').
+  function certView(c, now) {
+    var at = Date.parse(c.not_after);
+    var left = at - now;
+    var days = Math.floor(Math.abs(left) / DAY_MS);
+    var v = { date: new Date(at).toISOString().slice(0, 10), style: '' };
+    if (left <= 0) {
+      v.style = 'bad';
+      v.left = 'expired ' + (days === 0 ? 'today' : days === 1 ? '1 day ago' : days + ' days ago');
+    } else {
+      v.style = days < CERT_WARN_DAYS ? 'warn' : '';
+      v.left = days === 0 ? 'expires within a day' : days === 1 ? '1 day left' : days + ' days left';
+    }
+    return v;
+  }
+
+  function renderCerts(card, certs, now) {
+    certs = certs || [];
+    var views = certs.map(function (c) {
+      return certView(c, now);
+    });
+    var key = JSON.stringify([certs, views]);
+    if (key === card.certsKey) {
+      return;
+    }
+    card.certsKey = key;
+    var box = card.el.querySelector('.certs');
+    box.textContent = '';
+    box.hidden = certs.length === 0;
+    if (!certs.length) {
+      return;
+    }
+    box.appendChild(heading('Certificates'));
+    var ul = document.createElement('ul');
+    certs.forEach(function (c, i) {
+      var v = views[i];
+      var li = document.createElement('li');
+      li.className = 'cert' + (v.style ? ' ' + v.style : '');
+      li.dataset.cert = c.name;
+      li.title = 'not after ' + c.not_after;
+      li.appendChild(span(v.style ? 'dot ' + v.style : 'dot up', ''));
+      li.appendChild(span('addr', c.name));
+      li.appendChild(span('stat', c.route ? 'route ' + c.route : 'rule'));
+      li.appendChild(span('stat', v.date));
+      li.appendChild(span('left', v.left));
+      ul.appendChild(li);
+    });
+    box.appendChild(ul);
   }
 
   function span(cls, text) {
@@ -145,8 +278,9 @@
       }
       card.el.querySelector('.v-active').textContent = fmtCount(rule.counters.active);
       tot.active += rule.counters.active;
-      renderBackends(card, rule.backends);
-      rule.backends.forEach(function (b) {
+      renderBackends(card, rule);
+      renderCerts(card, rule.certificates, now);
+      allBackends(rule).forEach(function (b) {
         tot.bAll++;
         tot.bUp += b.up ? 1 : 0;
       });
