@@ -125,7 +125,7 @@ func TestMaintStopsHealthChecks(t *testing.T) {
 	pc.waitProbes(t, pc.probes.Load()+2)
 
 	b.SetState(Maint)
-	settled := pc.probes.Load() // and the check under way when it was set, at most
+	settled := pc.probes.Load()  // and the check under way when it was set, at most
 	time.Sleep(40 * hc.Interval) // absence of checks: forty intervals
 	if n := pc.probes.Load(); n > settled+1 {
 		t.Fatalf("%d health checks in maintenance, want none", n-settled)
