@@ -130,6 +130,13 @@ type BackendStatus struct {
 	Backup        bool   `json:"backup"`
 	Active        int64  `json:"active"`         // live connections on it
 	ConnectErrors uint64 `json:"connect_errors"` // failed connects so far
+	// ConnectionsTotal counts the connections (UDP: sessions) that
+	// reached it; BytesUp (client→backend) and BytesDown, their bytes,
+	// live connections' so far included. The dashboard turns them into
+	// rates.
+	ConnectionsTotal uint64 `json:"connections_total"`
+	BytesUp          int64  `json:"bytes_up"`
+	BytesDown        int64  `json:"bytes_down"`
 	// LastChange is when its state or health last changed; nil: not
 	// since it was configured.
 	LastChange *time.Time `json:"last_change,omitempty"`

@@ -29,7 +29,7 @@ func (s *Server) ruleStatusLocked(r *rule) admin.RuleStatus {
 	st := admin.RuleStatus{
 		Name: r.cfg.Name, Listen: r.cfg.Listen.String(),
 		Protocol: string(r.cfg.Protocol), Balance: r.cfg.Balance,
-		Backends:     backendStatus(r.pool),
+		Backends:     backendStatus(r.pool, r.table),
 		Certificates: s.certificatesLocked(r),
 		Counters:     admin.CountersOf(r.metrics.Counters()),
 	}
@@ -41,7 +41,7 @@ func (s *Server) ruleStatusLocked(r *rule) admin.RuleStatus {
 		st.Routes = append(st.Routes, admin.RouteStatus{
 			Name: rt.Name, SNI: slices.Clone(rt.SNI), ALPN: slices.Clone(rt.ALPN),
 			HTTPHost: slices.Clone(rt.HTTPHost), Detect: slices.Clone(rt.Detect),
-			Balance: rt.Balance, Backends: backendStatus(r.routes[rt.Name]),
+			Balance: rt.Balance, Backends: backendStatus(r.routes[rt.Name], r.table),
 			Connections: counts[rt.Name],
 		})
 	}
@@ -57,12 +57,15 @@ func (s *Server) certificatesLocked(r *rule) []admin.CertStatus {
 	return nil
 }
 
-// backendStatus reports the backends of pool.
-func backendStatus(pool *backend.Pool) []admin.BackendStatus {
+// backendStatus reports the backends of pool, whose rule's live
+// connections table lists.
+func backendStatus(pool *backend.Pool, table *conntrack.Table) []admin.BackendStatus {
 	var out []admin.BackendStatus
-	for _, b := range pool.Backends() {
-		out = append(out, backendView(b))
-	}
+	table.Traffic(func(live map[any]conntrack.Traffic) {
+		for _, b := range pool.Backends() {
+			out = append(out, backendView(b, live))
+		}
+	})
 	return out
 }
 

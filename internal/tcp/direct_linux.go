@@ -141,7 +141,7 @@ func (s *Service) connect(cn *conn, l *listening, at relay.Loop) error {
 	}
 	// Listed while connecting, with no backend yet: the operator sees it,
 	// can close it, and a cut drain stops it.
-	s.track(cn, "")
+	s.track(cn, nil)
 	cn.onLoop = false // from here its relay reports its end on a goroutine
 	s.run(cn)
 	return nil
