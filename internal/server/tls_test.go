@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -184,6 +185,7 @@ func TestTLSTerminationBySNI(t *testing.T) {
 		}
 	}
 	lines := ts.logs.waitAccess(t, 3)
+	sort.Slice(lines, func(i, j int) bool { return fmt.Sprint(lines[i]["sni"]) < fmt.Sprint(lines[j]["sni"]) })
 	for i, want := range []string{"a.test", "b.test", "x.b.test"} {
 		l := lines[i]
 		if l["end"] != "eof" {
@@ -398,5 +400,41 @@ func TestTLSReloadBadKeyChangesNothing(t *testing.T) {
 	defer s.Shutdown()
 	if err := s.Start(parse(t, tlsRule("edge", freeAddr(t), backend, certsTOML("", leaf)))); err == nil || !strings.Contains(err.Error(), leaf.KeyFile) {
 		t.Errorf("start error %v, want one naming %s", err, leaf.KeyFile)
+	}
+}
+
+func TestTLSRouteTerminates(t *testing.T) {
+	ca := testca.New(t, "ca")
+	term, pass := ca.Issue(t, "t", "t.test"), ca.Issue(t, "p", "p.test")
+	la := freeAddr(t)
+	toml := fmt.Sprintf(`[[rule]]
+name = "edge"
+listen = %q
+
+[[rule.route]]
+name = "term"
+sni = ["t.test"]
+backends = [%q]
+%s
+[[rule.route]]
+name = "pass"
+sni = ["p.test"]
+backends = [%q]
+`, la, echoServer(t, "plain"), strings.Replace(certsTOML("", term), "[rule.tls]", "[rule.route.tls]", 1), tlsEcho(t, "passed", pass))
+	ts := startTLS(t, parse(t, toml))
+	if got, serial, err := tlsAsk(t, la, clientConfig(ca, "t.test"), "hi"); err != nil || got != "plain hi" || serial != term.Serial {
+		t.Errorf("terminated route: %q from %d, %v", got, serial, err)
+	}
+	if got, serial, err := tlsAsk(t, la, clientConfig(ca, "p.test"), "hi"); err != nil || got != "passed hi" || serial != pass.Serial {
+		t.Errorf("passthrough route: %q from %d, %v", got, serial, err)
+	}
+	lines := ts.logs.waitAccess(t, 2)
+	for _, l := range lines {
+		if l["route"] == "term" && l["tls_version"] != "1.3" || l["route"] == "pass" && l["tls_version"] != nil {
+			t.Errorf("line %v: tls_version only where sluice terminated", l)
+		}
+	}
+	if c := ts.Rules()[0].Certificates; len(c) != 1 || c[0].Route != "term" {
+		t.Errorf("certificates %+v, want the term route's", c)
 	}
 }
