@@ -438,3 +438,30 @@ backends = [%q]
 		t.Errorf("certificates %+v, want the term route's", c)
 	}
 }
+
+func TestTLSHalfClose(t *testing.T) {
+	ca := testca.New(t, "ca")
+	la := freeAddr(t)
+	// The backend answers once the client has finished sending, then
+	// closes: close_notify in, FIN to the backend, its answer and FIN
+	// back, close_notify out.
+	backend := loopback.Serve(t, func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		fmt.Fprintf(c, "got %d bytes", len(b))
+	})
+	startTLS(t, parse(t, tlsRule("edge", la, backend, certsTOML("", ca.Issue(t, "a", "a.test")))))
+	c, err := tls.Dial("tcp", la, clientConfig(ca, "a.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write(make([]byte, 100000))
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "got 100000 bytes" {
+		t.Fatalf("answer %q, %v: want the backend's whole answer and a close_notify", got, err)
+	}
+}
