@@ -106,6 +106,7 @@ func (r *rule) run() {
 	r.pool = backend.NewPool(r.s.poolSettings(r.cfg, r.backendTLS[""]), r.s.resolver, r.s.logger) // it names the rule itself
 	r.pool.Start()
 	r.updateRoutes()
+	r.s.restore(r)
 	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{
 		Logger: r.s.logger, Pools: r.s.pools, Parker: r.s.parker, Engine: r.s.engine, Workers: r.s.workers, IDs: &r.s.ids, Table: r.table,
 	})

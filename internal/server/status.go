@@ -54,10 +54,7 @@ func (s *Server) ruleStatusLocked(r *rule) admin.RuleStatus {
 func backendStatus(pool *backend.Pool) []admin.BackendStatus {
 	var out []admin.BackendStatus
 	for _, b := range pool.Backends() {
-		out = append(out, admin.BackendStatus{
-			Address: b.Address().String(), Up: b.Up(), Weight: b.Weight(),
-			Backup: b.Backup(), Active: b.Active(), ConnectErrors: b.ConnectErrors(),
-		})
+		out = append(out, backendView(b))
 	}
 	return out
 }
