@@ -126,10 +126,20 @@ func (f *flipReader) Read(b []byte) (int, error) {
 // testBackends starts the bench's backends for one test.
 func testBackends(t *testing.T) *backends {
 	t.Helper()
-	bk, err := startBackends()
+	bk, err := startBackends(testTLSMaterial(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(bk.close)
 	return bk
+}
+
+// testTLSMaterial makes the bench's certificate for one test.
+func testTLSMaterial(t *testing.T) *tlsMaterial {
+	t.Helper()
+	m, err := newTLSMaterial(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
