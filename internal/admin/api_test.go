@@ -284,9 +284,9 @@ func TestMetricsScrape(t *testing.T) {
 		{"sluice_bytes_total", map[string]string{"rule": "web", "direction": "down"}, 10},
 		{"sluice_connections_total", map[string]string{"rule": "web"}, 1},
 		{"sluice_connections_active", map[string]string{"rule": "web"}, 1},
-		{"sluice_backend_up", map[string]string{"rule": "web", "backend": "10.0.0.6:80"}, 0},
-		{"sluice_backend_up", map[string]string{"rule": "dns", "backend": "10.0.0.9:53"}, 1},
-		{"sluice_backend_connect_errors_total", map[string]string{"rule": "web", "backend": "10.0.0.6:80"}, 3},
+		{"sluice_backend_up", map[string]string{"rule": "web", "route": "", "backend": "10.0.0.6:80"}, 0},
+		{"sluice_backend_up", map[string]string{"rule": "dns", "route": "", "backend": "10.0.0.9:53"}, 1},
+		{"sluice_backend_connect_errors_total", map[string]string{"rule": "web", "route": "", "backend": "10.0.0.6:80"}, 3},
 	}
 	for _, c := range checks {
 		if got := find(c.name, c.labels); got != c.want {

@@ -20,9 +20,9 @@ var (
 	descUDPSessionsActive = prometheus.NewDesc(nameUDPSessionsActive,
 		"UDP sessions open now, by rule.", []string{"rule"}, nil)
 	descBackendUp = prometheus.NewDesc(nameBackendUp,
-		"Whether a backend takes new connections (1) or is down (0).", []string{"rule", "backend"}, nil)
+		"Whether a backend takes new connections (1) or is down (0).", []string{"rule", "route", "backend"}, nil)
 	descBackendConnectErrors = prometheus.NewDesc(nameBackendConnectErrs,
-		"Failed connects to a backend.", []string{"rule", "backend"}, nil)
+		"Failed connects to a backend.", []string{"rule", "route", "backend"}, nil)
 )
 
 // ruleCollector exports the per-rule atomics of every live Rule handle.
@@ -35,6 +35,7 @@ func (c ruleCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBytesTotal
 	ch <- descRejectedTotal
 	ch <- descUDPSessionsActive
+	ch <- descRouteConnections
 }
 
 // Collect reads every rule's counters.
@@ -48,6 +49,11 @@ func (c ruleCollector) Collect(ch chan<- prometheus.Metric) {
 		r.rejected.Range(func(reason, n any) bool {
 			ch <- prometheus.MustNewConstMetric(descRejectedTotal, prometheus.CounterValue,
 				float64(n.(*atomic.Uint64).Load()), r.name, reason.(string))
+			return true
+		})
+		r.routes.Range(func(route, n any) bool {
+			ch <- prometheus.MustNewConstMetric(descRouteConnections, prometheus.CounterValue,
+				float64(n.(*atomic.Uint64).Load()), r.name, route.(string))
 			return true
 		})
 	}
@@ -70,10 +76,10 @@ func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
 	if src == nil {
 		return
 	}
-	type key struct{ rule, backend string }
+	type key struct{ rule, route, backend string }
 	seen := make(map[key]bool)
 	for _, b := range (*src)() {
-		k := key{b.Rule, b.Backend}
+		k := key{b.Rule, b.Route, b.Backend}
 		if seen[k] {
 			continue
 		}
@@ -82,8 +88,8 @@ func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
 		if b.Up {
 			up = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descBackendUp, prometheus.GaugeValue, up, b.Rule, b.Backend)
+		ch <- prometheus.MustNewConstMetric(descBackendUp, prometheus.GaugeValue, up, b.Rule, b.Route, b.Backend)
 		ch <- prometheus.MustNewConstMetric(descBackendConnectErrors, prometheus.CounterValue,
-			float64(b.ConnectErrors), b.Rule, b.Backend)
+			float64(b.ConnectErrors), b.Rule, b.Route, b.Backend)
 	}
 }

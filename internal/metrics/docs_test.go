@@ -23,6 +23,9 @@ func TestNamesAreDocumented(t *testing.T) {
 	r.UDPSessionOpened()
 	r.ConnectDuration(0)
 	r.Rejected("acl")
+	r.Routed("default")
+	r.TLSHandshake(SideClient, "ok", 0)
+	m.SetCertificateSource(func() []Certificate { return []Certificate{{Rule: "web", Name: "a.example"}} })
 	m.SetBackendSource(func() []BackendState { return []BackendState{{Rule: "web", Backend: "10.0.0.5:80", Up: true}} })
 	fams, err := reg.Gather()
 	if err != nil {

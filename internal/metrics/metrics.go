@@ -49,6 +49,7 @@ var connectBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 // provides a snapshot of every backend through SetBackendSource.
 type BackendState struct {
 	Rule          string // the rule's name
+	Route         string // the route's name; "default" for a routed rule's own backends, empty for a rule without routes
 	Backend       string // the backend address as configured, e.g. "10.0.0.5:80"
 	Up            bool   // takes new connections
 	ConnectErrors uint64 // failed connects since the backend was configured
@@ -58,7 +59,9 @@ type BackendState struct {
 // is valid and records nothing.
 type Metrics struct {
 	connectDuration *prometheus.HistogramVec
+	tls             tlsVecs
 	backends        atomic.Pointer[func() []BackendState]
+	certs           atomic.Pointer[func() []Certificate]
 
 	mu    sync.Mutex       // guards the following fields
 	rules map[string]*Rule // by rule name
@@ -74,12 +77,16 @@ func New(reg *prometheus.Registry) (*Metrics, error) {
 			Help:    "Time to connect to a backend, retries included, of connections that reached one.",
 			Buckets: connectBuckets,
 		}, []string{"rule"}),
+		tls:   newTLSVecs(),
 		rules: make(map[string]*Rule),
 	}
 	for _, c := range []prometheus.Collector{
 		m.connectDuration,
+		m.tls.handshakes,
+		m.tls.duration,
 		ruleCollector{m},
 		backendCollector{m},
+		certCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -101,7 +108,7 @@ func (m *Metrics) Rule(name string) *Rule {
 	defer m.mu.Unlock()
 	r := m.rules[name]
 	if r == nil {
-		r = &Rule{name: name, duration: m.connectDuration.WithLabelValues(name)}
+		r = &Rule{name: name, duration: m.connectDuration.WithLabelValues(name), tls: m.tls}
 		m.rules[name] = r
 	}
 	return r
@@ -118,6 +125,7 @@ func (m *Metrics) Forget(name string) {
 	defer m.mu.Unlock()
 	delete(m.rules, name)
 	m.connectDuration.DeleteLabelValues(name)
+	m.tls.forget(name)
 }
 
 // SetBackendSource sets the function called at every scrape to report
@@ -151,6 +159,7 @@ func (m *Metrics) snapshotRules() []*Rule {
 type Rule struct {
 	name     string
 	duration prometheus.Observer
+	tls      tlsVecs
 
 	total    atomic.Uint64
 	active   atomic.Int64
@@ -159,6 +168,7 @@ type Rule struct {
 
 	rejectedAll atomic.Uint64
 	rejected    sync.Map // reason string → *atomic.Uint64
+	routes      sync.Map // route name → *atomic.Uint64
 }
 
 // ConnOpened counts a connection (or UDP session) that was admitted:

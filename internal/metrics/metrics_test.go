@@ -125,7 +125,18 @@ func TestScrapeNamesLabelsValues(t *testing.T) {
 		return []BackendState{
 			{Rule: "web", Backend: "10.0.0.5:80", Up: true, ConnectErrors: 2},
 			{Rule: "web", Backend: "10.0.0.6:80", Up: false, ConnectErrors: 7},
+			{Rule: "edge", Route: "app", Backend: "10.0.0.6:80", Up: true, ConnectErrors: 1},
 		}
+	})
+	edge := m.Rule("edge")
+	edge.Routed("app")
+	edge.Routed("app")
+	edge.Routed("default")
+	edge.TLSHandshake(SideClient, "ok", 2*time.Millisecond)
+	edge.TLSHandshake(SideClient, "timeout", 3*time.Second)
+	edge.TLSHandshake(SideBackend, "verify", time.Millisecond)
+	m.SetCertificateSource(func() []Certificate {
+		return []Certificate{{Rule: "edge", Name: "app.example.com", NotAfter: time.Unix(1900000000, 0)}}
 	})
 
 	fams := get()
@@ -142,9 +153,17 @@ func TestScrapeNamesLabelsValues(t *testing.T) {
 		{"sluice_rejected_total", []string{"rule", "web", "reason", "acl"}, 2},
 		{"sluice_rejected_total", []string{"rule", "web", "reason", "rate"}, 1},
 		{"sluice_udp_sessions_active", []string{"rule", "dns"}, 1},
-		{"sluice_backend_up", []string{"rule", "web", "backend", "10.0.0.5:80"}, 1},
-		{"sluice_backend_up", []string{"rule", "web", "backend", "10.0.0.6:80"}, 0},
-		{"sluice_backend_connect_errors_total", []string{"rule", "web", "backend", "10.0.0.6:80"}, 7},
+		{"sluice_backend_up", []string{"rule", "web", "route", "", "backend", "10.0.0.5:80"}, 1},
+		{"sluice_backend_up", []string{"rule", "web", "route", "", "backend", "10.0.0.6:80"}, 0},
+		{"sluice_backend_connect_errors_total", []string{"rule", "web", "route", "", "backend", "10.0.0.6:80"}, 7},
+		{"sluice_backend_up", []string{"rule", "edge", "route", "app", "backend", "10.0.0.6:80"}, 1},
+		{"sluice_backend_connect_errors_total", []string{"rule", "edge", "route", "app", "backend", "10.0.0.6:80"}, 1},
+		{"sluice_route_connections_total", []string{"rule", "edge", "route", "app"}, 2},
+		{"sluice_route_connections_total", []string{"rule", "edge", "route", "default"}, 1},
+		{"sluice_tls_handshakes_total", []string{"rule", "edge", "side", "client", "result", "ok"}, 1},
+		{"sluice_tls_handshakes_total", []string{"rule", "edge", "side", "client", "result", "timeout"}, 1},
+		{"sluice_tls_handshakes_total", []string{"rule", "edge", "side", "backend", "result", "verify"}, 1},
+		{"sluice_tls_certificate_expiry_timestamp_seconds", []string{"rule", "edge", "name", "app.example.com"}, 1900000000},
 	}
 	for _, c := range checks {
 		if got := mustValue(t, fams, c.name, c.labels...); got != c.want {
@@ -219,7 +238,13 @@ func TestLabelsAreBounded(t *testing.T) {
 	r.Rejected("acl")
 	r.ConnectDuration(time.Millisecond)
 	m.SetBackendSource(func() []BackendState { return []BackendState{{Rule: "web", Backend: "b:1"}} })
-	allowed := map[string]bool{"rule": true, "direction": true, "reason": true, "backend": true}
+	r.Routed("app")
+	r.TLSHandshake(SideClient, "ok", time.Millisecond)
+	m.SetCertificateSource(func() []Certificate { return []Certificate{{Rule: "web", Name: "a.example"}} })
+	// Each from the config (rule, route, backend, certificate name) or from
+	// a small fixed set (direction, reason, side, result).
+	allowed := map[string]bool{"rule": true, "direction": true, "reason": true, "backend": true,
+		"route": true, "side": true, "result": true, "name": true}
 	for name, f := range get() {
 		if !strings.HasPrefix(name, "sluice_") {
 			continue
@@ -227,7 +252,7 @@ func TestLabelsAreBounded(t *testing.T) {
 		for _, s := range f.Metric {
 			for _, l := range s.Label {
 				if !allowed[l.GetName()] {
-					t.Errorf("%s has label %q; only rule, direction, reason and backend are bounded", name, l.GetName())
+					t.Errorf("%s has label %q; not one of the bounded labels", name, l.GetName())
 				}
 			}
 		}
@@ -323,7 +348,7 @@ func TestBackendSourceDuplicatesAndReset(t *testing.T) {
 	m.SetBackendSource(func() []BackendState {
 		return []BackendState{{Rule: "web", Backend: "a:1", Up: true}, {Rule: "web", Backend: "a:1", Up: false}}
 	})
-	if v := mustValue(t, get(), "sluice_backend_up", "rule", "web", "backend", "a:1"); v != 1 {
+	if v := mustValue(t, get(), "sluice_backend_up", "rule", "web", "route", "", "backend", "a:1"); v != 1 {
 		t.Errorf("duplicate backend: first report should win, got %v", v)
 	}
 	m.SetBackendSource(nil)

@@ -188,7 +188,7 @@ func checkMetrics(t *testing.T, api *adminClient, backend string, wantUp float64
 	if v := mustMetric(t, m, "sluice_bytes_total", up); v != wantUp {
 		t.Errorf("sluice_bytes_total{rule=web,direction=up} = %v, want %v", v, wantUp)
 	}
-	if v := mustMetric(t, m, "sluice_backend_up", map[string]string{"rule": "web", "backend": backend}); v != 1 {
+	if v := mustMetric(t, m, "sluice_backend_up", map[string]string{"rule": "web", "route": "", "backend": backend}); v != 1 {
 		t.Errorf("sluice_backend_up{rule=web,backend=%s} = %v, want 1", backend, v)
 	}
 	for name, mf := range m {
