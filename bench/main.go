@@ -85,7 +85,9 @@ Measures sluice beside a direct connection and the installed peers, one
 forwarder process at a time, and prints one table (README.md, Benchmark).
 The new-connections clients make their own system calls (non-blocking
 socket, connect, write, read, close; no socket options), so that the
-bench's own CPU does not bound the figure on a small machine.
+bench's own CPU does not bound the figure on a small machine. The TLS
+figures (sni passthrough, tls termination) use a certificate the bench
+makes, and skip the column of a sluice that does not know their keys.
 
 `
 
