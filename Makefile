@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzClientHello$$' -fuzztime $(FUZZTIME) ./internal/sniff
 	$(GO) test -run '^$$' -fuzz '^FuzzHTTPHost$$' -fuzztime $(FUZZTIME) ./internal/sniff
 	$(GO) test -run '^$$' -fuzz '^FuzzPrefixes$$' -fuzztime $(FUZZTIME) ./internal/sniff
+	$(GO) test -run '^$$' -fuzz '^FuzzJudge$$' -fuzztime $(FUZZTIME) ./internal/route
 
 bench-smoke:
 	$(GO) run ./bench -smoke

@@ -18,7 +18,8 @@ import (
 const examplePath = "../../sluice.example.toml"
 
 // TestExampleChecks: `sluice check -c sluice.example.toml` accepts the
-// example, and what it prints is itself a valid config with the same rules.
+// example, and what it prints is itself a valid config with the same rules,
+// routes and TLS settings.
 func TestExampleChecks(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := check([]string{"-c", examplePath}, &out, &errOut); code != exitOK {
@@ -37,6 +38,11 @@ func TestExampleChecks(t *testing.T) {
 	}
 	if got, want := ruleNames(printed), ruleNames(example); !slices.Equal(got, want) {
 		t.Errorf("sluice check printed rules %q, want %q", got, want)
+	}
+	// Routes, tls and backend_tls included: the printed rules are the
+	// example's, every value in force (relative paths resolved).
+	if !reflect.DeepEqual(printed.Rules, example.Rules) {
+		t.Errorf("the rules sluice check printed differ from the example's:\n%s", out.String())
 	}
 }
 
@@ -71,9 +77,13 @@ func TestExampleShowsEveryKey(t *testing.T) {
 		skip  []string
 	}{
 		{"top level", config.Config{}, []string{"Path", "Rules"}}, // Rules is [[rule]]; Path is not a key
-		{"[[rule]] or [defaults]", config.Rule{}, []string{"Routes", "PeekTimeout", "TLS", "BackendTLS"}},
+		{"[[rule]] or [defaults]", config.Rule{}, nil},
 		{"health_check", config.HealthCheck{}, nil},
 		{"a backend table", config.Backend{}, nil},
+		{"[[rule.route]]", config.Route{}, nil},
+		{"tls", config.TLS{}, nil},
+		{"a certificate table", config.CertKey{}, nil},
+		{"backend_tls", config.BackendTLS{}, nil},
 	} {
 		typ := reflect.TypeOf(tc.typ)
 		for _, f := range reflect.VisibleFields(typ) {
@@ -81,6 +91,9 @@ func TestExampleShowsEveryKey(t *testing.T) {
 				continue
 			}
 			key := snakeCase(f.Name)
+			if f.Name == "Routes" {
+				key = "route" // written [[rule.route]], one table per route
+			}
 			if !written[tc.table][key] {
 				t.Errorf("%s: key %q (config.%s.%s) is not in the example under %s; add it with a comment",
 					examplePath, key, typ.Name(), f.Name, tc.table)
@@ -91,46 +104,63 @@ func TestExampleShowsEveryKey(t *testing.T) {
 
 // writtenKeys collects the keys the example writes, by where they are.
 func writtenKeys(doc map[string]any) map[string]map[string]bool {
-	keys := map[string]map[string]bool{
-		"top level": {}, "[[rule]] or [defaults]": {}, "health_check": {}, "a backend table": {},
-	}
-	var tables []map[string]any
+	keys := map[string]map[string]bool{"top level": {}}
+	var rules []map[string]any
 	for k, v := range doc {
 		keys["top level"][k] = true
 		switch v := v.(type) {
 		case map[string]any: // [defaults]
-			tables = append(tables, v)
+			rules = append(rules, v)
 		case []any: // [[rule]]
-			for _, r := range v {
-				if r, ok := r.(map[string]any); ok {
-					tables = append(tables, r)
-				}
-			}
+			rules = append(rules, tables(v)...)
 		}
 	}
-	for _, rule := range tables {
-		for k, v := range rule {
-			keys["[[rule]] or [defaults]"][k] = true
-			switch k {
-			case "health_check":
-				if hc, ok := v.(map[string]any); ok {
-					for hk := range hc {
-						keys["health_check"][hk] = true
-					}
-				}
-			case "backends":
-				list, _ := v.([]any)
-				for _, b := range list {
-					if bt, ok := b.(map[string]any); ok {
-						for bk := range bt {
-							keys["a backend table"][bk] = true
-						}
-					}
-				}
-			}
+	for _, rule := range rules {
+		collectKeys(keys, "[[rule]] or [defaults]", rule)
+		for _, route := range tables(rule["route"]) {
+			collectKeys(keys, "[[rule.route]]", route)
 		}
 	}
 	return keys
+}
+
+// collectKeys records the keys of a rule or route table under name, and
+// those of the tables inside it under theirs.
+func collectKeys(keys map[string]map[string]bool, name string, table map[string]any) {
+	add := func(name string, t map[string]any) {
+		if keys[name] == nil {
+			keys[name] = map[string]bool{}
+		}
+		for k := range t {
+			keys[name][k] = true
+		}
+	}
+	add(name, table)
+	for _, sub := range []string{"health_check", "tls", "backend_tls"} {
+		if t, ok := table[sub].(map[string]any); ok {
+			add(sub, t)
+		}
+	}
+	for _, b := range tables(table["backends"]) {
+		add("a backend table", b)
+	}
+	if t, ok := table["tls"].(map[string]any); ok {
+		for _, c := range tables(t["certificates"]) {
+			add("a certificate table", c)
+		}
+	}
+}
+
+// tables returns the tables in a decoded TOML array (of tables, or mixed).
+func tables(v any) []map[string]any {
+	list, _ := v.([]any)
+	var out []map[string]any
+	for _, item := range list {
+		if t, ok := item.(map[string]any); ok {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // snakeCase turns a Go field name into its config key: MaxConnectionsPerIP
@@ -161,6 +191,10 @@ func TestSnakeCase(t *testing.T) {
 		"ResolveTTL":          "resolve_ttl",
 		"RatePerIP":           "rate_per_ip",
 		"AdminToken":          "admin_token",
+		"HTTPHost":            "http_host",
+		"ClientCA":            "client_ca",
+		"BackendTLS":          "backend_tls",
+		"InsecureSkipVerify":  "insecure_skip_verify",
 	} {
 		if got := snakeCase(name); got != want {
 			t.Errorf("snakeCase(%q) = %q, want %q", name, got, want)

@@ -12,8 +12,8 @@ import (
 // not. The direction is cmd → server → {tcp, udp, admin} → the leaves; a
 // package missing here may depend on nothing of sluice's own.
 var layers = map[string][]string{
-	"internal/server":     {"internal/backoff", "internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock", "internal/endpoint"},
-	"internal/tcp":        {"internal/backoff", "internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock", "internal/endpoint"},
+	"internal/server":     {"internal/route", "internal/sniff", "internal/backoff", "internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock", "internal/endpoint"},
+	"internal/tcp":        {"internal/route", "internal/sniff", "internal/backoff", "internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock", "internal/endpoint"},
 	"internal/udp":        {"internal/backoff", "internal/access", "internal/epoll", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion", "internal/rawsock", "internal/endpoint"},
 	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/access"},
 	"internal/metrics":    {"internal/access"},
@@ -32,6 +32,7 @@ var layers = map[string][]string{
 	"internal/endpoint":   {},
 	"internal/backoff":    {},
 	"internal/sniff":      {"internal/proxyproto"},
+	"internal/route":      {"internal/sniff", "internal/proxyproto"},
 }
 
 // leaves may import only the standard library and these modules.
@@ -46,6 +47,7 @@ var leaves = map[string][]string{
 	"internal/handover":   {},
 	"internal/endpoint":   {},
 	"internal/sniff":      {},
+	"internal/route":      {},
 }
 
 // TestLayering holds the dependency direction of the packages, as

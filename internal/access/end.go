@@ -25,8 +25,22 @@ const (
 // Reason says why a client was refused: the <reason> of the end
 // "rejected:<reason>" and the reason label of sluice_rejected_total. The
 // empty Reason means the client was admitted. Its values are admit's
-// (ReasonDenied and the others) and UDP's ReasonMaxSessions.
+// (ReasonDenied and the others), UDP's ReasonMaxSessions and the routed
+// TCP rules' below.
 type Reason string
+
+// The reasons a routed TCP rule refuses a client for.
+const (
+	// ReasonNoRoute: the client's first bytes chose no route and the
+	// rule has no default route (backends of its own).
+	ReasonNoRoute Reason = "no-route"
+	// ReasonPeekTimeout: the client sent nothing within peek_timeout and
+	// the rule has no default route.
+	ReasonPeekTimeout Reason = "peek-timeout"
+	// ReasonTLSHandshake: the TLS handshake of a terminating rule or
+	// route failed or did not finish within peek_timeout.
+	ReasonTLSHandshake Reason = "tls-handshake"
+)
 
 // rejectedPrefix starts the end of every refused client.
 const rejectedPrefix = "rejected:"

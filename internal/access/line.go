@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -15,8 +16,20 @@ type Line struct {
 	Proto   string         // "tcp" or "udp"
 	Client  netip.AddrPort // the zero AddrPort: a unix-socket client (see ClientName)
 	Backend string         // the backend as configured; empty when none was reached
-	Up      int64          // bytes client → backend
-	Down    int64          // bytes backend → client
+	// Route is the route a routed rule's client took (the default
+	// route's name for the rule's own backends); empty, and not written,
+	// on a rule without routes or when no route was chosen.
+	Route string
+	// SNI and ALPN are the server name and protocols of the client's TLS
+	// ClientHello, when sluice read one; not written when empty.
+	SNI  string
+	ALPN []string
+	// TLSVersion and TLSCipher describe the TLS session sluice terminated
+	// for the client ("1.3", "TLS_AES_128_GCM_SHA256"); not written when
+	// empty.
+	TLSVersion, TLSCipher string
+	Up                    int64 // bytes client → backend
+	Down                  int64 // bytes backend → client
 	// Datagrams are a UDP line's datagram counts; nil on a TCP line.
 	Datagrams *Datagrams
 	Start     time.Time // the accept or first datagram; the duration runs from it to Log
@@ -50,12 +63,15 @@ func (l *Line) Log(logger *slog.Logger) {
 // write formats and writes the line. It is apart from Log so that its large
 // frame costs nothing when access lines are off.
 func (l *Line) write(logger *slog.Logger) {
-	attrs := make([]slog.Attr, 0, 12)
+	attrs := make([]slog.Attr, 0, 17)
 	attrs = append(attrs,
 		slog.String("rule", l.Rule),
 		slog.String("proto", l.Proto),
 		slog.String("client", ClientName(l.Client)),
 		slog.String("backend", l.Backend),
+	)
+	attrs = l.appendRouted(attrs)
+	attrs = append(attrs,
 		slog.Int64("up", l.Up),
 		slog.Int64("down", l.Down),
 	)
@@ -73,4 +89,18 @@ func (l *Line) write(logger *slog.Logger) {
 		attrs = append(attrs, slog.String("error", l.Err.Error()))
 	}
 	logger.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+}
+
+// appendRouted appends the fields of a routed or TLS connection that are
+// set: route, sni, alpn (comma-separated), tls_version, tls_cipher.
+func (l *Line) appendRouted(attrs []slog.Attr) []slog.Attr {
+	for _, f := range [...]struct{ key, value string }{
+		{"route", l.Route}, {"sni", l.SNI}, {"alpn", strings.Join(l.ALPN, ",")},
+		{"tls_version", l.TLSVersion}, {"tls_cipher", l.TLSCipher},
+	} {
+		if f.value != "" {
+			attrs = append(attrs, slog.String(f.key, f.value))
+		}
+	}
+	return attrs
 }

@@ -33,6 +33,20 @@ var lines = []struct {
 		`{"level":"INFO","msg":"access","rule":"locked","proto":"tcp","client":"unix","backend":"","up":0,"down":0,"duration":<d>,"end":"rejected:denied","error":"bad \"header\""}`,
 	},
 	{
+		"tcp routed, tls terminated",
+		Line{Rule: "edge", Proto: "tcp", Client: netip.MustParseAddrPort("127.0.0.1:33770"), Backend: "127.0.0.1:17001",
+			Route: "app", SNI: "app.example.com", ALPN: []string{"h2", "http/1.1"}, TLSVersion: "1.3", TLSCipher: "TLS_AES_128_GCM_SHA256",
+			Up: 6, Down: 6, End: EOF},
+		`level=INFO msg=access rule=edge proto=tcp client=127.0.0.1:33770 backend=127.0.0.1:17001 route=app sni=app.example.com alpn=h2,http/1.1 tls_version=1.3 tls_cipher=TLS_AES_128_GCM_SHA256 up=6 down=6 duration=<d> end=eof`,
+		`{"level":"INFO","msg":"access","rule":"edge","proto":"tcp","client":"127.0.0.1:33770","backend":"127.0.0.1:17001","route":"app","sni":"app.example.com","alpn":"h2,http/1.1","tls_version":"1.3","tls_cipher":"TLS_AES_128_GCM_SHA256","up":6,"down":6,"duration":<d>,"end":"eof"}`,
+	},
+	{
+		"tcp routed, no route",
+		Line{Rule: "edge", Proto: "tcp", Client: netip.MustParseAddrPort("127.0.0.1:33770"), SNI: "x.example.com", End: Rejected(ReasonNoRoute)},
+		`level=INFO msg=access rule=edge proto=tcp client=127.0.0.1:33770 backend="" sni=x.example.com up=0 down=0 duration=<d> end=rejected:no-route`,
+		`{"level":"INFO","msg":"access","rule":"edge","proto":"tcp","client":"127.0.0.1:33770","backend":"","sni":"x.example.com","up":0,"down":0,"duration":<d>,"end":"rejected:no-route"}`,
+	},
+	{
 		"udp",
 		Line{Rule: "dns", Proto: "udp", Client: netip.MustParseAddrPort("[2001:db8::1]:60655"), Backend: "127.0.0.1:17002", Up: 7, Down: 8,
 			Datagrams: &Datagrams{Up: 1, Down: 2}, End: IdleTimeout},

@@ -64,7 +64,17 @@ type RuleStatus struct {
 	Protocol string          `json:"protocol"` // tcp | udp | tcp+udp
 	Balance  string          `json:"balance"`
 	Backends []BackendStatus `json:"backends"`
-	Counters Counters        `json:"counters"`
+	// Routes are a routed rule's routes, in the order they are tried;
+	// Backends above are then its default route's (none: no default).
+	Routes   []RouteStatus `json:"routes,omitempty"`
+	Counters Counters      `json:"counters"`
+}
+
+// RouteStatus is one route of a rule and its backends.
+type RouteStatus struct {
+	Name     string          `json:"name"`
+	Balance  string          `json:"balance"`
+	Backends []BackendStatus `json:"backends"`
 }
 
 // BackendStatus is one backend of a rule.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -10,7 +11,10 @@ import (
 // Format returns the config as TOML with every default written out:
 // durations as Go duration strings ("5s", "1h"), backends as tables, one
 // [[rule]] per rule and no [defaults]. Features that are off are noted in
-// comments. Parse(c.Path, []byte(c.Format())) gives back an equal Config.
+// comments. Routes follow their rule as [[rule.route]] tables, each with
+// every key in force (inherited ones too), and tls and backend_tls are
+// tables after the keys, or "off". Parse(c.Path, []byte(c.Format())) gives
+// back an equal Config.
 // Format includes admin_token when set, so its output is as secret as the
 // file itself.
 func (c *Config) Format() string {
@@ -30,23 +34,16 @@ func (c *Config) Format() string {
 	return b.String()
 }
 
-// formatRule writes the keys of one rule.
+// formatRule writes the keys of one rule, then its tables and routes.
 func formatRule(b *strings.Builder, r *Rule) {
 	kv(b, "name", quote(r.Name))
 	kv(b, "listen", quote(r.Listen.String()))
 	kv(b, "protocol", quote(string(r.Protocol)))
-	b.WriteString("backends = [\n")
-	for _, be := range r.Backends {
-		fmt.Fprintf(b, "  { address = %s, weight = %d, backup = %t },\n", quote(be.Address.String()), be.Weight, be.Backup)
-	}
-	b.WriteString("]\n")
-	kv(b, "balance", quote(r.Balance))
-	kv(b, "retries", strconv.Itoa(r.Retries))
-	kv(b, "connect_timeout", quote(formatDuration(r.ConnectTimeout)))
+	formatUpstreamKeys(b, &r.Upstream)
 	kv(b, "idle_timeout", quote(formatDuration(r.IdleTimeout)))
 	kv(b, "drain_timeout", quote(formatDuration(r.DrainTimeout)))
-	kv(b, "resolve_ttl", quote(formatDuration(r.ResolveTTL)))
 	kv(b, "udp_session_timeout", quote(formatDuration(r.UDPSessionTimeout)))
+	kv(b, "peek_timeout", quote(formatDuration(r.PeekTimeout)))
 	kv(b, "max_connections", strconv.Itoa(r.MaxConnections))
 	kv(b, "max_connections_per_ip", strconv.Itoa(r.MaxConnectionsPerIP))
 	kv(b, "per_ip_prefix_v6", strconv.Itoa(r.PerIPPrefixV6))
@@ -55,11 +52,48 @@ func formatRule(b *strings.Builder, r *Rule) {
 	optional(b, "bandwidth", r.Bandwidth != 0, formatBandwidth(r.Bandwidth), quote(unlimited))
 	kv(b, "allow", prefixList(r.Allow))
 	kv(b, "deny", prefixList(r.Deny))
-	optional(b, "proxy_protocol", r.ProxyProtocol != 0, quote("v"+strconv.Itoa(r.ProxyProtocol)), quote("off"))
 	kv(b, "accept_proxy_protocol", prefixList(r.AcceptProxyProtocol))
 	kv(b, "congestion_control", quote(r.CongestionControl.String()))
 	kv(b, "workers", strconv.Itoa(r.Workers))
-	if h := r.HealthCheck; h != nil {
+	formatTLSTables(b, "rule", &r.Upstream)
+	for i := range r.Routes {
+		b.WriteString("\n[[rule.route]]\n")
+		formatRoute(b, &r.Routes[i])
+	}
+}
+
+// formatRoute writes the keys of one route, then its tables.
+func formatRoute(b *strings.Builder, rt *Route) {
+	kv(b, "name", quote(rt.Name))
+	for _, m := range []struct {
+		key    string
+		values []string
+	}{{"sni", rt.SNI}, {"alpn", rt.ALPN}, {"http_host", rt.HTTPHost}, {"detect", rt.Detect}} {
+		if len(m.values) > 0 {
+			kv(b, m.key, stringList(m.values))
+		}
+	}
+	formatUpstreamKeys(b, &rt.Upstream)
+	formatTLSTables(b, "rule.route", &rt.Upstream)
+}
+
+// formatUpstreamKeys writes the backend-side keys of a rule or route; tls
+// and backend_tls only when off, as their tables come after every key.
+// A routed rule without backends of its own has no backends key.
+func formatUpstreamKeys(b *strings.Builder, u *Upstream) {
+	if len(u.Backends) > 0 {
+		b.WriteString("backends = [\n")
+		for _, be := range u.Backends {
+			fmt.Fprintf(b, "  { address = %s, weight = %d, backup = %t },\n", quote(be.Address.String()), be.Weight, be.Backup)
+		}
+		b.WriteString("]\n")
+	}
+	kv(b, "balance", quote(u.Balance))
+	kv(b, "retries", strconv.Itoa(u.Retries))
+	kv(b, "connect_timeout", quote(formatDuration(u.ConnectTimeout)))
+	kv(b, "resolve_ttl", quote(formatDuration(u.ResolveTTL)))
+	optional(b, "proxy_protocol", u.ProxyProtocol != 0, quote("v"+strconv.Itoa(u.ProxyProtocol)), quote("off"))
+	if h := u.HealthCheck; h != nil {
 		fmt.Fprintf(b, "health_check = { interval = %s, timeout = %s, rise = %d, fall = %d",
 			quote(formatDuration(h.Interval)), quote(formatDuration(h.Timeout)), h.Rise, h.Fall)
 		if h.Send != "" {
@@ -72,6 +106,46 @@ func formatRule(b *strings.Builder, r *Rule) {
 	} else {
 		kv(b, "health_check", quote("off"))
 	}
+	if u.TLS == nil {
+		kv(b, "tls", quote("off"))
+	}
+	if u.BackendTLS == nil {
+		kv(b, "backend_tls", quote("off"))
+	}
+}
+
+// formatTLSTables writes the tls and backend_tls tables of a rule or route
+// that has them; table is the header's prefix, "rule" or "rule.route".
+func formatTLSTables(b *strings.Builder, table string, u *Upstream) {
+	if t := u.TLS; t != nil {
+		fmt.Fprintf(b, "\n[%s.tls]\ncertificates = [\n", table)
+		for _, c := range t.Certificates {
+			fmt.Fprintf(b, "  { cert = %s, key = %s },\n", quote(c.Cert), quote(c.Key))
+		}
+		b.WriteString("]\n")
+		kv(b, "min_version", quote(tlsVersion(t.MinVersion)))
+		kv(b, "alpn", stringList(t.ALPN))
+		if t.ClientCA != "" {
+			kv(b, "client_ca", quote(t.ClientCA))
+		}
+	}
+	if t := u.BackendTLS; t != nil {
+		fmt.Fprintf(b, "\n[%s.backend_tls]\n", table)
+		for _, f := range []struct{ key, value string }{{"ca", t.CA}, {"server_name", t.ServerName}, {"cert", t.Cert}, {"key", t.Key}} {
+			if f.value != "" {
+				kv(b, f.key, quote(f.value))
+			}
+		}
+		kv(b, "insecure_skip_verify", strconv.FormatBool(t.InsecureSkipVerify))
+	}
+}
+
+// tlsVersion names a TLS version as min_version takes it.
+func tlsVersion(v uint16) string {
+	if v == tls.VersionTLS13 {
+		return "1.3"
+	}
+	return "1.2"
 }
 
 // kv writes one key-value line; value is already TOML.
@@ -94,6 +168,15 @@ func prefixList(ps []netip.Prefix) string {
 	items := make([]string, len(ps))
 	for i, p := range ps {
 		items[i] = quote(p.String())
+	}
+	return "[" + strings.Join(items, ", ") + "]"
+}
+
+// stringList writes strings as a TOML array.
+func stringList(strs []string) string {
+	items := make([]string, len(strs))
+	for i, s := range strs {
+		items[i] = quote(s)
 	}
 	return "[" + strings.Join(items, ", ") + "]"
 }

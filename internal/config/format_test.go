@@ -61,10 +61,15 @@ backends = [
 balance = "round-robin"
 retries = 1
 connect_timeout = "5s"
+resolve_ttl = "30s"
+proxy_protocol = "off"
+health_check = { interval = "5s", timeout = "1s", rise = 2, fall = 3, send = "\u0000\"hi\"\n" }
+tls = "off"
+backend_tls = "off"
 idle_timeout = "1h"
 drain_timeout = "30s"
-resolve_ttl = "30s"
 udp_session_timeout = "1m"
+peek_timeout = "3s"
 max_connections = 0
 max_connections_per_ip = 0
 per_ip_prefix_v6 = 128
@@ -73,15 +78,61 @@ rate_per_ip = "unlimited"
 bandwidth = "unlimited"
 allow = ["10.0.0.1/32"]
 deny = []
-proxy_protocol = "off"
 accept_proxy_protocol = []
 congestion_control = "auto"
 workers = WORKERS
-health_check = { interval = "5s", timeout = "1s", rise = 2, fall = 3, send = "\u0000\"hi\"\n" }
 `
 	want = strings.Replace(want, "WORKERS", strconv.Itoa(runtime.GOMAXPROCS(0)), 1)
 	if got := c.Format(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestFormatRoutesOutput pins the output for a routed rule: its routes
+// follow it with every key in force, tls and backend_tls as tables.
+func TestFormatRoutesOutput(t *testing.T) {
+	doc := "[[rule]]\nname = \"edge\"\nlisten = \":443\"\nworkers = 1\n" +
+		"tls = { cert = \"/a.pem\", key = \"/a.key\", alpn = [\"h2\"], client_ca = \"/ca.pem\" }\n" +
+		"[[rule.route]]\nsni = [\"*.Example.org\"]\nalpn = [\"h2\"]\nbackends = [\"10.0.0.5:443\"]\n" +
+		"backend_tls = { server_name = \"db.internal\" }\ntls = \"off\"\n"
+	c, err := Parse("/etc/sluice/sluice.toml", []byte(doc))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	_, out, _ := strings.Cut(c.Format(), "workers = 1\n")
+	want := `
+[rule.tls]
+certificates = [
+  { cert = "/a.pem", key = "/a.key" },
+]
+min_version = "1.2"
+alpn = ["h2"]
+client_ca = "/ca.pem"
+
+[[rule.route]]
+name = "route-1"
+sni = ["*.example.org"]
+alpn = ["h2"]
+backends = [
+  { address = "10.0.0.5:443", weight = 1, backup = false },
+]
+balance = "round-robin"
+retries = 0
+connect_timeout = "5s"
+resolve_ttl = "30s"
+proxy_protocol = "off"
+health_check = "off"
+tls = "off"
+
+[rule.route.backend_tls]
+server_name = "db.internal"
+insecure_skip_verify = false
+`
+	if out != want {
+		t.Errorf("got:\n%s\nwant:\n%s", out, want)
+	}
+	if n := strings.Count(c.Format(), "backends ="); n != 1 {
+		t.Errorf("a rule without backends of its own has a backends key:\n%s", c.Format())
 	}
 }
 
@@ -168,10 +219,10 @@ func TestFromQuickBad(t *testing.T) {
 		}, []string{
 			`balance "fair": unknown value (want one of round-robin, least-conn, random, source-hash, first)`,
 			`connect_timeout "5": invalid duration (want e.g. "90s", "5m", "1h")`,
+			`proxy_protocol "v9": unknown value (want one of off, v1, v2)`,
 			`idle_timeout "0s": must be greater than zero`,
 			`max_connections -1: must not be negative`,
 			`allow "10.0.0.0/33": invalid CIDR (want e.g. "10.0.0.0/8", "2001:db8::/32" or a single IP)`,
-			`proxy_protocol "v9": unknown value (want one of off, v1, v2)`,
 			`listen "unix:/run/s": unix sockets need protocol "tcp", not "udp"`,
 			`backend "a:1" listed twice`,
 		}},

@@ -15,6 +15,10 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("rule = [{ name = \"a\", listen = \"[::ffff:1.2.3.4]:1\", backends = [\"[fe80::1%eth0]:2\"], bandwidth = \"0.5KiB/s\" }]\n"))
 	f.Add([]byte("[defaults]\nallow = [\"::ffff:10.0.0.0/104\"]\nrate_per_ip = 1e300\n[[rule]]\n" + ok))
 	f.Add([]byte("a = 1\n[rule]\nx.y = [[1], {}]\n"))
+	f.Add([]byte(routesExample))
+	f.Add([]byte(tlsExample))
+	f.Add([]byte(tlsDefaults))
+	f.Add([]byte("[[rule]]\nname = \"a\"\nlisten = \":1\"\nroute = [{ http_host = [\"[::1]\", \"*.A.b\"], detect = \"http\", backends = [\"b:1\"], tls = { certificates = [{ cert = \"c\", key = \"k\" }] } }]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.toml", data)
 		if err != nil {

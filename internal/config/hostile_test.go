@@ -35,9 +35,21 @@ func hostileRules(n int) string {
 	return b.String()
 }
 
+// hostileRoutes returns a rule with n routes, each with an unknown key, a
+// bad server name, the name of the route before it and a tls table with an
+// unknown key and no certificate.
+func hostileRoutes(n int) string {
+	var b strings.Builder
+	b.WriteString("[[rule]]\n" + ok)
+	for i := range n {
+		fmt.Fprintf(&b, "[[rule.route]]\nname = \"r%d\"\nsni = [\"a..b\"]\nbackends = [\"b:1\"]\nlistne = 1\ntls.certs = 1\n", i/2)
+	}
+	return b.String()
+}
+
 // TestHostileDocumentsBounded: documents built to make the index or the
 // checks blow up (a key of 40,000 parts, a table header of as many, 50,000
-// broken rules) are rejected with file:line, and parsing them allocates no
+// broken rules, as many broken routes) are rejected with file:line, and parsing them allocates no
 // more than a small multiple of their size.
 func TestHostileDocumentsBounded(t *testing.T) {
 	// go-toml refuses to nest arrays and inline tables more than 10,000 deep.
@@ -63,6 +75,8 @@ func TestHostileDocumentsBounded(t *testing.T) {
 			`f.toml:5: rule "web": deny entry {...}: want a CIDR string, not a table`, 1, 32},
 		{"50,000 broken rules", hostileRules(brokenRules),
 			`f.toml:4: rule "r0": backend "b": missing port`, brokenRules*3 + brokenRules/2, 1024},
+		{"50,000 broken routes", hostileRoutes(brokenRules),
+			`f.toml:7: rule "web": route "r0": sni "a..b": invalid host name "a..b"`, brokenRules*4 + brokenRules/2, 1024},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

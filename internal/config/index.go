@@ -258,37 +258,59 @@ func isTable(k unstable.Kind) bool {
 }
 
 // checkShapes reports values whose TOML type cannot be decoded into the
-// schema's tables: [defaults] and health_check must be tables, rule an array
-// of tables. The decoder's own messages for these name Go types.
+// schema's tables: [defaults], health_check, tls and backend_tls must be
+// tables (the last three may be a string such as "off"), rule and route
+// arrays of tables. The decoder's own messages for these name Go types.
 func (ix *index) checkShapes(col *collector) {
 	if k, ok := ix.kind("defaults"); ok && !isTable(k) {
 		col.addf(ix.line("defaults"), "defaults: want a table ([defaults]), not %s", kindName(k))
 	}
-	ix.checkTable(col, "defaults.health_check", "defaults: health_check")
-	k, ok := ix.kind("rule")
-	if !ok || (k != unstable.ArrayTable && k != unstable.Array) {
-		if ok {
-			col.addf(ix.line("rule"), "rule: want an array of tables ([[rule]]), not %s", kindName(k))
-		}
+	ix.checkOwner(col, "defaults", "defaults")
+	ix.checkArray(col, "rule", "rule", "[[rule]]", func(path, label string) {
+		ix.checkOwner(col, path, label)
+	})
+}
+
+// checkOwner checks the tables of the rule, [defaults] or route at path,
+// and a rule's routes.
+func (ix *index) checkOwner(col *collector, path, label string) {
+	for _, key := range []string{"health_check", "tls", "backend_tls"} {
+		ix.checkTable(col, path+"."+key, label+": "+key)
+	}
+	ix.checkArray(col, path+".route", label+": route", "[[rule.route]]", func(path, label string) {
+		ix.checkOwner(col, path, label)
+	})
+}
+
+// checkArray checks that the value at path, if any, is an array of tables
+// (written as header, which shows, or inline), and calls each for every
+// element that is a table, with its path and label ("rule #2").
+func (ix *index) checkArray(col *collector, path, label, header string, each func(path, label string)) {
+	k, ok := ix.kind(path)
+	if !ok {
+		return
+	}
+	if k != unstable.ArrayTable && k != unstable.Array {
+		col.addf(ix.line(path), "%s: want an array of tables (%s), not %s", label, header, kindName(k))
 		return
 	}
 	for i := 0; ; i++ {
-		path := "rule." + strconv.Itoa(i)
-		k, ok := ix.kind(path)
+		elem := path + "." + strconv.Itoa(i)
+		k, ok := ix.kind(elem)
 		if !ok {
 			return
 		}
-		label := "rule #" + strconv.Itoa(i+1)
+		elemLabel := label + " #" + strconv.Itoa(i+1)
 		if !isTable(k) {
-			col.addf(ix.line(path), "%s: want a table, not %s", label, kindName(k))
+			col.addf(ix.line(elem), "%s: want a table, not %s", elemLabel, kindName(k))
 			continue
 		}
-		ix.checkTable(col, path+".health_check", label+": health_check")
+		each(elem, elemLabel)
 	}
 }
 
-// checkTable reports a health_check at path that is present but neither a
-// table nor a string (which names a state, such as "off").
+// checkTable reports a table at path that is present but neither a table
+// nor a string (which names a state, such as "off").
 func (ix *index) checkTable(col *collector, path, label string) {
 	if k, ok := ix.kind(path); ok && !isTable(k) && k != unstable.String {
 		col.addf(ix.line(path), "%s: want a table, or \"off\", not %s", label, kindName(k))

@@ -86,6 +86,9 @@ func build(col *collector, raw *rawConfig) *Config {
 		ds := source{col: col, ctx: "defaults", path: "defaults"}
 		inh = readSpec(ds, raw.Defaults)
 		inhName = readName(ds, raw.Defaults.Name)
+		if raw.Defaults.Routes != nil {
+			ds.errorf("route", "route: routes belong in a rule ([[rule.route]]), not in [defaults]")
+		}
 	}
 	if len(raw.Rules) == 0 {
 		col.add(0, "no rules (add a [[rule]] table)")

@@ -42,6 +42,7 @@ func wantRule(name string, listen Address, backends ...Address) Rule {
 		UDPSessionTimeout: 60 * time.Second,
 		PerIPPrefixV6:     128,
 		Workers:           runtime.GOMAXPROCS(0),
+		PeekTimeout:       3 * time.Second,
 	}
 	for _, b := range backends {
 		r.Backends = append(r.Backends, Backend{Address: b, Weight: 1})
@@ -180,7 +181,7 @@ func goodCases(t *testing.T) []goodCase {
 		{"every key", everyKey, wantEveryKey(t)},
 		{"minimal rule gets every default", "[[rule]]\nname = \"web\"\nlisten = \"0.0.0.0:8080\"\nbackends = [\"10.0.0.5:80\", \"10.0.0.6:80\"]\n", wantConfig(webRule())},
 		{"rules as an inline array", "rule = [{ name = \"web\", listen = \"0.0.0.0:8080\", backends = [\"10.0.0.5:80\", \"10.0.0.6:80\"] }]\n", wantConfig(webRule())},
-	}, moreGoodCases()...)
+	}, append(moreGoodCases(), routeGoodCases(t)...)...)
 }
 
 // moreGoodCases are valid configs that exercise one feature each.

@@ -29,13 +29,15 @@ type Quick struct {
 func FromQuick(q Quick) (*Config, error) {
 	col := &collector{}
 	raw := rawRule{
-		Listen:            nonEmpty(q.Listen),
-		Protocol:          nonEmpty(q.Protocol),
-		Balance:           nonEmpty(q.Balance),
-		ConnectTimeout:    nonEmpty(q.ConnectTimeout),
+		Listen:   nonEmpty(q.Listen),
+		Protocol: nonEmpty(q.Protocol),
+		rawUpstream: rawUpstream{
+			Backends:       anyList(q.Remotes),
+			Balance:        nonEmpty(q.Balance),
+			ConnectTimeout: nonEmpty(q.ConnectTimeout),
+			ProxyProtocol:  nonEmpty(q.ProxyProtocol),
+		},
 		IdleTimeout:       nonEmpty(q.IdleTimeout),
-		ProxyProtocol:     nonEmpty(q.ProxyProtocol),
-		Backends:          anyList(q.Remotes),
 		Allow:             anyList(q.Allow),
 		CongestionControl: nonEmpty(q.Congestion),
 	}

@@ -21,30 +21,90 @@ type rawConfig struct {
 
 // rawRule is one [[rule]] table, or [defaults], as decoded.
 type rawRule struct {
-	Name                any        `toml:"name"`
-	Listen              any        `toml:"listen"`
-	Protocol            any        `toml:"protocol"`
-	Backends            any        `toml:"backends"`
-	Balance             any        `toml:"balance"`
-	ConnectTimeout      any        `toml:"connect_timeout"`
-	IdleTimeout         any        `toml:"idle_timeout"`
-	DrainTimeout        any        `toml:"drain_timeout"`
-	Retries             any        `toml:"retries"`
-	ResolveTTL          any        `toml:"resolve_ttl"`
-	Allow               any        `toml:"allow"`
-	Deny                any        `toml:"deny"`
-	MaxConnections      any        `toml:"max_connections"`
-	MaxConnectionsPerIP any        `toml:"max_connections_per_ip"`
-	PerIPPrefixV6       any        `toml:"per_ip_prefix_v6"`
-	RatePerIP           any        `toml:"rate_per_ip"`
-	Bandwidth           any        `toml:"bandwidth"`
-	CongestionControl   any        `toml:"congestion_control"`
-	ProxyProtocol       any        `toml:"proxy_protocol"`
-	AcceptProxyProtocol any        `toml:"accept_proxy_protocol"`
-	HealthCheck         *rawHealth `toml:"health_check"`
-	UDPSessionTimeout   any        `toml:"udp_session_timeout"`
-	MaxSessions         any        `toml:"max_sessions"`
-	Workers             any        `toml:"workers"`
+	Name                any `toml:"name"`
+	Listen              any `toml:"listen"`
+	Protocol            any `toml:"protocol"`
+	rawUpstream             // backends, balance, tls, ...
+	IdleTimeout         any `toml:"idle_timeout"`
+	DrainTimeout        any `toml:"drain_timeout"`
+	Allow               any `toml:"allow"`
+	Deny                any `toml:"deny"`
+	MaxConnections      any `toml:"max_connections"`
+	MaxConnectionsPerIP any `toml:"max_connections_per_ip"`
+	PerIPPrefixV6       any `toml:"per_ip_prefix_v6"`
+	RatePerIP           any `toml:"rate_per_ip"`
+	Bandwidth           any `toml:"bandwidth"`
+	CongestionControl   any `toml:"congestion_control"`
+	AcceptProxyProtocol any `toml:"accept_proxy_protocol"`
+	UDPSessionTimeout   any `toml:"udp_session_timeout"`
+	MaxSessions         any `toml:"max_sessions"`
+	Workers             any `toml:"workers"`
+	PeekTimeout         any `toml:"peek_timeout"`
+
+	Routes []rawRoute `toml:"route"` // an error in [defaults]
+}
+
+// rawUpstream is the backend side of a rule, [defaults] or a route, as
+// decoded: the keys a route may set.
+type rawUpstream struct {
+	Backends       any            `toml:"backends"`
+	Balance        any            `toml:"balance"`
+	ConnectTimeout any            `toml:"connect_timeout"`
+	Retries        any            `toml:"retries"`
+	ResolveTTL     any            `toml:"resolve_ttl"`
+	ProxyProtocol  any            `toml:"proxy_protocol"`
+	HealthCheck    *rawHealth     `toml:"health_check"`
+	TLS            *rawTLS        `toml:"tls"`
+	BackendTLS     *rawBackendTLS `toml:"backend_tls"`
+}
+
+// rawRoute is one [[rule.route]] table as decoded.
+type rawRoute struct {
+	Name     any `toml:"name"`
+	SNI      any `toml:"sni"`
+	ALPN     any `toml:"alpn"`
+	HTTPHost any `toml:"http_host"`
+	Detect   any `toml:"detect"`
+	rawUpstream
+}
+
+// rawTLS is a tls table as decoded, or, written as a string ("off"), that
+// string.
+type rawTLS struct {
+	Certificates any `toml:"certificates"`
+	Cert         any `toml:"cert"`
+	Key          any `toml:"key"`
+	MinVersion   any `toml:"min_version"`
+	ALPN         any `toml:"alpn"`
+	ClientCA     any `toml:"client_ca"`
+	word         *string
+}
+
+// UnmarshalText takes tls written as a string; source.tls checks that it
+// says "off".
+func (t *rawTLS) UnmarshalText(b []byte) error {
+	w := string(b)
+	t.word = &w
+	return nil
+}
+
+// rawBackendTLS is a backend_tls table as decoded, or, written as a string
+// ("off"), that string.
+type rawBackendTLS struct {
+	CA                 any `toml:"ca"`
+	ServerName         any `toml:"server_name"`
+	Cert               any `toml:"cert"`
+	Key                any `toml:"key"`
+	InsecureSkipVerify any `toml:"insecure_skip_verify"`
+	word               *string
+}
+
+// UnmarshalText takes backend_tls written as a string; source.backendTLS
+// checks that it says "off".
+func (t *rawBackendTLS) UnmarshalText(b []byte) error {
+	w := string(b)
+	t.word = &w
+	return nil
 }
 
 // rawHealth is a health_check table as decoded, or, written as a string
@@ -69,10 +129,16 @@ func (h *rawHealth) UnmarshalText(b []byte) error {
 
 // Known keys, for "did you mean" hints on unknown ones.
 const (
-	topKeys     = "log_level log_format admin admin_token defaults rule"
-	ruleKeys    = "name listen protocol backends balance connect_timeout idle_timeout drain_timeout retries resolve_ttl allow deny max_connections max_connections_per_ip per_ip_prefix_v6 rate_per_ip bandwidth proxy_protocol accept_proxy_protocol health_check udp_session_timeout max_sessions congestion_control workers"
-	healthKeys  = "interval timeout rise fall send expect"
-	backendKeys = "address weight backup"
+	topKeys = "log_level log_format admin admin_token defaults rule"
+	// upstreamKeys are the backend-side keys, which a route may set too.
+	upstreamKeys   = "backends balance connect_timeout retries resolve_ttl proxy_protocol health_check tls backend_tls"
+	ruleKeys       = "name listen protocol " + upstreamKeys + " idle_timeout drain_timeout allow deny max_connections max_connections_per_ip per_ip_prefix_v6 rate_per_ip bandwidth accept_proxy_protocol udp_session_timeout max_sessions congestion_control workers peek_timeout route"
+	routeKeys      = "name sni alpn http_host detect " + upstreamKeys
+	healthKeys     = "interval timeout rise fall send expect"
+	backendKeys    = "address weight backup"
+	tlsKeys        = "certificates cert key min_version alpn client_ca"
+	certKeys       = "cert key"
+	backendTLSKeys = "ca server_name cert key insecure_skip_verify"
 )
 
 // opt is one setting as read from a table: whether the key was there, and if

@@ -17,6 +17,7 @@ const (
 	defaultIdleTimeout       = time.Hour
 	defaultDrainTimeout      = 30 * time.Second
 	defaultResolveTTL        = 30 * time.Second
+	defaultPeekTimeout       = 3 * time.Second
 	defaultUDPSessionTimeout = 60 * time.Second
 	defaultHealthInterval    = 5 * time.Second
 	defaultHealthTimeout     = time.Second
@@ -32,20 +33,16 @@ func defaultWorkers() int { return runtime.GOMAXPROCS(0) }
 // ruleSpec is the rule keys of one table ([[rule]], [defaults] or quick-mode
 // flags) as read, before inheritance and defaults are applied.
 type ruleSpec struct {
-	listen                                                  opt[Address]
-	protocol                                                opt[Protocol]
-	backends                                                opt[[]backendAt]
-	balance                                                 opt[string]
-	connectTimeout, idleTimeout                             opt[time.Duration]
-	drainTimeout, resolveTTL, udpSessTimeout                opt[time.Duration]
-	retries, maxConns, maxPerIP, maxSessions, perIPv6Prefix opt[int]
-	workers                                                 opt[int]
+	listen   opt[Address]
+	protocol opt[Protocol]
+	upstreamSpec
+	idleTimeout, drainTimeout, udpSessTimeout, peekTimeout  opt[time.Duration]
+	maxConns, maxPerIP, maxSessions, perIPv6Prefix, workers opt[int]
 	ratePerIP                                               opt[float64]
 	bandwidth                                               opt[int64]
 	allow, deny, acceptProxy                                opt[[]netip.Prefix]
-	proxyProtocol                                           opt[int]
-	health                                                  opt[*HealthCheck]
 	congestion                                              opt[congestion.Choice]
+	routes                                                  []rawRoute // read by buildRule; never inherited
 }
 
 // backendAt is a backend and the line it is written on.
@@ -54,20 +51,17 @@ type backendAt struct {
 	line int
 }
 
-// readSpec reads every rule key but name from r.
+// readSpec reads every rule key but name and route from r.
 func readSpec(s source, r *rawRule) ruleSpec {
 	// Keys are read, and problems reported, in this order.
 	return ruleSpec{
 		listen:         s.address("listen", "listen", r.Listen, roleListen),
 		protocol:       s.protocol(r.Protocol),
-		backends:       s.backends("backends", r.Backends),
-		balance:        s.enum("balance", r.Balance, "round-robin", "least-conn", "random", "source-hash", "first"),
-		connectTimeout: s.duration("connect_timeout", r.ConnectTimeout),
+		upstreamSpec:   readUpstream(s, &r.rawUpstream),
 		idleTimeout:    s.duration("idle_timeout", r.IdleTimeout),
 		drainTimeout:   s.duration("drain_timeout", r.DrainTimeout),
-		resolveTTL:     s.duration("resolve_ttl", r.ResolveTTL),
 		udpSessTimeout: s.duration("udp_session_timeout", r.UDPSessionTimeout),
-		retries:        s.integer("retries", r.Retries, 0),
+		peekTimeout:    s.duration("peek_timeout", r.PeekTimeout),
 		maxConns:       s.integer("max_connections", r.MaxConnections, 0),
 		maxPerIP:       s.integer("max_connections_per_ip", r.MaxConnectionsPerIP, 0),
 		perIPv6Prefix:  s.prefixBits("per_ip_prefix_v6", r.PerIPPrefixV6),
@@ -77,10 +71,9 @@ func readSpec(s source, r *rawRule) ruleSpec {
 		allow:          s.prefixes("allow", r.Allow),
 		deny:           s.prefixes("deny", r.Deny),
 		acceptProxy:    s.prefixes("accept_proxy_protocol", r.AcceptProxyProtocol),
-		proxyProtocol:  s.proxyProtocol(r.ProxyProtocol),
-		health:         s.health(r.HealthCheck),
 		congestion:     s.congestion(r.CongestionControl),
 		workers:        s.integer("workers", r.Workers, 1),
+		routes:         r.Routes,
 	}
 }
 
@@ -179,22 +172,40 @@ func (s source) backendTable(elem string, t map[string]any) (backendAt, bool) {
 		s.errorf(elem, "backend: missing address")
 	}
 	bs := s.sub(ctx, elem)
+	ok := bs.knownKeys(t, backendKeys) && addr.set
+	weight := bs.integer("weight", t["weight"], 1)
+	backup := bs.boolean("backup", t["backup"])
+	b := Backend{Address: addr.val, Weight: weight.or(1), Backup: backup.or(false)}
+	return backendAt{b, s.line(elem)}, ok && weight.valid() && backup.valid()
+}
+
+// knownKeys reports the keys of an inline table that are not among known,
+// in sorted order; it returns whether there were none.
+func (s source) knownKeys(t map[string]any, known string) bool {
 	keys := make([]string, 0, len(t))
 	for k := range t {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	ok := addr.set
+	ok := true
 	for _, k := range keys {
-		if !isKnown(backendKeys, k) {
-			bs.errorf(k, "unknown key %q%s", k, hint(k, backendKeys))
+		if !isKnown(known, k) {
+			s.errorf(k, "unknown key %q%s", k, hint(k, known))
 			ok = false
 		}
 	}
-	weight := bs.integer("weight", t["weight"], 1)
-	backup := bs.boolean("backup", t["backup"])
-	b := Backend{Address: addr.val, Weight: weight.or(1), Backup: backup.or(false)}
-	return backendAt{b, s.line(elem)}, ok && weight.valid() && backup.valid()
+	return ok
+}
+
+// offWord reads a table key (health_check, tls, backend_tls) written as a
+// string: "off" sets it to none, lifting what [defaults] sets.
+func offWord[T any](s source, key, word string, o opt[T]) opt[T] {
+	if word != "off" {
+		s.errorf(key, "%s %q: want a table, or \"off\"", key, word)
+		return o
+	}
+	o.set = true // and none: val stays the zero value
+	return o
 }
 
 // health reads a health_check table.
@@ -204,12 +215,7 @@ func (s source) health(h *rawHealth) opt[*HealthCheck] {
 		return o
 	}
 	if h.word != nil {
-		if *h.word != "off" {
-			s.errorf("health_check", "health_check %q: want a table, or \"off\"", *h.word)
-			return o
-		}
-		o.set = true // and no check: val stays nil
-		return o
+		return offWord(s, "health_check", *h.word, o)
 	}
 	hs := s.sub("health_check", "health_check")
 	interval := hs.duration("interval", h.Interval)
@@ -248,20 +254,16 @@ type built struct {
 }
 
 // buildRule applies inheritance (own wins over inherited) and the built-in
-// defaults, and checks what involves more than one key.
+// defaults, reads the rule's routes, and checks what involves more than one
+// key.
 func buildRule(s source, own, inh *ruleSpec) built {
 	listen := pick(own.listen, inh.listen)
-	backends := pick(own.backends, inh.backends)
+	up := own.upstreamSpec.inherit(&inh.upstreamSpec)
 	r := Rule{
-		Listen:   listen.val,
-		Protocol: pick(own.protocol, inh.protocol).or(TCP),
-		Upstream: Upstream{
-			Balance:        pick(own.balance, inh.balance).or(defaultBalance),
-			ConnectTimeout: pick(own.connectTimeout, inh.connectTimeout).or(defaultConnectTimeout),
-			ResolveTTL:     pick(own.resolveTTL, inh.resolveTTL).or(defaultResolveTTL),
-			ProxyProtocol:  pick(own.proxyProtocol, inh.proxyProtocol).val,
-			HealthCheck:    pick(own.health, inh.health).val,
-		},
+		Listen:              listen.val,
+		Protocol:            pick(own.protocol, inh.protocol).or(TCP),
+		Upstream:            up.upstream(),
+		PeekTimeout:         pick(own.peekTimeout, inh.peekTimeout).or(defaultPeekTimeout),
 		IdleTimeout:         pick(own.idleTimeout, inh.idleTimeout).or(defaultIdleTimeout),
 		DrainTimeout:        pick(own.drainTimeout, inh.drainTimeout).or(defaultDrainTimeout),
 		Allow:               pick(own.allow, inh.allow).val,
@@ -277,19 +279,56 @@ func buildRule(s source, own, inh *ruleSpec) built {
 		CongestionControl:   pick(own.congestion, inh.congestion).val,
 		Workers:             pick(own.workers, inh.workers).or(defaultWorkers()),
 	}
-	for _, b := range backends.val {
-		r.Backends = append(r.Backends, b.Backend)
-	}
-	r.Retries = pick(own.retries, inh.retries).or(max(len(r.Backends)-1, 0))
+	r.Routes = readRoutes(s, own.routes, &up)
 	if !listen.present {
 		s.errorf("", "missing listen")
 	}
-	if !backends.present {
-		s.errorf("", "missing backends")
-	}
-	checkUnix(s, r.Protocol, listen, backends.val)
-	checkDuplicateBackends(s, backends.val)
+	checkBackends(s, r.Protocol, len(r.Routes) > 0, up.backends)
+	checkTCPOnly(s, r.Protocol, own, &up)
+	checkUnix(s, r.Protocol, listen, up.backends.val)
+	checkDuplicateBackends(s, up.backends.val)
+	checkBackendTLSName(s, &r.Upstream, up.backends.val)
 	return built{Rule: r, src: s, listenOK: listen.set, listenLine: listen.line}
+}
+
+// checkBackends reports a rule without backends, unless routes take its
+// clients: a routed TCP rule needs none (unmatched clients are refused),
+// but a routed tcp+udp rule's UDP clients still go to the rule's own.
+func checkBackends(s source, p Protocol, routed bool, backends opt[[]backendAt]) {
+	switch {
+	case backends.present:
+	case !routed:
+		s.errorf("", "missing backends")
+	case p == TCPUDP:
+		s.errorf("", "missing backends (a %q rule's UDP clients go to them; routes take only TCP clients)", TCPUDP)
+	}
+}
+
+// checkTCPOnly reports routes, tls and backend_tls on a UDP rule: they
+// work on TCP streams only. A table inherited from [defaults] is reported
+// where [defaults] sets it, with the way to lift it.
+func checkTCPOnly(s source, p Protocol, own *ruleSpec, up *upstreamSpec) {
+	if p.HasTCP() {
+		return
+	}
+	if len(own.routes) > 0 {
+		s.errorf("route", "route: routes need protocol %q or %q, not %q", TCP, TCPUDP, p)
+	}
+	if up.tls.val != nil {
+		s.errorAt(up.tls.line, "tls: needs protocol %q or %q, not %q%s", TCP, TCPUDP, p, liftHint("tls", own.tls.present))
+	}
+	if up.backendTLS.val != nil {
+		s.errorAt(up.backendTLS.line, "backend_tls: needs protocol %q or %q, not %q%s", TCP, TCPUDP, p, liftHint("backend_tls", own.backendTLS.present))
+	}
+}
+
+// liftHint is what a message about a table a rule inherits from [defaults]
+// adds: how the rule lifts it. It is empty for the rule's own table.
+func liftHint(key string, own bool) string {
+	if own {
+		return ""
+	}
+	return fmt.Sprintf(` (%s = "off" lifts the one [defaults] sets)`, key)
 }
 
 // checkUnix reports unix sockets in rules that forward more than TCP.

@@ -90,20 +90,23 @@ type Upstream struct {
 // Route is one [[rule.route]] of a TCP rule: which clients it takes, judged
 // by their first bytes, and the backend side they go to. A route matches
 // when every matcher it gives matches (one element of a list is enough);
-// routes are tried in order and the first match wins. Names and host names
-// are kept lower-case.
+// routes are tried in order and the first match wins. Host names (SNI,
+// HTTPHost) are kept lower-case; the name and ALPN protocols as written.
+// Every Upstream field but Backends is the rule's unless the route sets it;
+// Backends are the route's own, never empty.
 type Route struct {
 	Name     string   // default "route-N", N counting the rule's routes from 1
 	SNI      []string // TLS server names; "*.example.org" matches names under example.org
 	ALPN     []string // TLS ALPN protocols, one of which the client must offer
-	HTTPHost []string // HTTP/1.x Host header values, port stripped
+	HTTPHost []string // HTTP/1.x Host header hosts (names, or IP addresses, IPv6 without brackets), compared without the header's port
 	Detect   []string // protocols: "tls", "http", "ssh", "proxy"
 	Upstream
 }
 
 // TLS is a [rule.tls] or [rule.route.tls] table: sluice terminates TLS.
 // The files are named here and read by the server at start and at every
-// reload, so that a renewed certificate is picked up.
+// reload, so that a renewed certificate is picked up; a relative path in
+// the file is resolved against the config file's directory when parsed.
 type TLS struct {
 	// Certificates are the pairs served; the one whose names match the
 	// client's server name is chosen, the first when none does.

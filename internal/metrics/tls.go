@@ -134,3 +134,21 @@ func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 			float64(cert.NotAfter.Unix()), cert.Rule, cert.Name)
 	}
 }
+
+// RouteCounts returns how many connections each route took so far, by
+// route name; nil for a nil *Rule or a rule no route has taken a
+// connection of.
+func (r *Rule) RouteCounts() map[string]uint64 {
+	if r == nil {
+		return nil
+	}
+	var out map[string]uint64
+	r.routes.Range(func(route, n any) bool {
+		if out == nil {
+			out = make(map[string]uint64)
+		}
+		out[route.(string)] = n.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
+}

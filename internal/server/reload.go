@@ -227,6 +227,7 @@ func (r *rule) apply(ch *change) {
 		r.pool.Start()
 		oldPool.Stop()
 	}
+	r.updateRoutes()
 	r.gate.Update(policy(ch.rc))
 	r.tcp.Update(r.tcpRule())
 	if ch.tcp || !ch.rc.Protocol.HasTCP() {

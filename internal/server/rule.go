@@ -27,6 +27,7 @@ type rule struct {
 	logger  *slog.Logger
 	cfg     config.Rule
 	pool    *backend.Pool
+	routes  map[string]*backend.Pool // each route's pool, by route name (see routes.go)
 	gate    *admit.Gate
 	metrics *metrics.Rule
 	table   *conntrack.Table
@@ -96,6 +97,7 @@ func (r *rule) bindSides(tcp, udp bool) error {
 func (r *rule) run() {
 	r.pool = backend.NewPool(r.s.poolSettings(r.cfg), r.s.resolver, r.s.logger) // it names the rule itself
 	r.pool.Start()
+	r.updateRoutes()
 	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{
 		Logger: r.s.logger, Pools: r.s.pools, Parker: r.s.parker, Engine: r.s.engine, Workers: r.s.workers, IDs: &r.s.ids, Table: r.table,
 	})
@@ -180,13 +182,15 @@ func (s *Server) poolSettings(rc config.Rule) backend.Settings {
 // tcpRule is the TCP side's view of the rule.
 func (r *rule) tcpRule() *tcp.Rule {
 	rc := r.cfg
-	return &tcp.Rule{
+	tr := &tcp.Rule{
 		Name: rc.Name, Pool: r.pool, Gate: r.gate, Metrics: r.metrics,
 		IdleTimeout: rc.IdleTimeout, DrainTimeout: rc.DrainTimeout,
 		Bandwidth: rc.Bandwidth, SendProxy: rc.ProxyProtocol, TrustProxy: rc.AcceptProxyProtocol,
 		Congestion: r.s.effective(rc).CongestionControl,
 		Workers:    rc.Workers,
 	}
+	r.tcpRoutes(tr)
+	return tr
 }
 
 // closeListeners stops the rule accepting.
@@ -214,6 +218,7 @@ func (r *rule) stop() {
 	if r.pool != nil {
 		r.pool.Stop()
 	}
+	r.stopRoutes()
 }
 
 // listen binds addr, or takes the socket a previous process handed over.

@@ -18,6 +18,7 @@ import (
 	"sluice/internal/handover"
 	"sluice/internal/metrics"
 	"sluice/internal/relay"
+	"sluice/internal/tcp"
 	"sluice/internal/workers"
 )
 
@@ -194,12 +195,29 @@ func (s *Server) backendStates() []metrics.BackendState {
 	defer s.mu.Unlock()
 	var out []metrics.BackendState
 	for _, r := range s.rules {
-		for _, b := range r.pool.Backends() {
-			out = append(out, metrics.BackendState{
-				Rule: r.cfg.Name, Backend: b.Address().String(),
-				Up: b.Up(), ConnectErrors: b.ConnectErrors(),
-			})
+		own := ""
+		if len(r.cfg.Routes) > 0 {
+			own = tcp.DefaultRouteName
 		}
+		out = appendBackendStates(out, r.cfg.Name, own, r.pool)
+		for _, rt := range r.cfg.Routes {
+			out = appendBackendStates(out, r.cfg.Name, rt.Name, r.routes[rt.Name])
+		}
+	}
+	return out
+}
+
+// appendBackendStates appends the health of pool's backends, the
+// backends of route of rule, to out.
+func appendBackendStates(out []metrics.BackendState, rule, route string, pool *backend.Pool) []metrics.BackendState {
+	if pool == nil {
+		return out
+	}
+	for _, b := range pool.Backends() {
+		out = append(out, metrics.BackendState{
+			Rule: rule, Route: route, Backend: b.Address().String(),
+			Up: b.Up(), ConnectErrors: b.ConnectErrors(),
+		})
 	}
 	return out
 }

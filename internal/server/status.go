@@ -6,6 +6,7 @@ import (
 
 	"sluice/internal/access"
 	"sluice/internal/admin"
+	"sluice/internal/backend"
 	"sluice/internal/conntrack"
 )
 
@@ -21,13 +22,23 @@ func (s *Server) Rules() []admin.RuleStatus {
 			Protocol: string(r.cfg.Protocol), Balance: r.cfg.Balance,
 			Counters: admin.CountersOf(r.metrics.Counters()),
 		}
-		for _, b := range r.pool.Backends() {
-			st.Backends = append(st.Backends, admin.BackendStatus{
-				Address: b.Address().String(), Up: b.Up(), Weight: b.Weight(),
-				Backup: b.Backup(), Active: b.Active(), ConnectErrors: b.ConnectErrors(),
-			})
+		st.Backends = backendStatus(r.pool)
+		for _, rt := range r.cfg.Routes {
+			st.Routes = append(st.Routes, admin.RouteStatus{Name: rt.Name, Balance: rt.Balance, Backends: backendStatus(r.routes[rt.Name])})
 		}
 		out = append(out, st)
+	}
+	return out
+}
+
+// backendStatus reports the backends of pool.
+func backendStatus(pool *backend.Pool) []admin.BackendStatus {
+	var out []admin.BackendStatus
+	for _, b := range pool.Backends() {
+		out = append(out, admin.BackendStatus{
+			Address: b.Address().String(), Up: b.Up(), Weight: b.Weight(),
+			Backup: b.Backup(), Active: b.Active(), ConnectErrors: b.ConnectErrors(),
+		})
 	}
 	return out
 }

@@ -37,6 +37,9 @@ type conn struct {
 	// first connect began.
 	attempts backend.Attempts
 	began    time.Time
+	// rt is a routed rule's route step (see peek.go); nil on a rule
+	// without routes, so that their connections stay as small.
+	rt *routing
 }
 
 // start takes a new connection from the accept loop. Clients that must send
@@ -57,6 +60,10 @@ func (s *Service) start(c net.Conn, l *listening) {
 		return
 	}
 	cn.onLoop = false
+	if cn.rule.routed() {
+		s.awaitPeek(cn)
+		return
+	}
 	s.setUp(cn, l)
 }
 
@@ -146,6 +153,9 @@ func (s *Service) reject(cn *conn, reason access.Reason, err error) {
 // when a drain is cutting connections. At the end a connection that never
 // connected lets go of the backend it was trying.
 func (s *Service) run(cn *conn) {
+	if s.relaying != nil {
+		s.relaying(cn)
+	}
 	if s.cutting.Load() {
 		cn.relay.Stop(access.Drained) // before Start is fine: it ends at once
 	}

@@ -25,10 +25,15 @@ import (
 // beginDial readies cn's attempts at a backend.
 func (cn *conn) beginDial() {
 	var prelude []byte
-	if cn.rule.SendProxy != 0 {
-		prelude = proxyHeader(cn.rule, cn)
+	if v := cn.sendProxy(); v != 0 {
+		prelude = proxyHeader(v, cn)
 	}
-	cn.rule.Pool.Begin(&cn.attempts, cn.client.Addr(), prelude)
+	if replay := cn.replay(); len(replay) > 0 {
+		// The route step's replay: the client's first bytes, which
+		// its socket no longer holds, go before anything else it sends.
+		prelude = append(prelude, replay...)
+	}
+	cn.pool().Begin(&cn.attempts, cn.client.Addr(), prelude)
 	cn.began = time.Now()
 }
 
@@ -76,13 +81,13 @@ func (cn *conn) connected(b *backend.Backend) {
 }
 
 // proxyHeader returns the PROXY header that tells a backend about cn, in
-// the version the rule asks for.
-func proxyHeader(rule *Rule, cn *conn) []byte {
+// version.
+func proxyHeader(version int, cn *conn) []byte {
 	h := proxyproto.Header{Command: proxyproto.Proxy, Transport: proxyproto.TCP, Source: cn.client, Destination: cn.local}
 	if !cn.client.IsValid() || !cn.local.IsValid() {
 		h = proxyproto.Header{} // a unix-socket client: LOCAL, no addresses
 	}
-	if rule.SendProxy == 1 {
+	if version == 1 {
 		return h.AppendV1(nil)
 	}
 	return h.AppendV2(nil)

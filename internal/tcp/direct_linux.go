@@ -77,12 +77,16 @@ func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening, at re
 	if name := rule.Congestion.For(client.Addr()); name != "" && name != l.algorithm() {
 		_ = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, name)
 	}
-	if s.deps.Engine == nil || rule.Bandwidth != 0 || !rule.Pool.Direct() || trusted(rule.TrustProxy, client.Addr()) {
+	if s.deps.Engine == nil || rule.Bandwidth != 0 || !s.direct(rule) || trusted(rule.TrustProxy, client.Addr()) {
 		return s.startConn(fd, l)
 	}
 	cn := &conn{rule: rule, fd: fd, client: client, start: time.Now(), onLoop: true}
 	s.wg.Add(1)
 	if !s.admit(cn) {
+		return nil
+	}
+	if rule.routed() {
+		s.awaitPeekDirect(cn, l)
 		return nil
 	}
 	return s.connect(cn, l, at)
@@ -115,7 +119,7 @@ func (s *Service) startConn(fd int, l *listening) error {
 // off. Any other
 // failure closes this client only (connect-failed), and the loop goes on.
 func (s *Service) connect(cn *conn, l *listening, at relay.Loop) error {
-	if cn.rule.SendProxy != 0 {
+	if cn.sendProxy() != 0 {
 		cn.local, _ = rawsock.LocalAddr(cn.fd)
 	}
 	cn.beginDial()
@@ -128,7 +132,7 @@ func (s *Service) connect(cn *conn, l *listening, at relay.Loop) error {
 		}
 		return nil // the backends' failure, or the client's: accept the next
 	}
-	c := relay.Connecting{FD: bfd, Timeout: cn.rule.Pool.ConnectTimeout(), Dialer: cn}
+	c := relay.Connecting{FD: bfd, Timeout: cn.pool().ConnectTimeout(), Dialer: cn}
 	opts := s.relayOptions(cn)
 	opts.Loop = at // relayed where it was accepted
 	cn.relay = relay.NewConnecting(cn.fd, c, opts)

@@ -81,10 +81,11 @@ func (s *Service) readProxyHeader(cn *conn) {
 	if src, dst, ok := h.Endpoints(); ok {
 		cn.client, cn.local = src, dst
 	}
-	if s.admit(cn) {
-		s.takeSetup(cn)
-		s.dial(cn)
+	if !s.admit(cn) || (cn.rule.routed() && !s.peekConn(cn)) {
+		return
 	}
+	s.takeSetup(cn)
+	s.dial(cn)
 }
 
 // syscallConn returns the raw socket of a TCP connection, or nil.

@@ -16,6 +16,7 @@ import (
 	"sluice/internal/conntrack"
 	"sluice/internal/metrics"
 	"sluice/internal/relay"
+	"sluice/internal/route"
 	"sluice/internal/workers"
 )
 
@@ -43,6 +44,17 @@ type Rule struct {
 	// rule's listeners (at most all of them; zero: one). It applies to a
 	// listener when the service takes it.
 	Workers int
+
+	// Routes choose a client's backends by its first bytes (see peek.go):
+	// Table judges the bytes, its route i being Routes[i]. Pool and
+	// SendProxy above are then the default route, for the clients no
+	// route takes; a nil Pool means none (they are refused). A nil Table:
+	// the rule has no routes, and every client goes to Pool at once.
+	Routes []Route
+	Table  *route.Table
+	// PeekTimeout bounds the wait for a routed rule's client to choose
+	// its route, from accept. Zero: DefaultPeekTimeout.
+	PeekTimeout time.Duration
 }
 
 // Deps are the process-wide parts a Service uses.
@@ -68,6 +80,7 @@ type Service struct {
 	setups   chan struct{}    // a slot per connection dialing; see maxSetups
 	pending  pendingHeaders   // trusted senders' connections waiting for a header
 	accepted func(relay.Loop) // tests only: told of each connection a loop accepts
+	relaying func(*conn)      // tests only: told of each connection whose relay starts
 	listener sync.Mutex       // guards the following fields
 	lns      []*listening
 }
@@ -151,6 +164,9 @@ func (s *Service) logAccess(cn *conn, res relay.Result) {
 	line := access.Line{
 		Rule: cn.rule.Name, Proto: "tcp", Client: cn.client, Backend: cn.entry.Backend,
 		Up: res.Up, Down: res.Down, Start: cn.start, End: res.End, Err: res.Err,
+	}
+	if rt := cn.rt; rt != nil {
+		line.Route, line.SNI, line.ALPN = rt.name, rt.seen.ServerName, rt.seen.ALPN
 	}
 	line.Log(s.deps.Logger)
 }

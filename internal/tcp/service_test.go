@@ -84,7 +84,9 @@ func serve(t *testing.T, network string, rule Rule, backends ...string) *fixture
 	}
 	rc.Retries = len(backends) - 1
 	rule.Name = "t"
-	rule.Pool = backend.NewPool(rc, nil, logger)
+	if len(backends) > 0 || rule.Table == nil { // a routed rule may have no default route
+		rule.Pool = backend.NewPool(rc, nil, logger)
+	}
 	host := "127.0.0.1:0"
 	if network == "tcp6" {
 		host = "[::1]:0"

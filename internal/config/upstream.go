@@ -1,0 +1,79 @@
+package config
+
+import "time"
+
+// upstreamSpec is the backend-side keys of one table (a rule, [defaults] or
+// a route) as read, before inheritance and defaults are applied.
+type upstreamSpec struct {
+	backends                   opt[[]backendAt]
+	balance                    opt[string]
+	connectTimeout, resolveTTL opt[time.Duration]
+	retries, proxyProtocol     opt[int]
+	health                     opt[*HealthCheck]
+	tls                        opt[*TLS]
+	backendTLS                 opt[*BackendTLS]
+}
+
+// readUpstream reads the backend-side keys of a table.
+func readUpstream(s source, r *rawUpstream) upstreamSpec {
+	// Keys are read, and problems reported, in this order.
+	return upstreamSpec{
+		backends:       s.backends("backends", r.Backends),
+		balance:        s.enum("balance", r.Balance, "round-robin", "least-conn", "random", "source-hash", "first"),
+		connectTimeout: s.duration("connect_timeout", r.ConnectTimeout),
+		resolveTTL:     s.duration("resolve_ttl", r.ResolveTTL),
+		retries:        s.integer("retries", r.Retries, 0),
+		proxyProtocol:  s.proxyProtocol(r.ProxyProtocol),
+		health:         s.health(r.HealthCheck),
+		tls:            s.tls(r.TLS),
+		backendTLS:     s.backendTLS(r.BackendTLS),
+	}
+}
+
+// inherit returns u with every key it does not set taken from inh.
+func (u *upstreamSpec) inherit(inh *upstreamSpec) upstreamSpec {
+	return upstreamSpec{
+		backends:       pick(u.backends, inh.backends),
+		balance:        pick(u.balance, inh.balance),
+		connectTimeout: pick(u.connectTimeout, inh.connectTimeout),
+		resolveTTL:     pick(u.resolveTTL, inh.resolveTTL),
+		retries:        pick(u.retries, inh.retries),
+		proxyProtocol:  pick(u.proxyProtocol, inh.proxyProtocol),
+		health:         pick(u.health, inh.health),
+		tls:            pick(u.tls, inh.tls),
+		backendTLS:     pick(u.backendTLS, inh.backendTLS),
+	}
+}
+
+// upstream applies the built-in defaults to the keys u leaves out. Retries
+// defaults to every other backend once.
+func (u *upstreamSpec) upstream() Upstream {
+	up := Upstream{
+		Balance:        u.balance.or(defaultBalance),
+		ConnectTimeout: u.connectTimeout.or(defaultConnectTimeout),
+		ResolveTTL:     u.resolveTTL.or(defaultResolveTTL),
+		ProxyProtocol:  u.proxyProtocol.val,
+		HealthCheck:    u.health.val,
+		TLS:            u.tls.val,
+		BackendTLS:     u.backendTLS.val,
+	}
+	for _, b := range u.backends.val {
+		up.Backends = append(up.Backends, b.Backend)
+	}
+	up.Retries = u.retries.or(max(len(up.Backends)-1, 0))
+	return up
+}
+
+// checkBackendTLSName reports unix-socket backends that backend_tls would
+// verify without a server_name: they have no host name to verify against.
+func checkBackendTLSName(s source, u *Upstream, backends []backendAt) {
+	bt := u.BackendTLS
+	if bt == nil || bt.ServerName != "" || bt.InsecureSkipVerify {
+		return
+	}
+	for _, b := range backends {
+		if b.Address.Network == "unix" {
+			s.errorAt(b.line, "backend %q: backend_tls needs server_name (a unix socket has no host name to verify)", b.Address.String())
+		}
+	}
+}
