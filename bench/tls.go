@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -212,10 +213,20 @@ func dialTLS(ctx context.Context, e env) (halfConn, error) {
 	c.SetDeadline(time.Now().Add(replyTimeout))
 	if err := tc.Handshake(); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("tls handshake: %w", err)
+		return nil, handshakeError(err)
 	}
 	c.SetDeadline(time.Time{})
 	return tc, nil
+}
+
+// handshakeError words a failed client handshake. Its own ClientHello
+// coming back means the echo backend got it: the forwarder relayed the
+// handshake instead of terminating it.
+func handshakeError(err error) error {
+	if strings.Contains(err.Error(), "*tls.clientHelloMsg") {
+		return fmt.Errorf("tls handshake: the ClientHello came back from the echo backend: the forwarder relayed it without terminating TLS (%w)", err)
+	}
+	return fmt.Errorf("tls handshake: %w", err)
 }
 
 // describeTLS names what a connection negotiated.

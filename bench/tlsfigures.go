@@ -127,7 +127,7 @@ func tlsCycle(ctx context.Context, e env, msg, buf []byte, deadline time.Time) (
 	c.SetDeadline(deadline)
 	tc := tls.Client(c, e.tls.cfg)
 	if err := tc.Handshake(); err != nil {
-		return tls.ConnectionState{}, fmt.Errorf("tls handshake: %w", err)
+		return tls.ConnectionState{}, handshakeError(err)
 	}
 	if err := roundTrip(tc, msg, buf); err != nil {
 		return tls.ConnectionState{}, err
