@@ -50,13 +50,6 @@ func (s *Server) ruleStatusLocked(r *rule) admin.RuleStatus {
 	return st
 }
 
-// certificatesLocked reports the certificates the rule r serves where it
-// terminates TLS: its own [rule.tls] ones (Route empty) and its routes'.
-// None yet: the server does not terminate TLS so far. s.mu is held.
-func (s *Server) certificatesLocked(r *rule) []admin.CertStatus {
-	return nil
-}
-
 // backendStatus reports the backends of pool, whose rule's live
 // connections table lists.
 func backendStatus(pool *backend.Pool, table *conntrack.Table) []admin.BackendStatus {
