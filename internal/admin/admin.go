@@ -13,6 +13,7 @@
 //	PUT    /api/v1/rules/{rule}/backends/{address}  set a backend's state or weight
 //	GET    /api/v1/rules/{rule}/routes/{route}/backends            (the same for a route's)
 //	PUT    /api/v1/rules/{rule}/routes/{route}/backends/{address}
+//	GET    /api/v1/history            each rule's counters over the last 5 minutes, for the charts
 //	GET    /api/v1/connections        live connections (?rule=NAME, ?limit=N)
 //	DELETE /api/v1/connections/{id}   close one connection: 204, or 404
 //	POST   /api/v1/reload             reload: 200 with what changed, 400 with every error
