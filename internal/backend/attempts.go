@@ -231,6 +231,7 @@ func (a *Attempts) failed(err error) {
 func (a *Attempts) succeeded() *Backend {
 	b := a.cur
 	a.cur = nil
+	a.header, a.replay = nil, nil // written: the connection keeps no copy for its life
 	b.ReportSuccess()
 	return b
 }

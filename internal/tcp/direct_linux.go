@@ -136,6 +136,9 @@ func (s *Service) connect(cn *conn, l *listening, at relay.Loop) error {
 	opts := s.relayOptions(cn)
 	opts.Loop = at // relayed where it was accepted
 	cn.relay = relay.NewConnecting(cn.fd, c, opts)
+	if cn.rt != nil {
+		cn.rt.peeked = nil // the relay's now, dropped once written
+	}
 	// Listed while connecting, with no backend yet: the operator sees it,
 	// can close it, and a cut drain stops it.
 	s.track(cn, "")
