@@ -142,29 +142,34 @@ func curlResolve(name, addr string) []string {
 		"--resolve", name + ":" + port + ":127.0.0.1", "https://" + name + ":" + port + "/"}
 }
 
-// clientHello returns the first TLS record a Go client sends for the
-// server name sni (none when empty) offering the protocols alpn: its
-// ClientHello.
+// clientHello returns the records a Go client sends first for the server
+// name sni (none when empty) offering the protocols alpn: its ClientHello,
+// in one record, or in several when it is over 16 KiB.
 func clientHello(t *testing.T, sni string, alpn ...string) []byte {
 	t.Helper()
 	ours, theirs := net.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// It fails once the test hangs up: only its first record matters.
+		// It fails once the test hangs up: only the ClientHello matters.
 		_ = tls.Client(theirs, &tls.Config{ServerName: sni, NextProtos: alpn, InsecureSkipVerify: true}).Handshake()
 	}()
 	defer func() { ours.Close(); theirs.Close(); <-done }()
 	_ = ours.SetDeadline(time.Now().Add(waitLimit))
-	hdr := make([]byte, 5)
-	if _, err := io.ReadFull(ours, hdr); err != nil {
-		t.Fatalf("read the ClientHello's record header: %v", err)
+	var records, msg []byte
+	for len(msg) < 4 || len(msg) < 4+(int(msg[1])<<16|int(msg[2])<<8|int(msg[3])) {
+		hdr := make([]byte, 5)
+		if _, err := io.ReadFull(ours, hdr); err != nil {
+			t.Fatalf("read a record header of the ClientHello: %v", err)
+		}
+		body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+		if _, err := io.ReadFull(ours, body); err != nil {
+			t.Fatalf("read the ClientHello: %v", err)
+		}
+		records = append(append(records, hdr...), body...)
+		msg = append(msg, body...)
 	}
-	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
-	if _, err := io.ReadFull(ours, body); err != nil {
-		t.Fatalf("read the ClientHello: %v", err)
-	}
-	return append(hdr, body...)
+	return records
 }
 
 // routedAccess matches the access lines of rule whose sni field is sni,
