@@ -422,3 +422,60 @@ func TestTLSReencryption(t *testing.T) {
 		t.Errorf("GET through re-encryption: %q, %v; want the inner site's answer", body, err)
 	}
 }
+
+// routeTLSConfig is a rule "mixed" with a route that terminates TLS for
+// term.example.com (for a plain backend) and one that passes
+// pass.example.com's TLS through to site.
+func routeTLSConfig(plain, site string, leaf testca.Leaf) func(string) string {
+	return func(listen string) string {
+		return fmt.Sprintf(`log_format = "json"
+
+[[rule]]
+name = "mixed"
+listen = %q
+
+[[rule.route]]
+name = "term"
+sni = ["term.example.com"]
+backends = [%q]
+
+[rule.route.tls]
+cert = %q
+key = %q
+
+[[rule.route]]
+name = "pass"
+sni = ["pass.example.com"]
+backends = [%q]
+`, listen, plain, leaf.CertFile, leaf.KeyFile, site)
+	}
+}
+
+// TestTLSRouteTermination: on one port, curl reaches a route that
+// terminates TLS with the route's own certificate and a route that passes
+// TLS through to a site that shows its own; both verify.
+func TestTLSRouteTermination(t *testing.T) {
+	t.Parallel()
+	needTools(t, "curl")
+	edgeCA, siteCA := testca.New(t, "edge"), testca.New(t, "sites")
+	plain := startPlainSite(t, "terminated\n")
+	site := startSite(t, siteCA, "passed", "pass.example.com")
+	p, addr := launchConfig(t, routeTLSConfig(plain, siteAddr(site), edgeCA.Issue(t, "term", "term.example.com")))
+
+	for _, tc := range []struct {
+		name, ca, want, route string
+		tls                   bool
+	}{
+		{"term.example.com", edgeCA.File(t), "terminated\n", "term", true},
+		{"pass.example.com", siteCA.File(t), "passed sni=pass.example.com\n", "pass", false},
+	} {
+		out, err := runTool(t, "curl", append([]string{"--cacert", tc.ca}, curlResolve(tc.name, addr)...)...)
+		if err != nil || out != tc.want {
+			t.Errorf("curl https://%s/: %v\n%s\nwant %q", tc.name, err, out, tc.want)
+		}
+		rec := p.wait("access for sni="+tc.name, routedAccess("mixed", tc.name))
+		if rec.str("route") != tc.route || (rec.str("tls_version") != "") != tc.tls {
+			t.Errorf("access %v\nwant route=%s, a tls_version only when sluice terminated", rec, tc.route)
+		}
+	}
+}
