@@ -67,22 +67,28 @@ func (a *Attempts) Wait(ready func(error)) (bool, error) {
 	q := &p.queue
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Counted before the pick looks at the backends: a Release whose
+	// slot the pick does not see then finds the queue not empty, and
+	// serves it once p.mu is free (see serveQueue).
+	q.length.Add(1)
 	if q.waiters.Len() == 0 {
 		b, err := p.pickLocked(a.client, nil)
 		if err == nil {
+			q.length.Add(-1)
 			a.cur = b
 			return false, nil
 		}
 		if !errors.Is(err, ErrFull) || q.timeout <= 0 {
+			q.length.Add(-1)
 			return false, err
 		}
 	}
 	if q.waiters.Len() >= q.max {
+		q.length.Add(-1)
 		return false, fmt.Errorf("rule %q: %w (%d waiting)", p.rule, ErrQueueFull, q.waiters.Len())
 	}
 	w := &waiter{a: a, ready: ready}
 	w.elem = q.waiters.PushBack(w)
-	q.length.Add(1)
 	w.timer = time.AfterFunc(q.timeout, func() { p.expire(w) })
 	a.queued = w
 	return true, nil
@@ -121,7 +127,9 @@ func (p *Pool) expire(w *waiter) {
 }
 
 // serveQueue hands free slots to the clients at the head of the queue,
-// in order, for as long as a backend can be picked for the next one.
+// in order, for as long as a backend can be picked for the next one. Its
+// look at the length without the lock misses no waiter: Wait counts a
+// client in before its pick reads the backends' counts.
 func (p *Pool) serveQueue() {
 	if p.queue.length.Load() == 0 {
 		return
