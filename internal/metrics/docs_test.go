@@ -27,6 +27,7 @@ func TestNamesAreDocumented(t *testing.T) {
 	r.TLSHandshake(SideClient, "ok", 0)
 	m.SetCertificateSource(func() []Certificate { return []Certificate{{Rule: "web", Name: "a.example"}} })
 	m.SetBackendSource(func() []BackendState { return []BackendState{{Rule: "web", Backend: "10.0.0.5:80", Up: true}} })
+	m.SetQueueSource(func() []QueueLength { return []QueueLength{{Rule: "web", Waiting: 2}} })
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

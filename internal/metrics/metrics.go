@@ -69,6 +69,7 @@ type Metrics struct {
 	tls             tlsVecs
 	backends        atomic.Pointer[func() []BackendState]
 	certs           atomic.Pointer[func() []Certificate]
+	queues          atomic.Pointer[func() []QueueLength] // see queue.go
 
 	mu    sync.Mutex       // guards the following fields
 	rules map[string]*Rule // by rule name
@@ -94,6 +95,7 @@ func New(reg *prometheus.Registry) (*Metrics, error) {
 		ruleCollector{m},
 		backendCollector{m},
 		certCollector{m},
+		queueCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {

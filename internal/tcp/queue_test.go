@@ -313,4 +313,3 @@ func waitSeen(t *testing.T, b *holdingBackend, n int) {
 	}
 	t.Fatalf("backend saw fewer than %d clients", n)
 }
-
