@@ -104,17 +104,24 @@ func New(opts Options) *Server {
 	s.saved = s.decodeSaved(opts.Inherited.State())
 	s.metrics.SetBackendSource(s.backendStates)
 	s.metrics.SetQueueSource(s.queueLengths)
+	s.metrics.SetCertificateSource(s.certificates)
 	return s
 }
 
-// Start binds every listener of cfg and starts serving. If any listener
-// cannot be bound, none is left open and the error names each rule and
-// address that failed.
+// Start reads every TLS file of cfg, binds every listener and starts
+// serving. If a file cannot be read or a listener cannot be bound, none is
+// left open and the error names each rule and file or address that
+// failed.
 func (s *Server) Start(cfg *config.Config) error {
+	files, err := loadTLS(cfg)
+	if err != nil {
+		return err
+	}
 	var rules []*rule
 	var errs []error
 	for _, rc := range cfg.Rules {
 		r := s.newRule(rc)
+		r.setTLS(files[rc.Name])
 		if err := r.bind(); err != nil {
 			errs = append(errs, err)
 			continue

@@ -82,13 +82,6 @@ func (s *Server) queueLengths() []metrics.QueueLength {
 	return out
 }
 
-// certificatesLocked reports the certificates the rule r serves where it
-// terminates TLS: its own [rule.tls] ones (Route empty) and its routes'.
-// None yet: the server does not terminate TLS so far. s.mu is held.
-func (s *Server) certificatesLocked(r *rule) []admin.CertStatus {
-	return nil
-}
-
 // backendStatus reports the backends of pool.
 func backendStatus(pool *backend.Pool) []admin.BackendStatus {
 	var out []admin.BackendStatus

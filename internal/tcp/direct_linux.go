@@ -86,7 +86,7 @@ func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening, at re
 		return nil
 	}
 	if rule.routed() {
-		s.awaitPeekDirect(cn, l)
+		s.peekDirect(cn, l, at)
 		return nil
 	}
 	return s.connect(cn, l, at)
