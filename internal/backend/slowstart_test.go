@@ -40,6 +40,7 @@ func TestSlowStartRamps(t *testing.T) {
 				for _, st := range stages {
 					clock.Advance(began.Add(st.at).Sub(clock.Now()))
 					share := shareOf(t, p, 1, 1000)
+					t.Logf("at %v: share %.3f", st.at, share)
 					if share < st.min || share > st.max {
 						t.Errorf("at %v: share %.3f; want %.2f to %.2f", st.at, share, st.min, st.max)
 					}
