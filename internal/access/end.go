@@ -42,6 +42,17 @@ const (
 	ReasonTLSHandshake Reason = "tls-handshake"
 )
 
+// The reasons a TCP client waiting for a full backend is refused for
+// (see queue_timeout).
+const (
+	// ReasonQueueTimeout: every usable backend stayed full (at its
+	// max_connections) for queue_timeout while the client waited.
+	ReasonQueueTimeout Reason = "queue-timeout"
+	// ReasonQueueFull: every usable backend was full and max_queue
+	// clients were waiting already.
+	ReasonQueueFull Reason = "queue-full"
+)
+
 // rejectedPrefix starts the end of every refused client.
 const rejectedPrefix = "rejected:"
 

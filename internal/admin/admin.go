@@ -90,6 +90,10 @@ type RuleStatus struct {
 	// own and its routes'; none where it does not.
 	Certificates []CertStatus `json:"certificates,omitempty"`
 	Counters     Counters     `json:"counters"`
+	// QueueLength is how many clients wait for a slot on a full backend
+	// (max_connections), its routes' included; nil for a rule with no
+	// queue (no queue_timeout on it or its routes).
+	QueueLength *int `json:"queue_length,omitempty"`
 }
 
 // RouteStatus is one route of a rule: what it matches, its backends and

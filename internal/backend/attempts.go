@@ -41,7 +41,8 @@ type Attempts struct {
 	replay  []byte // the stream's first bytes, through TLS when on
 	tried   []*Backend
 	first   [2]*Backend // tried's room for the usual one or two
-	cur     *Backend    // the backend being connected to
+	cur     *Backend    // the backend being connected to, or reserved by the queue
+	queued  *waiter     // set once Wait queued them
 	curAddr netip.AddrPort
 	lastErr error
 }
@@ -183,6 +184,10 @@ func (a *Attempts) Failed(err error) (int, error) {
 // returns why there is none: no usable backend at all, or the error of
 // the last of 1+Retries failed attempts.
 func (a *Attempts) next() (*Backend, error) {
+	if b := a.cur; b != nil { // reserved for them by the queue (Wait)
+		a.tried = append(a.tried, b)
+		return b, nil
+	}
 	if len(a.tried) <= a.p.retries {
 		b, err := a.p.pick(a.client, a.tried)
 		if err == nil {

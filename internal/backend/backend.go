@@ -30,6 +30,7 @@ type counters struct {
 	// up and down are the bytes of ended connections (see Settle); live
 	// ones count in their own counters until then.
 	up, down atomic.Int64
+	pool     atomic.Pointer[Pool] // the newest pool with a Backend sharing them
 }
 
 // Backend is one upstream of a pool: its address, health and live
@@ -47,8 +48,10 @@ type Backend struct {
 	rt  *adminState // admin state and weight; see state.go
 	up  atomic.Bool
 
-	// current is the smooth weighted round-robin state; guarded by pool.mu.
+	// current is the smooth weighted round-robin state, and eff the
+	// weight of the pick at hand (see effectiveWeight); guarded by pool.mu.
 	current int
+	eff     int
 
 	mu           sync.Mutex    // guards the fields below
 	passiveFails int           // consecutive failed connects reported
@@ -63,6 +66,7 @@ func newBackend(cfg Target, p *Pool) *Backend {
 	b := &Backend{cfg: cfg, pool: p, key: hashString(cfg.Address.String()), ctr: new(counters), rt: newAdminState(cfg.Weight)}
 	b.literal, b.isLiteral = literalAddr(cfg.Address)
 	b.up.Store(true)
+	b.ctr.pool.Store(p)
 	return b
 }
 
@@ -112,8 +116,15 @@ func (b *Backend) Settle(up, down int64) {
 func (b *Backend) Tally() any { return b.ctr }
 
 // Release ends the accounting of one connection or session handed out by
-// Pool.Dial or Pool.Pick. Call it exactly once per connection.
-func (b *Backend) Release() { b.ctr.active.Add(-1) }
+// Pool.Dial or Pool.Pick. Call it exactly once per connection. A slot
+// freed on a backend with max_connections goes to the first client
+// waiting in the queue, if any.
+func (b *Backend) Release() {
+	b.ctr.active.Add(-1)
+	if b.cfg.MaxConns > 0 {
+		b.freed()
+	}
+}
 
 // ReportFailure records a failed connect (or, for UDP, an ICMP unreachable).
 // After the rule's fall count of consecutive failures an up backend is marked
@@ -133,15 +144,27 @@ func (b *Backend) ReportFailure(err error) {
 // brings a down backend back up.
 func (b *Backend) ReportSuccess() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.passiveFails = 0
-	if !b.up.Load() && b.pool.health == nil {
+	cameUp := !b.up.Load() && b.pool.health == nil
+	if cameUp {
 		b.setUpLocked("connect succeeded")
+	}
+	b.mu.Unlock()
+	if cameUp {
+		b.freed()
 	}
 }
 
 // checkResult records the outcome of one active health check.
 func (b *Backend) checkResult(err error) {
+	if b.checkResultLocked(err) {
+		b.freed()
+	}
+}
+
+// checkResultLocked is checkResult under b.mu; it reports whether the
+// backend came up.
+func (b *Backend) checkResultLocked(err error) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	hc := b.pool.health
@@ -151,13 +174,15 @@ func (b *Backend) checkResult(err error) {
 		if b.up.Load() && b.checkFails >= hc.Fall {
 			b.setDownLocked(fmt.Sprintf("health check failed %d times, last: %v", b.checkFails, err))
 		}
-		return
+		return false
 	}
 	b.checkFails = 0
 	b.checkOKs++
 	if !b.up.Load() && b.checkOKs >= hc.Rise {
 		b.setUpLocked(fmt.Sprintf("health check passed %d times", b.checkOKs))
+		return true
 	}
+	return false
 }
 
 // setDownLocked marks the backend down and logs it once. It is logged under
@@ -213,6 +238,7 @@ func (b *Backend) inherit(old *Backend) {
 	b.up.Store(up)
 	b.passiveFails, b.checkFails, b.checkOKs, b.cooldown, b.retryAt = pf, cf, co, cd, ra
 	b.ctr = old.ctr
+	b.ctr.pool.Store(b.pool)
 	b.inheritRuntime(old)
 }
 

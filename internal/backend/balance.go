@@ -36,6 +36,9 @@ func (p *Pool) chooseLocked(cands []*Backend, client netip.Addr) *Backend {
 	}
 }
 
+// The strategies weigh candidates by Backend.eff, the weight that pick
+// works out for the pick at hand (see slowstart.go), not Weight.
+
 // smoothRoundRobin is nginx-style smooth weighted round robin: every
 // candidate gains its weight, the richest is chosen and pays the total. With
 // weights 5,1,1 it yields a a b a c a a: interleaved, never in bursts. The
@@ -44,7 +47,7 @@ func smoothRoundRobin(cands []*Backend) *Backend {
 	var best *Backend
 	total := 0
 	for _, b := range cands {
-		w := b.Weight()
+		w := b.eff
 		b.current += w
 		total += w
 		if best == nil || b.current > best.current {
@@ -58,7 +61,7 @@ func smoothRoundRobin(cands []*Backend) *Backend {
 // lessLoaded reports whether a carries fewer live connections per unit of
 // weight than b.
 func lessLoaded(a, b *Backend) bool {
-	return a.Active()*int64(b.Weight()) < b.Active()*int64(a.Weight())
+	return a.Active()*int64(b.eff) < b.Active()*int64(a.eff)
 }
 
 // leastLoaded returns the candidates with the fewest live connections per
@@ -94,7 +97,7 @@ func weightedRandom(cands []*Backend, skip *Backend) *Backend {
 	total := 0
 	for _, b := range cands {
 		if b != skip {
-			total += b.Weight()
+			total += b.eff
 		}
 	}
 	n := rand.IntN(total)
@@ -102,7 +105,7 @@ func weightedRandom(cands []*Backend, skip *Backend) *Backend {
 		if b == skip {
 			continue
 		}
-		if n -= b.Weight(); n < 0 {
+		if n -= b.eff; n < 0 {
 			return b
 		}
 	}
@@ -122,7 +125,7 @@ func rendezvous(cands []*Backend, client netip.Addr) *Backend {
 	for _, b := range cands {
 		h := mix64(c ^ b.key)
 		u := (float64(h>>11) + 0.5) / (1 << 53)
-		score := float64(b.Weight()) / -math.Log(u)
+		score := float64(b.eff) / -math.Log(u)
 		if score > bestScore {
 			best, bestScore = b, score
 		}

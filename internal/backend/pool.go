@@ -48,10 +48,12 @@ type Pool struct {
 	tls            *tlsconf.Client                      // nil: plain TCP
 	observeTLS     func(result string, d time.Duration) // nil: not observed
 	now            func() time.Time                     // the clock; tests replace it
+	slowStart      time.Duration                        // zero: off
 
 	backends []*Backend // config order
 
-	mu sync.Mutex // guards balancer state (Backend.current)
+	mu    sync.Mutex // guards balancer state (Backend.current, eff) and the queue
+	queue queue      // clients waiting for a full backend's slot; see queue.go
 
 	runMu   sync.Mutex // guards cancel and stopped
 	cancel  context.CancelFunc
@@ -87,6 +89,11 @@ func NewPool(st Settings, r *Resolver, logger *slog.Logger) *Pool {
 		congestion: st.CongestionControl,
 		tls:        st.TLS,
 		observeTLS: st.ObserveTLS,
+		slowStart:  st.SlowStart,
+	}
+	p.queue.timeout, p.queue.max = st.QueueTimeout, st.MaxQueue
+	if p.queue.max <= 0 {
+		p.queue.max = DefaultMaxQueue
 	}
 	switch p.balance {
 	case RoundRobin, LeastConn, Random, SourceHash, First:
@@ -147,13 +154,27 @@ func (p *Pool) Pick(client netip.Addr) (*Backend, error) {
 	return b, err
 }
 
-// pick chooses a backend not in exclude. A passively downed backend whose
-// pause has run out takes the pick as its one trial, ahead of the strategy.
+// pick chooses a backend not in exclude. A first pick (exclude empty)
+// finds every backend full while clients wait in the queue: they came
+// first.
 func (p *Pool) pick(client netip.Addr, exclude []*Backend) (*Backend, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(exclude) == 0 && p.queue.waiters.Len() > 0 {
+		return nil, fmt.Errorf("rule %q: %w", p.rule, ErrFull)
+	}
+	return p.pickLocked(client, exclude)
+}
+
+// pickLocked chooses a backend not in exclude and counts it as active. A
+// passively downed backend whose pause has run out takes the pick as its
+// one trial, ahead of the strategy. A full backend (max_connections) is
+// passed over; when primaries are up but full, the backups are not
+// tried, and the error wraps ErrFull. The caller holds p.mu.
+func (p *Pool) pickLocked(client netip.Addr, exclude []*Backend) (*Backend, error) {
 	now := p.now()
 	cands := make([]*Backend, 0, len(p.backends))
+	full := false
 	for _, backup := range []bool{false, true} {
 		cands = cands[:0]
 		for _, b := range p.backends {
@@ -163,6 +184,10 @@ func (p *Pool) pick(client netip.Addr, exclude []*Backend) (*Backend, error) {
 			if !b.usable() {
 				continue // drained or in maintenance
 			}
+			if b.full() {
+				full = full || b.Up()
+				continue
+			}
 			if b.Up() {
 				cands = append(cands, b)
 			} else if b.grantTrial(now) {
@@ -171,9 +196,15 @@ func (p *Pool) pick(client netip.Addr, exclude []*Backend) (*Backend, error) {
 			}
 		}
 		if len(cands) > 0 {
+			for _, b := range cands {
+				b.eff = p.effectiveWeight(b, now)
+			}
 			b := p.chooseLocked(cands, client)
 			b.ctr.active.Add(1)
 			return b, nil
+		}
+		if full {
+			return nil, fmt.Errorf("rule %q: %w", p.rule, ErrFull)
 		}
 	}
 	return nil, fmt.Errorf("rule %q: %w", p.rule, ErrNoBackend)

@@ -42,6 +42,15 @@ type Settings struct {
 	// connection's connect (not of a health check), in the words of
 	// tlsconf.Result, and how long it took: for metrics.
 	ObserveTLS func(result string, d time.Duration)
+	// SlowStart is how long a backend that comes up or returns to ready
+	// ramps its weight from 1/20 to full; zero: off (see slowstart.go).
+	SlowStart time.Duration
+	// QueueTimeout is how long a client may wait in the pool's queue when
+	// every usable backend is full; zero: no queue (see queue.go).
+	QueueTimeout time.Duration
+	// MaxQueue bounds the clients waiting in the queue; zero or less
+	// with a QueueTimeout: DefaultMaxQueue.
+	MaxQueue int
 }
 
 // Equal reports whether s and o are the same in every field, so that a
@@ -64,6 +73,9 @@ type Target struct {
 	Address Address
 	Weight  int  // relative share for weighted strategies; less than 1 counts as 1
 	Backup  bool // takes traffic only while no primary backend is up
+	// MaxConns bounds the backend's live connections: a full backend is
+	// not picked. Zero: unlimited.
+	MaxConns int
 }
 
 // Address is where a backend listens: Network "tcp" with Host and Port, or

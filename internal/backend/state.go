@@ -102,6 +102,9 @@ func (b *Backend) SetState(s State) {
 		b.rt.changed.Store(b.pool.now().UnixNano())
 		b.pool.logger.Info("backend state set", "rule", b.pool.rule, "backend", b.cfg.Address.String(),
 			"from", old.String(), "to", s.String())
+		if s == Ready {
+			b.freed()
+		}
 	}
 }
 

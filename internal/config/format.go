@@ -84,7 +84,11 @@ func formatUpstreamKeys(b *strings.Builder, u *Upstream) {
 	if len(u.Backends) > 0 {
 		b.WriteString("backends = [\n")
 		for _, be := range u.Backends {
-			fmt.Fprintf(b, "  { address = %s, weight = %d, backup = %t },\n", quote(be.Address.String()), be.Weight, be.Backup)
+			fmt.Fprintf(b, "  { address = %s, weight = %d, backup = %t", quote(be.Address.String()), be.Weight, be.Backup)
+			if be.MaxConnections > 0 {
+				fmt.Fprintf(b, ", max_connections = %d", be.MaxConnections)
+			}
+			b.WriteString(" },\n")
 		}
 		b.WriteString("]\n")
 	}
@@ -93,6 +97,9 @@ func formatUpstreamKeys(b *strings.Builder, u *Upstream) {
 	kv(b, "connect_timeout", quote(formatDuration(u.ConnectTimeout)))
 	kv(b, "resolve_ttl", quote(formatDuration(u.ResolveTTL)))
 	optional(b, "proxy_protocol", u.ProxyProtocol != 0, quote("v"+strconv.Itoa(u.ProxyProtocol)), quote("off"))
+	optional(b, "slow_start", u.SlowStart != 0, quote(formatDuration(u.SlowStart)), quote("off"))
+	optional(b, "queue_timeout", u.QueueTimeout != 0, quote(formatDuration(u.QueueTimeout)), quote("off"))
+	kv(b, "max_queue", strconv.Itoa(u.MaxQueue))
 	if h := u.HealthCheck; h != nil {
 		fmt.Fprintf(b, "health_check = { interval = %s, timeout = %s, rise = %d, fall = %d",
 			quote(formatDuration(h.Interval)), quote(formatDuration(h.Timeout)), h.Rise, h.Fall)

@@ -63,6 +63,9 @@ retries = 1
 connect_timeout = "5s"
 resolve_ttl = "30s"
 proxy_protocol = "off"
+slow_start = "off"
+queue_timeout = "off"
+max_queue = 1024
 health_check = { interval = "5s", timeout = "1s", rise = 2, fall = 3, send = "\u0000\"hi\"\n" }
 tls = "off"
 backend_tls = "off"
@@ -121,6 +124,9 @@ retries = 0
 connect_timeout = "5s"
 resolve_ttl = "30s"
 proxy_protocol = "off"
+slow_start = "off"
+queue_timeout = "off"
+max_queue = 1024
 health_check = "off"
 tls = "off"
 

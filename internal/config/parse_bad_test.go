@@ -103,7 +103,7 @@ func badValueCases() []badCase {
 		{"backend table without address", "[[rule]]\nname = \"web\"\nlisten = \":80\"\nbackends = [{ weight = 2 }]\n",
 			[]string{`sluice.toml:4: rule "web": backend: missing address`}},
 		{"backend of wrong type", "[[rule]]\nname = \"web\"\nlisten = \":80\"\nbackends = [80]\n",
-			[]string{`sluice.toml:4: rule "web": backend 80: want "host:port" or a table { address, weight, backup }, not an integer`}},
+			[]string{`sluice.toml:4: rule "web": backend 80: want "host:port" or a table { address, weight, backup, max_connections }, not an integer`}},
 		{"rise and fall below 1", "[[rule]]\n" + ok + "health_check = { rise = 0, fall = -2 }\n",
 			[]string{
 				`sluice.toml:5: rule "web": health_check: rise 0: must be at least 1`,

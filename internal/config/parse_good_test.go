@@ -35,6 +35,7 @@ func wantRule(name string, listen Address, backends ...Address) Rule {
 			Balance:        "round-robin",
 			ConnectTimeout: 5 * time.Second,
 			ResolveTTL:     30 * time.Second,
+			MaxQueue:       1024,
 			Retries:        len(backends) - 1,
 		},
 		IdleTimeout:       time.Hour,

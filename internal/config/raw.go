@@ -56,6 +56,9 @@ type rawUpstream struct {
 	HealthCheck    *rawHealth     `toml:"health_check"`
 	TLS            *rawTLS        `toml:"tls"`
 	BackendTLS     *rawBackendTLS `toml:"backend_tls"`
+	SlowStart      any            `toml:"slow_start"`
+	QueueTimeout   any            `toml:"queue_timeout"`
+	MaxQueue       any            `toml:"max_queue"`
 }
 
 // rawRoute is one [[rule.route]] table as decoded.
@@ -119,11 +122,11 @@ func (o *tableWord) UnmarshalText(b []byte) error {
 const (
 	topKeys = "log_level log_format admin admin_token defaults rule"
 	// upstreamKeys are the backend-side keys, which a route may set too.
-	upstreamKeys   = "backends balance connect_timeout retries resolve_ttl proxy_protocol health_check tls backend_tls"
+	upstreamKeys   = "backends balance connect_timeout retries resolve_ttl proxy_protocol health_check tls backend_tls slow_start queue_timeout max_queue"
 	ruleKeys       = "name listen protocol " + upstreamKeys + " idle_timeout drain_timeout allow deny max_connections max_connections_per_ip per_ip_prefix_v6 rate_per_ip bandwidth accept_proxy_protocol udp_session_timeout max_sessions congestion_control workers peek_timeout route"
 	routeKeys      = "name sni alpn http_host detect " + upstreamKeys
 	healthKeys     = "interval timeout rise fall send expect"
-	backendKeys    = "address weight backup"
+	backendKeys    = "address weight backup max_connections"
 	tlsKeys        = "certificates cert key min_version alpn client_ca"
 	certKeys       = "cert key"
 	backendTLSKeys = "ca server_name cert key insecure_skip_verify"

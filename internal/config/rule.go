@@ -150,7 +150,7 @@ func (s source) backends(key string, v any) opt[[]backendAt] {
 	return o
 }
 
-// backend reads one backend: "host:port" or { address, weight, backup }.
+// backend reads one backend: "host:port" or { address, weight, backup, max_connections }.
 func (s source) backend(elem string, v any) (backendAt, bool) {
 	switch b := v.(type) {
 	case string:
@@ -159,7 +159,7 @@ func (s source) backend(elem string, v any) (backendAt, bool) {
 	case map[string]any:
 		return s.backendTable(elem, b)
 	}
-	s.errorf(elem, `backend %s: want "host:port" or a table { address, weight, backup }, not %s`, show(v), typeName(v))
+	s.errorf(elem, `backend %s: want "host:port" or a table { address, weight, backup, max_connections }, not %s`, show(v), typeName(v))
 	return backendAt{}, false
 }
 
@@ -175,8 +175,9 @@ func (s source) backendTable(elem string, t map[string]any) (backendAt, bool) {
 	ok := bs.knownKeys(t, backendKeys) && addr.set
 	weight := bs.integer("weight", t["weight"], 1)
 	backup := bs.boolean("backup", t["backup"])
-	b := Backend{Address: addr.val, Weight: weight.or(1), Backup: backup.or(false)}
-	return backendAt{b, s.line(elem)}, ok && weight.valid() && backup.valid()
+	maxConns := bs.integer("max_connections", t["max_connections"], 0)
+	b := Backend{Address: addr.val, Weight: weight.or(1), Backup: backup.or(false), MaxConnections: maxConns.val}
+	return backendAt{b, s.line(elem)}, ok && weight.valid() && backup.valid() && maxConns.valid()
 }
 
 // knownKeys reports the keys of an inline table that are not among known,

@@ -50,6 +50,9 @@ type Backend struct {
 	Address Address
 	Weight  int  // relative share for weighted strategies; default 1
 	Backup  bool // takes traffic only while no primary backend is up
+	// MaxConnections bounds the backend's live connections (TCP) or
+	// sessions (UDP): a full backend is not picked. 0: unlimited.
+	MaxConnections int
 }
 
 // HealthCheck configures active health checks of a rule's backends.
@@ -85,6 +88,16 @@ type Upstream struct {
 	// BackendTLS, when set, makes sluice speak TLS to the backends
 	// ([rule.backend_tls] or per route); nil: plain TCP.
 	BackendTLS *BackendTLS
+
+	// SlowStart is how long a backend that comes up (health) or returns
+	// to ready ramps its weight from 1/20 to full; 0 (default): off.
+	SlowStart time.Duration
+	// QueueTimeout is how long a TCP client may wait in the queue when
+	// every usable backend is full (max_connections); 0 (default): no
+	// queue, the client is refused at once.
+	QueueTimeout time.Duration
+	// MaxQueue bounds the clients waiting in the queue; default 1024.
+	MaxQueue int
 }
 
 // Route is one [[rule.route]] of a TCP rule: which clients it takes, judged

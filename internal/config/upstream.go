@@ -2,6 +2,20 @@ package config
 
 import "time"
 
+// defaultMaxQueue bounds a queue (queue_timeout) unless max_queue says.
+const defaultMaxQueue = 1024
+
+// durationOrOff reads a duration, or "off" (a rule or route lifting what
+// it inherits) as zero.
+func (s source) durationOrOff(key string, v any) opt[time.Duration] {
+	if v == "off" {
+		o := start[time.Duration](s, key, v)
+		o.set = true
+		return o
+	}
+	return s.duration(key, v)
+}
+
 // upstreamSpec is the backend-side keys of one table (a rule, [defaults] or
 // a route) as read, before inheritance and defaults are applied.
 type upstreamSpec struct {
@@ -12,6 +26,8 @@ type upstreamSpec struct {
 	health                     opt[*HealthCheck]
 	tls                        opt[*TLS]
 	backendTLS                 opt[*BackendTLS]
+	slowStart, queueTimeout    opt[time.Duration]
+	maxQueue                   opt[int]
 }
 
 // readUpstream reads the backend-side keys of a table.
@@ -27,6 +43,9 @@ func readUpstream(s source, r *rawUpstream) upstreamSpec {
 		health:         s.health(r.HealthCheck),
 		tls:            s.tls(r.TLS),
 		backendTLS:     s.backendTLS(r.BackendTLS),
+		slowStart:      s.durationOrOff("slow_start", r.SlowStart),
+		queueTimeout:   s.durationOrOff("queue_timeout", r.QueueTimeout),
+		maxQueue:       s.integer("max_queue", r.MaxQueue, 1),
 	}
 }
 
@@ -42,6 +61,9 @@ func (u *upstreamSpec) inherit(inh *upstreamSpec) upstreamSpec {
 		health:         pick(u.health, inh.health),
 		tls:            pick(u.tls, inh.tls),
 		backendTLS:     pick(u.backendTLS, inh.backendTLS),
+		slowStart:      pick(u.slowStart, inh.slowStart),
+		queueTimeout:   pick(u.queueTimeout, inh.queueTimeout),
+		maxQueue:       pick(u.maxQueue, inh.maxQueue),
 	}
 }
 
@@ -56,6 +78,9 @@ func (u *upstreamSpec) upstream() Upstream {
 		HealthCheck:    u.health.val,
 		TLS:            u.tls.val,
 		BackendTLS:     u.backendTLS.val,
+		SlowStart:      u.slowStart.val,
+		QueueTimeout:   u.queueTimeout.val,
+		MaxQueue:       u.maxQueue.or(defaultMaxQueue),
 	}
 	for _, b := range u.backends.val {
 		up.Backends = append(up.Backends, b.Backend)

@@ -30,6 +30,7 @@ func TestNamesAreDocumented(t *testing.T) {
 	m.SetBackendSource(func() []BackendState { return []BackendState{{Rule: "web", Backend: "10.0.0.5:80", Up: true}} })
 	m.SetBuildInfo("dev", "go")
 	m.ConfigLoaded(time.Now())
+	m.SetQueueSource(func() []QueueLength { return []QueueLength{{Rule: "web", Waiting: 2}} })
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -80,6 +80,7 @@ type Metrics struct {
 	backends        atomic.Pointer[func() []BackendState]
 	certs           atomic.Pointer[func() []Certificate]
 	process         process
+	queues          atomic.Pointer[func() []QueueLength] // see queue.go
 
 	mu    sync.Mutex       // guards the following fields
 	rules map[string]*Rule // by rule name
@@ -106,6 +107,7 @@ func New(reg *prometheus.Registry) (*Metrics, error) {
 		backendCollector{m},
 		certCollector{m},
 		processCollector{&m.process},
+		queueCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {

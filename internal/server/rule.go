@@ -179,12 +179,13 @@ func (s *Server) poolSettings(rc config.Rule, client *tlsconf.Client) backend.Se
 		Name: rc.Name, Balance: rc.Balance, Retries: rc.Retries,
 		ConnectTimeout: rc.ConnectTimeout, ResolveTTL: rc.ResolveTTL,
 		CongestionControl: rc.CongestionControl,
+		SlowStart:         rc.SlowStart, QueueTimeout: rc.QueueTimeout, MaxQueue: rc.MaxQueue,
 	}
 	if client != nil {
 		st.TLS, st.ObserveTLS = client, s.observeBackendTLS(rc.Name)
 	}
 	for _, b := range rc.Backends {
-		st.Backends = append(st.Backends, backend.Target{Address: b.Address, Weight: b.Weight, Backup: b.Backup})
+		st.Backends = append(st.Backends, backend.Target{Address: b.Address, Weight: b.Weight, Backup: b.Backup, MaxConns: b.MaxConnections})
 	}
 	if hc := rc.HealthCheck; hc != nil {
 		h := backend.HealthCheck(*hc)

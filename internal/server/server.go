@@ -103,6 +103,7 @@ func New(opts Options) *Server {
 	}
 	s.saved = s.decodeSaved(opts.Inherited.State())
 	s.metrics.SetBackendSource(s.backendStates)
+	s.metrics.SetQueueSource(s.queueLengths)
 	s.metrics.SetCertificateSource(s.certificates)
 	return s
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"sluice/internal/admin"
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
+	"sluice/internal/metrics"
 )
 
 // Rules reports every running rule with its routes, backends,
@@ -33,6 +35,9 @@ func (s *Server) ruleStatusLocked(r *rule) admin.RuleStatus {
 		Certificates: s.certificatesLocked(r),
 		Counters:     admin.CountersOf(r.metrics.Counters()),
 	}
+	if n, ok := r.queueLengthLocked(); ok {
+		st.QueueLength = &n
+	}
 	counts := r.metrics.RouteCounts()
 	r.table.Traffic(func(live map[any]conntrack.Traffic) {
 		st.Backends = backendViews(r.pool, live)
@@ -50,6 +55,33 @@ func (s *Server) ruleStatusLocked(r *rule) admin.RuleStatus {
 		st.DefaultRouteConnections = &def
 	}
 	return st
+}
+
+// queueLengthLocked returns how many clients wait in the queues of the
+// rule's pools, its own and its routes', and whether any has a queue.
+// The server's mu is held: it guards the route pools.
+func (r *rule) queueLengthLocked() (int, bool) {
+	n, queued := 0, false
+	for _, p := range append([]*backend.Pool{r.pool}, slices.Collect(maps.Values(r.routes))...) {
+		if p != nil && p.Settings().QueueTimeout > 0 {
+			n, queued = n+p.QueueLength(), true
+		}
+	}
+	return n, queued
+}
+
+// queueLengths reports the queue length of every rule with a queue, for
+// sluice_queue_length.
+func (s *Server) queueLengths() []metrics.QueueLength {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []metrics.QueueLength
+	for _, r := range s.rules {
+		if n, ok := r.queueLengthLocked(); ok {
+			out = append(out, metrics.QueueLength{Rule: r.cfg.Name, Waiting: n})
+		}
+	}
+	return out
 }
 
 // backendStatus reports the backends of pool, whose rule's live

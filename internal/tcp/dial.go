@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"errors"
 	"time"
 
 	"sluice/internal/access"
@@ -46,6 +47,12 @@ func (cn *conn) beginDial(relayFirst bool) {
 func (s *Service) dial(cn *conn) {
 	cn.beginDial(false)
 	up, b, err := cn.attempts.Dial(s.ctx)
+	if errors.Is(err, backend.ErrFull) { // see queue.go
+		if !s.queueNet(cn) {
+			return
+		}
+		up, b, err = cn.attempts.Dial(s.ctx)
+	}
 	if err != nil {
 		cn.c.Close()
 		s.finish(cn, relay.Result{End: access.ConnectFailed, Err: err})

@@ -123,7 +123,20 @@ func (s *Service) connect(cn *conn, l *listening, at relay.Loop) error {
 		cn.local, _ = rawsock.LocalAddr(cn.fd)
 	}
 	cn.beginDial(true)
+	return s.connectNext(cn, l, at)
+}
+
+// connectNext is connect once the dial has begun: it connects to the next
+// backend, reserved by the queue or picked now, or puts cn in the queue
+// when every backend is full (see queue.go).
+func (s *Service) connectNext(cn *conn, l *listening, at relay.Loop) error {
 	bfd, err := cn.attempts.Next()
+	if errors.Is(err, backend.ErrFull) {
+		if !s.queueDirect(cn, l) {
+			return nil // waiting, or ended
+		}
+		bfd, err = cn.attempts.Next()
+	}
 	if err != nil {
 		unix.Close(cn.fd)
 		s.finish(cn, relay.Result{End: access.ConnectFailed, Err: err})

@@ -332,7 +332,9 @@
       }
       rulesBox.appendChild(card.el); // keeps config order
       card.el.querySelector('.proto').textContent = rule.protocol;
-      card.el.querySelector('.route').textContent = rule.listen + ' \u2192 ' + rule.balance;
+      // queue_length is there for a rule with a queue (queue_timeout).
+      card.el.querySelector('.route').textContent = rule.listen + ' \u2192 ' + rule.balance +
+        (rule.queue_length === undefined ? '' : ' \u00b7 ' + fmtCount(rule.queue_length) + ' queued');
       var r = sample(card, rule.counters, now);
       if (r) {
         tot.rated = true;
