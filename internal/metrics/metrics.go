@@ -62,6 +62,7 @@ type Metrics struct {
 	tls             tlsVecs
 	backends        atomic.Pointer[func() []BackendState]
 	certs           atomic.Pointer[func() []Certificate]
+	logDrops        atomic.Pointer[func() uint64]
 
 	mu    sync.Mutex       // guards the following fields
 	rules map[string]*Rule // by rule name
@@ -87,6 +88,7 @@ func New(reg *prometheus.Registry) (*Metrics, error) {
 		ruleCollector{m},
 		backendCollector{m},
 		certCollector{m},
+		logCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
