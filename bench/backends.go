@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,12 +28,21 @@ type backendKind int
 //     then FIN; the client answers with the number of bytes it received
 //     (8 bytes) and the source checks it against what it sent.
 //   - echo: every byte is sent back; FIN is answered with FIN.
+//   - hello sink: one TLS handshake record (a ClientHello), then as sink.
+//   - TLS echo, TLS sink: a TLS server (tls.go), then as echo or sink.
+//   - decoys: the backends of the passthrough rule's routes that no client
+//     asks for; a connection to one is a failure.
 //
 // Integers are big-endian.
 const (
 	sinkBackend backendKind = iota
 	sourceBackend
 	echoBackend
+	helloSinkBackend
+	tlsEchoBackend
+	tlsSinkBackend
+	decoyOneBackend
+	decoyTwoBackend
 	numBackends
 )
 
@@ -45,6 +55,14 @@ func (k backendKind) String() string {
 		return "source"
 	case echoBackend:
 		return "echo"
+	case helloSinkBackend:
+		return "hello sink"
+	case tlsEchoBackend:
+		return "tls echo"
+	case tlsSinkBackend:
+		return "tls sink"
+	case decoyOneBackend, decoyTwoBackend:
+		return "decoy"
 	}
 	return fmt.Sprintf("backend(%d)", int(k))
 }
@@ -58,6 +76,7 @@ const echoBufSize = 4 << 10
 // so it records failures for the figure to collect.
 type backends struct {
 	listeners [numBackends]net.Listener
+	tlsCfg    *tls.Config    // the TLS backends' configuration
 	wg        sync.WaitGroup // accept loops
 
 	mu       sync.Mutex // guards the following fields
@@ -67,9 +86,10 @@ type backends struct {
 	closed   bool
 }
 
-// startBackends listens on free loopback ports and serves every backend.
-func startBackends() (*backends, error) {
-	b := &backends{conns: make(map[net.Conn]struct{}), drained: make(chan struct{})}
+// startBackends listens on free loopback ports and serves every backend,
+// the TLS ones with m's certificate.
+func startBackends(m *tlsMaterial) (*backends, error) {
+	b := &backends{tlsCfg: m.serverConfig(), conns: make(map[net.Conn]struct{}), drained: make(chan struct{})}
 	// No keepalive on accepted connections: its four socket options per
 	// connection are a tenth of the echo backend's system calls in the
 	// new-connections figure.
@@ -175,8 +195,10 @@ func (b *backends) untrack(c net.Conn) {
 // serve accepts connections for backend k until its listener is closed.
 func (b *backends) serve(k backendKind, ln net.Listener) {
 	defer b.wg.Done()
-	handle := map[backendKind]func(*net.TCPConn){
+	handle := map[backendKind]func(halfConn){
 		sinkBackend: b.sink, sourceBackend: b.source, echoBackend: echo,
+		helloSinkBackend: b.helloSink, tlsEchoBackend: b.tlsServe(echo), tlsSinkBackend: b.tlsServe(b.sink),
+		decoyOneBackend: b.decoy(sniNames[0]), decoyTwoBackend: b.decoy(sniNames[1]),
 	}[k]
 	var backoff time.Duration
 	for {
@@ -203,7 +225,7 @@ func (b *backends) serve(k backendKind, ln net.Listener) {
 }
 
 // sink verifies one incoming pattern stream and reports its length.
-func (b *backends) sink(c *net.TCPConn) {
+func (b *backends) sink(c halfConn) {
 	var seed [8]byte
 	if _, err := io.ReadFull(c, seed[:]); err != nil {
 		return // a client that sent nothing has nothing to verify
@@ -239,7 +261,7 @@ const sourceReplyTimeout = 30 * time.Second
 
 // source sends a pattern stream for the requested time and checks that the
 // client received all of it.
-func (b *backends) source(c *net.TCPConn) {
+func (b *backends) source(c halfConn) {
 	var req [16]byte
 	if _, err := io.ReadFull(c, req[:]); err != nil {
 		return // a client that asked for nothing gets nothing
@@ -287,7 +309,7 @@ func writeStream(c net.Conn, w *streamWriter, deadline time.Time) (int64, error)
 }
 
 // echo sends back everything it reads and answers FIN with FIN.
-func echo(c *net.TCPConn) {
+func echo(c halfConn) {
 	buf := make([]byte, echoBufSize)
 	for {
 		n, err := c.Read(buf)

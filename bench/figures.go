@@ -30,6 +30,10 @@ type row struct {
 	label  string
 	format string // fmt verb for the value, such as "%.1f"
 	cmp    compare
+	// ratioOf, when set, makes the row derived: each column's value is
+	// the ratio of its values in the two rows so labelled, once every
+	// figure has run (see results.derive). No figure measures it.
+	ratioOf *[2]string
 }
 
 // env is what a figure measures through.
@@ -39,6 +43,7 @@ type env struct {
 	d     time.Duration
 	idleN int         // connections for the idle figure
 	udp   *udpBackend // the UDP figures' backend (udp.go); nil for the others
+	tls   *tlsClient  // how the TLS figures' clients speak TLS
 }
 
 // result is what a figure measured through one forwarder.
@@ -57,7 +62,10 @@ type figure struct {
 	needsProc bool
 	// udp marks figures relayed over UDP (udp.go): they run through the
 	// forwarders' udpArgv, each measurement with a fresh UDP backend.
-	udp  bool
+	udp bool
+	// tls marks the TLS figures (tlsfigures.go): they run through the
+	// forwarders' tlsArgv.
+	tls  *tlsFigure
 	rows []row
 	// run measures through e and returns one value per row (but the cpu
 	// row's, which the runner adds). An error means the forwarder
@@ -80,9 +88,14 @@ type figure struct {
 }
 
 // runRows is how many values run returns: every row's but the CPU row's
-// and the busiest thread's, which the runner adds.
+// and the busiest thread's, which the runner adds, and the derived rows.
 func (f figure) runRows() int {
 	n := len(f.rows)
+	for _, rw := range f.rows {
+		if rw.ratioOf != nil {
+			n--
+		}
+	}
 	if f.cpu != nil {
 		n--
 	}
@@ -125,12 +138,20 @@ func (f figure) withBusiestThread() figure {
 	return f
 }
 
+// withRatio returns f with a derived row after its others: its first
+// row's value divided by the value in row other, per column (see
+// row.ratioOf).
+func (f figure) withRatio(label, other string) figure {
+	f.rows = append(f.rows, row{label: label, format: "%.2f", cmp: plain, ratioOf: &[2]string{f.rows[0].label, other}})
+	return f
+}
+
 // figures returns the bench's figures in table order.
 func figures() []figure {
 	gbits := func(label string) []row { return []row{{label: label, format: "%.1f", cmp: vsDirect}} }
 	return []figure{
-		figure{name: "1 stream up", backend: sinkBackend, rows: gbits("1 stream Gbit/s"), run: upThroughput(1)}.withCPU(msPerGbit, ""),
-		figure{name: "8 streams up", backend: sinkBackend, rows: gbits("8 streams Gbit/s"), run: upThroughput(8)}.withCPU(msPerGbit, ""),
+		figure{name: "1 stream up", backend: sinkBackend, rows: gbits("1 stream Gbit/s"), run: upThroughput(1, dialPlain)}.withCPU(msPerGbit, ""),
+		figure{name: "8 streams up", backend: sinkBackend, rows: gbits("8 streams Gbit/s"), run: upThroughput(8, dialPlain)}.withCPU(msPerGbit, ""),
 		figure{name: "1 stream down", backend: sourceBackend, rows: gbits("1 stream down Gbit/s"), run: downThroughput}.withCPU(msPerGbit, ""),
 		figure{name: "new connections", backend: echoBackend, rows: []row{
 			{label: fmt.Sprintf("new conns/s (%d clients)", connClients), format: "%.0f", cmp: vsDirect},
@@ -143,7 +164,7 @@ func figures() []figure {
 		{name: "idle", backend: echoBackend, needsProc: true, rows: []row{
 			{label: "idle RSS/conn KiB", format: "%.1f", cmp: vsLowest},
 			{label: "idle fds/conn", format: "%.2f", cmp: vsLowest},
-		}, run: idle},
+		}, run: idle(dialPlain)},
 	}
 }
 
@@ -177,9 +198,10 @@ func gbitPerSec(bytes int64, d time.Duration) float64 {
 }
 
 // upThroughput returns a figure that sends pattern streams to the sink over
-// streams connections at once for the figure's duration, and reports the
-// bytes the sink verified per second, in aggregate.
-func upThroughput(streams int) func(context.Context, env) (result, error) {
+// streams connections at once, each opened by dial, for the figure's
+// duration, and reports the bytes the sink verified per second, in
+// aggregate.
+func upThroughput(streams int, dial dialFunc) func(context.Context, env) (result, error) {
 	return func(ctx context.Context, e env) (result, error) {
 		sent := make([]int64, streams)
 		errs := make([]error, streams)
@@ -187,7 +209,7 @@ func upThroughput(streams int) func(context.Context, env) (result, error) {
 		until := start.Add(e.d)
 		var wg sync.WaitGroup
 		for i := range streams {
-			wg.Go(func() { sent[i], errs[i] = sendStream(ctx, e.addr, rand.Uint64(), until) })
+			wg.Go(func() { sent[i], errs[i] = sendStream(ctx, e, dial, rand.Uint64(), until) })
 		}
 		wg.Wait()
 		elapsed := time.Since(start)
@@ -201,9 +223,9 @@ func upThroughput(streams int) func(context.Context, env) (result, error) {
 
 // sendStream sends seed's pattern stream until the deadline, then FIN, and
 // waits for the sink's count. It returns the bytes the sink confirmed.
-func sendStream(ctx context.Context, addr string, seed uint64, until time.Time) (int64, error) {
+func sendStream(ctx context.Context, e env, dial dialFunc, seed uint64, until time.Time) (int64, error) {
 	w := streamWriter{p: newPattern(seed)}
-	c, err := dialTCP(ctx, addr)
+	c, err := dial(ctx, e)
 	if err != nil {
 		return 0, err
 	}
@@ -214,7 +236,11 @@ func sendStream(ctx context.Context, addr string, seed uint64, until time.Time) 
 	if _, err := c.Write(hdr[:]); err != nil {
 		return 0, fmt.Errorf("stream %016x: write header: %w", seed, err)
 	}
-	sent, err := writeStream(c, &w, until)
+	write := writeStream
+	if _, ok := c.(*net.TCPConn); !ok {
+		write = writeUntil // TLS: a write that times out breaks the connection
+	}
+	sent, err := write(c, &w, until)
 	if err != nil {
 		return 0, err
 	}
@@ -234,6 +260,27 @@ func sendStream(ctx context.Context, addr string, seed uint64, until time.Time) 
 		return 0, fmt.Errorf("stream %016x: sent %d bytes, the sink received %d", seed, sent, got)
 	}
 	return got, nil
+}
+
+// writeUntil writes w's stream to c in chunks until the deadline has
+// passed and returns how many bytes it wrote. Its write deadline is
+// replyTimeout later, for a forwarder that stops reading: a TLS connection
+// whose write times out is broken for good, so the deadline cannot be the
+// normal end as in writeStream.
+func writeUntil(c net.Conn, w *streamWriter, deadline time.Time) (int64, error) {
+	if err := c.SetWriteDeadline(deadline.Add(replyTimeout)); err != nil {
+		return 0, err
+	}
+	var sent int64
+	for time.Now().Before(deadline) {
+		n, err := c.Write(w.next(maxChunk))
+		w.advance(n)
+		sent += int64(n)
+		if err != nil {
+			return sent, fmt.Errorf("stream %016x: write after %d bytes: %w", w.p.seed, sent, err)
+		}
+	}
+	return sent, c.SetWriteDeadline(time.Time{})
 }
 
 // downThroughput has the source send one pattern stream for the figure's

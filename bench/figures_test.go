@@ -133,7 +133,7 @@ func TestNewConnsCountsErrors(t *testing.T) {
 // a process to measure.
 func TestIdleNeedsProcess(t *testing.T) {
 	bk := testBackends(t)
-	_, err := idle(context.Background(), env{addr: bk.addr(echoBackend), idleN: 10})
+	_, err := idle(dialPlain)(context.Background(), env{addr: bk.addr(echoBackend), idleN: 10})
 	if err == nil {
 		t.Fatal("idle ran without a process")
 	}

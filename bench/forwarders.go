@@ -27,6 +27,10 @@ type forwarder struct {
 	// udpArgv is argv for relaying UDP (udp.go); nil when the forwarder
 	// does not relay UDP, and for the direct connection.
 	udpArgv func(dir, listen, backend string) ([]string, error)
+	// tlsArgv is argv for the TLS figures (tlsfigures.go): it writes the
+	// configuration spec describes; nil when the forwarder does not take
+	// part in them, and for the direct connection.
+	tlsArgv func(dir string, spec tlsSpec) ([]string, error)
 	// notes describe how the forwarder was configured, for the footer.
 	notes []string
 	// peer marks another project's forwarder: its failures are shown but
@@ -104,9 +108,10 @@ func probeSluice(ctx context.Context, o setupOptions) (forwarder, string, error)
 			return []string{bin, "-l", listen, "-r", backend, "--log-level", "warn"}, nil
 		},
 		udpArgv: sluiceUDPArgv(bin, udpLoops),
+		tlsArgv: sluiceTLSArgv(bin),
 		notes: []string{"sluice: quick mode, --log-level warn (no access log lines), congestion_control auto: cubic on its sockets to loopback peers" +
 			" (system default here: " + congestion.SystemDefault() + ", which the bench's own sockets and the peers use)",
-			fmt.Sprintf("sluice (udp): --workers %d (that many SO_REUSEPORT sockets, a loop each)", udpLoops)},
+			fmt.Sprintf("sluice (udp): --workers %d (that many SO_REUSEPORT sockets, a loop each)", udpLoops), sluiceTLSNote},
 	}
 	if o.baseBin != "" {
 		f.variants = []forwarder{baseSluice(ctx, o.baseBin)}
@@ -131,7 +136,8 @@ func baseSluice(ctx context.Context, bin string) forwarder {
 		udpArgv: func(_, listen, backend string) ([]string, error) {
 			return []string{bin, "-l", listen, "-r", backend, "-p", "udp", "--log-level", "warn"}, nil
 		},
-		notes: []string{"sluice-base: " + bin + ", run as sluice is (its UDP with its default loops)"},
+		tlsArgv: sluiceTLSArgv(bin),
+		notes:   []string{"sluice-base: " + bin + ", run as sluice is (its UDP with its default loops)"},
 	}
 }
 
@@ -150,6 +156,7 @@ func probeSluiceOneWorker(ctx context.Context, o setupOptions) (forwarder, strin
 		return append(a, "--workers", "1"), err
 	}
 	f.udpArgv = sluiceUDPArgv(o.sluiceBin, 1)
+	f.tlsArgv = nil // the TLS figures compare sluice with the peers
 	f.variants = nil
 	f.notes = []string{"sluice-1w: sluice with --workers 1 (one event loop accepts for the rule; its UDP: one socket, one loop)"}
 	return f, "", nil
@@ -224,7 +231,8 @@ func probeHAProxy(ctx context.Context, o setupOptions) (forwarder, string, error
 			}
 			return []string{bin, "-db", "-f", cfg}, nil
 		},
-		notes: []string{fmt.Sprintf("haproxy: mode tcp, nbthread 2, maxconn %d, timeouts 1h", maxconn)},
+		tlsArgv: haproxyTLSArgv(bin, maxconn),
+		notes:   []string{fmt.Sprintf("haproxy: mode tcp, nbthread 2, maxconn %d, timeouts 1h", maxconn), haproxyTLSNote},
 	}, "", nil
 }
 
@@ -285,8 +293,10 @@ func probeNginx(ctx context.Context, o setupOptions) (forwarder, string, error) 
 			return []string{bin, "-p", dir + "/", "-c", conf, "-e", filepath.Join(dir, "error.log")}, nil
 		},
 		udpArgv: nginxUDPArgv(bin, loadModule, o.nofile, udpLoops),
+		tlsArgv: nginxTLSArgv(bin, loadModule, o.nofile, workerConns),
 		notes: []string{
 			fmt.Sprintf("nginx: stream proxy, worker_processes 2, worker_connections %d, proxy_half_close on", workerConns),
+			nginxTLSNote,
 			fmt.Sprintf("nginx (udp): listen udp reuseport, worker_processes %d, proxy_timeout 10s", udpLoops),
 		},
 	}
@@ -321,25 +331,36 @@ func nginxStreamModule(v string) (loadModule, skip string) {
 	return "load_module " + so + ";", ""
 }
 
+// direct reports whether f is the direct connection, which has no process.
+func (f forwarder) direct() bool {
+	return f.argv == nil && f.udpArgv == nil && f.tlsArgv == nil
+}
+
 // launch starts f in front of backend and returns the address clients dial
 // and the process, which is nil for the direct connection.
 func launch(ctx context.Context, f forwarder, dir, backend string) (string, *proc, error) {
 	if f.argv == nil {
 		return backend, nil, nil
 	}
+	return launchWith(ctx, f.name, dir, func(listen string) ([]string, error) { return f.argv(dir, listen, backend) })
+}
+
+// launchWith starts the forwarder that argv's command line runs, listening
+// on a free loopback port, and returns that address and the process.
+func launchWith(ctx context.Context, name, dir string, argv func(listen string) ([]string, error)) (string, *proc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", nil, fmt.Errorf("%s: %w", f.name, err)
+		return "", nil, fmt.Errorf("%s: %w", name, err)
 	}
 	port, err := freePort()
 	if err != nil {
 		return "", nil, err
 	}
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	argv, err := f.argv(dir, listen, backend)
+	args, err := argv(listen)
 	if err != nil {
 		return "", nil, err
 	}
-	p, err := startProc(ctx, f.name, dir, argv, port, tcpListening)
+	p, err := startProc(ctx, name, dir, args, port, tcpListening)
 	if err != nil {
 		return "", nil, err
 	}

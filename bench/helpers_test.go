@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -11,10 +12,20 @@ import (
 )
 
 // TestMain lets the test binary double as a forwarder process:
-// "bench.test relay MODE LISTEN BACKEND" runs testRelay until killed.
+// "bench.test relay MODE LISTEN BACKEND [CERT KEY]" runs serveRelay until
+// killed, terminating TLS with CERT and KEY if given, and "bench.test
+// refuse MESSAGE" prints MESSAGE and exits 1, as a forwarder refusing its
+// configuration does.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 5 && os.Args[1] == "relay" {
+	switch {
+	case len(os.Args) == 3 && os.Args[1] == "refuse":
+		fmt.Fprintln(os.Stderr, os.Args[2])
+		os.Exit(1)
+	case (len(os.Args) == 5 || len(os.Args) == 7) && os.Args[1] == "relay":
 		ln, err := net.Listen("tcp", os.Args[3])
+		if err == nil && len(os.Args) == 7 {
+			ln, err = tlsListener(ln, os.Args[5], os.Args[6])
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "relay:", err)
 			os.Exit(1)
@@ -23,6 +34,17 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// tlsListener wraps ln in a TLS server with the certificate in certFile
+// and keyFile: the test relay then terminates TLS.
+func tlsListener(ln net.Listener, certFile, keyFile string) (net.Listener, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}), nil
 }
 
 // relayMode picks how the test relay misbehaves.
@@ -71,12 +93,12 @@ func serveRelay(ln net.Listener, backend string, mode relayMode) {
 		if err != nil {
 			return
 		}
-		wg.Go(func() { relayConn(c.(*net.TCPConn), backend, mode) })
+		wg.Go(func() { relayConn(c.(halfConn), backend, mode) })
 	}
 }
 
 // relayConn relays one connection both ways.
-func relayConn(c *net.TCPConn, backend string, mode relayMode) {
+func relayConn(c halfConn, backend string, mode relayMode) {
 	defer c.Close()
 	b, err := dialTCP(context.Background(), backend)
 	if err != nil {
@@ -92,7 +114,7 @@ func relayConn(c *net.TCPConn, backend string, mode relayMode) {
 // relayHalf copies src to dst and passes src's FIN on, or, for
 // relayNoHalfClose, closes both connections. A flip relay corrupts the
 // byte at offset flip.
-func relayHalf(dst, src *net.TCPConn, mode relayMode, flip int64) {
+func relayHalf(dst, src halfConn, mode relayMode, flip int64) {
 	var r io.Reader = src
 	if mode == relayFlip {
 		r = &flipReader{r: src, at: flip}
@@ -126,10 +148,33 @@ func (f *flipReader) Read(b []byte) (int, error) {
 // testBackends starts the bench's backends for one test.
 func testBackends(t *testing.T) *backends {
 	t.Helper()
-	bk, err := startBackends()
+	bk, _, _ := testTLS(t)
+	return bk
+}
+
+// testTLS starts the bench's backends for one test and returns them with
+// their certificate and the clients' TLS settings.
+func testTLS(t *testing.T) (*backends, *tlsMaterial, *tlsClient) {
+	t.Helper()
+	m := testTLSMaterial(t)
+	bk, err := startBackends(m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(bk.close)
-	return bk
+	tlsc, err := newTLSClient(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bk, m, tlsc
+}
+
+// testTLSMaterial makes the bench's certificate for one test.
+func testTLSMaterial(t *testing.T) *tlsMaterial {
+	t.Helper()
+	m, err := newTLSMaterial(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

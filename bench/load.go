@@ -85,10 +85,16 @@ func newConns(ctx context.Context, e env) (result, error) {
 	until := start.Add(e.d)
 	var wg sync.WaitGroup
 	for i := range counts {
-		wg.Go(func() { counts[i] = connLoop(ctx, targets[i], until) })
+		wg.Go(func() { counts[i] = connLoop(ctx, targets[i].cycle, until) })
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	return connResult(ctx, counts, time.Since(start))
+}
+
+// connResult sums the connection-rate clients' counts over elapsed: cycles
+// per second and failed cycles. An echo that came back different, or no
+// completed cycle at all, fails the figure.
+func connResult(ctx context.Context, counts []connCounts, elapsed time.Duration) (result, error) {
 	var total connCounts
 	var integrity []error
 	for _, c := range counts {
@@ -112,14 +118,15 @@ func newConns(ctx context.Context, e env) (result, error) {
 	return res, ctx.Err()
 }
 
-// connLoop runs one client of newConns until the deadline.
-func connLoop(ctx context.Context, target connTarget, until time.Time) connCounts {
+// connLoop runs one connection-rate client until the deadline: cycle opens
+// a connection, has msg echoed into buf, checks it and closes.
+func connLoop(ctx context.Context, cycle func(msg, buf []byte, deadline time.Time) error, until time.Time) connCounts {
 	var n connCounts
 	msg, buf := randomMsg(), make([]byte, msgSize)
 	// Each connection's echo is due long before this.
 	deadline := until.Add(replyTimeout)
 	for time.Now().Before(until) && ctx.Err() == nil {
-		err := target.cycle(msg, buf, deadline)
+		err := cycle(msg, buf, deadline)
 		if err == nil {
 			n.ok++
 			continue
@@ -179,10 +186,16 @@ func pingPong(ctx context.Context, addr string, until time.Time, h *histogram) e
 	return nil
 }
 
-// idle opens e.idleN connections through the forwarder, each with one round
-// trip so the relay is established end to end, lets the forwarder settle,
-// and reports the growth of its memory and descriptors per connection.
-func idle(ctx context.Context, e env) (result, error) {
+// idle returns a figure that opens e.idleN connections through the
+// forwarder with dial, each with one round trip so the relay is
+// established end to end, lets the forwarder settle, and reports the
+// growth of its memory and descriptors per connection.
+func idle(dial dialFunc) func(context.Context, env) (result, error) {
+	return func(ctx context.Context, e env) (result, error) { return idleThrough(ctx, e, dial) }
+}
+
+// idleThrough is the idle figure's run through e.
+func idleThrough(ctx context.Context, e env, dial dialFunc) (result, error) {
 	before, err := procUsage(e.proc)
 	if err != nil {
 		return result{}, err
@@ -195,7 +208,7 @@ func idle(ctx context.Context, e env) (result, error) {
 			}
 		}
 	}()
-	if err := openIdle(ctx, e.addr, conns); err != nil {
+	if err := openIdle(ctx, e, dial, conns); err != nil {
 		return result{}, err
 	}
 	settle := time.NewTimer(idleSettle)
@@ -228,9 +241,10 @@ func procUsage(p *proc) (usage, error) {
 	return measureUsage(pids)
 }
 
-// openIdle fills conns with connections to addr, idleOpeners at a time,
-// each after one round trip. It stops at the first failure.
-func openIdle(ctx context.Context, addr string, conns []net.Conn) error {
+// openIdle fills conns with connections through e opened by dial,
+// idleOpeners at a time, each after one round trip. It stops at the first
+// failure.
+func openIdle(ctx context.Context, e env, dial dialFunc, conns []net.Conn) error {
 	var next atomic.Int64
 	var failed atomic.Bool
 	errs := make([]error, idleOpeners)
@@ -243,7 +257,7 @@ func openIdle(ctx context.Context, addr string, conns []net.Conn) error {
 				if i >= len(conns) {
 					return
 				}
-				c, err := dialTCP(ctx, addr)
+				c, err := dial(ctx, e)
 				if err == nil {
 					conns[i] = c
 					c.SetDeadline(time.Now().Add(replyTimeout))

@@ -1,10 +1,11 @@
 // Command bench measures sluice side by side with a direct connection and
 // with peer forwarders (HAProxy, nginx stream; socat for UDP) in one run,
-// and prints one table. The UDP figures are in udp.go.
+// and prints one table. The TLS figures are in tlsfigures.go, the UDP ones in
+// udp.go.
 //
 // Usage, from the module root:
 //
-//	go run ./bench [-d 5s] [-idle 5000] [-rounds 1] [-smoke] [-only sluice,haproxy,nginx,socat] [-figures PARTS] [-sluice PATH]
+//	go run ./bench [-d 5s] [-idle 5000] [-rounds 1] [-smoke] [-only sluice,haproxy,nginx,socat] [-figures PARTS] [-sluice PATH] [-base PATH]
 //
 // The bench builds sluice from ./cmd/sluice unless -sluice names a binary,
 // and runs each peer that is installed. Every forwarder is its own process
@@ -84,7 +85,9 @@ Measures sluice beside a direct connection and the installed peers, one
 forwarder process at a time, and prints one table (README.md, Benchmark).
 The new-connections clients make their own system calls (non-blocking
 socket, connect, write, read, close; no socket options), so that the
-bench's own CPU does not bound the figure on a small machine.
+bench's own CPU does not bound the figure on a small machine. The TLS
+figures (sni passthrough, tls termination) use a certificate the bench
+makes, and skip the column of a sluice that does not know their keys.
 
 `
 
@@ -174,13 +177,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	bk, err := startBackends()
+	tlsm, err := newTLSMaterial(tmp)
+	if err != nil {
+		return err
+	}
+	tlsc, err := newTLSClient(tlsm)
+	if err != nil {
+		return err
+	}
+	bk, err := startBackends(tlsm)
 	if err != nil {
 		return err
 	}
 	defer bk.close()
-	r := runner{fwds: fwds, bk: bk, d: o.d, idleN: o.idleN, rounds: o.rounds, tmp: tmp, progress: stderr}
-	figs, err := selectFigures(append(figures(), udpFigures()...), o.figures)
+	r := runner{fwds: fwds, bk: bk, d: o.d, idleN: o.idleN, rounds: o.rounds, tmp: tmp, progress: stderr, tlsm: tlsm, tlsc: tlsc}
+	figs, err := selectFigures(allFigures(), o.figures)
 	if err != nil {
 		return err
 	}
@@ -196,6 +207,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d measurements failed (see FAILED above)", len(res.errs))
 	}
 	return nil
+}
+
+// allFigures returns every figure in table order: TCP, TLS, UDP.
+func allFigures() []figure {
+	return append(append(figures(), tlsFigures()...), udpFigures()...)
 }
 
 // selectFigures keeps the figures whose names contain one of parts, or all

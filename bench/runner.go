@@ -49,8 +49,17 @@ type results struct {
 // record adds what fig measured through column col in one round.
 func (res *results) record(fig figure, f forwarder, out result, err error) {
 	col := f.name
+	var skip unsupportedError
+	if errors.As(err, &skip) {
+		out.notes, err = append(out.notes, skip.msg), nil // the cells stay empty
+	}
 	for _, note := range out.notes {
-		res.notes = append(res.notes, fmt.Sprintf("%s, %s: %s", fig.name, col, note))
+		if note = fmt.Sprintf("%s, %s: %s", fig.name, col, note); !slices.Contains(res.notes, note) {
+			res.notes = append(res.notes, note)
+		}
+	}
+	if skip.msg != "" {
+		return
 	}
 	if err != nil {
 		err = fmt.Errorf("%s through %s: %w", fig.name, col, err)
@@ -63,8 +72,8 @@ func (res *results) record(fig figure, f forwarder, out result, err error) {
 		}
 	}
 	for j, rw := range fig.rows {
-		if j >= len(out.values) && err == nil {
-			continue // a row this column has no value for: direct's CPU
+		if j >= len(out.values) && err == nil || rw.ratioOf != nil {
+			continue // a row this column has no value for (direct's CPU), or a derived one
 		}
 		c := res.cells[rw.label][col]
 		c.failed = c.failed || err != nil
@@ -83,7 +92,9 @@ type runner struct {
 	idleN    int
 	rounds   int // times each figure runs through each forwarder; at least 1
 	tmp      string
-	progress io.Writer // one line per measurement, so long runs show life
+	progress io.Writer    // one line per measurement, so long runs show life
+	tlsm     *tlsMaterial // the TLS figures' certificate
+	tlsc     *tlsClient   // and their clients' settings
 }
 
 // run measures figs through every forwarder. The forwarders take turns
@@ -103,7 +114,7 @@ func (r *runner) run(ctx context.Context, figs []figure) (*results, error) {
 		}
 		for round := range max(r.rounds, 1) {
 			for i, f := range r.fwds {
-				if fig.needsProc && f.argv == nil || !f.relays(fig) || res.cells[fig.rows[0].label][f.name].failed {
+				if fig.needsProc && f.direct() || !f.relays(fig) || res.cells[fig.rows[0].label][f.name].failed {
 					continue
 				}
 				fmt.Fprintf(r.progress, "bench: %s through %s (round %d)\n", fig.name, f.name, round+1)
@@ -116,7 +127,26 @@ func (r *runner) run(ctx context.Context, figs []figure) (*results, error) {
 			}
 		}
 	}
+	res.derive()
 	return res, nil
+}
+
+// derive fills the derived rows (row.ratioOf): per column, the ratio of
+// the medians of the two rows it names, where both have one.
+func (res *results) derive() {
+	for _, rw := range res.rows {
+		if rw.ratioOf == nil {
+			continue
+		}
+		for _, col := range res.columns {
+			a, aok := res.cells[rw.ratioOf[0]][col]
+			b, bok := res.cells[rw.ratioOf[1]][col]
+			if !aok || !bok || a.failed || b.failed || !(b.value() > 0) {
+				continue
+			}
+			res.cells[rw.label][col] = cell{samples: []float64{a.value() / b.value()}}
+		}
+	}
 }
 
 // measure starts f in front of the figure's backend, runs the figure, and
@@ -126,6 +156,9 @@ func (r *runner) run(ctx context.Context, figs []figure) (*results, error) {
 func (r *runner) measure(ctx context.Context, fig figure, f forwarder, dir string) (result, error) {
 	if fig.udp {
 		return r.measureUDP(ctx, fig, f, dir)
+	}
+	if fig.tls != nil {
+		return r.measureTLS(ctx, fig, f, dir)
 	}
 	addr, p, err := launch(ctx, f, dir, r.bk.addr(fig.backend))
 	if err != nil {

@@ -24,14 +24,24 @@ func relayForwarder(t *testing.T, mode relayMode) forwarder {
 		argv: func(_, listen, backend string) ([]string, error) {
 			return []string{exe, "relay", string(mode), listen, backend}, nil
 		},
+		// Passthrough: a plain relay to the route the clients ask for.
+		tlsArgv: func(_ string, s tlsSpec) ([]string, error) {
+			if s.mode == terminate {
+				return []string{exe, "relay", string(mode), s.listen, s.backend, s.m.certFile, s.m.keyFile}, nil
+			}
+			return []string{exe, "relay", string(mode), s.listen, s.routes[2]}, nil
+		},
 	}
 }
 
 // testRunner returns a runner over fwds with test-sized figures.
 func testRunner(t *testing.T, fwds ...forwarder) *runner {
+	bk, m, tlsc := testTLS(t)
 	return &runner{
+		tlsm:     m,
+		tlsc:     tlsc,
 		fwds:     append([]forwarder{{name: "direct"}}, fwds...),
-		bk:       testBackends(t),
+		bk:       bk,
 		d:        testDuration,
 		idleN:    200,
 		rounds:   1,
@@ -157,7 +167,7 @@ func TestPeers(t *testing.T) {
 	// The one-loop columns relay UDP only.
 	tcp := slices.DeleteFunc(fwds[1:], func(f forwarder) bool { return f.argv == nil })
 	r := testRunner(t, tcp...)
-	res, err := r.run(context.Background(), figures())
+	res, err := r.run(context.Background(), append(figures(), tlsFigures()...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,13 +52,15 @@ func udpFigures() []figure {
 
 // relays reports whether f takes part in fig: the direct path always (it
 // has no configuration at all); otherwise forwarders configured for the
-// figure's transport.
+// figure's transport, or for the TLS figures.
 func (f forwarder) relays(fig figure) bool {
-	if f.argv == nil && f.udpArgv == nil {
+	switch {
+	case f.direct():
 		return true
-	}
-	if fig.udp {
+	case fig.udp:
 		return f.udpArgv != nil
+	case fig.tls != nil:
+		return f.tlsArgv != nil
 	}
 	return f.argv != nil
 }

@@ -41,6 +41,8 @@ usage:
   sluice -l LISTEN -r REMOTE [-r REMOTE ...] [flags]   forward one port (quick mode)
   sluice -c FILE [flags]                               run every rule of a config file
   sluice check -c FILE                                 validate a config, print it normalised
+  sluice backend RULE ADDRESS ready|drain|maint [--weight N]
+                                                       set a backend's state through the admin API
   sluice version
 
 LISTEN and REMOTE are host:port, :port, [v6]:port or unix:/path.

@@ -6,6 +6,7 @@
 //	sluice -l LISTEN -r REMOTE [-r REMOTE ...] [flags]   forward one port (quick mode)
 //	sluice -c FILE [flags]                               run every rule of a config file
 //	sluice check -c FILE                                 validate a config and print it normalised
+//	sluice backend RULE ADDRESS ready|drain|maint [flags] set a backend's state through the admin API
 //	sluice version
 package main
 
@@ -26,7 +27,7 @@ var version = "dev"
 // Exit codes, as docs/OPERATIONS.md (Signals and exit codes) documents them.
 const (
 	exitOK     = 0
-	exitConfig = 1 // config or start-up error, or a forced stop
+	exitConfig = 1 // config or start-up error, a forced stop, or a failed admin request
 	exitUsage  = 2
 )
 
@@ -58,6 +59,8 @@ func run(args []string, catch func() <-chan os.Signal, stdout, stderr io.Writer)
 			return exitOK
 		case "check":
 			return check(args[1:], stdout, stderr)
+		case "backend":
+			return backend(args[1:], stdout, stderr)
 		}
 	}
 	signals := catch()

@@ -20,7 +20,7 @@ const upgradeTimeout = 30 * time.Second
 var errPIDOne = errors.New("sluice is process 1 (a container's first process): the new process would be killed when this one exits after handing over; replace the container instead")
 
 // upgrade starts the binary on disk with the same arguments, hands it every
-// listening socket and waits until it says it is serving. The kernel keeps
+// listening socket and what was set on backends at runtime, and waits until it says it is serving. The kernel keeps
 // queueing connections on the shared sockets throughout, so none is refused.
 // On success the caller stops accepting and drains; on failure it goes on
 // serving as before.
@@ -44,7 +44,7 @@ func (d *daemon) upgrade() error {
 	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	logger.Info("upgrade: starting new process", "binary", exe, "sockets", len(socks))
-	if err := handover.Start(cmd, socks, upgradeTimeout); err != nil {
+	if err := handover.Start(cmd, socks, srv.BackendStates(), upgradeTimeout); err != nil {
 		return err
 	}
 	logger.Info("upgrade: new process is serving; draining this one", "pid", cmd.Process.Pid)

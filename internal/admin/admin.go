@@ -9,6 +9,10 @@
 //	GET    /metrics                   Prometheus metrics of the given Gatherer
 //	GET    /healthz                   200 "ok", or 503 with the reason
 //	GET    /api/v1/rules              rules with routes, backends, health, certificates and counters
+//	GET    /api/v1/rules/{rule}/backends            a rule's backends, with state and weight
+//	PUT    /api/v1/rules/{rule}/backends/{address}  set a backend's state or weight
+//	GET    /api/v1/rules/{rule}/routes/{route}/backends            (the same for a route's)
+//	PUT    /api/v1/rules/{rule}/routes/{route}/backends/{address}
 //	GET    /api/v1/connections        live connections (?rule=NAME, ?limit=N)
 //	DELETE /api/v1/connections/{id}   close one connection: 204, or 404
 //	POST   /api/v1/reload             reload: 200 with what changed, 400 with every error
@@ -28,7 +32,7 @@
 // Without a token the admin server must listen on loopback only. To keep a
 // web page from reaching it through the operator's browser, requests whose
 // Host is a DNS name other than localhost are refused (DNS rebinding), and
-// cross-origin POST and DELETE requests are refused too.
+// cross-origin POST, PUT and DELETE requests are refused too.
 package admin
 
 import (
@@ -55,6 +59,16 @@ type Controller interface {
 	Reload() (ReloadReport, error)
 	// Healthy reports whether every listener is up, and if not, why.
 	Healthy() (ok bool, reason string)
+	// Backends reports the backends of rule, or of its route when route
+	// is not empty, in config order. An unknown rule or route is an
+	// error wrapping ErrNotFound.
+	Backends(rule, route string) ([]BackendStatus, error)
+	// SetBackend applies change to the backend of rule (or of its route)
+	// whose address as configured is address, and reports the backend
+	// as it is then. An unknown rule, route or backend is an error
+	// wrapping ErrNotFound; a state or weight it cannot take, one
+	// wrapping ErrInvalid, and then nothing changed.
+	SetBackend(rule, route, address string, change BackendChange) (BackendStatus, error)
 }
 
 // RuleStatus is one rule as GET /api/v1/rules reports it.
@@ -102,12 +116,23 @@ type CertStatus struct {
 
 // BackendStatus is one backend of a rule.
 type BackendStatus struct {
-	Address       string `json:"address"`
-	Up            bool   `json:"up"`
+	Address string `json:"address"`
+	// State is what an operator set: ready, drain or maint.
+	State string `json:"state"`
+	// Up is its health: false when checks or connects failed. While in
+	// maintenance no check runs, and Up is the health last known.
+	Up bool `json:"up"`
+	// Health is Up in words, "up" or "down", or "maint" in maintenance.
+	Health string `json:"health"`
+	// Weight is the weight picks use now; ConfigWeight, the file's.
 	Weight        int    `json:"weight"`
+	ConfigWeight  int    `json:"config_weight"`
 	Backup        bool   `json:"backup"`
 	Active        int64  `json:"active"`         // live connections on it
 	ConnectErrors uint64 `json:"connect_errors"` // failed connects so far
+	// LastChange is when its state or health last changed; nil: not
+	// since it was configured.
+	LastChange *time.Time `json:"last_change,omitempty"`
 }
 
 // Counters are a rule's running totals. The dashboard turns them into

@@ -171,12 +171,13 @@ func TestAttemptsIPv6(t *testing.T) {
 }
 
 // preludeServer is a backend that reads what a connection sends until the
-// peer closes it, and passes it on, or passes on "reset" when it resets
-// each connection it accepts instead.
-func preludeServer(t *testing.T, reset bool) (Address, chan string) {
+// peer closes it, and passes it on, or, when reset is not nil, resets each
+// connection it accepts once reset is told to, and passes on "reset".
+func preludeServer(t *testing.T, reset chan struct{}) (Address, chan string) {
 	got := make(chan string, 4)
 	addr := loopback.Serve(t, func(c net.Conn) {
-		if reset {
+		if reset != nil {
+			<-reset
 			c.(*net.TCPConn).SetLinger(0)
 			c.Close()
 			got <- "reset"
@@ -194,8 +195,11 @@ func preludeServer(t *testing.T, reset bool) (Address, chan string) {
 // connection as soon as it took it) is a failed connect, held against that
 // backend, and the next one is tried.
 func TestAttemptsPrelude(t *testing.T) {
-	resets, reset := preludeServer(t, true)
-	reads, read := preludeServer(t, false)
+	// The reset comes once the connect is seen to succeed: sooner, the
+	// connect itself would fail with it, and Failed would get it.
+	doReset := make(chan struct{}, 1)
+	resets, reset := preludeServer(t, doReset)
+	reads, read := preludeServer(t, nil)
 	p := NewPool(Settings{Name: "web", Balance: First, Retries: 1, Backends: backends([]Address{resets, reads}, nil)}, nil, nil)
 	var a Attempts
 	p.Begin(&a, netip.MustParseAddr("127.0.0.1"), []byte("PROXY etc\r\n"), nil)
@@ -206,6 +210,7 @@ func TestAttemptsPrelude(t *testing.T) {
 	if err := waitConnect(t, fd); err != nil {
 		t.Fatal(err)
 	}
+	doReset <- struct{}{}
 	<-reset
 	// Wait for the reset to arrive, as an event loop would see it.
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
@@ -240,7 +245,7 @@ func TestAttemptsPrelude(t *testing.T) {
 // TestAttemptsReplayDirect: on the direct path Connected writes the header
 // and then the replay, in one send.
 func TestAttemptsReplayDirect(t *testing.T) {
-	reads, read := preludeServer(t, false)
+	reads, read := preludeServer(t, nil)
 	p := NewPool(Settings{Name: "web", Backends: backends([]Address{reads}, nil)}, nil, nil)
 	for _, tc := range []struct{ header, replay, want string }{
 		{"PROXY etc\r\n", "GET / HTTP/1.1\r\n", "PROXY etc\r\nGET / HTTP/1.1\r\n"},

@@ -40,6 +40,7 @@ type Backend struct {
 	isLiteral bool
 
 	ctr *counters
+	rt  *adminState // admin state and weight; see state.go
 	up  atomic.Bool
 
 	// current is the smooth weighted round-robin state; guarded by pool.mu.
@@ -55,7 +56,7 @@ type Backend struct {
 
 // newBackend returns a Backend that starts up.
 func newBackend(cfg Target, p *Pool) *Backend {
-	b := &Backend{cfg: cfg, pool: p, key: hashString(cfg.Address.String()), ctr: new(counters)}
+	b := &Backend{cfg: cfg, pool: p, key: hashString(cfg.Address.String()), ctr: new(counters), rt: newAdminState(cfg.Weight)}
 	b.literal, b.isLiteral = literalAddr(cfg.Address)
 	b.up.Store(true)
 	return b
@@ -69,15 +70,13 @@ func (b *Backend) Literal() (netip.AddrPort, bool) { return b.literal, b.isLiter
 // Address returns the backend's configured address.
 func (b *Backend) Address() Address { return b.cfg.Address }
 
-// Up reports whether the backend takes new connections.
+// Up reports whether the backend is healthy. Whether it takes new
+// connections also depends on its State.
 func (b *Backend) Up() bool { return b.up.Load() }
 
 // Backup reports whether the backend only takes traffic while no primary
 // backend is up.
 func (b *Backend) Backup() bool { return b.cfg.Backup }
-
-// Weight returns the backend's relative share, at least 1.
-func (b *Backend) Weight() int { return max(1, b.cfg.Weight) }
 
 // Active returns the number of live connections or sessions on the backend.
 func (b *Backend) Active() int64 { return b.ctr.active.Load() }
@@ -141,6 +140,7 @@ func (b *Backend) setDownLocked(reason string) {
 	b.checkOKs = 0
 	b.cooldown = cooldownMin
 	b.retryAt = b.pool.now().Add(b.cooldown)
+	b.markChanged()
 	b.pool.logger.Warn("backend down", "rule", b.pool.rule, "backend", b.cfg.Address.String(), "reason", reason)
 }
 
@@ -150,6 +150,7 @@ func (b *Backend) setUpLocked(reason string) {
 	b.passiveFails = 0
 	b.checkFails = 0
 	b.cooldown = 0
+	b.markChanged()
 	b.pool.logger.Info("backend up", "rule", b.pool.rule, "backend", b.cfg.Address.String(), "reason", reason)
 }
 
@@ -158,7 +159,7 @@ func (b *Backend) setUpLocked(reason string) {
 // the next, so only one trial is let through per pause, whatever becomes of
 // it; a success (ReportSuccess) brings the backend up.
 func (b *Backend) grantTrial(now time.Time) bool {
-	if b.pool.health != nil || b.up.Load() {
+	if b.pool.health != nil || b.up.Load() || !b.usable() {
 		return false
 	}
 	b.mu.Lock()
@@ -173,8 +174,8 @@ func (b *Backend) grantTrial(now time.Time) bool {
 	return true
 }
 
-// inherit copies the health state and shares the counters of old, the same
-// backend in an older pool.
+// inherit copies the health state and shares the counters and runtime
+// settings of old, the same backend in an older pool.
 func (b *Backend) inherit(old *Backend) {
 	old.mu.Lock()
 	up, pf, cf, co, cd, ra := old.up.Load(), old.passiveFails, old.checkFails, old.checkOKs, old.cooldown, old.retryAt
@@ -185,6 +186,7 @@ func (b *Backend) inherit(old *Backend) {
 	b.up.Store(up)
 	b.passiveFails, b.checkFails, b.checkOKs, b.cooldown, b.retryAt = pf, cf, co, cd, ra
 	b.ctr = old.ctr
+	b.inheritRuntime(old)
 }
 
 // ResolveAddr returns the IP address and port to send to now: the address

@@ -46,25 +46,33 @@ func (p *Pool) Stop() {
 	p.wg.Wait()
 }
 
-// watch checks b every Interval until ctx ends. A check that fails for a
-// shortage of this host's (see shortageOf) counts neither way.
+// watch checks b every Interval until ctx ends, but not while b is in
+// maintenance (its health is then left as it was last known).
 func (p *Pool) watch(ctx context.Context, b *Backend) {
 	defer p.wg.Done()
 	t := time.NewTicker(p.health.Interval)
 	defer t.Stop()
 	for {
-		err := p.check(ctx, b)
+		if b.State() != Maint {
+			p.checkOnce(ctx, b)
+		}
 		if ctx.Err() != nil {
 			return
-		}
-		if err == nil || Blames(err) {
-			b.checkResult(err) // a shortage of this host's says neither
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// checkOnce checks b once and records the result. A check that fails for
+// a shortage of this host's (see shortageOf) counts neither way.
+func (p *Pool) checkOnce(ctx context.Context, b *Backend) {
+	err := p.check(ctx, b)
+	if ctx.Err() == nil && (err == nil || Blames(err)) {
+		b.checkResult(err)
 	}
 }
 

@@ -114,8 +114,10 @@ func (p *Pool) Backends() []*Backend { return slices.Clone(p.backends) }
 
 // Inherit copies the health state of the backends in old with the same
 // address (in order, for repeated addresses), and shares their connection
-// and error counters, so a config reload neither resets health nor loses
-// count of connections still open on the old pool. Call it before the pool
+// and error counters and their runtime state and weight, so a config
+// reload neither resets health nor what an operator set, nor loses count
+// of connections still open on the old pool. A backend whose weight in the
+// file changed takes the file's weight instead of the runtime one. Call it before the pool
 // is used (before Start, Dial and Pick).
 func (p *Pool) Inherit(old *Pool) {
 	if old == nil || old == p {
@@ -153,6 +155,9 @@ func (p *Pool) pick(client netip.Addr, exclude []*Backend) (*Backend, error) {
 		for _, b := range p.backends {
 			if b.cfg.Backup != backup || slices.Contains(exclude, b) {
 				continue
+			}
+			if !b.usable() {
+				continue // drained or in maintenance
 			}
 			if b.Up() {
 				cands = append(cands, b)

@@ -330,10 +330,14 @@ func TestDialPrelude(t *testing.T) {
 		got <- int(n)
 	})
 	logs := newLogRecorder()
-	p := NewPool(Settings{Name: "web", Balance: First, Retries: 1, ConnectTimeout: 300 * time.Millisecond,
+	// The timeout bounds the write to the stuck backend and must also let
+	// the whole prelude reach the reading one on a loaded machine.
+	p := NewPool(Settings{Name: "web", Balance: First, Retries: 1, ConnectTimeout: 2 * time.Second,
 		Backends: backends([]Address{parseAddr(t, stuck), parseAddr(t, reads)}, nil)}, nil, logs.logger())
-	// More than the socket buffers of both ends hold.
-	prelude := make([]byte, 64<<20)
+	// More than the socket buffers of both ends hold: the stuck backend
+	// never reads, so its receive buffer never grows past tcp_rmem's
+	// default, and the send buffer stops at tcp_wmem's maximum (4 MiB).
+	prelude := make([]byte, 24<<20)
 	var a Attempts
 	p.Begin(&a, netip.Addr{}, prelude, nil)
 	conn, b, err := a.Dial(context.Background())

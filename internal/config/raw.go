@@ -79,15 +79,7 @@ type rawTLS struct {
 	MinVersion   any `toml:"min_version"`
 	ALPN         any `toml:"alpn"`
 	ClientCA     any `toml:"client_ca"`
-	word         *string
-}
-
-// UnmarshalText takes tls written as a string; source.tls checks that it
-// says "off".
-func (t *rawTLS) UnmarshalText(b []byte) error {
-	w := string(b)
-	t.word = &w
-	return nil
+	tableWord
 }
 
 // rawBackendTLS is a backend_tls table as decoded, or, written as a string
@@ -98,15 +90,7 @@ type rawBackendTLS struct {
 	Cert               any `toml:"cert"`
 	Key                any `toml:"key"`
 	InsecureSkipVerify any `toml:"insecure_skip_verify"`
-	word               *string
-}
-
-// UnmarshalText takes backend_tls written as a string; source.backendTLS
-// checks that it says "off".
-func (t *rawBackendTLS) UnmarshalText(b []byte) error {
-	w := string(b)
-	t.word = &w
-	return nil
+	tableWord
 }
 
 // rawHealth is a health_check table as decoded, or, written as a string
@@ -118,14 +102,18 @@ type rawHealth struct {
 	Fall     any `toml:"fall"`
 	Send     any `toml:"send"`
 	Expect   any `toml:"expect"`
-	word     *string
+	tableWord
 }
 
-// UnmarshalText takes health_check written as a string; source.health
-// checks that it says "off".
-func (h *rawHealth) UnmarshalText(b []byte) error {
+// tableWord takes a table written as a string instead, as "off" lifts a
+// table that [defaults] sets; the source's reader of the table checks the
+// word.
+type tableWord struct{ word *string }
+
+// UnmarshalText keeps the string the table was written as.
+func (o *tableWord) UnmarshalText(b []byte) error {
 	w := string(b)
-	h.word = &w
+	o.word = &w
 	return nil
 }
 

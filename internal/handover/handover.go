@@ -8,6 +8,10 @@
 // The descriptor after the last socket is the write end of a pipe, named
 // by $SLUICE_READY_FD, on which the new process writes "ready\n" once it
 // serves (Ready). Only then does the old process stop accepting and drain.
+// The descriptor after that, named by $SLUICE_STATE_FD, is the read end of
+// a pipe on which the old process writes the state it hands over (what was
+// set on backends at runtime, opaque to this package) and closes: a pipe,
+// not a variable, so that its size is not bounded by the environment's.
 // The new process takes the sockets by name (FromEnv, Inherited.Take) and
 // binds anew what it was not given.
 //
@@ -36,7 +40,11 @@ import (
 const (
 	InheritEnv = "SLUICE_INHERIT"
 	ReadyEnv   = "SLUICE_READY_FD"
+	StateEnv   = "SLUICE_STATE_FD"
 )
+
+// maxState bounds the state a new process reads from its predecessor.
+const maxState = 64 << 20
 
 // firstFD is the descriptor the first socket has in the new process: the
 // one after standard input, output and error, where exec.Cmd.ExtraFiles
@@ -97,33 +105,49 @@ func decode(list string) map[string]int {
 	return fds
 }
 
-// Start starts cmd with sockets handed over, and returns once it says it is
-// serving. It fails when the new process exits first, or has not said so
+// Start starts cmd with sockets and state handed over, and returns once it
+// says it is serving. It fails when the new process exits first, or has not said so
 // within timeout (the process is then killed). cmd's environment, if not
 // set, is this process's. The caller closes the sockets' files afterwards;
 // on success it stops accepting and drains, on failure it serves on.
-func Start(cmd *exec.Cmd, sockets []Socket, timeout time.Duration) error {
+func Start(cmd *exec.Cmd, sockets []Socket, state []byte, timeout time.Duration) error {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return err
 	}
 	defer readyR.Close()
+	stateR, stateW, err := os.Pipe()
+	if err != nil {
+		readyW.Close()
+		return err
+	}
 	keys := make([]string, len(sockets))
 	for i, s := range sockets {
 		keys[i] = s.Key
 		cmd.ExtraFiles = append(cmd.ExtraFiles, s.File)
 	}
-	cmd.ExtraFiles = append(cmd.ExtraFiles, readyW)
+	cmd.ExtraFiles = append(cmd.ExtraFiles, readyW, stateR)
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
-	cmd.Env = append(cmd.Env, InheritEnv+"="+encode(keys), ReadyEnv+"="+strconv.Itoa(fd(len(sockets))))
+	cmd.Env = append(cmd.Env, InheritEnv+"="+encode(keys), ReadyEnv+"="+strconv.Itoa(fd(len(sockets))),
+		StateEnv+"="+strconv.Itoa(fd(len(sockets)+1)))
 	err = cmd.Start()
 	readyW.Close()
+	stateR.Close()
 	if err != nil {
+		stateW.Close()
 		return fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
+	go writeState(stateW, state)
 	return awaitReady(cmd, readyR, timeout)
+}
+
+// writeState writes state on w and closes it. It returns once the new
+// process has read it all, or has exited.
+func writeState(w *os.File, state []byte) {
+	defer w.Close()
+	w.Write(state)
 }
 
 // awaitReady waits for the started cmd to write on the ready pipe.
@@ -153,22 +177,51 @@ func awaitReady(cmd *exec.Cmd, readyR *os.File, timeout time.Duration) error {
 // by key. A nil *Inherited holds none.
 type Inherited struct {
 	files map[string]*os.File
+	state []byte
 }
 
-// FromEnv takes the sockets a previous process handed over, or returns nil
-// when there are none. It clears InheritEnv, so that a process this one
-// starts does not take them too.
+// FromEnv takes the sockets and the state a previous process handed over,
+// or returns nil when there are none. It clears InheritEnv and StateEnv,
+// so that a process this one starts does not take them too.
 func FromEnv() *Inherited {
 	fds := decode(os.Getenv(InheritEnv))
 	os.Unsetenv(InheritEnv)
-	if fds == nil {
+	state := readState()
+	if fds == nil && state == nil {
 		return nil
 	}
-	in := &Inherited{files: make(map[string]*os.File, len(fds))}
+	in := &Inherited{files: make(map[string]*os.File, len(fds)), state: state}
 	for key, fd := range fds {
 		in.files[key] = os.NewFile(uintptr(fd), key)
 	}
 	return in
+}
+
+// readState reads the state on the pipe StateEnv names, to its end, and
+// clears StateEnv; nil when there is none.
+func readState() []byte {
+	v := os.Getenv(StateEnv)
+	os.Unsetenv(StateEnv)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < firstFD {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "state")
+	defer f.Close()
+	state, err := io.ReadAll(io.LimitReader(f, maxState))
+	if err != nil || len(state) == 0 {
+		return nil
+	}
+	return state
+}
+
+// State returns the state the previous process handed over (see Start):
+// bytes this package does not read; nil when there is none.
+func (in *Inherited) State() []byte {
+	if in == nil {
+		return nil
+	}
+	return in.state
 }
 
 // Take removes and returns the socket named key, or nil. The file is the

@@ -1,6 +1,7 @@
 package handover
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"os"
@@ -36,6 +37,9 @@ func child(how string) int {
 	}
 	if key, ok := strings.CutPrefix(how, "group:"); ok {
 		return childGroup(key)
+	}
+	if how == "state" {
+		return childState()
 	}
 	keys := strings.Split(os.Getenv(InheritEnv), ";")
 	in := FromEnv()
@@ -101,9 +105,27 @@ func childGroup(key string) int {
 	return 0
 }
 
+// childState is the new process that reports the state it was handed: its
+// length and SHA-256, and whether its variable was cleared.
+func childState() int {
+	in := FromEnv()
+	fmt.Printf("%d %x %q\n", len(in.State()), sha256.Sum256(in.State()), os.Getenv(StateEnv))
+	in.CloseUnused()
+	if err := Ready(); err != nil {
+		fmt.Println("ready:", err)
+		return 1
+	}
+	return 0
+}
+
 // startChild hands socks over to the test binary acting as how. The
 // returned output reads what the child wrote so far.
 func startChild(t *testing.T, how string, socks []Socket, timeout time.Duration) (*exec.Cmd, func() string, error) {
+	return startChildState(t, how, socks, nil, timeout)
+}
+
+// startChildState is startChild handing state over too.
+func startChildState(t *testing.T, how string, socks []Socket, state []byte, timeout time.Duration) (*exec.Cmd, func() string, error) {
 	t.Helper()
 	out, err := os.Create(t.TempDir() + "/out")
 	if err != nil {
@@ -113,7 +135,7 @@ func startChild(t *testing.T, how string, socks []Socket, timeout time.Duration)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"="+how)
 	cmd.Stdout, cmd.Stderr = out, out
-	err = Start(cmd, socks, timeout)
+	err = Start(cmd, socks, state, timeout)
 	if cmd.Process != nil {
 		t.Cleanup(func() { cmd.Process.Kill() }) // Start reaps it
 	}
@@ -197,6 +219,26 @@ func TestStartHandsOverInOrder(t *testing.T) {
 	waitGone(t, cmd.Process.Pid)
 }
 
+// TestStartHandsOverState: the state reaches the new process whole, even
+// when larger than a pipe's buffer and than one environment string may be
+// (128 KiB on Linux), and its variable is cleared.
+func TestStartHandsOverState(t *testing.T) {
+	_, socks := listeners(t, 2)
+	state := make([]byte, 300<<10)
+	for i := range state {
+		state[i] = byte('a' + i%26)
+	}
+	cmd, out, err := startChildState(t, "state", socks, state, time.Minute)
+	if err != nil {
+		t.Fatalf("Start: %v\n%s", err, out())
+	}
+	want := fmt.Sprintf("%d %x %q", len(state), sha256.Sum256(state), "")
+	if got := strings.TrimSpace(out()); got != want {
+		t.Fatalf("the new process got state %s, want %s", got, want)
+	}
+	waitGone(t, cmd.Process.Pid)
+}
+
 // TestStartFailures: a new process that exits, or never says it is
 // ready, fails Start; one that hangs is killed.
 func TestStartFailures(t *testing.T) {
@@ -210,7 +252,7 @@ func TestStartFailures(t *testing.T) {
 	}
 	waitGone(t, cmd.Process.Pid) // killed, not left to sleep for an hour
 	bad := exec.Command("/nonexistent/sluice")
-	if err := Start(bad, socks, time.Minute); err == nil || !strings.Contains(err.Error(), "starting /nonexistent/sluice") {
+	if err := Start(bad, socks, nil, time.Minute); err == nil || !strings.Contains(err.Error(), "starting /nonexistent/sluice") {
 		t.Errorf("Start of a missing binary: %v", err)
 	}
 }

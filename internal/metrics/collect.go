@@ -23,6 +23,9 @@ var (
 		"Whether a backend takes new connections (1) or is down (0).", []string{"rule", "route", "backend"}, nil)
 	descBackendConnectErrors = prometheus.NewDesc(nameBackendConnectErrs,
 		"Failed connects to a backend.", []string{"rule", "route", "backend"}, nil)
+	descBackendState = prometheus.NewDesc(nameBackendState,
+		"A backend's admin state: 1 for the state it is in (ready, drain or maint), 0 for the others.",
+		[]string{"rule", "route", "backend", "state"}, nil)
 )
 
 // ruleCollector exports the per-rule atomics of every live Rule handle.
@@ -66,6 +69,7 @@ type backendCollector struct{ m *Metrics }
 func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBackendUp
 	ch <- descBackendConnectErrors
+	ch <- descBackendState
 }
 
 // Collect asks the backend source for a snapshot. A backend reported twice
@@ -91,5 +95,22 @@ func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBackendUp, prometheus.GaugeValue, up, b.Rule, b.Route, b.Backend)
 		ch <- prometheus.MustNewConstMetric(descBackendConnectErrors, prometheus.CounterValue,
 			float64(b.ConnectErrors), b.Rule, b.Route, b.Backend)
+		collectState(ch, b)
+	}
+}
+
+// collectState exports b's admin state as a state set: one series per
+// state, 1 for b's and 0 for the others. An empty State counts as ready.
+func collectState(ch chan<- prometheus.Metric, b BackendState) {
+	state := b.State
+	if state == "" {
+		state = AdminStates[0]
+	}
+	for _, s := range AdminStates {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descBackendState, prometheus.GaugeValue, v, b.Rule, b.Route, b.Backend, s)
 	}
 }

@@ -35,6 +35,7 @@ const (
 	nameRejectedTotal       = "sluice_rejected_total"
 	nameBackendUp           = "sluice_backend_up"
 	nameBackendConnectErrs  = "sluice_backend_connect_errors_total"
+	nameBackendState        = "sluice_backend_state"
 	nameConnectDuration     = "sluice_connect_duration_seconds"
 	nameUDPSessionsActive   = "sluice_udp_sessions_active"
 	directionUp, directionD = "up", "down"
@@ -51,9 +52,15 @@ type BackendState struct {
 	Rule          string // the rule's name
 	Route         string // the route's name; "default" for a routed rule's own backends, empty for a rule without routes
 	Backend       string // the backend address as configured, e.g. "10.0.0.5:80"
-	Up            bool   // takes new connections
+	Up            bool   // healthy (while in maintenance: last known)
 	ConnectErrors uint64 // failed connects since the backend was configured
+	// State is the admin state set on the backend, one of AdminStates.
+	State string
 }
+
+// AdminStates are the values of a backend's State (backend.States by
+// name), each a series of sluice_backend_state.
+var AdminStates = []string{"ready", "drain", "maint"}
 
 // Metrics is sluice's set of collectors. Create it with New; a nil *Metrics
 // is valid and records nothing.

@@ -124,8 +124,8 @@ func TestScrapeNamesLabelsValues(t *testing.T) {
 	m.SetBackendSource(func() []BackendState {
 		return []BackendState{
 			{Rule: "web", Backend: "10.0.0.5:80", Up: true, ConnectErrors: 2},
-			{Rule: "web", Backend: "10.0.0.6:80", Up: false, ConnectErrors: 7},
-			{Rule: "edge", Route: "app", Backend: "10.0.0.6:80", Up: true, ConnectErrors: 1},
+			{Rule: "web", Backend: "10.0.0.6:80", Up: false, ConnectErrors: 7, State: "ready"},
+			{Rule: "edge", Route: "app", Backend: "10.0.0.6:80", Up: true, ConnectErrors: 1, State: "drain"},
 		}
 	})
 	edge := m.Rule("edge")
@@ -158,6 +158,10 @@ func TestScrapeNamesLabelsValues(t *testing.T) {
 		{"sluice_backend_connect_errors_total", []string{"rule", "web", "route", "", "backend", "10.0.0.6:80"}, 7},
 		{"sluice_backend_up", []string{"rule", "edge", "route", "app", "backend", "10.0.0.6:80"}, 1},
 		{"sluice_backend_connect_errors_total", []string{"rule", "edge", "route", "app", "backend", "10.0.0.6:80"}, 1},
+		{"sluice_backend_state", []string{"rule", "web", "route", "", "backend", "10.0.0.5:80", "state", "ready"}, 1},
+		{"sluice_backend_state", []string{"rule", "web", "route", "", "backend", "10.0.0.6:80", "state", "maint"}, 0},
+		{"sluice_backend_state", []string{"rule", "edge", "route", "app", "backend", "10.0.0.6:80", "state", "drain"}, 1},
+		{"sluice_backend_state", []string{"rule", "edge", "route", "app", "backend", "10.0.0.6:80", "state", "ready"}, 0},
 		{"sluice_route_connections_total", []string{"rule", "edge", "route", "app"}, 2},
 		{"sluice_route_connections_total", []string{"rule", "edge", "route", "default"}, 1},
 		{"sluice_tls_handshakes_total", []string{"rule", "edge", "side", "client", "result", "ok"}, 1},
@@ -188,6 +192,7 @@ func checkTypes(t *testing.T, fams map[string]*dto.MetricFamily) {
 		"sluice_bytes_total":                  dto.MetricType_COUNTER,
 		"sluice_rejected_total":               dto.MetricType_COUNTER,
 		"sluice_backend_up":                   dto.MetricType_GAUGE,
+		"sluice_backend_state":                dto.MetricType_GAUGE,
 		"sluice_backend_connect_errors_total": dto.MetricType_COUNTER,
 		"sluice_connect_duration_seconds":     dto.MetricType_HISTOGRAM,
 		"sluice_udp_sessions_active":          dto.MetricType_GAUGE,
@@ -242,9 +247,9 @@ func TestLabelsAreBounded(t *testing.T) {
 	r.TLSHandshake(SideClient, "ok", time.Millisecond)
 	m.SetCertificateSource(func() []Certificate { return []Certificate{{Rule: "web", Name: "a.example"}} })
 	// Each from the config (rule, route, backend, certificate name) or from
-	// a small fixed set (direction, reason, side, result).
+	// a small fixed set (direction, reason, side, result, state).
 	allowed := map[string]bool{"rule": true, "direction": true, "reason": true, "backend": true,
-		"route": true, "side": true, "result": true, "name": true}
+		"route": true, "side": true, "result": true, "name": true, "state": true}
 	for name, f := range get() {
 		if !strings.HasPrefix(name, "sluice_") {
 			continue

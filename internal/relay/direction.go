@@ -46,7 +46,10 @@ type direction struct {
 	// the next read splices through a pipe instead of copying through a
 	// buffer.
 	bulk bool
-	n    int64 // bytes written to dst
+	// first is where a direction whose src is wrapped waits for its
+	// first byte, holding no buffer (see readWrapped).
+	first [1]byte
+	n     int64 // bytes written to dst
 }
 
 func newDirection(r *Relay, src, dst net.Conn, name string) *direction {
@@ -74,7 +77,7 @@ func (d *direction) prepare() {
 	if d.srcRaw != nil && d.dstRaw != nil {
 		d.newRaw()
 	}
-	if p := d.r.opts.Parker; p != nil && d.raw != nil {
+	if p := d.r.opts.Parker; p != nil && d.srcRaw != nil {
 		d.parkID = p.ids.Add(1)
 		d.parks = true
 	}
@@ -163,20 +166,34 @@ func (d *direction) finish() {
 	d.r.halfClosed.Store(true)
 	if d.r.idleLimit() > 0 {
 		deadline := d.r.deadline(time.Now())
-		d.other.src.SetReadDeadline(deadline)
-		d.other.dst.SetWriteDeadline(deadline)
+		if d.other.srcRaw != nil {
+			d.other.src.SetReadDeadline(deadline)
+		}
+		if d.other.dstRaw != nil {
+			d.other.dst.SetWriteDeadline(deadline)
+		}
 		d.r.armIdleTimer()
 	}
 }
 
 // setReadDeadline bounds the next wait for data on src (see Relay.deadline).
+// A wrapped src (see wrapped.go) gets none: the idle timer watches it.
 func (d *direction) setReadDeadline() {
+	if d.srcRaw == nil {
+		d.r.armIdleTimer()
+		return
+	}
 	d.src.SetReadDeadline(d.r.deadline(time.Now()))
 }
 
-// setWriteDeadline bounds the next wait for room on dst.
+// setWriteDeadline bounds the next wait for room on dst. A wrapped dst
+// gets none: the idle timer watches it.
 func (d *direction) setWriteDeadline() {
 	d.writeDeadline = true
+	if d.dstRaw == nil {
+		d.r.armIdleTimer()
+		return
+	}
 	d.dst.SetWriteDeadline(d.r.deadline(time.Now()))
 }
 
@@ -237,14 +254,22 @@ func (d *direction) progress(n int) {
 }
 
 // copyBuffered is the portable path for connections relay cannot drive
-// directly (wrapped or rate-limited ones). It holds a buffer while it waits.
+// directly (wrapped or rate-limited ones). It holds a buffer while it
+// waits, but for a wrapped src (see readWrapped).
 func (d *direction) copyBuffered() error {
 	pools := d.r.pools
 	d.setWriteDeadline() // plain writes cannot set it lazily
 	for {
 		d.r.settle() // the read (or the bandwidth limit) may wait
-		buf := pools.buffer()
-		n, err := d.src.Read((*buf)[:d.allow(len(*buf))])
+		var buf *[]byte
+		var n int
+		var err error
+		if d.srcRaw == nil && d.throttle == nil {
+			buf, n, err = d.readWrapped()
+		} else {
+			buf = pools.buffer()
+			n, err = d.src.Read((*buf)[:d.allow(len(*buf))])
+		}
 		if n > 0 {
 			d.spend(n)
 			if werr := d.writeAll((*buf)[:n]); werr != nil {

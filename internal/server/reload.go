@@ -41,8 +41,8 @@ func listenKey(rc config.Rule) string {
 // new socket is bound before anything changes, so a reload that fails
 // changes nothing, and the error lists every problem.
 //
-// It goes in four steps: plan (what changes, no sockets), bind (every new
-// socket, or nothing), commit (the new rules become the running ones, under
+// It goes in four steps: plan (read every TLS file, see what changes, no
+// sockets), bind (every new socket, or nothing), commit (the new rules become the running ones, under
 // the server's mu) and start/retire (new rules serve, removed ones drain).
 func (s *Server) Reload(cfg *config.Config) (Report, error) {
 	s.reloading.Lock()
@@ -51,12 +51,16 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	files, err := loadTLS(cfg) // every rule's, unchanged ones too: renewed certificates
+	if err != nil {
+		return Report{}, err
+	}
 	changes, unchanged := s.plan(old, cfg)
 	if err := bindChanges(changes); err != nil {
 		return Report{}, err
 	}
 	s.handOverUnixPaths(changes)
-	rep, started := s.commit(cfg, old, changes) // old keeps the removed rules
+	rep, started := s.commit(cfg, old, changes, files) // old keeps the removed rules
 	rep.Unchanged = unchanged
 	s.startAndRetire(started, old, changes)
 	slices.Sort(rep.Removed)
@@ -159,21 +163,24 @@ func bindChanges(changes []*change) error {
 // commit makes cfg's rules the running ones, under the server's mu:
 // running rules that stay are kept, changed ones take their change, new
 // ones are listed to start, and removed ones are marked retired; it
-// deletes from old every rule that stays, leaving the removed ones. It
-// returns the report but for Unchanged, and the rules to start.
-func (s *Server) commit(cfg *config.Config, old map[string]*rule, changes []*change) (Report, []*rule) {
+// deletes from old every rule that stays, leaving the removed ones. Every
+// rule takes its TLS files as read (see setTLS). It returns the report but
+// for Unchanged, and the rules to start.
+func (s *Server) commit(cfg *config.Config, old map[string]*rule, changes []*change, files map[string]tlsFiles) (Report, []*rule) {
 	rep := Report{Added: []string{}, Removed: []string{}, Changed: []string{}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rules, started []*rule
 	for _, rc := range cfg.Rules {
 		if r := old[rc.Name]; r != nil {
+			r.setTLS(files[rc.Name]) // a changed rule's TCP side is rebuilt by apply
 			rules = append(rules, r)
 			delete(old, rc.Name)
 		}
 	}
 	for _, ch := range changes {
 		if ch.old == nil {
+			ch.new.setTLS(files[ch.rc.Name])
 			rules = append(rules, ch.new)
 			started = append(started, ch.new)
 			rep.Added = append(rep.Added, ch.rc.Name)
@@ -184,6 +191,7 @@ func (s *Server) commit(cfg *config.Config, old map[string]*rule, changes []*cha
 			delete(old, ch.renamed)
 			rep.Removed = append(rep.Removed, ch.renamed)
 		}
+		ch.old.setTLS(files[ch.rc.Name]) // a rule taken over by a new name
 		ch.old.apply(ch)
 		rep.Changed = append(rep.Changed, ch.rc.Name)
 	}
@@ -220,7 +228,7 @@ func (r *rule) apply(ch *change) {
 	}
 	r.cfg = ch.rc
 	r.logger = ch.new.logger
-	if st := r.s.poolSettings(ch.rc); !st.Equal(r.pool.Settings()) {
+	if st := r.s.poolSettings(ch.rc, r.backendTLS[""]); !st.Equal(r.pool.Settings()) {
 		oldPool := r.pool
 		r.pool = backend.NewPool(st, r.s.resolver, r.s.logger) // it names the rule itself
 		r.pool.Inherit(oldPool)

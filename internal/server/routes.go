@@ -5,6 +5,7 @@ import (
 	"sluice/internal/config"
 	"sluice/internal/route"
 	"sluice/internal/tcp"
+	"sluice/internal/tlsconf"
 )
 
 // A routed rule's routes each have a backend pool of their own, built as
@@ -15,10 +16,11 @@ import (
 // counts; a changed one gets a new pool that inherits the old one's
 // state; a removed one's pool stops.
 
-// routeSettings is what the pool of the route rt of rule rc is built from.
-func (s *Server) routeSettings(rc config.Rule, rt config.Route) backend.Settings {
+// routeSettings is what the pool of the route rt of rule rc is built from,
+// speaking TLS to its backends with client (nil: plain TCP).
+func (s *Server) routeSettings(rc config.Rule, rt config.Route, client *tlsconf.Client) backend.Settings {
 	rc.Upstream = rt.Upstream
-	st := s.poolSettings(rc)
+	st := s.poolSettings(rc, client)
 	st.Name = rc.Name + "/" + rt.Name
 	return st
 }
@@ -31,7 +33,7 @@ func (r *rule) updateRoutes() {
 	old := r.routes
 	r.routes = make(map[string]*backend.Pool, len(r.cfg.Routes))
 	for _, rt := range r.cfg.Routes {
-		st := r.s.routeSettings(r.cfg, rt)
+		st := r.s.routeSettings(r.cfg, rt, r.backendTLS[rt.Name])
 		p := old[rt.Name]
 		if p != nil && st.Equal(p.Settings()) {
 			r.routes[rt.Name] = p
@@ -69,14 +71,14 @@ func (r *rule) tcpRoutes(tr *tcp.Rule) {
 	tr.Routes = make([]tcp.Route, len(rc.Routes))
 	for i, rt := range rc.Routes {
 		specs[i] = route.Spec{SNI: rt.SNI, ALPN: rt.ALPN, HTTPHost: rt.HTTPHost, Detect: rt.Detect}
-		tr.Routes[i] = tcp.Route{Name: rt.Name, Pool: r.routes[rt.Name], SendProxy: rt.ProxyProtocol}
+		tr.Routes[i] = tcp.Route{Name: rt.Name, Pool: r.routes[rt.Name], SendProxy: rt.ProxyProtocol, TLS: r.routeTLS[rt.Name]}
 	}
 	table, err := route.New(specs)
 	if err != nil { // validation refuses such a config; never route blindly
 		r.logger.Error("routes ignored: "+err.Error(), "rule", rc.Name)
 		table, _ = route.New(nil)
 	}
-	tr.Table, tr.PeekTimeout = table, rc.PeekTimeout
+	tr.Table = table
 	if len(rc.Backends) == 0 {
 		tr.Pool = nil
 	}

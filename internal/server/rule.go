@@ -18,23 +18,31 @@ import (
 	"sluice/internal/conntrack"
 	"sluice/internal/metrics"
 	"sluice/internal/tcp"
+	"sluice/internal/tlsconf"
 )
 
 // rule is one running rule. cfg and pool change on reload, under the
 // server's mu; the TCP and UDP sides get their own immutable snapshots.
 type rule struct {
-	s       *Server
-	logger  *slog.Logger
-	cfg     config.Rule
-	pool    *backend.Pool
-	routes  map[string]*backend.Pool // each route's pool, by route name (see routes.go)
-	gate    *admit.Gate
-	metrics *metrics.Rule
-	table   *conntrack.Table
-	tcp     *tcp.Service
-	lns     []net.Listener
-	udp     *udpSide       // nil unless the rule forwards UDP
-	serves  sync.WaitGroup // accept loops
+	s      *Server
+	logger *slog.Logger
+	cfg    config.Rule
+	pool   *backend.Pool
+	routes map[string]*backend.Pool // each route's pool, by route name (see routes.go)
+	// tls terminates TLS for the rule's own clients, routeTLS for each
+	// route's, by route name; backendTLS are the clients its pools speak
+	// TLS to backends with, by route name ("" the rule's own). Set from
+	// the files read at start and at each reload (see tls.go).
+	tls        *tlsconf.Holder
+	routeTLS   map[string]*tlsconf.Holder
+	backendTLS map[string]*tlsconf.Client
+	gate       *admit.Gate
+	metrics    *metrics.Rule
+	table      *conntrack.Table
+	tcp        *tcp.Service
+	lns        []net.Listener
+	udp        *udpSide       // nil unless the rule forwards UDP
+	serves     sync.WaitGroup // accept loops
 	// failed says why a listener of lns stopped serving, by listener; a
 	// listener that is no longer the rule's fails nothing. Guarded by the
 	// server's mu.
@@ -95,9 +103,10 @@ func (r *rule) bindSides(tcp, udp bool) error {
 
 // run starts a bound rule: health checks, then its accept loops.
 func (r *rule) run() {
-	r.pool = backend.NewPool(r.s.poolSettings(r.cfg), r.s.resolver, r.s.logger) // it names the rule itself
+	r.pool = backend.NewPool(r.s.poolSettings(r.cfg, r.backendTLS[""]), r.s.resolver, r.s.logger) // it names the rule itself
 	r.pool.Start()
 	r.updateRoutes()
+	r.s.restore(r)
 	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{
 		Logger: r.s.logger, AccessLogger: r.s.access, Pools: r.s.pools, Parker: r.s.parker, Engine: r.s.engine, Workers: r.s.workers, IDs: &r.s.ids, Table: r.table,
 	})
@@ -161,13 +170,17 @@ func (r *rule) failuresLocked() []string {
 	return out
 }
 
-// poolSettings is what the rule's backend pool is built from.
-func (s *Server) poolSettings(rc config.Rule) backend.Settings {
+// poolSettings is what the rule's backend pool is built from, speaking
+// TLS to its backends with client (nil: plain TCP).
+func (s *Server) poolSettings(rc config.Rule, client *tlsconf.Client) backend.Settings {
 	rc = s.effective(rc)
 	st := backend.Settings{
 		Name: rc.Name, Balance: rc.Balance, Retries: rc.Retries,
 		ConnectTimeout: rc.ConnectTimeout, ResolveTTL: rc.ResolveTTL,
 		CongestionControl: rc.CongestionControl,
+	}
+	if client != nil {
+		st.TLS, st.ObserveTLS = client, s.observeBackendTLS(rc.Name)
 	}
 	for _, b := range rc.Backends {
 		st.Backends = append(st.Backends, backend.Target{Address: b.Address, Weight: b.Weight, Backup: b.Backup})
@@ -188,6 +201,7 @@ func (r *rule) tcpRule() *tcp.Rule {
 		Bandwidth: rc.Bandwidth, SendProxy: rc.ProxyProtocol, TrustProxy: rc.AcceptProxyProtocol,
 		Congestion: r.s.effective(rc).CongestionControl,
 		Workers:    rc.Workers,
+		TLS:        r.tls, PeekTimeout: rc.PeekTimeout,
 	}
 	r.tcpRoutes(tr)
 	return tr

@@ -58,6 +58,9 @@ type Server struct {
 	retired  map[*rule]bool // removed by a reload, still draining
 	drains   sync.WaitGroup // retired rules draining
 	stopping bool           // Shutdown has begun
+	// saved is what the previous process set on backends at runtime,
+	// restored by Start and then dropped (see backends.go).
+	saved []savedBackend
 }
 
 // effective returns rc as this process runs it: under congestion_control
@@ -106,18 +109,26 @@ func New(opts Options) *Server {
 		retired:    make(map[*rule]bool),
 		loopbackCC: congestion.Allowed(congestion.LoopbackAlgorithm),
 	}
+	s.saved = s.decodeSaved(opts.Inherited.State())
 	s.metrics.SetBackendSource(s.backendStates)
+	s.metrics.SetCertificateSource(s.certificates)
 	return s
 }
 
-// Start binds every listener of cfg and starts serving. If any listener
-// cannot be bound, none is left open and the error names each rule and
-// address that failed.
+// Start reads every TLS file of cfg, binds every listener and starts
+// serving. If a file cannot be read or a listener cannot be bound, none is
+// left open and the error names each rule and file or address that
+// failed.
 func (s *Server) Start(cfg *config.Config) error {
+	files, err := loadTLS(cfg)
+	if err != nil {
+		return err
+	}
 	var rules []*rule
 	var errs []error
 	for _, rc := range cfg.Rules {
 		r := s.newRule(rc)
+		r.setTLS(files[rc.Name])
 		if err := r.bind(); err != nil {
 			errs = append(errs, err)
 			continue
@@ -137,6 +148,9 @@ func (s *Server) Start(cfg *config.Config) error {
 	for _, r := range rules {
 		r.run()
 	}
+	s.mu.Lock()
+	s.saved = nil
+	s.mu.Unlock()
 	s.closeUnusedInherited()
 	return nil
 }
@@ -224,7 +238,7 @@ func appendBackendStates(out []metrics.BackendState, rule, route string, pool *b
 	for _, b := range pool.Backends() {
 		out = append(out, metrics.BackendState{
 			Rule: rule, Route: route, Backend: b.Address().String(),
-			Up: b.Up(), ConnectErrors: b.ConnectErrors(),
+			Up: b.Up(), ConnectErrors: b.ConnectErrors(), State: b.State().String(),
 		})
 	}
 	return out

@@ -50,21 +50,11 @@ func (s *Server) ruleStatusLocked(r *rule) admin.RuleStatus {
 	return st
 }
 
-// certificatesLocked reports the certificates the rule r serves where it
-// terminates TLS: its own [rule.tls] ones (Route empty) and its routes'.
-// None yet: the server does not terminate TLS so far. s.mu is held.
-func (s *Server) certificatesLocked(r *rule) []admin.CertStatus {
-	return nil
-}
-
 // backendStatus reports the backends of pool.
 func backendStatus(pool *backend.Pool) []admin.BackendStatus {
 	var out []admin.BackendStatus
 	for _, b := range pool.Backends() {
-		out = append(out, admin.BackendStatus{
-			Address: b.Address().String(), Up: b.Up(), Weight: b.Weight(),
-			Backup: b.Backup(), Active: b.Active(), ConnectErrors: b.ConnectErrors(),
-		})
+		out = append(out, backendView(b))
 	}
 	return out
 }

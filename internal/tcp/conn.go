@@ -60,11 +60,14 @@ func (s *Service) start(c net.Conn, l *listening) {
 		return
 	}
 	cn.onLoop = false
-	if cn.rule.routed() {
+	switch {
+	case cn.rule.routed():
 		s.awaitPeek(cn)
-		return
+	case cn.rule.TLS != nil:
+		s.awaitHandshake(cn)
+	default:
+		s.setUp(cn, l)
 	}
-	s.setUp(cn, l)
 }
 
 // setUp dials cn's backend on a goroutine once cn holds a setup slot.

@@ -12,6 +12,7 @@ import (
 	"sluice/internal/relay"
 	"sluice/internal/route"
 	"sluice/internal/sniff"
+	"sluice/internal/tlsconf"
 )
 
 // The route step of a routed rule's connection, between admission and the
@@ -36,8 +37,9 @@ import (
 // Route is one route of a TCP rule: the backend side its clients take.
 type Route struct {
 	Name      string
-	Pool      *backend.Pool // its connect timeout also bounds writing the prelude
-	SendProxy int           // PROXY protocol version sent to its backends; 0: none
+	Pool      *backend.Pool   // its connect timeout also bounds writing the prelude
+	SendProxy int             // PROXY protocol version sent to its backends; 0: none
+	TLS       *tlsconf.Holder // terminates TLS for its clients (see terminate.go); nil: passthrough
 }
 
 // DefaultPeekTimeout bounds the wait for a routed rule's client to choose
@@ -57,13 +59,17 @@ func (r *Rule) routed() bool { return r.Table != nil }
 // route.MaxPeek, while the bytes do not decide.
 const peekBuffer = 2 << 10
 
-// routing is what a routed connection learnt choosing its route.
+// routing is what a routed connection learnt choosing its route, and
+// what a terminated one learnt of its TLS session (see terminate.go).
 type routing struct {
 	route  *Route      // the chosen route; nil: the rule's own backends
 	name   string      // the chosen route's name, for the access line; empty: none chosen
 	peeked []byte      // the client's first bytes, replayed to the backend
 	seen   sniff.Hello // the ClientHello, when one was read
 	silent bool        // the peek timeout passed with no byte read
+	// tlsVersion and tlsCipher describe the session sluice terminated:
+	// "1.3", "TLS_AES_128_GCM_SHA256"; empty: none.
+	tlsVersion, tlsCipher string
 }
 
 // pool returns the pool cn's backends come from.
@@ -201,7 +207,7 @@ func (s *Service) routeOrRefuse(cn *conn) bool {
 // judges them (peekConn) and, holding a setup slot, dials the route.
 func (s *Service) awaitPeek(cn *conn) {
 	read := func() {
-		if s.peekConn(cn) {
+		if s.peekConn(cn) && (cn.terminator() == nil || s.handshake(cn)) {
 			s.takeSetup(cn)
 			s.dial(cn)
 		}

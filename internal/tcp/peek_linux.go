@@ -21,14 +21,15 @@ import (
 // path's (awaitPeek).
 
 // direct reports whether the rule's connections may be set up on the
-// engine's loops: every backend of a plain rule's pool is an IP address;
-// a routed rule's wait needs the parker (its route's pool decides the rest
-// once chosen).
+// engine's loops: every backend of a plain rule's pool is an IP address,
+// and the rule does not terminate TLS (crypto/tls needs a net.Conn); a
+// routed rule's wait needs the parker (its route decides the rest once
+// chosen).
 func (s *Service) direct(rule *Rule) bool {
 	if rule.routed() {
 		return s.deps.Parker != nil
 	}
-	return rule.Pool.Direct()
+	return rule.TLS == nil && rule.Pool.Direct()
 }
 
 // awaitPeekDirect sets a routed client of the direct path waiting for its
@@ -92,6 +93,12 @@ func (s *Service) peekDirect(cn *conn, l *listening) {
 // path; or refuses it when it has no route.
 func (s *Service) routeDirect(cn *conn, l *listening) {
 	if !s.routeOrRefuse(cn) {
+		return
+	}
+	if cn.terminator() != nil {
+		if s.toConn(cn) {
+			s.awaitHandshake(cn)
+		}
 		return
 	}
 	if cn.pool().Direct() {

@@ -17,6 +17,7 @@ import (
 	"sluice/internal/metrics"
 	"sluice/internal/relay"
 	"sluice/internal/route"
+	"sluice/internal/tlsconf"
 	"sluice/internal/workers"
 )
 
@@ -55,6 +56,10 @@ type Rule struct {
 	// PeekTimeout bounds the wait for a routed rule's client to choose
 	// its route, from accept. Zero: DefaultPeekTimeout.
 	PeekTimeout time.Duration
+	// TLS terminates TLS for the clients of a rule without routes, or of
+	// its default route (see terminate.go); nil: their bytes pass
+	// through. A route's own is Route.TLS.
+	TLS *tlsconf.Holder
 }
 
 // Deps are the process-wide parts a Service uses.
@@ -173,6 +178,7 @@ func (s *Service) logAccess(cn *conn, res relay.Result) {
 	}
 	if rt := cn.rt; rt != nil {
 		line.Route, line.SNI, line.ALPN = rt.name, rt.seen.ServerName, rt.seen.ALPN
+		line.TLSVersion, line.TLSCipher = rt.tlsVersion, rt.tlsCipher
 	}
 	line.Log(s.deps.AccessLogger)
 }

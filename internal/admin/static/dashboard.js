@@ -37,12 +37,18 @@
 
   // ------------------------------------------------------------------- api
 
-  function api(path, method) {
+  // api sends a request; body, when given, is sent as JSON.
+  function api(path, method, body) {
     var headers = {};
     if (token) {
       headers.Authorization = 'Bearer ' + token;
     }
-    return fetch(path, { method: method || 'GET', headers: headers, cache: 'no-store' }).then(function (res) {
+    var init = { method: method || 'GET', headers: headers, cache: 'no-store' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    return fetch(path, init).then(function (res) {
       if (res.status === 401) {
         sessionStorage.removeItem(KEY);
         throw new Error('the admin server refused the token; reload the page to sign in again');
@@ -98,19 +104,21 @@
     card.backendsKey = key;
     var ul = card.el.querySelector('.backends');
     var box = card.el.querySelector('.routes');
-    fillBackends(ul, routes.length ? [] : rule.backends);
+    var base = '/api/v1/rules/' + encodeURIComponent(rule.name);
+    fillBackends(ul, routes.length ? [] : rule.backends, base);
     ul.hidden = routes.length > 0;
     box.textContent = '';
     box.hidden = routes.length === 0;
     if (routes.length) {
       box.appendChild(heading('Routes'));
       routes.forEach(function (rt) {
-        var el = routeBlock(rt.name, matchText(rt), rt.balance + ' \u00b7 ' + fmtConns(rt.connections), rt.backends);
+        var el = routeBlock(rt.name, matchText(rt), rt.balance + ' \u00b7 ' + fmtConns(rt.connections), rt.backends,
+          base + '/routes/' + encodeURIComponent(rt.name));
         el.dataset.route = rt.name;
         box.appendChild(el);
       });
       var def = routeBlock('default route', rule.backends.length ? 'clients no route takes' : 'none: clients no route takes are refused',
-        fmtConns(rule.default_route_connections || 0), rule.backends);
+        fmtConns(rule.default_route_connections || 0), rule.backends, base);
       def.classList.add('default-route');
       box.appendChild(def);
     }
@@ -128,24 +136,74 @@
     }, rule.backends);
   }
 
-  function fillBackends(ul, backends) {
+  // fillBackends lists backends, each with its health, admin state, weight
+  // and counts, and buttons that set its state through base (the API path
+  // of the rule's or route's backends).
+  function fillBackends(ul, backends, base) {
     ul.textContent = '';
     backends.forEach(function (b) {
       var li = document.createElement('li');
       li.dataset.backend = b.address;
-      li.appendChild(span(b.up ? 'dot up' : 'dot', ''));
-      li.appendChild(span(b.up ? 'state up' : 'state', b.up ? 'up' : 'down'));
+      li.dataset.state = b.state;
+      var health = b.health || (b.up ? 'up' : 'down');
+      li.appendChild(span(health === 'up' ? 'dot up' : 'dot ' + health, ''));
+      li.appendChild(span(health === 'up' ? 'state up' : 'state ' + health, health));
       li.appendChild(span('addr', b.address));
-      li.appendChild(span('stat', 'weight ' + b.weight + (b.backup ? ' \u00b7 backup' : '')));
+      li.appendChild(span('admin-state ' + b.state, b.state));
+      var weight = 'weight ' + b.weight + (b.weight !== b.config_weight ? ' (file ' + b.config_weight + ')' : '');
+      li.appendChild(span('stat', weight + (b.backup ? ' \u00b7 backup' : '')));
       li.appendChild(span('stat', fmtCount(b.active) + ' active'));
       li.appendChild(span('stat', fmtCount(b.connect_errors) + ' connect errors'));
+      li.appendChild(span('spacer', ''));
+      [['drain', 'Drain'], ['maint', 'Maint'], ['ready', 'Ready']].forEach(function (st) {
+        if (st[0] !== b.state) {
+          li.appendChild(stateButton(base, b.address, st[0], st[1]));
+        }
+      });
       ul.appendChild(li);
     });
   }
 
+  var STATE_WORDS = {
+    drain: 'take no new connections (live ones go on)',
+    maint: 'take no new connections and stop its health checks (live ones go on)',
+    ready: 'take new connections again',
+  };
+
+  // stateButton is a button that, once confirmed, sets the backend at
+  // address to state.
+  function stateButton(base, address, state, label) {
+    var btn = document.createElement('button');
+    btn.type = 'button';
+    btn.className = 'set-state';
+    btn.dataset.state = state;
+    btn.textContent = label;
+    btn.title = label + ' ' + address;
+    btn.addEventListener('click', function () {
+      if (!window.confirm(label + ' backend ' + address + '?\nIt will ' + STATE_WORDS[state] + '.')) {
+        return;
+      }
+      btn.disabled = true;
+      api(base + '/backends/' + encodeURIComponent(address), 'PUT', { state: state })
+        .then(function (res) {
+          if (!res.ok) {
+            return res.json().then(function (body) {
+              throw new Error(label + ' ' + address + ': ' + (body.error || 'HTTP ' + res.status));
+            });
+          }
+          // The next poll shows the new state and redraws the buttons.
+        })
+        .catch(function (err) {
+          btn.disabled = false;
+          showError(err);
+        });
+    });
+    return btn;
+  }
+
   // routeBlock is one route: a line with its name, what it matches and
   // stat, then its backends (or "no backends").
-  function routeBlock(name, match, stat, backends) {
+  function routeBlock(name, match, stat, backends, base) {
     var el = document.createElement('div');
     el.className = 'rt';
     var head = document.createElement('div');
@@ -157,7 +215,7 @@
     el.appendChild(head);
     var ul = document.createElement('ul');
     ul.className = 'backends';
-    fillBackends(ul, backends);
+    fillBackends(ul, backends, base);
     if (!backends.length) {
       var li = document.createElement('li');
       li.className = 'muted';
