@@ -139,7 +139,8 @@ func TestAccessLogReopenLosesNoLine(t *testing.T) {
 
 // TestBlockedAccessLogNeverStallsRelay points the access log at a FIFO
 // whose reader never reads: once the pipe and the queue are full, access
-// lines are dropped and counted, and connections are relayed as before.
+// lines are dropped and counted, connections are relayed as before, and a
+// graceful stop still ends.
 func TestBlockedAccessLogNeverStallsRelay(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "access.fifo")
@@ -190,6 +191,12 @@ allow = ["192.0.2.1"]
 	}
 	waitMetricAbove(t, api, before+99)
 	p.wait("the WARN about dropped lines", isMsg("access log: lines dropped: it cannot keep up"))
+	// Nor does it hold up a stop: the queued lines get 5 seconds.
+	p.signal(syscall.SIGTERM)
+	if code, err := p.waitExit(waitLimit); code != 0 {
+		t.Fatalf("sluice exit code %d (%v) after SIGTERM with the access log blocked, want 0", code, err)
+	}
+	p.wait("the WARN about lines left unwritten", isMsg("access log: lines left unwritten at exit"))
 }
 
 // waitMetricAbove waits until sluice_log_lines_dropped_total reaches min:
