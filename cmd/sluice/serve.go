@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ type daemon struct {
 	srv    *server.Server
 	notify *notifier
 	reg    *prometheus.Registry // what the admin API's /metrics serves
+	m      *metrics.Metrics     // counts reloads, among the rest
 	// stopping is set once a stop signal or an upgrade begins the drain:
 	// reloads asked for from then on are ignored.
 	stopping atomic.Bool
@@ -76,7 +78,9 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 		fmt.Fprintf(stderr, "sluice: metrics: %v\n", err)
 		return exitConfig
 	}
+	d.m = m
 	m.SetLogDropSource(lg.dropped)
+	m.SetBuildInfo(versionString(), runtime.Version())
 	d.srv = server.New(server.Options{Logger: d.logger, AccessLogger: lg.accessLogger, Metrics: m, Inherited: inherited})
 	if err := d.srv.Start(cfg); err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
@@ -85,6 +89,7 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 		}
 		return exitConfig
 	}
+	m.ConfigLoaded(time.Now())
 	if ln := d.adminLn; ln != nil {
 		// Held until d.admin is set: a request may reload at once.
 		d.mu.Lock()
@@ -168,6 +173,7 @@ func (d *daemon) reload() (server.Report, error) {
 	if err == nil {
 		var rep server.Report
 		if rep, err = d.apply(cfg); err == nil {
+			d.m.Reloaded(nil, time.Now())
 			return rep, nil
 		}
 	}
@@ -175,6 +181,7 @@ func (d *daemon) reload() (server.Report, error) {
 		d.logger.Warn(reloadIgnored)
 		return server.Report{}, err
 	}
+	d.m.Reloaded(err, time.Now())
 	for _, line := range strings.Split(err.Error(), "\n") {
 		d.logger.Error("reload rejected: config unchanged", "error", line)
 	}

@@ -13,6 +13,7 @@
 //	PUT    /api/v1/rules/{rule}/backends/{address}  set a backend's state or weight
 //	GET    /api/v1/rules/{rule}/routes/{route}/backends            (the same for a route's)
 //	PUT    /api/v1/rules/{rule}/routes/{route}/backends/{address}
+//	GET    /api/v1/history            each rule's counters over the last 5 minutes, for the charts
 //	GET    /api/v1/connections        live connections (?rule=NAME, ?limit=N)
 //	DELETE /api/v1/connections/{id}   close one connection: 204, or 404
 //	POST   /api/v1/reload             reload: 200 with what changed, 400 with every error
@@ -130,6 +131,13 @@ type BackendStatus struct {
 	Backup        bool   `json:"backup"`
 	Active        int64  `json:"active"`         // live connections on it
 	ConnectErrors uint64 `json:"connect_errors"` // failed connects so far
+	// ConnectionsTotal counts the connections (UDP: sessions) that
+	// reached it; BytesUp (client→backend) and BytesDown, their bytes,
+	// live connections' so far included. The dashboard turns them into
+	// rates.
+	ConnectionsTotal uint64 `json:"connections_total"`
+	BytesUp          int64  `json:"bytes_up"`
+	BytesDown        int64  `json:"bytes_down"`
 	// LastChange is when its state or health last changed; nil: not
 	// since it was configured.
 	LastChange *time.Time `json:"last_change,omitempty"`

@@ -31,6 +31,10 @@ type Options struct {
 	// Logger receives a line for every reload and closed connection. Nil:
 	// nothing is logged.
 	Logger *slog.Logger
+	// HistoryInterval is how often a Server samples every rule's counters
+	// for GET /api/v1/history, which keeps HistoryWindow of them. Zero:
+	// every 5 s. A handler from NewHandler alone samples nothing.
+	HistoryInterval time.Duration
 }
 
 // handler serves the admin routes.
@@ -38,6 +42,7 @@ type handler struct {
 	ctl    Controller
 	logger *slog.Logger
 	page   *page
+	hist   *history // sampled only when a Server runs it
 }
 
 // route is one method and path the API serves.
@@ -50,10 +55,18 @@ type route struct {
 // with authentication, DNS-rebinding and cross-origin protection applied.
 // It panics if o.Controller is nil, which is a programming error.
 func NewHandler(o Options) http.Handler {
+	g, _ := newGuard(o)
+	return g
+}
+
+// newGuard is NewHandler's handler as the guard it is, for a Server that
+// may change the token later, with the history it serves, for a Server to
+// sample.
+func newGuard(o Options) (*guard, *history) {
 	if o.Controller == nil {
 		panic("admin: NewHandler: Options.Controller is nil")
 	}
-	h := &handler{ctl: o.Controller, logger: o.Logger, page: newPage()}
+	h := &handler{ctl: o.Controller, logger: o.Logger, page: newPage(), hist: newHistory(o.Controller, o.HistoryInterval)}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
@@ -75,6 +88,7 @@ func NewHandler(o Options) http.Handler {
 		{http.MethodPut, "/api/v1/rules/{rule}/backends/{address}", h.setBackend},
 		{http.MethodGet, "/api/v1/rules/{rule}/routes/{route}/backends", h.backends},
 		{http.MethodPut, "/api/v1/rules/{rule}/routes/{route}/backends/{address}", h.setBackend},
+		{http.MethodGet, "/api/v1/history", h.hist.serveHistory},
 		{http.MethodGet, "/api/v1/connections", h.connections},
 		{http.MethodDelete, "/api/v1/connections/{id}", h.closeConnection},
 		{http.MethodPost, "/api/v1/reload", h.reload},
@@ -84,12 +98,8 @@ func NewHandler(o Options) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})
-	return protect(mux, o.Token, h.page)
+	return protect(mux, o.Token, h.page).(*guard), h.hist
 }
-
-// newGuard is NewHandler's handler as the guard it is, for a Server that
-// may change the token later.
-func newGuard(o Options) *guard { return NewHandler(o).(*guard) }
 
 // register adds routes to mux, and for each path a fallback that answers
 // any other method with 405 and an Allow header listing the right ones.

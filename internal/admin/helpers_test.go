@@ -134,7 +134,7 @@ func (c *testController) open(rule string) (net.Conn, uint64) {
 		defer c.wg.Done()
 		defer close(gone)
 		defer mr.ConnClosed()
-		defer c.table.Remove(e.ID)
+		defer c.table.Remove(e.ID, nil)
 		echo(server, ctr, mr)
 		server.Close()
 	}()

@@ -45,7 +45,7 @@ func TestRulesReportRoutesAndCertificates(t *testing.T) {
 	// The JSON field names are the API: check them literally.
 	for _, key := range []string{
 		`"routes":[{"name":"app","sni":["app.example.com","*.example.org"],"alpn":["h2"],"balance":"least-conn","backends":[`,
-		`{"address":"10.0.0.6:443","state":"","up":false,"health":"","weight":1,"config_weight":0,"backup":false,"active":0,"connect_errors":2}],"connections":7}`,
+		`{"address":"10.0.0.6:443","state":"","up":false,"health":"","weight":1,"config_weight":0,"backup":false,"active":0,"connect_errors":2,"connections_total":0,"bytes_up":0,"bytes_down":0}],"connections":7}`,
 		`{"name":"ssh","http_host":["www.example.com"],"detect":["ssh"],"balance":"first","backends":[],"connections":2}]`,
 		`"default_route_connections":4`,
 		`"certificates":[{"name":"app.example.com","not_after":"2030-01-02T03:04:05Z","route":"app"},` +

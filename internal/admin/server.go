@@ -15,7 +15,8 @@ import (
 // Server is a running admin HTTP server.
 type Server struct {
 	http  *http.Server
-	guard *guard // checks every request; holds the token
+	guard *guard   // checks every request; holds the token
+	hist  *history // sampled from Serve to Shutdown
 	ln    net.Listener
 	done  chan struct{} // closed when Serve has returned
 	err   error         // Serve's error other than ErrServerClosed; read after done
@@ -34,9 +35,10 @@ func Serve(ln net.Listener, o Options) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := newGuard(o)
+	g, hist := newGuard(o)
 	s := &Server{
 		guard: g,
+		hist:  hist,
 		http: &http.Server{
 			Handler:           g,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -49,6 +51,7 @@ func Serve(ln net.Listener, o Options) (*Server, error) {
 		ln:   ln,
 		done: make(chan struct{}),
 	}
+	hist.start()
 	go s.serve()
 	return s, nil
 }
@@ -87,6 +90,7 @@ func tokenNeeded(verb, addr, token string) error {
 // then closes what is left. It returns once the server has stopped, with
 // the error that stopped it early, if any.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.hist.stopSampling()
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		s.http.Close()

@@ -232,6 +232,7 @@ func (a *Attempts) succeeded() *Backend {
 	b := a.cur
 	a.cur = nil
 	a.header, a.replay = nil, nil // written: the connection keeps no copy for its life
+	b.ctr.total.Add(1)
 	b.ReportSuccess()
 	return b
 }

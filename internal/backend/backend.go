@@ -26,6 +26,10 @@ const (
 type counters struct {
 	active        atomic.Int64
 	connectErrors atomic.Uint64
+	total         atomic.Uint64 // connections connected (UDP: sessions begun)
+	// up and down are the bytes of ended connections (see Settle); live
+	// ones count in their own counters until then.
+	up, down atomic.Int64
 }
 
 // Backend is one upstream of a pool: its address, health and live
@@ -83,6 +87,29 @@ func (b *Backend) Active() int64 { return b.ctr.active.Load() }
 
 // ConnectErrors returns how many connects to the backend have failed.
 func (b *Backend) ConnectErrors() uint64 { return b.ctr.connectErrors.Load() }
+
+// ConnectionsTotal returns how many connections connected to the backend
+// (for UDP: how many sessions it was picked for).
+func (b *Backend) ConnectionsTotal() uint64 { return b.ctr.total.Load() }
+
+// Settled returns the bytes of the backend's ended connections, up
+// (client→backend) and down: what Settle added.
+func (b *Backend) Settled() (up, down int64) { return b.ctr.up.Load(), b.ctr.down.Load() }
+
+// Settle adds the final bytes of one of the backend's connections as it
+// ends. The relay counts bytes in the connection's own counters only, so
+// the hot path pays nothing per chunk for per-backend totals: a reader
+// adds the live connections' bytes (see Tally) to Settled.
+func (b *Backend) Settle(up, down int64) {
+	b.ctr.up.Add(up)
+	b.ctr.down.Add(down)
+}
+
+// Tally identifies the backend's counters, which Pool.Inherit shares
+// across reloads: the key a connection table sums its live entries by
+// (conntrack.Entry.Tally), the same for the backend in the old and the
+// new pool.
+func (b *Backend) Tally() any { return b.ctr }
 
 // Release ends the accounting of one connection or session handed out by
 // Pool.Dial or Pool.Pick. Call it exactly once per connection.

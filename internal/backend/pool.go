@@ -137,10 +137,14 @@ func (p *Pool) Inherit(old *Pool) {
 
 // Pick chooses a backend for client without dialing (for UDP sessions), by
 // the rule's strategy among the usable backends, and counts it as active
-// until Release. With none usable it fails with an error wrapping
+// until Release and in ConnectionsTotal. With none usable it fails with an error wrapping
 // ErrNoBackend.
 func (p *Pool) Pick(client netip.Addr) (*Backend, error) {
-	return p.pick(client, nil)
+	b, err := p.pick(client, nil)
+	if err == nil {
+		b.ctr.total.Add(1)
+	}
+	return b, err
 }
 
 // pick chooses a backend not in exclude. A passively downed backend whose

@@ -45,6 +45,9 @@ func TestDialRefusedTriesNext(t *testing.T) {
 	if bad.Active() != 0 || b.Active() != 0 {
 		t.Fatalf("active %d and %d after release, want 0 and 0", bad.Active(), b.Active())
 	}
+	if bad.ConnectionsTotal() != 0 || b.ConnectionsTotal() != 1 {
+		t.Fatalf("connections total %d and %d, want 0 (refused) and 1", bad.ConnectionsTotal(), b.ConnectionsTotal())
+	}
 
 	// Without retries the refusal reaches the caller, naming rule and backend.
 	rule.Retries = 0
@@ -311,9 +314,14 @@ func TestInheritKeepsHealthAndCounters(t *testing.T) {
 	if !nc.Up() || nc.ConnectErrors() != 0 {
 		t.Fatal("a new backend did not start fresh")
 	}
-	held.Release() // the old connection ends
+	held.Settle(3, 7) // the old connection ends
+	held.Release()
 	if nb.Active() != 0 {
 		t.Fatalf("after the old connection ended the new pool counts %d, want 0", nb.Active())
+	}
+	if up, down := nb.Settled(); up != 3 || down != 7 || nb.ConnectionsTotal() != 1 || nb.Tally() != held.Tally() {
+		t.Fatalf("inherited b: settled %d/%d, total %d; want the old connection's 3/7 and 1, one tally",
+			up, down, nb.ConnectionsTotal())
 	}
 }
 

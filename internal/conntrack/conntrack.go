@@ -27,6 +27,10 @@ type Entry struct {
 	Backend string
 	Since   time.Time
 	Bytes   Counters
+	// Tally, if not nil, is what the entry's bytes count towards: an
+	// identity (its backend's counters) by which Traffic sums the live
+	// entries. A nil Tally counts towards nothing.
+	Tally any
 	// Stop ends the entry's connection with a reason (access.Drained,
 	// access.Closed); it must be safe to call more than once and
 	// concurrently.
@@ -73,19 +77,49 @@ func (t *Table) Add(e *Entry) {
 	t.mu.Unlock()
 }
 
-// SetBackend records that e now goes to backend (a connection that was
-// still connecting when it was added). Call it after Add.
-func (e *Entry) SetBackend(backend string) {
+// SetBackend records that e now goes to backend, whose bytes count
+// towards tally (a connection that was still connecting when it was
+// added). Call it after Add.
+func (e *Entry) SetBackend(backend string, tally any) {
 	e.table.mu.Lock()
-	e.Backend = backend
+	e.Backend, e.Tally = backend, tally
 	e.table.mu.Unlock()
 }
 
-// Remove forgets the entry with id.
-func (t *Table) Remove(id uint64) {
+// Remove forgets the entry with id. settle, if not nil, is called under
+// the table's lock as the entry goes: there the caller adds the entry's
+// final bytes to its tally's own counters, so that whoever reads those
+// inside Traffic sees the bytes either live or settled, never both nor
+// neither, and a total never goes back.
+func (t *Table) Remove(id uint64, settle func()) {
 	t.mu.Lock()
 	delete(t.entries, id)
+	if settle != nil {
+		settle()
+	}
 	t.mu.Unlock()
+}
+
+// Traffic is a pair of byte counts: up (client→backend) and down.
+type Traffic struct{ Up, Down int64 }
+
+// Traffic calls read under the table's lock with the bytes of the live
+// entries summed by their Tally (entries without one are left out). read
+// must be quick and must not call the table.
+func (t *Table) Traffic(read func(live map[any]Traffic)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	live := make(map[any]Traffic)
+	for _, e := range t.entries {
+		if e.Tally == nil || e.Bytes == nil {
+			continue
+		}
+		tr := live[e.Tally]
+		tr.Up += e.Bytes.BytesUp()
+		tr.Down += e.Bytes.BytesDown()
+		live[e.Tally] = tr
+	}
+	read(live)
 }
 
 // Len returns the number of live entries.

@@ -3,6 +3,7 @@ package conntrack
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,7 +53,7 @@ func TestTable(t *testing.T) {
 	if !tab.Stop(2, "closed") || tab.Stop(99, "closed") {
 		t.Fatal("Stop reports the wrong liveness")
 	}
-	tab.Remove(2)
+	tab.Remove(2, nil)
 	tab.StopAll("drained")
 	if r := stops[2].reasons; !slices.Equal(r, []access.End{"closed"}) {
 		t.Fatalf("entry 2 stopped with %v", r)
@@ -104,9 +105,67 @@ func TestSetBackend(t *testing.T) {
 			tab.Snapshots()
 		}
 	}()
-	e.SetBackend("127.0.0.1:80")
+	e.SetBackend("127.0.0.1:80", nil)
 	<-done
 	if s := tab.Snapshots(); len(s) != 1 || s[0].Backend != "127.0.0.1:80" {
 		t.Fatalf("snapshots %+v: want backend 127.0.0.1:80", s)
 	}
+}
+
+// liveCounts are byte counts a test moves while the entry is listed.
+type liveCounts struct{ up, down atomic.Int64 }
+
+func (c *liveCounts) BytesUp() int64   { return c.up.Load() }
+func (c *liveCounts) BytesDown() int64 { return c.down.Load() }
+
+// TestTraffic: Traffic sums the live entries by tally, and an entry's
+// bytes settled as it is removed are seen once, never twice nor lost:
+// live bytes plus settled ones never go back while entries come and go.
+func TestTraffic(t *testing.T) {
+	tab := NewTable()
+	a, b := new(int), new(int) // two tallies
+	tab.Add(&Entry{ID: 1, Bytes: counts{1, 10}, Tally: a})
+	tab.Add(&Entry{ID: 2, Bytes: counts{2, 20}, Tally: a})
+	tab.Add(&Entry{ID: 3, Bytes: counts{4, 40}, Tally: b})
+	tab.Add(&Entry{ID: 4, Bytes: counts{8, 80}}) // no tally
+	tab.Traffic(func(live map[any]Traffic) {
+		if live[a] != (Traffic{3, 30}) || live[b] != (Traffic{4, 40}) || len(live) != 2 {
+			t.Errorf("live traffic %v: want a {3 30}, b {4 40}", live)
+		}
+	})
+
+	var settled atomic.Int64 // the tally's own counter
+	total := func() int64 {
+		var n int64
+		tab.Traffic(func(live map[any]Traffic) { n = settled.Load() + live[a].Up })
+		return n
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for id := uint64(10); ; id++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c := new(liveCounts)
+			e := &Entry{ID: id, Bytes: c, Tally: a}
+			tab.Add(e)
+			c.up.Add(5)
+			tab.Remove(id, func() { settled.Add(c.up.Load()) })
+		}
+	}()
+	last := total()
+	for range 2000 {
+		n := total()
+		if n < last {
+			t.Fatalf("total went back from %d to %d", last, n)
+		}
+		last = n
+	}
+	close(stop)
+	wg.Wait()
 }

@@ -23,6 +23,13 @@ var (
 		"Whether a backend takes new connections (1) or is down (0).", []string{"rule", "route", "backend"}, nil)
 	descBackendConnectErrors = prometheus.NewDesc(nameBackendConnectErrs,
 		"Failed connects to a backend.", []string{"rule", "route", "backend"}, nil)
+	descBackendBytes = prometheus.NewDesc(nameBackendBytes,
+		"Bytes relayed to and from a backend, live connections included, by direction (up: client to backend, down: backend to client).",
+		[]string{"rule", "route", "backend", "direction"}, nil)
+	descBackendConnections = prometheus.NewDesc(nameBackendConnections,
+		"Connections (and UDP sessions) that reached a backend.", []string{"rule", "route", "backend"}, nil)
+	descBackendActive = prometheus.NewDesc(nameBackendActive,
+		"Connections (and UDP sessions) open to a backend now.", []string{"rule", "route", "backend"}, nil)
 	descBackendState = prometheus.NewDesc(nameBackendState,
 		"A backend's admin state: 1 for the state it is in (ready, drain or maint), 0 for the others.",
 		[]string{"rule", "route", "backend", "state"}, nil)
@@ -48,7 +55,9 @@ func (c ruleCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descConnectionsActive, prometheus.GaugeValue, float64(r.active.Load()), r.name)
 		ch <- prometheus.MustNewConstMetric(descBytesTotal, prometheus.CounterValue, float64(r.up.Load()), r.name, directionUp)
 		ch <- prometheus.MustNewConstMetric(descBytesTotal, prometheus.CounterValue, float64(r.down.Load()), r.name, directionD)
-		ch <- prometheus.MustNewConstMetric(descUDPSessionsActive, prometheus.GaugeValue, float64(r.sessions.Load()), r.name)
+		if n := r.sessions.Load(); n != 0 || r.udp.Load() {
+			ch <- prometheus.MustNewConstMetric(descUDPSessionsActive, prometheus.GaugeValue, float64(n), r.name)
+		}
 		r.rejected.Range(func(reason, n any) bool {
 			ch <- prometheus.MustNewConstMetric(descRejectedTotal, prometheus.CounterValue,
 				float64(n.(*atomic.Uint64).Load()), r.name, reason.(string))
@@ -70,6 +79,9 @@ func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBackendUp
 	ch <- descBackendConnectErrors
 	ch <- descBackendState
+	ch <- descBackendBytes
+	ch <- descBackendConnections
+	ch <- descBackendActive
 }
 
 // Collect asks the backend source for a snapshot. A backend reported twice
@@ -96,7 +108,20 @@ func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBackendConnectErrors, prometheus.CounterValue,
 			float64(b.ConnectErrors), b.Rule, b.Route, b.Backend)
 		collectState(ch, b)
+		collectTraffic(ch, b)
 	}
+}
+
+// collectTraffic exports b's connection and byte counts.
+func collectTraffic(ch chan<- prometheus.Metric, b BackendState) {
+	ch <- prometheus.MustNewConstMetric(descBackendConnections, prometheus.CounterValue,
+		float64(b.Connections), b.Rule, b.Route, b.Backend)
+	ch <- prometheus.MustNewConstMetric(descBackendActive, prometheus.GaugeValue,
+		float64(b.Active), b.Rule, b.Route, b.Backend)
+	ch <- prometheus.MustNewConstMetric(descBackendBytes, prometheus.CounterValue,
+		float64(b.BytesUp), b.Rule, b.Route, b.Backend, directionUp)
+	ch <- prometheus.MustNewConstMetric(descBackendBytes, prometheus.CounterValue,
+		float64(b.BytesDown), b.Rule, b.Route, b.Backend, directionD)
 }
 
 // collectState exports b's admin state as a state set: one series per

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -27,6 +28,8 @@ func TestNamesAreDocumented(t *testing.T) {
 	r.TLSHandshake(SideClient, "ok", 0)
 	m.SetCertificateSource(func() []Certificate { return []Certificate{{Rule: "web", Name: "a.example"}} })
 	m.SetBackendSource(func() []BackendState { return []BackendState{{Rule: "web", Backend: "10.0.0.5:80", Up: true}} })
+	m.SetBuildInfo("dev", "go")
+	m.ConfigLoaded(time.Now())
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

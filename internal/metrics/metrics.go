@@ -38,6 +38,9 @@ const (
 	nameBackendState        = "sluice_backend_state"
 	nameConnectDuration     = "sluice_connect_duration_seconds"
 	nameUDPSessionsActive   = "sluice_udp_sessions_active"
+	nameBackendBytes        = "sluice_backend_bytes_total"
+	nameBackendConnections  = "sluice_backend_connections_total"
+	nameBackendActive       = "sluice_backend_connections_active"
 	directionUp, directionD = "up", "down"
 )
 
@@ -56,6 +59,13 @@ type BackendState struct {
 	ConnectErrors uint64 // failed connects since the backend was configured
 	// State is the admin state set on the backend, one of AdminStates.
 	State string
+	// Connections counts the connections (UDP: sessions) that reached the
+	// backend; Active, those open now.
+	Connections uint64
+	Active      int64
+	// BytesUp (client→backend) and BytesDown are the bytes of the
+	// backend's ended connections and of its live ones so far.
+	BytesUp, BytesDown int64
 }
 
 // AdminStates are the values of a backend's State (backend.States by
@@ -69,6 +79,7 @@ type Metrics struct {
 	tls             tlsVecs
 	backends        atomic.Pointer[func() []BackendState]
 	certs           atomic.Pointer[func() []Certificate]
+	process         process
 	logDrops        atomic.Pointer[func() uint64]
 
 	mu    sync.Mutex       // guards the following fields
@@ -95,6 +106,7 @@ func New(reg *prometheus.Registry) (*Metrics, error) {
 		ruleCollector{m},
 		backendCollector{m},
 		certCollector{m},
+		processCollector{&m.process},
 		logCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -173,6 +185,7 @@ type Rule struct {
 	total    atomic.Uint64
 	active   atomic.Int64
 	sessions atomic.Int64
+	udp      atomic.Bool // the rule forwards UDP: it has sluice_udp_sessions_active
 	up, down atomic.Int64
 
 	rejectedAll atomic.Uint64
@@ -196,6 +209,16 @@ func (r *Rule) ConnClosed() {
 		return
 	}
 	r.active.Add(-1)
+}
+
+// SetUDP says whether the rule forwards UDP. Only such a rule (or one
+// with UDP sessions still open) exports sluice_udp_sessions_active: a
+// TCP-only rule has no UDP series.
+func (r *Rule) SetUDP(on bool) {
+	if r == nil {
+		return
+	}
+	r.udp.Store(on)
 }
 
 // UDPSessionOpened counts a new UDP session in sluice_udp_sessions_active.

@@ -7,6 +7,7 @@ import (
 
 	"sluice/internal/admin"
 	"sluice/internal/backend"
+	"sluice/internal/conntrack"
 )
 
 // Backends reports the backends of the rule named rule, or of its route
@@ -14,11 +15,11 @@ import (
 func (s *Server) Backends(rule, route string) ([]admin.BackendStatus, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pool, err := s.poolLocked(rule, route)
+	r, pool, err := s.poolLocked(rule, route)
 	if err != nil {
 		return nil, err
 	}
-	return backendStatus(pool), nil
+	return backendStatus(pool, r.table), nil
 }
 
 // SetBackend sets the admin state or runtime weight of the backend with
@@ -28,7 +29,7 @@ func (s *Server) Backends(rule, route string) ([]admin.BackendStatus, error) {
 func (s *Server) SetBackend(rule, route, address string, ch admin.BackendChange) (admin.BackendStatus, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pool, err := s.poolLocked(rule, route)
+	r, pool, err := s.poolLocked(rule, route)
 	if err != nil {
 		return admin.BackendStatus{}, err
 	}
@@ -48,25 +49,27 @@ func (s *Server) SetBackend(rule, route, address string, ch admin.BackendChange)
 		}
 	}
 	b.SetState(state)
-	return backendView(b), nil
+	var view admin.BackendStatus
+	r.table.Traffic(func(live map[any]conntrack.Traffic) { view = backendView(b, live) })
+	return view, nil
 }
 
-// poolLocked returns the pool of the rule named rule, or of its route
+// poolLocked returns the rule named rule and its pool, or its route's
 // when route is not empty. s.mu is held.
-func (s *Server) poolLocked(rule, route string) (*backend.Pool, error) {
+func (s *Server) poolLocked(rule, route string) (*rule, *backend.Pool, error) {
 	for _, r := range s.rules {
 		if r.cfg.Name != rule {
 			continue
 		}
 		if route == "" {
-			return r.pool, nil
+			return r, r.pool, nil
 		}
 		if p := r.routes[route]; p != nil {
-			return p, nil
+			return r, p, nil
 		}
-		return nil, fmt.Errorf("rule %q has no route %q: %w", rule, route, admin.ErrNotFound)
+		return nil, nil, fmt.Errorf("rule %q has no route %q: %w", rule, route, admin.ErrNotFound)
 	}
-	return nil, fmt.Errorf("no rule %q: %w", rule, admin.ErrNotFound)
+	return nil, nil, fmt.Errorf("no rule %q: %w", rule, admin.ErrNotFound)
 }
 
 // where names a rule or one of its routes in an error.
@@ -90,13 +93,15 @@ func findBackend(pool *backend.Pool, address string) *backend.Backend {
 	return nil
 }
 
-// backendView reports one backend for the admin API.
-func backendView(b *backend.Backend) admin.BackendStatus {
+// backendView reports one backend for the admin API; live is the bytes
+// of its rule's live connections by backend (see conntrack.Table.Traffic).
+func backendView(b *backend.Backend, live map[any]conntrack.Traffic) admin.BackendStatus {
 	st := admin.BackendStatus{
 		Address: b.Address().String(), State: b.State().String(), Up: b.Up(), Health: "up",
 		Weight: b.Weight(), ConfigWeight: b.ConfigWeight(), Backup: b.Backup(),
-		Active: b.Active(), ConnectErrors: b.ConnectErrors(),
+		Active: b.Active(), ConnectErrors: b.ConnectErrors(), ConnectionsTotal: b.ConnectionsTotal(),
 	}
+	st.BytesUp, st.BytesDown = traffic(b, live)
 	switch {
 	case b.State() == backend.Maint:
 		st.Health = "maint"

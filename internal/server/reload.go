@@ -227,6 +227,7 @@ func (r *rule) apply(ch *change) {
 		r.metrics = ch.new.metrics
 	}
 	r.cfg = ch.rc
+	r.metrics.SetUDP(ch.rc.Protocol.HasUDP())
 	r.logger = ch.new.logger
 	if st := r.s.poolSettings(ch.rc, r.backendTLS[""]); !st.Equal(r.pool.Settings()) {
 		oldPool := r.pool

@@ -103,6 +103,7 @@ func (r *rule) bindSides(tcp, udp bool) error {
 
 // run starts a bound rule: health checks, then its accept loops.
 func (r *rule) run() {
+	r.metrics.SetUDP(r.cfg.Protocol.HasUDP())
 	r.pool = backend.NewPool(r.s.poolSettings(r.cfg, r.backendTLS[""]), r.s.resolver, r.s.logger) // it names the rule itself
 	r.pool.Start()
 	r.updateRoutes()

@@ -211,7 +211,10 @@ func (s *Server) allRules() []*rule {
 	return out
 }
 
-// backendStates reports every backend's health for the metrics.
+// backendStates reports every backend's health and traffic for the
+// metrics. A backend's bytes are its ended connections' plus its live
+// ones' so far, read under the rule's table lock (see
+// conntrack.Table.Traffic), so that a total never goes back.
 func (s *Server) backendStates() []metrics.BackendState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -221,25 +224,38 @@ func (s *Server) backendStates() []metrics.BackendState {
 		if len(r.cfg.Routes) > 0 {
 			own = access.DefaultRoute
 		}
-		out = appendBackendStates(out, r.cfg.Name, own, r.pool)
-		for _, rt := range r.cfg.Routes {
-			out = appendBackendStates(out, r.cfg.Name, rt.Name, r.routes[rt.Name])
-		}
+		r.table.Traffic(func(live map[any]conntrack.Traffic) {
+			out = appendBackendStates(out, r.cfg.Name, own, r.pool, live)
+			for _, rt := range r.cfg.Routes {
+				out = appendBackendStates(out, r.cfg.Name, rt.Name, r.routes[rt.Name], live)
+			}
+		})
 	}
 	return out
 }
 
-// appendBackendStates appends the health of pool's backends, the
-// backends of route of rule, to out.
-func appendBackendStates(out []metrics.BackendState, rule, route string, pool *backend.Pool) []metrics.BackendState {
+// appendBackendStates appends the health and traffic of pool's backends,
+// the backends of route of rule, to out; live is the bytes of the rule's
+// live connections by backend.
+func appendBackendStates(out []metrics.BackendState, rule, route string, pool *backend.Pool, live map[any]conntrack.Traffic) []metrics.BackendState {
 	if pool == nil {
 		return out
 	}
 	for _, b := range pool.Backends() {
+		up, down := traffic(b, live)
 		out = append(out, metrics.BackendState{
 			Rule: rule, Route: route, Backend: b.Address().String(),
 			Up: b.Up(), ConnectErrors: b.ConnectErrors(), State: b.State().String(),
+			Connections: b.ConnectionsTotal(), Active: b.Active(), BytesUp: up, BytesDown: down,
 		})
 	}
 	return out
+}
+
+// traffic returns the bytes of b: those of its ended connections plus
+// those of its live ones so far (live, by backend tally).
+func traffic(b *backend.Backend, live map[any]conntrack.Traffic) (up, down int64) {
+	up, down = b.Settled()
+	l := live[b.Tally()]
+	return up + l.Up, down + l.Down
 }

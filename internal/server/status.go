@@ -24,37 +24,48 @@ func (s *Server) Rules() []admin.RuleStatus {
 }
 
 // ruleStatusLocked reports the rule r. s.mu must be held: it guards the
-// rule's config and route pools.
+// rule's config and route pools. Its backends are read under the rule's
+// table lock, once (see conntrack.Table.Traffic).
 func (s *Server) ruleStatusLocked(r *rule) admin.RuleStatus {
 	st := admin.RuleStatus{
 		Name: r.cfg.Name, Listen: r.cfg.Listen.String(),
 		Protocol: string(r.cfg.Protocol), Balance: r.cfg.Balance,
-		Backends:     backendStatus(r.pool),
 		Certificates: s.certificatesLocked(r),
 		Counters:     admin.CountersOf(r.metrics.Counters()),
 	}
-	if len(r.cfg.Routes) == 0 {
-		return st
-	}
 	counts := r.metrics.RouteCounts()
-	for _, rt := range r.cfg.Routes {
-		st.Routes = append(st.Routes, admin.RouteStatus{
-			Name: rt.Name, SNI: slices.Clone(rt.SNI), ALPN: slices.Clone(rt.ALPN),
-			HTTPHost: slices.Clone(rt.HTTPHost), Detect: slices.Clone(rt.Detect),
-			Balance: rt.Balance, Backends: backendStatus(r.routes[rt.Name]),
-			Connections: counts[rt.Name],
-		})
+	r.table.Traffic(func(live map[any]conntrack.Traffic) {
+		st.Backends = backendViews(r.pool, live)
+		for _, rt := range r.cfg.Routes {
+			st.Routes = append(st.Routes, admin.RouteStatus{
+				Name: rt.Name, SNI: slices.Clone(rt.SNI), ALPN: slices.Clone(rt.ALPN),
+				HTTPHost: slices.Clone(rt.HTTPHost), Detect: slices.Clone(rt.Detect),
+				Balance: rt.Balance, Backends: backendViews(r.routes[rt.Name], live),
+				Connections: counts[rt.Name],
+			})
+		}
+	})
+	if len(r.cfg.Routes) > 0 {
+		def := counts[access.DefaultRoute]
+		st.DefaultRouteConnections = &def
 	}
-	def := counts[access.DefaultRoute]
-	st.DefaultRouteConnections = &def
 	return st
 }
 
-// backendStatus reports the backends of pool.
-func backendStatus(pool *backend.Pool) []admin.BackendStatus {
+// backendStatus reports the backends of pool, whose rule's live
+// connections table lists.
+func backendStatus(pool *backend.Pool, table *conntrack.Table) []admin.BackendStatus {
+	var out []admin.BackendStatus
+	table.Traffic(func(live map[any]conntrack.Traffic) { out = backendViews(pool, live) })
+	return out
+}
+
+// backendViews reports the backends of pool; live is the bytes of its
+// rule's live connections by backend.
+func backendViews(pool *backend.Pool, live map[any]conntrack.Traffic) []admin.BackendStatus {
 	var out []admin.BackendStatus
 	for _, b := range pool.Backends() {
-		out = append(out, backendView(b))
+		out = append(out, backendView(b, live))
 	}
 	return out
 }

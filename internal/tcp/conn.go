@@ -166,7 +166,7 @@ func (s *Service) run(cn *conn) {
 		if cn.backend == nil {
 			cn.attempts.Abandon()
 		}
-		s.deps.Table.Remove(cn.entry.ID)
+		s.deps.Table.Remove(cn.entry.ID, cn.settle)
 		s.finish(cn, res)
 	})
 }
@@ -189,16 +189,28 @@ func (s *Service) relayOptions(cn *conn) relay.Options {
 	}
 }
 
-// track lists cn, going to the backend named (empty while it connects), in
-// the service's table of live connections.
-func (s *Service) track(cn *conn, backendName string) {
+// track lists cn, going to backend b (nil while it connects), in the
+// service's table of live connections.
+func (s *Service) track(cn *conn, b *backend.Backend) {
 	cn.entry = conntrack.Entry{
 		ID: s.deps.IDs.Next(), Rule: cn.rule.Name, Proto: "tcp",
-		Client: access.ClientName(cn.client), Backend: backendName,
-		Since: cn.start, Bytes: &cn.counters,
+		Client: access.ClientName(cn.client),
+		Since:  cn.start, Bytes: &cn.counters,
 		Stop: func(reason access.End) { cn.relay.Stop(reason) },
 	}
+	if b != nil {
+		cn.entry.Backend, cn.entry.Tally = b.Address().String(), b.Tally()
+	}
 	s.deps.Table.Add(&cn.entry)
+}
+
+// settle adds cn's bytes to its backend's totals as it leaves the table
+// (see conntrack.Table.Remove); a connection that never connected has
+// none to add.
+func (cn *conn) settle() {
+	if cn.backend != nil {
+		cn.backend.Settle(cn.counters.Up.Load(), cn.counters.Down.Load())
+	}
 }
 
 // finish releases what the connection held and writes its access line.

@@ -53,7 +53,7 @@ func (s *Service) dial(cn *conn) {
 	}
 	cn.connected(b)
 	cn.relay = relay.New(cn.c, up, s.relayOptions(cn))
-	s.track(cn, b.Address().String())
+	s.track(cn, b)
 	s.setupDone(cn)
 	s.run(cn)
 }
@@ -67,7 +67,7 @@ func (cn *conn) Connected(fd int) error {
 		return err
 	}
 	cn.connected(b)
-	cn.entry.SetBackend(b.Address().String())
+	cn.entry.SetBackend(b.Address().String(), b.Tally())
 	return nil
 }
 

@@ -86,7 +86,7 @@ func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening, at re
 		return nil
 	}
 	if rule.routed() {
-		s.awaitPeekDirect(cn, l)
+		s.peekDirect(cn, l, at)
 		return nil
 	}
 	return s.connect(cn, l, at)
@@ -141,7 +141,7 @@ func (s *Service) connect(cn *conn, l *listening, at relay.Loop) error {
 	}
 	// Listed while connecting, with no backend yet: the operator sees it,
 	// can close it, and a cut drain stops it.
-	s.track(cn, "")
+	s.track(cn, nil)
 	cn.onLoop = false // from here its relay reports its end on a goroutine
 	s.run(cn)
 	return nil

@@ -36,11 +36,8 @@ func (s *Service) direct(rule *Rule) bool {
 // first bytes, until the peek timeout from accept. Should the parker
 // refuse its socket, the client waits on the net package's path instead.
 func (s *Service) awaitPeekDirect(cn *conn, l *listening) {
-	if cn.rt == nil {
-		cn.rt = &routing{}
-	}
 	wait := time.Until(cn.start.Add(cn.rule.peekTimeout()))
-	if s.deps.Parker.Await(fdConn(cn.fd), max(wait, 0), func() { s.peekDirect(cn, l) }) {
+	if s.deps.Parker.Await(fdConn(cn.fd), max(wait, 0), func() { s.peekDirect(cn, l, relay.Loop{}) }) {
 		return
 	}
 	if s.toConn(cn) {
@@ -48,10 +45,15 @@ func (s *Service) awaitPeekDirect(cn *conn, l *listening) {
 	}
 }
 
-// peekDirect reads what the client has sent, once its socket was ready or
-// its time is up, and takes the connection on: waiting again, to its
-// route, or to its end. It must not block.
-func (s *Service) peekDirect(cn *conn, l *listening) {
+// peekDirect reads what the client has sent, at accept on the engine loop
+// at (a client that sends at once needs no wait in the parker), or once
+// its socket was ready or its time is up (at is zero then), and takes the
+// connection on: waiting again, to its route, or to its end. It must not
+// block.
+func (s *Service) peekDirect(cn *conn, l *listening, at relay.Loop) {
+	if cn.rt == nil {
+		cn.rt = &routing{}
+	}
 	rt := cn.rt
 	for {
 		room := rt.peekRoom()
@@ -60,7 +62,7 @@ func (s *Service) peekDirect(cn *conn, l *listening) {
 		case err == nil && n > 0:
 			rt.peeked = rt.peeked[:len(rt.peeked)+n]
 			if rt.judge(cn.rule, false) {
-				s.routeDirect(cn, l)
+				s.routeDirect(cn, l, at)
 				return
 			}
 			if n == len(room) {
@@ -69,7 +71,7 @@ func (s *Service) peekDirect(cn *conn, l *listening) {
 			// A short read drained the socket: wait for the rest.
 		case err == nil: // EOF
 			rt.judge(cn.rule, true)
-			s.routeDirect(cn, l)
+			s.routeDirect(cn, l, at)
 			return
 		case err == unix.EINTR:
 			continue
@@ -80,7 +82,7 @@ func (s *Service) peekDirect(cn *conn, l *listening) {
 		}
 		if !time.Now().Before(cn.start.Add(cn.rule.peekTimeout())) {
 			rt.timedOut(cn.rule)
-			s.routeDirect(cn, l)
+			s.routeDirect(cn, l, at)
 			return
 		}
 		s.awaitPeekDirect(cn, l)
@@ -90,8 +92,9 @@ func (s *Service) peekDirect(cn *conn, l *listening) {
 
 // routeDirect takes a connection whose route step is over to its route's
 // backends: on the engine when its pool allows, else on the net package's
-// path; or refuses it when it has no route.
-func (s *Service) routeDirect(cn *conn, l *listening) {
+// path; or refuses it when it has no route. A relay on the engine stays
+// on the loop at when the route was chosen there.
+func (s *Service) routeDirect(cn *conn, l *listening, at relay.Loop) {
 	if !s.routeOrRefuse(cn) {
 		return
 	}
@@ -102,7 +105,7 @@ func (s *Service) routeDirect(cn *conn, l *listening) {
 		return
 	}
 	if cn.pool().Direct() {
-		if err := s.connect(cn, l, relay.Loop{}); err != nil && l.direct != nil {
+		if err := s.connect(cn, l, at); err != nil && l.direct != nil {
 			l.direct.shortage(err)
 		}
 		return

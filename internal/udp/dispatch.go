@@ -90,7 +90,7 @@ func (m *member) openLocked(p peer, now int64) *session {
 	ss.last.Store(now)
 	ss.entry = conntrack.Entry{
 		ID: s.deps.IDs.Next(), Rule: rule.Name, Proto: "udp",
-		Client: ss.name, Backend: b.Address().String(), Since: ss.start, Bytes: ss,
+		Client: ss.name, Backend: b.Address().String(), Since: ss.start, Bytes: ss, Tally: b.Tally(),
 		Stop: func(reason access.End) { ss.stop(reason, nil) },
 	}
 	m.sessions[p] = ss

@@ -212,7 +212,8 @@ func (ss *session) stop(end access.End, err error) bool {
 func (ss *session) finish() {
 	ss.stop(access.Reset, nil) // in case the plane let go without an end
 	svc, rule := ss.svc, ss.rs.rule
-	svc.deps.Table.Remove(ss.entry.ID)
+	ss.sending.Lock() // a forward between its send and its count finishes first
+	svc.deps.Table.Remove(ss.entry.ID, func() { ss.backend.Settle(ss.BytesUp(), ss.BytesDown()) })
 	ss.backend.Release()
 	ss.ticket.Release()
 	rule.Metrics.UDPSessionClosed()
@@ -220,7 +221,6 @@ func (ss *session) finish() {
 	ss.mu.Lock()
 	end, err := ss.end, ss.endErr
 	ss.mu.Unlock()
-	ss.sending.Lock() // a forward between its send and its count finishes first
 	if !svc.fold(ss, err) {
 		svc.logAccess(ss, ss.backend.Address().String(), end, err)
 	}

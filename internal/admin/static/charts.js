@@ -147,7 +147,7 @@ var sluiceCharts = (function () {
     drawGrid(ctx, css, box, scale, this.fmt, now);
     for (var k = 0; k < this.series.length; k++) { // the first, filled, underneath
       var sr = this.series[k];
-      drawLine(ctx, box, hist.t, hist[sr.key] || [], scale.max, now, css.getPropertyValue(sr.color).trim(), k === 0);
+      drawLine(ctx, box, hist.t, hist[sr.key] || [], scale.max, now, css.getPropertyValue(sr.color).trim(), k === 0, hist.gap || GAP_MS);
     }
     c.dataset.points = String(hist.t.length);
     c.dataset.peak = String(peak);
@@ -208,7 +208,8 @@ var sluiceCharts = (function () {
     return Math.floor(s / 60) + 'm' + (s % 60 ? (s % 60) + 's' : '');
   }
 
-  function drawLine(ctx, box, ts, vals, max, now, color, fill) {
+  // drawLine joins samples at most gap ms apart.
+  function drawLine(ctx, box, ts, vals, max, now, color, fill, gap) {
     var n = Math.min(ts.length, vals.length);
     if (n === 0) {
       return;
@@ -219,7 +220,7 @@ var sluiceCharts = (function () {
     // Split into runs without gaps, each drawn (and filled) on its own.
     var start = 0;
     for (var i = 1; i <= n; i++) {
-      if (i < n && ts[i] - ts[i - 1] <= GAP_MS) {
+      if (i < n && ts[i] - ts[i - 1] <= gap) {
         continue;
       }
       ctx.beginPath();
@@ -283,7 +284,13 @@ var sluiceCharts = (function () {
       rejected: delta(base.v.rejected, c.rejected) / dt,
       active: c.active,
     };
-    var h = card.hist;
+    record(card.hist, now, r);
+    return r;
+  }
+
+  // record adds the rates r at t to a card's history h, and drops what is
+  // older than WINDOW_MS.
+  function record(h, now, r) {
     h.t.push(now);
     h.up.push(r.up);
     h.down.push(r.down);
@@ -296,7 +303,37 @@ var sluiceCharts = (function () {
       h.active.shift();
       h.fresh.shift();
     }
-    return r;
+  }
+
+  // seed fills a card's history from the server's (GET /api/v1/history:
+  // a rule's counters every intervalMs, oldest first), so that the charts
+  // show the last minutes at once after the page (re)loads: the rate
+  // between each two samples, drawn at the later one. Samples that far
+  // apart are joined. The last sample becomes the base of the first
+  // poll's rate.
+  function seed(card, samples, intervalMs) {
+    var h = card.hist;
+    h.gap = Math.max(GAP_MS, 2 * intervalMs);
+    for (var i = 1; i < samples.length; i++) {
+      var a = samples[i - 1];
+      var b = samples[i];
+      var ta = Date.parse(a.t);
+      var tb = Date.parse(b.t);
+      if (!(tb > ta)) {
+        continue;
+      }
+      var dt = (tb - ta) / 1000;
+      record(h, tb, {
+        up: delta(a.bytes_up, b.bytes_up) / dt,
+        down: delta(a.bytes_down, b.bytes_down) / dt,
+        fresh: delta(a.connections_total, b.connections_total) / dt,
+        active: b.active,
+      });
+    }
+    if (samples.length) {
+      var last = samples[samples.length - 1];
+      card.samples.push({ t: Date.parse(last.t), v: last });
+    }
   }
 
   return {
@@ -313,5 +350,6 @@ var sluiceCharts = (function () {
     delta: delta,
     windowStart: windowStart,
     sample: sample,
+    seed: seed,
   };
 })();

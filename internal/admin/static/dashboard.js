@@ -1,7 +1,9 @@
-// The live dashboard of sluice's admin server. Every second it polls
+// The live dashboard of sluice's admin server. On load it draws the last
+// minutes the server kept (/api/v1/history); then every second it polls
 // /api/v1/rules, /api/v1/connections and /healthz, keeps five minutes of
 // history per rule and draws it, with rates averaged over the last
-// RATE_WINDOW_MS (charts.js, which the page runs first, draws and rates).
+// RATE_WINDOW_MS (charts.js, which the page runs first, draws and rates),
+// per rule and per backend.
 // When /healthz says unhealthy, its reason is shown in the header and on
 // the card of each rule it names.
 // No libraries: everything here was written for sluice.
@@ -83,6 +85,7 @@
       samples: [], // counters over the last RATE_WINDOW_MS, see windowStart
       hist: { t: [], up: [], down: [], active: [], fresh: [] },
       backendsKey: '',
+      rows: new Map(), // backend rows by scope and address, see fillBackends
       bytes: new Chart(el.querySelector('.c-bytes'), [{ key: 'down', color: '--down' }, { key: 'up', color: '--up' }], fmtAxisRate, 1024, 1024),
       conns: new Chart(el.querySelector('.c-conns'), [{ key: 'active', color: '--active' }, { key: 'fresh', color: '--new' }], fmtCount, 1, 4),
     };
@@ -95,29 +98,84 @@
   // renderBackends lists a rule's backends, or for a routed rule its
   // routes (each with its matchers, connections and backends) and its
   // default route, and counts every backend of the rule in the header.
-  function renderBackends(card, rule) {
+  function renderBackends(card, rule, now) {
     var routes = rule.routes || [];
-    var key = JSON.stringify([rule.backends, routes, rule.default_route_connections]);
-    if (key === card.backendsKey) {
-      return;
+    var key = JSON.stringify([shape(rule.backends), routes.map(function (rt) {
+      return [rt.name, matchText(rt), rt.balance, rt.connections, shape(rt.backends)];
+    }), rule.default_route_connections]);
+    if (key !== card.backendsKey) {
+      card.backendsKey = key;
+      drawBackends(card, rule, routes);
     }
-    card.backendsKey = key;
+    updateBackends(card, rule, now);
+  }
+
+  // shape is what of each backend changes its row's layout: not its
+  // counts, which updateBackends writes in place every poll.
+  function shape(backends) {
+    return backends.map(function (b) {
+      return [b.address, b.state, b.up, b.health, b.weight, b.config_weight, b.backup];
+    });
+  }
+
+  // updateBackends writes each backend's counts and its rates (bytes/s
+  // and connections/s, averaged over RATE_WINDOW_MS of polls) into its row.
+  function updateBackends(card, rule, now) {
+    var seen = new Set();
+    var each = function (scope, backends) {
+      backends.forEach(function (b) {
+        var id = scope + '\u0000' + b.address;
+        var row = card.rows.get(id);
+        if (!row) {
+          return;
+        }
+        seen.add(id);
+        row.active.textContent = fmtCount(b.active) + ' active';
+        row.errors.textContent = fmtCount(b.connect_errors) + ' connect errors';
+        var v = { up: b.bytes_up || 0, down: b.bytes_down || 0, conns: b.connections_total || 0 };
+        var base = windowStart(row.samples, now, v);
+        if (base) {
+          var dt = (now - base.t) / 1000;
+          var up = delta(base.v.up, v.up) / dt;
+          var down = delta(base.v.down, v.down) / dt;
+          var conns = delta(base.v.conns, v.conns) / dt;
+          row.rate.textContent = '\u2191 ' + fmtRate(up) + ' \u2193 ' + fmtRate(down) + ' \u00b7 ' + fmtPerSec(conns) + ' new';
+          row.li.dataset.rateUp = String(up);
+          row.li.dataset.rateDown = String(down);
+          row.li.dataset.rateConns = String(conns);
+        }
+      });
+    };
+    each('', rule.backends);
+    (rule.routes || []).forEach(function (rt) {
+      each(rt.name, rt.backends);
+    });
+    card.rows.forEach(function (row, id) {
+      if (!seen.has(id)) {
+        card.rows.delete(id);
+      }
+    });
+  }
+
+  // drawBackends lays out a rule's backends, or its routes' and its
+  // default route's.
+  function drawBackends(card, rule, routes) {
     var ul = card.el.querySelector('.backends');
     var box = card.el.querySelector('.routes');
     var base = '/api/v1/rules/' + encodeURIComponent(rule.name);
-    fillBackends(ul, routes.length ? [] : rule.backends, base);
+    fillBackends(card, '', ul, routes.length ? [] : rule.backends, base);
     ul.hidden = routes.length > 0;
     box.textContent = '';
     box.hidden = routes.length === 0;
     if (routes.length) {
       box.appendChild(heading('Routes'));
       routes.forEach(function (rt) {
-        var el = routeBlock(rt.name, matchText(rt), rt.balance + ' \u00b7 ' + fmtConns(rt.connections), rt.backends,
+        var el = routeBlock(card, rt.name, rt.name, matchText(rt), rt.balance + ' \u00b7 ' + fmtConns(rt.connections), rt.backends,
           base + '/routes/' + encodeURIComponent(rt.name));
         el.dataset.route = rt.name;
         box.appendChild(el);
       });
-      var def = routeBlock('default route', rule.backends.length ? 'clients no route takes' : 'none: clients no route takes are refused',
+      var def = routeBlock(card, '', 'default route', rule.backends.length ? 'clients no route takes' : 'none: clients no route takes are refused',
         fmtConns(rule.default_route_connections || 0), rule.backends, base);
       def.classList.add('default-route');
       box.appendChild(def);
@@ -138,10 +196,14 @@
 
   // fillBackends lists backends, each with its health, admin state, weight
   // and counts, and buttons that set its state through base (the API path
-  // of the rule's or route's backends).
-  function fillBackends(ul, backends, base) {
+  // of the rule's or route's backends). Each row is kept in card.rows by
+  // scope (the route's name, or '' for the rule's own) and address, for
+  // updateBackends; a row redrawn keeps its rate samples.
+  function fillBackends(card, scope, ul, backends, base) {
     ul.textContent = '';
     backends.forEach(function (b) {
+      var id = scope + '\u0000' + b.address;
+      var old = card.rows.get(id);
       var li = document.createElement('li');
       li.dataset.backend = b.address;
       li.dataset.state = b.state;
@@ -152,8 +214,11 @@
       li.appendChild(span('admin-state ' + b.state, b.state));
       var weight = 'weight ' + b.weight + (b.weight !== b.config_weight ? ' (file ' + b.config_weight + ')' : '');
       li.appendChild(span('stat', weight + (b.backup ? ' \u00b7 backup' : '')));
-      li.appendChild(span('stat', fmtCount(b.active) + ' active'));
-      li.appendChild(span('stat', fmtCount(b.connect_errors) + ' connect errors'));
+      var row = { li: li, samples: old ? old.samples : [] };
+      row.active = li.appendChild(span('stat', fmtCount(b.active) + ' active'));
+      row.errors = li.appendChild(span('stat', fmtCount(b.connect_errors) + ' connect errors'));
+      row.rate = li.appendChild(span('stat rate', ''));
+      card.rows.set(id, row);
       li.appendChild(span('spacer', ''));
       [['drain', 'Drain'], ['maint', 'Maint'], ['ready', 'Ready']].forEach(function (st) {
         if (st[0] !== b.state) {
@@ -202,8 +267,9 @@
   }
 
   // routeBlock is one route: a line with its name, what it matches and
-  // stat, then its backends (or "no backends").
-  function routeBlock(name, match, stat, backends, base) {
+  // stat, then its backends (or "no backends"), whose rows are kept under
+  // scope (see fillBackends).
+  function routeBlock(card, scope, name, match, stat, backends, base) {
     var el = document.createElement('div');
     el.className = 'rt';
     var head = document.createElement('div');
@@ -215,7 +281,7 @@
     el.appendChild(head);
     var ul = document.createElement('ul');
     ul.className = 'backends';
-    fillBackends(ul, backends, base);
+    fillBackends(card, scope, ul, backends, base);
     if (!backends.length) {
       var li = document.createElement('li');
       li.className = 'muted';
@@ -245,62 +311,6 @@
     var h = document.createElement('h4');
     h.textContent = text;
     return h;
-  }
-
-  // ---------------------------------------------------------- certificates
-
-  var DAY_MS = 86400000;
-  var CERT_WARN_DAYS = 14; // a certificate closer to its expiry is a warning
-
-  // certView is how a certificate shows at now: its expiry date (UTC), the
-  // days left or since, and its style ('' | 'warn' | 'bad').
-  function certView(c, now) {
-    var at = Date.parse(c.not_after);
-    var left = at - now;
-    var days = Math.floor(Math.abs(left) / DAY_MS);
-    var v = { date: new Date(at).toISOString().slice(0, 10), style: '' };
-    if (left <= 0) {
-      v.style = 'bad';
-      v.left = 'expired ' + (days === 0 ? 'today' : days === 1 ? '1 day ago' : days + ' days ago');
-    } else {
-      v.style = days < CERT_WARN_DAYS ? 'warn' : '';
-      v.left = days === 0 ? 'expires within a day' : days === 1 ? '1 day left' : days + ' days left';
-    }
-    return v;
-  }
-
-  function renderCerts(card, certs, now) {
-    certs = certs || [];
-    var views = certs.map(function (c) {
-      return certView(c, now);
-    });
-    var key = JSON.stringify([certs, views]);
-    if (key === card.certsKey) {
-      return;
-    }
-    card.certsKey = key;
-    var box = card.el.querySelector('.certs');
-    box.textContent = '';
-    box.hidden = certs.length === 0;
-    if (!certs.length) {
-      return;
-    }
-    box.appendChild(heading('Certificates'));
-    var ul = document.createElement('ul');
-    certs.forEach(function (c, i) {
-      var v = views[i];
-      var li = document.createElement('li');
-      li.className = 'cert' + (v.style ? ' ' + v.style : '');
-      li.dataset.cert = c.name;
-      li.title = 'not after ' + c.not_after;
-      li.appendChild(span(v.style ? 'dot ' + v.style : 'dot up', ''));
-      li.appendChild(span('addr', c.name));
-      li.appendChild(span('stat', c.route ? 'route ' + c.route : 'rule'));
-      li.appendChild(span('stat', v.date));
-      li.appendChild(span('left', v.left));
-      ul.appendChild(li);
-    });
-    box.appendChild(ul);
   }
 
   function span(cls, text) {
@@ -336,8 +346,8 @@
       }
       card.el.querySelector('.v-active').textContent = fmtCount(rule.counters.active);
       tot.active += rule.counters.active;
-      renderBackends(card, rule);
-      renderCerts(card, rule.certificates, now);
+      renderBackends(card, rule, now);
+      sluiceCerts.render(card, rule.certificates, now, span, heading);
       allBackends(rule).forEach(function (b) {
         tot.bAll++;
         tot.bUp += b.up ? 1 : 0;
@@ -542,7 +552,29 @@
       });
   }
 
+  // loadHistory draws what the server kept of the last minutes (GET
+  // /api/v1/history) before the first poll, so a reloaded page's charts
+  // go on where they were. Without it the charts start empty.
+  function loadHistory() {
+    return apiJSON('/api/v1/history')
+      .then(function (got) {
+        Object.keys(got.rules || {}).forEach(function (name) {
+          var card = cards.get(name);
+          if (!card) {
+            card = newCard(name);
+            cards.set(name, card);
+          }
+          C.seed(card, got.rules[name], got.interval_ms);
+          card.bytes.draw();
+          card.conns.draw();
+        });
+      })
+      .catch(function (err) {
+        showError(err);
+      });
+  }
+
   document.getElementById('window-note').textContent = 'up to the last ' + WINDOW_MS / 60000 + ' minutes';
   document.getElementById('rate-note').textContent = 'rates averaged over ' + RATE_WINDOW_MS / 1000 + ' s';
-  poll();
+  loadHistory().then(poll);
 })();
