@@ -25,6 +25,8 @@ type options struct {
 	admin      string
 	logLevel   string
 	logFormat  string
+	accessLog  string
+	logFile    string
 }
 
 // listFlag is a repeatable string flag.
@@ -75,6 +77,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.admin, "admin", "", "serve the admin API, metrics and dashboard on this `address`")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&o.logFormat, "log-format", "", "text or json (default text)")
+	fs.StringVar(&o.accessLog, "access-log", "", "access lines to stderr, off, or this file `path` (default stderr; SIGUSR1 reopens it)")
+	fs.StringVar(&o.logFile, "log-file", "", "other log lines to stderr or this file `path` (default stderr; SIGUSR1 reopens it)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -143,6 +147,12 @@ func (o *options) config() (*config.Config, error) {
 	}
 	if o.logFormat != "" {
 		cfg.LogFormat = o.logFormat
+	}
+	if o.accessLog != "" {
+		cfg.AccessLog = o.accessLog
+	}
+	if o.logFile != "" {
+		cfg.LogFile = o.logFile
 	}
 	if err := config.ValidateGlobals(cfg); err != nil {
 		return nil, err

@@ -34,6 +34,7 @@ var layers = map[string][]string{
 	"internal/sniff":      {"internal/proxyproto"},
 	"internal/route":      {"internal/sniff", "internal/proxyproto"},
 	"internal/tlsconf":    {},
+	"internal/logsink":    {},
 }
 
 // leaves may import only the standard library and these modules.
@@ -50,6 +51,7 @@ var leaves = map[string][]string{
 	"internal/sniff":      {},
 	"internal/route":      {},
 	"internal/tlsconf":    {},
+	"internal/logsink":    {},
 }
 
 // TestLayering holds the dependency direction of the packages, as

@@ -29,8 +29,8 @@ import (
 // them.
 type daemon struct {
 	opts   *options
-	level  *slog.LevelVar
-	logger *slog.Logger
+	logs   *logs
+	logger *slog.Logger // logs.logger: log_file
 	srv    *server.Server
 	notify *notifier
 	reg    *prometheus.Registry // what the admin API's /metrics serves
@@ -50,12 +50,18 @@ type daemon struct {
 }
 
 // serve runs cfg until SIGTERM or SIGINT, then drains and returns the exit
-// code. SIGHUP reloads the config file; SIGUSR2 hands the listening sockets
-// to a new process running the binary on disk (hitless upgrade). A second
-// stop signal exits at once.
+// code. SIGHUP reloads the config file; SIGUSR1 reopens the log files;
+// SIGUSR2 hands the listening sockets to a new process running the binary
+// on disk (hitless upgrade). A second stop signal exits at once.
 func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr io.Writer) int {
-	d := &daemon{opts: opts, cfg: cfg, level: new(slog.LevelVar), notify: newNotifier()}
-	d.logger = newLogger(cfg, d.level, stderr)
+	d := &daemon{opts: opts, cfg: cfg, notify: newNotifier()}
+	lg, err := openLogs(cfg, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return exitConfig
+	}
+	defer lg.close()
+	d.logs, d.logger = lg, lg.logger
 	raiseFileLimit(d.logger)
 	inherited := handover.FromEnv()
 	if cfg.Admin != "" {
@@ -73,8 +79,9 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 		return exitConfig
 	}
 	d.m = m
+	m.SetLogDropSource(lg.dropped)
 	m.SetBuildInfo(versionString(), runtime.Version())
-	d.srv = server.New(server.Options{Logger: d.logger, Metrics: m, Inherited: inherited})
+	d.srv = server.New(server.Options{Logger: d.logger, AccessLogger: lg.accessLogger, Metrics: m, Inherited: inherited})
 	if err := d.srv.Start(cfg); err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		if d.adminLn != nil {
@@ -104,8 +111,8 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 }
 
 // run serves signals until one stops sluice, and returns the exit code:
-// SIGTERM and SIGINT drain and stop, SIGHUP reloads, SIGUSR2 hands over to
-// a new process and then drains.
+// SIGTERM and SIGINT drain and stop, SIGHUP reloads, SIGUSR1 reopens the
+// log files, SIGUSR2 hands over to a new process and then drains.
 func (d *daemon) run(signals <-chan os.Signal) int {
 	reloads := d.reloader()
 	for sig := range signals {
@@ -118,6 +125,8 @@ func (d *daemon) run(signals <-chan os.Signal) int {
 			case reloads <- struct{}{}:
 			default: // one is asked for already; it will read the file as it is then
 			}
+		case syscall.SIGUSR1:
+			d.logs.reopen()
 		case syscall.SIGUSR2:
 			if err := d.upgrade(); err != nil {
 				d.logger.Error("upgrade failed; still serving", "error", err.Error())
@@ -198,6 +207,7 @@ const reloadIgnored = "reload ignored: sluice is shutting down"
 // applyGlobals takes the top-level settings of a reloaded config that can
 // change while running.
 func (d *daemon) applyGlobals(cfg *config.Config) {
+	cfg = d.logs.apply(cfg, d.cfg) // first, so that what follows is logged where it goes now
 	if cfg.LogFormat != d.cfg.LogFormat {
 		d.logger.Warn("reload: log_format changes take effect at the next start or upgrade")
 	}
@@ -215,7 +225,6 @@ func (d *daemon) applyGlobals(cfg *config.Config) {
 			d.logger.Info("reload: admin_token changed; requests now need the new one")
 		}
 	}
-	d.level.Set(parseLevel(cfg.LogLevel))
 	d.cfg = cfg
 }
 
@@ -275,6 +284,7 @@ func (d *daemon) drain(sig os.Signal, signals <-chan os.Signal) int {
 		select {
 		case <-done:
 			d.stopAdmin()
+			d.logs.flush() // the last access lines, before the last word
 			d.logger.Info("stopped")
 			return exitOK
 		case sig := <-signals:
@@ -284,6 +294,8 @@ func (d *daemon) drain(sig os.Signal, signals <-chan os.Signal) int {
 				return exitConfig
 			case syscall.SIGHUP:
 				d.logger.Warn(reloadIgnored, "signal", sig.String())
+			case syscall.SIGUSR1:
+				d.logs.reopen()
 			}
 		}
 	}
@@ -328,17 +340,6 @@ type controller struct {
 func (c controller) Reload() (admin.ReloadReport, error) {
 	rep, err := c.d.reload()
 	return admin.ReloadReport(rep), err
-}
-
-// newLogger builds the process logger from the config's format, with its
-// level in a variable that a reload can change.
-func newLogger(cfg *config.Config, level *slog.LevelVar, w io.Writer) *slog.Logger {
-	level.Set(parseLevel(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // parseLevel maps a validated log_level to its slog level.

@@ -21,6 +21,8 @@ func (c *Config) Format() string {
 	var b strings.Builder
 	kv(&b, "log_level", quote(c.LogLevel))
 	kv(&b, "log_format", quote(c.LogFormat))
+	kv(&b, "access_log", quote(c.AccessLog))
+	kv(&b, "log_file", quote(c.LogFile))
 	if c.Admin != "" {
 		kv(&b, "admin", quote(c.Admin))
 	}

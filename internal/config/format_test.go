@@ -48,6 +48,8 @@ func TestFormatOutput(t *testing.T) {
 	}
 	want := `log_level = "info"
 log_format = "text"
+access_log = "stderr"
+log_file = "stderr"
 admin = "127.0.0.1:9900"
 
 [[rule]]
@@ -176,7 +178,7 @@ func TestFromQuick(t *testing.T) {
 	if err != nil {
 		t.Fatalf("FromQuick: %v", err)
 	}
-	want := &Config{LogLevel: "info", LogFormat: "text",
+	want := &Config{LogLevel: "info", LogFormat: "text", AccessLog: "stderr", LogFile: "stderr",
 		Rules: []Rule{wantRule("default", tcpAddr("", 8080), tcpAddr("10.0.0.5", 80), tcpAddr("backend", 80))}}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
@@ -195,7 +197,7 @@ func TestFromQuick(t *testing.T) {
 	r.ProxyProtocol, r.MaxConnections = 1, 7
 	r.Allow = prefixes(t, "::1/128", "10.0.0.0/8")
 	r.CongestionControl, _ = congestion.Parse("system")
-	if want := (&Config{LogLevel: "info", LogFormat: "text", Rules: []Rule{r}}); !reflect.DeepEqual(c, want) {
+	if want := (&Config{LogLevel: "info", LogFormat: "text", AccessLog: "stderr", LogFile: "stderr", Rules: []Rule{r}}); !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
 	}
 	again, err := Parse("", []byte(c.Format()))

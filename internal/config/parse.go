@@ -119,6 +119,8 @@ func build(col *collector, raw *rawConfig) *Config {
 func readGlobals(s source, raw *rawConfig, c *Config) {
 	c.LogLevel = s.enum("log_level", raw.LogLevel, "debug", "info", "warn", "error").or("info")
 	c.LogFormat = s.enum("log_format", raw.LogFormat, "text", "json").or("text")
+	c.AccessLog = s.logPath("access_log", raw.AccessLog, true).or(logStderr)
+	c.LogFile = s.logPath("log_file", raw.LogFile, false).or(logStderr)
 	token := s.str("admin_token", raw.AdminToken)
 	if token.set && !validToken(token.val) {
 		s.errorf("admin_token", "admin_token: must be printable ASCII without spaces")
@@ -132,6 +134,36 @@ func readGlobals(s source, raw *rawConfig, c *Config) {
 	if c.AdminToken == "" && !isLoopback(admin.val.Host) {
 		s.errorAt(admin.line, "admin %q: admin_token is required when admin listens on a non-loopback address", c.Admin)
 	}
+}
+
+// The words access_log and log_file take besides a path.
+const (
+	logStderr = "stderr"
+	logOff    = "off" // access_log only
+)
+
+// logPath reads access_log (canOff) or log_file: "stderr", "off" for the
+// access log, or the path of a file, which sluice opens at start (and
+// again on SIGUSR1); a relative path is taken from the config file's
+// directory, as the TLS files are.
+func (s source) logPath(key string, v any, canOff bool) opt[string] {
+	o := s.str(key, v)
+	want := `"stderr" or a file path`
+	if canOff {
+		want = `"stderr", "off" or a file path`
+	}
+	switch {
+	case !o.set || o.val == logStderr || (o.val == logOff && canOff):
+		return o
+	case o.val == logOff:
+		s.errorf(key, "%s %q: the log cannot be turned off (want %s)", key, o.val, want)
+	case o.val == "":
+		s.errorf(key, "%s %q: empty path (want %s)", key, o.val, want)
+	default:
+		return s.filePath(key, v)
+	}
+	o.set = false
+	return o
 }
 
 // validToken reports whether a token can be sent in an Authorization header.

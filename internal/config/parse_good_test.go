@@ -53,7 +53,7 @@ func wantRule(name string, listen Address, backends ...Address) Rule {
 
 // wantConfig is a config with default globals holding rules.
 func wantConfig(rules ...Rule) *Config {
-	return &Config{Path: "sluice.toml", LogLevel: "info", LogFormat: "text", Rules: rules}
+	return &Config{Path: "sluice.toml", LogLevel: "info", LogFormat: "text", AccessLog: "stderr", LogFile: "stderr", Rules: rules}
 }
 
 // prefixes parses CIDRs for expected values.
@@ -97,6 +97,8 @@ udp_session_timeout = "60s"
 // everyKey sets every rule key to a value other than its default.
 const everyKey = `log_level = "debug"
 log_format = "json"
+access_log = "/var/log/sluice/access.log"
+log_file = "sluice.log"
 admin = "[::]:9900"
 admin_token = "s3cret"
 
@@ -172,7 +174,7 @@ func wantEveryKey(t *testing.T) *Config {
 	all.HealthCheck = &HealthCheck{Interval: 10 * time.Second, Timeout: 2 * time.Second, Rise: 1, Fall: 5, Send: "PING\r\n", Expect: "+PONG"}
 	all.UDPSessionTimeout, all.MaxSessions = 5*time.Minute, 500
 	all.Workers = 3
-	return &Config{Path: "sluice.toml", LogLevel: "debug", LogFormat: "json", Admin: "[::]:9900", AdminToken: "s3cret", Rules: []Rule{all}}
+	return &Config{Path: "sluice.toml", LogLevel: "debug", LogFormat: "json", AccessLog: "/var/log/sluice/access.log", LogFile: "sluice.log", Admin: "[::]:9900", AdminToken: "s3cret", Rules: []Rule{all}}
 }
 
 // goodCases are valid configs and what they parse to.

@@ -54,7 +54,7 @@ func FromQuick(q Quick) (*Config, error) {
 		return nil, err
 	}
 	b.Name = QuickRuleName
-	return &Config{LogLevel: "info", LogFormat: "text", Rules: []Rule{b.Rule}}, nil
+	return &Config{LogLevel: "info", LogFormat: "text", AccessLog: logStderr, LogFile: logStderr, Rules: []Rule{b.Rule}}, nil
 }
 
 // ValidateGlobals checks the global settings of c (LogLevel, LogFormat,
@@ -70,6 +70,8 @@ func ValidateGlobals(c *Config) error {
 		LogFormat:  nonEmpty(c.LogFormat),
 		Admin:      nonEmpty(c.Admin),
 		AdminToken: nonEmpty(c.AdminToken),
+		AccessLog:  nonEmpty(c.AccessLog),
+		LogFile:    nonEmpty(c.LogFile),
 	}
 	var out Config
 	readGlobals(source{col: col}, &raw, &out)
@@ -77,6 +79,7 @@ func ValidateGlobals(c *Config) error {
 		return err
 	}
 	c.LogLevel, c.LogFormat, c.Admin, c.AdminToken = out.LogLevel, out.LogFormat, out.Admin, out.AdminToken
+	c.AccessLog, c.LogFile = out.AccessLog, out.LogFile
 	return nil
 }
 

@@ -15,6 +15,8 @@ type rawConfig struct {
 	LogFormat  any       `toml:"log_format"`
 	Admin      any       `toml:"admin"`
 	AdminToken any       `toml:"admin_token"`
+	AccessLog  any       `toml:"access_log"`
+	LogFile    any       `toml:"log_file"`
 	Defaults   *rawRule  `toml:"defaults"`
 	Rules      []rawRule `toml:"rule"`
 }
@@ -120,7 +122,7 @@ func (o *tableWord) UnmarshalText(b []byte) error {
 
 // Known keys, for "did you mean" hints on unknown ones.
 const (
-	topKeys = "log_level log_format admin admin_token defaults rule"
+	topKeys = "log_level log_format access_log log_file admin admin_token defaults rule"
 	// upstreamKeys are the backend-side keys, which a route may set too.
 	upstreamKeys   = "backends balance connect_timeout retries resolve_ttl proxy_protocol health_check tls backend_tls slow_start queue_timeout max_queue"
 	ruleKeys       = "name listen protocol " + upstreamKeys + " idle_timeout drain_timeout allow deny max_connections max_connections_per_ip per_ip_prefix_v6 rate_per_ip bandwidth accept_proxy_protocol udp_session_timeout max_sessions congestion_control workers peek_timeout route"

@@ -22,6 +22,11 @@ type Config struct {
 	LogFormat  string // "text" | "json"
 	Admin      string // admin HTTP listen address; empty means off
 	AdminToken string // bearer token for the admin API; empty means none
+	// AccessLog is where access lines go: "stderr", "off", or a file
+	// path (made absolute from the config file's directory; as given in
+	// quick mode). LogFile is where every other line goes: "stderr" or a
+	// file path. Both default to "stderr".
+	AccessLog, LogFile string
 
 	Rules []Rule
 }

@@ -81,6 +81,7 @@ type Metrics struct {
 	certs           atomic.Pointer[func() []Certificate]
 	process         process
 	queues          atomic.Pointer[func() []QueueLength] // see queue.go
+	logDrops        atomic.Pointer[func() uint64]
 
 	mu    sync.Mutex       // guards the following fields
 	rules map[string]*Rule // by rule name
@@ -108,6 +109,7 @@ func New(reg *prometheus.Registry) (*Metrics, error) {
 		certCollector{m},
 		processCollector{&m.process},
 		queueCollector{m},
+		logCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {

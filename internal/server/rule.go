@@ -109,7 +109,7 @@ func (r *rule) run() {
 	r.updateRoutes()
 	r.s.restore(r)
 	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{
-		Logger: r.s.logger, Pools: r.s.pools, Parker: r.s.parker, Engine: r.s.engine, Workers: r.s.workers, IDs: &r.s.ids, Table: r.table,
+		Logger: r.s.logger, AccessLogger: r.s.access, Pools: r.s.pools, Parker: r.s.parker, Engine: r.s.engine, Workers: r.s.workers, IDs: &r.s.ids, Table: r.table,
 	})
 	for _, ln := range r.lns {
 		r.serve(ln)

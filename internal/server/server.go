@@ -25,6 +25,8 @@ import (
 // Options are what a Server is built from. Only Logger is required.
 type Options struct {
 	Logger *slog.Logger
+	// AccessLogger takes the access lines; nil: Logger.
+	AccessLogger *slog.Logger
 	// Metrics receives the counters of every rule; nil: not counted.
 	Metrics *metrics.Metrics
 	// Inherited are listening sockets handed over by the process this one
@@ -35,6 +37,7 @@ type Options struct {
 // Server runs the rules of a configuration.
 type Server struct {
 	logger    *slog.Logger
+	access    *slog.Logger // the access lines' logger
 	metrics   *metrics.Metrics
 	inherited *handover.Inherited
 	pools     *relay.Pools
@@ -89,8 +92,13 @@ func New(opts Options) *Server {
 		logger.Warn("each connection will be relayed by two goroutines: cannot start the event loops", "error", err.Error())
 		engine = nil
 	}
+	access := opts.AccessLogger
+	if access == nil {
+		access = logger
+	}
 	s := &Server{
 		logger:     logger,
+		access:     access,
 		metrics:    opts.Metrics,
 		inherited:  opts.Inherited,
 		pools:      relay.NewPools(0),

@@ -115,7 +115,7 @@ func udpRule(r *rule) *udp.Rule {
 
 // start serves the bound socket.
 func (u *udpSide) start(s *Server, r *rule, logger *slog.Logger) {
-	u.svc = udp.NewService(udpRule(r), udp.Deps{Logger: s.logger, IDs: &s.ids, Table: r.table})
+	u.svc = udp.NewService(udpRule(r), udp.Deps{Logger: s.logger, AccessLogger: s.access, IDs: &s.ids, Table: r.table})
 	u.done = make(chan struct{})
 	go func() {
 		defer close(u.done)

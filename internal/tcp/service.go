@@ -71,6 +71,9 @@ type Deps struct {
 	Workers *workers.Pool    // goroutines with grown stacks for dials and relays; may be nil
 	IDs     *conntrack.IDs   // connection ids unique in the process
 	Table   *conntrack.Table // the rule's live connections
+
+	// AccessLogger takes the access lines; nil: Logger.
+	AccessLogger *slog.Logger
 }
 
 // Service serves one rule's TCP listener(s).
@@ -92,6 +95,9 @@ type Service struct {
 
 // NewService returns a service for rule.
 func NewService(rule *Rule, deps Deps) *Service {
+	if deps.AccessLogger == nil {
+		deps.AccessLogger = deps.Logger
+	}
 	s := &Service{deps: deps, spawn: func(f func()) { go f() }, setups: make(chan struct{}, maxSetups)}
 	if deps.Workers != nil {
 		s.spawn = deps.Workers.Go
@@ -174,5 +180,5 @@ func (s *Service) logAccess(cn *conn, res relay.Result) {
 		line.Route, line.SNI, line.ALPN = rt.name, rt.seen.ServerName, rt.seen.ALPN
 		line.TLSVersion, line.TLSCipher = rt.tlsVersion, rt.tlsCipher
 	}
-	line.Log(s.deps.Logger)
+	line.Log(s.deps.AccessLogger)
 }

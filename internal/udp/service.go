@@ -141,6 +141,9 @@ type Deps struct {
 	Logger *slog.Logger
 	IDs    *conntrack.IDs   // session ids unique in the process
 	Table  *conntrack.Table // the rule's live connections and sessions
+
+	// AccessLogger takes the access lines; nil: Logger.
+	AccessLogger *slog.Logger
 }
 
 // Service serves one rule's UDP sockets: one, or a group sharing the
@@ -184,6 +187,9 @@ type counters struct {
 func NewService(rule *Rule, deps Deps) *Service {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.AccessLogger == nil {
+		deps.AccessLogger = deps.Logger
 	}
 	if deps.IDs == nil {
 		deps.IDs = new(conntrack.IDs)

@@ -237,5 +237,5 @@ func (s *Service) logAccess(ss *session, backendName string, end access.End, err
 		Datagrams: &access.Datagrams{Up: t.upDgrams.Load(), Down: t.downDgrams.Load(), Dropped: ss.dropped.Load()},
 		Start:     ss.start, End: end, Err: err,
 	}
-	line.Log(s.deps.Logger)
+	line.Log(s.deps.AccessLogger)
 }
