@@ -120,28 +120,22 @@ func (r *rule) run() {
 	}
 }
 
-// testHookServe, set only by tests, is called first in every accept
-// loop's goroutine: a test holds it there to stand for a scheduler that
-// runs the goroutine late.
-var testHookServe func()
-
-// serve runs an accept loop on ln for the rule's TCP side.
+// serve makes the rule's TCP side accept on ln. Where the engine's loops
+// accept, no goroutine waits for ln: the service tells the rule when it
+// stops accepting on it.
 func (r *rule) serve(ln net.Listener) {
 	r.serves.Add(1)
 	logger, name := r.logger, r.cfg.Name // r's fields change on reload
-	accept := r.tcp.Take(ln)             // before the goroutine: a reload or stop right now closes ln
-	go func() {
+	// ended is told nil when sluice closed ln itself: a stop, an upgrade,
+	// or a reload that moved or removed it. It must not block (see
+	// tcp.Service.Take): a failure is told on a goroutine of its own.
+	r.tcp.Take(ln, func(err error) {
 		defer r.serves.Done()
-		if testHookServe != nil {
-			testHookServe()
-		}
-		// The loop returns nil when sluice closed ln itself: a stop, an
-		// upgrade, or a reload that moved or removed it.
-		if err := accept(); err != nil {
+		if err != nil {
 			logger.Error("accept loop stopped", "listen", ln.Addr().String(), "error", err.Error())
 			r.fail(ln, fmt.Sprintf("rule %q: listen %s: %v", name, ln.Addr(), err))
 		}
-	}()
+	})
 	r.logger.Info("listening", "listen", r.cfg.Listen.String(), "proto", "tcp", "backends", len(r.cfg.Backends))
 }
 
