@@ -65,8 +65,11 @@ type figure struct {
 	udp bool
 	// tls marks the TLS figures (tlsfigures.go): they run through the
 	// forwarders' tlsArgv.
-	tls  *tlsFigure
-	rows []row
+	tls *tlsFigure
+	// listeners marks the listeners figures (listeners.go): sluice alone,
+	// on many ports.
+	listeners *listenersFigure
+	rows      []row
 	// run measures through e and returns one value per row (but the cpu
 	// row's, which the runner adds). An error means the forwarder
 	// misbehaved (lost or corrupted bytes, died, refused to hold

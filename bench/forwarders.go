@@ -31,6 +31,9 @@ type forwarder struct {
 	// configuration spec describes; nil when the forwarder does not take
 	// part in them, and for the direct connection.
 	tlsArgv func(dir string, spec tlsSpec) ([]string, error)
+	// bin is sluice's binary, for the figures that write sluice's own
+	// config (listeners.go); empty for the peers, direct and sluice-1w.
+	bin string
 	// notes describe how the forwarder was configured, for the footer.
 	notes []string
 	// peer marks another project's forwarder: its failures are shown but
@@ -104,6 +107,7 @@ func probeSluice(ctx context.Context, o setupOptions) (forwarder, string, error)
 	f := forwarder{
 		name:    "sluice",
 		version: version,
+		bin:     bin,
 		argv: func(_, listen, backend string) ([]string, error) {
 			return []string{bin, "-l", listen, "-r", backend, "--log-level", "warn"}, nil
 		},
@@ -130,6 +134,7 @@ func baseSluice(ctx context.Context, bin string) forwarder {
 	return forwarder{
 		name:    "sluice-base",
 		version: version + " (" + bin + ")",
+		bin:     bin,
 		argv: func(_, listen, backend string) ([]string, error) {
 			return []string{bin, "-l", listen, "-r", backend, "--log-level", "warn"}, nil
 		},
@@ -157,6 +162,7 @@ func probeSluiceOneWorker(ctx context.Context, o setupOptions) (forwarder, strin
 	}
 	f.udpArgv = sluiceUDPArgv(o.sluiceBin, 1)
 	f.tlsArgv = nil // the TLS figures compare sluice with the peers
+	f.bin = ""      // and the listeners figures measure sluice's default
 	f.variants = nil
 	f.notes = []string{"sluice-1w: sluice with --workers 1 (one event loop accepts for the rule; its UDP: one socket, one loop)"}
 	return f, "", nil

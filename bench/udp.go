@@ -61,6 +61,8 @@ func (f forwarder) relays(fig figure) bool {
 		return f.udpArgv != nil
 	case fig.tls != nil:
 		return f.tlsArgv != nil
+	case fig.listeners != nil:
+		return f.bin != ""
 	}
 	return f.argv != nil
 }
