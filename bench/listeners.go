@@ -112,8 +112,8 @@ func listenersRun(ctx context.Context, e env, f forwarder, dir, cfg string, firs
 	begin := time.Now()
 	p, tail, err := startSluiceConfig(ctx, f, dir, cfg)
 	if err != nil {
-		if strings.Contains(err.Error(), listenersRangeText(first, n)) && !strings.Contains(err.Error(), "in use") {
-			return result{}, unsupportedError{"column skipped: this sluice refuses a port range in listen (" + refusal(err) + ")"}
+		if text := listenersRangeText(first, n); strings.Contains(err.Error(), text) && !strings.Contains(err.Error(), "in use") {
+			return result{}, unsupportedError{"column skipped: this sluice refuses a port range in listen (" + refusal(err, text) + ")"}
 		}
 		return result{}, err
 	}
@@ -129,10 +129,11 @@ func listenersRun(ctx context.Context, e env, f forwarder, dir, cfg string, firs
 	return result{values: s.values()}, nil
 }
 
-// refusal returns the line of err that names the range: sluice's own words.
-func refusal(err error) string {
+// refusal returns the line of err that names the range text: sluice's
+// own words.
+func refusal(err error, text string) string {
 	for _, line := range strings.Split(err.Error(), "\n") {
-		if strings.Contains(line, "listen") && strings.Contains(line, "-") {
+		if strings.Contains(line, text) {
 			return strings.TrimSpace(line)
 		}
 	}
