@@ -219,10 +219,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// allFigures returns every figure in table order: TCP, TLS, UDP, and the
-// listeners figures, on ports ports.
+// allFigures returns every figure in table order: TCP, state changes,
+// TLS, UDP, and the listeners figures, on ports ports.
 func allFigures(ports int) []figure {
-	return append(append(append(figures(), tlsFigures()...), udpFigures()...), listenersFigures(ports)...)
+	return slices.Concat(figures(), stateFigures(), tlsFigures(), udpFigures(), listenersFigures(ports))
 }
 
 // selectFigures keeps the figures whose names contain one of parts, or all

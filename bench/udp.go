@@ -63,6 +63,8 @@ func (f forwarder) relays(fig figure) bool {
 		return f.tlsArgv != nil
 	case fig.listeners != nil:
 		return f.bin != ""
+	case fig.states != nil:
+		return f.statesArgv != nil
 	}
 	return f.argv != nil
 }
