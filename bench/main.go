@@ -209,9 +209,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// allFigures returns every figure in table order: TCP, TLS, UDP.
+// allFigures returns every figure in table order: TCP, state changes,
+// TLS, UDP.
 func allFigures() []figure {
-	return append(append(figures(), tlsFigures()...), udpFigures()...)
+	return slices.Concat(figures(), stateFigures(), tlsFigures(), udpFigures())
 }
 
 // selectFigures keeps the figures whose names contain one of parts, or all
