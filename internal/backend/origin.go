@@ -136,7 +136,9 @@ func CheckOrigin(src Source, mark uint32) error {
 		key, verb = key+" and "+what[1], "need"
 	}
 	if errors.Is(err, os.ErrPermission) {
-		return fmt.Errorf("%s %s CAP_NET_ADMIN, which sluice lacks (%w): run it as root, or grant it the capability (in its systemd unit: AmbientCapabilities=CAP_NET_ADMIN; for a binary run by hand: setcap cap_net_admin+ep)", key, verb, err)
+		return fmt.Errorf("%s %s CAP_NET_ADMIN, which sluice lacks (%w): run it as root, or grant it the capability: "+
+			"under systemd, AmbientCapabilities=CAP_NET_ADMIN and CapabilityBoundingSet=CAP_NET_ADMIN in a drop-in (beside the unit's CAP_NET_BIND_SERVICE); "+
+			"by hand, setcap cap_net_admin+ep on the binary", key, verb, err)
 	}
 	return fmt.Errorf("%s: %w", key, err)
 }
