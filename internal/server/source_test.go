@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"sluice/internal/backend"
 	"sluice/internal/testkit/loopback"
 )
 
@@ -60,5 +61,20 @@ func TestSourceGoesToPools(t *testing.T) {
 	}
 	if got := peerSeen(t, listen, ""); got != "127.0.0.3" {
 		t.Errorf("after the reload the rule's backend saw %s, want 127.0.0.3", got)
+	}
+}
+
+// TestSourceClientFromProxyHeader: with source = "client", the client a
+// trusted sender's PROXY header names is the address sluice connects to
+// the backend from.
+func TestSourceClientFromProxyHeader(t *testing.T) {
+	if backend.CheckOrigin(backend.Source{Client: true}, 0) != nil {
+		t.Skip("source = \"client\" needs CAP_NET_ADMIN, which this test process lacks")
+	}
+	listen := freeAddr(t)
+	startServer(t, parse(t, ruleTOML("web", listen, peerServer(t))+
+		"source = \"client\"\naccept_proxy_protocol = [\"127.0.0.1/32\"]\n"))
+	if got := peerSeen(t, listen, "PROXY TCP4 127.0.0.5 127.0.0.1 40000 80\r\n"); got != "127.0.0.5" {
+		t.Errorf("the backend saw %s, want the client the PROXY header names, 127.0.0.5", got)
 	}
 }
