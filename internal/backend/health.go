@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -83,7 +84,7 @@ func (p *Pool) checkOnce(ctx context.Context, b *Backend) {
 func (p *Pool) check(ctx context.Context, b *Backend) error {
 	ctx, cancel := context.WithTimeout(ctx, p.health.Timeout)
 	defer cancel()
-	conn, err := b.dial(ctx)
+	conn, err := b.dial(ctx, netip.Addr{})
 	if err != nil {
 		return err
 	}

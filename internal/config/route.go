@@ -68,6 +68,7 @@ func readRoute(rs source, raw *rawRoute, j int, up *upstreamSpec) (Route, opt[st
 	}
 	checkDuplicateBackends(rs, own.backends.val)
 	checkBackendTLSName(rs, &r.Upstream, own.backends.val)
+	checkSource(rs, opt[Address]{}, u.source, own.backends.val)
 	return r, name
 }
 

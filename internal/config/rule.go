@@ -289,6 +289,7 @@ func buildRule(s source, own, inh *ruleSpec) built {
 	checkUnix(s, r.Protocol, listen, up.backends.val)
 	checkDuplicateBackends(s, up.backends.val)
 	checkBackendTLSName(s, &r.Upstream, up.backends.val)
+	checkSource(s, listen, up.source, up.backends.val)
 	return built{Rule: r, src: s, listenOK: listen.set, listenLine: listen.line}
 }
 

@@ -83,6 +83,9 @@ func (r *rule) bindSides(tcp, udp bool) error {
 			return fmt.Errorf("rule %q: %w", rc.Name, err)
 		}
 	}
+	if err := checkOrigins(rc); err != nil {
+		return fmt.Errorf("rule %q: %w", rc.Name, err)
+	}
 	if tcp {
 		ln, err := r.s.listen(rc.Listen, r.s.effective(rc).CongestionControl)
 		if err != nil {
@@ -165,6 +168,22 @@ func (r *rule) failuresLocked() []string {
 	return out
 }
 
+// checkOrigins reports a source or mark of the rule's, or of one of its
+// routes', that this process lacks the capability for (see
+// backend.CheckOrigin), so that such a rule does not start, nor a reload
+// apply, to fail every connection.
+func checkOrigins(rc config.Rule) error {
+	if err := backend.CheckOrigin(backend.Source(rc.Source), rc.Mark); err != nil {
+		return err
+	}
+	for _, rt := range rc.Routes {
+		if err := backend.CheckOrigin(backend.Source(rt.Source), rt.Mark); err != nil {
+			return fmt.Errorf("route %q: %w", rt.Name, err)
+		}
+	}
+	return nil
+}
+
 // poolSettings is what the rule's backend pool is built from, speaking
 // TLS to its backends with client (nil: plain TCP).
 func (s *Server) poolSettings(rc config.Rule, client *tlsconf.Client) backend.Settings {
@@ -174,6 +193,7 @@ func (s *Server) poolSettings(rc config.Rule, client *tlsconf.Client) backend.Se
 		ConnectTimeout: rc.ConnectTimeout, ResolveTTL: rc.ResolveTTL,
 		CongestionControl: rc.CongestionControl,
 		SlowStart:         rc.SlowStart, QueueTimeout: rc.QueueTimeout, MaxQueue: rc.MaxQueue,
+		Source: backend.Source(rc.Source), Mark: rc.Mark,
 	}
 	if client != nil {
 		st.TLS, st.ObserveTLS = client, s.observeBackendTLS(rc.Name)
