@@ -33,6 +33,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -124,7 +125,15 @@ func Start(cmd *exec.Cmd, sockets []Socket, state []byte, timeout time.Duration)
 	keys := make([]string, len(sockets))
 	for i, s := range sockets {
 		keys[i] = s.Key
-		cmd.ExtraFiles = append(cmd.ExtraFiles, s.File)
+		f, err := inheritable(s.File)
+		if err != nil {
+			readyW.Close()
+			stateR.Close()
+			stateW.Close()
+			return fmt.Errorf("handing over %s: %w", s.Key, err)
+		}
+		defer f.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
 	}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, readyW, stateR)
 	if cmd.Env == nil {
@@ -141,6 +150,45 @@ func Start(cmd *exec.Cmd, sockets []Socket, state []byte, timeout time.Duration)
 	}
 	go writeState(stateW, state)
 	return awaitReady(cmd, readyR, timeout)
+}
+
+// inheritable returns a duplicate of the socket behind f for a new
+// process's ExtraFiles that leaves the socket as it is. A descriptor and
+// its duplicates share one open file, and its O_NONBLOCK: os/exec takes
+// each ExtraFile's descriptor with os.File.Fd, which puts a file that the
+// net package made (net.Listener.File) into blocking mode, and with it
+// the listener this process still accepts from, so that an event loop
+// would block in accept4 on an empty queue, with every relay on it. A
+// file from os.NewFile keeps the mode it has.
+func inheritable(f *os.File) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	dup := -1
+	var dupErr error
+	if err := rc.Control(func(fd uintptr) {
+		dup, dupErr = dupCloseOnExec(int(fd))
+	}); err != nil {
+		return nil, err
+	}
+	if dupErr != nil {
+		return nil, dupErr
+	}
+	return os.NewFile(uintptr(dup), f.Name()), nil
+}
+
+// dupCloseOnExec duplicates fd with close-on-exec set, so that no other
+// process started meanwhile inherits it.
+func dupCloseOnExec(fd int) (int, error) {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	nfd, err := syscall.Dup(fd)
+	if err != nil {
+		return -1, os.NewSyscallError("dup", err)
+	}
+	syscall.CloseOnExec(nfd)
+	return nfd, nil
 }
 
 // writeState writes state on w and closes it. It returns once the new

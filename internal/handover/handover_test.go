@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // childEnv makes the test binary act as the new process of a hand-over:
@@ -378,4 +380,33 @@ func TestMemberKey(t *testing.T) {
 	if got := (*Inherited)(nil).TakeGroup(key); got != nil {
 		t.Errorf("a nil Inherited gave %v", got)
 	}
+}
+
+// TestStartKeepsSocketsNonBlocking: handing a socket over leaves it
+// non-blocking in this process. A descriptor and its duplicates share one
+// open file, whose O_NONBLOCK an exec.Cmd's ExtraFiles clears (os.File.Fd
+// puts a file in blocking mode); an event loop accepting from the
+// listener would then block in accept4 on an empty queue, with every relay
+// of its loop.
+func TestStartKeepsSocketsNonBlocking(t *testing.T) {
+	lns, socks := listeners(t, 2)
+	// A new process that takes no socket: the net package, taking one,
+	// would make the open file non-blocking again.
+	cmd, out, err := startChildState(t, "state", socks, nil, time.Minute)
+	if err != nil {
+		t.Fatalf("Start: %v\n%s", err, out())
+	}
+	for _, ln := range lns {
+		rc, err := ln.(*net.TCPListener).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flags int
+		var ferr error
+		rc.Control(func(fd uintptr) { flags, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0) })
+		if ferr != nil || flags&unix.O_NONBLOCK == 0 {
+			t.Errorf("listener %s after the hand-over: flags %#x (%v), want O_NONBLOCK", ln.Addr(), flags, ferr)
+		}
+	}
+	waitGone(t, cmd.Process.Pid)
 }
