@@ -220,9 +220,10 @@ func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend,
 	return a.Dial(ctx)
 }
 
-// dial connects to the backend within ctx. A host name is resolved and its
-// addresses are tried in order, each getting a fair share of the time left.
-func (b *Backend) dial(ctx context.Context) (net.Conn, error) {
+// dial connects to the backend within ctx, on port (a unix backend has
+// none: its path). A host name is resolved and its addresses are tried in
+// order, each getting a fair share of the time left.
+func (b *Backend) dial(ctx context.Context, port uint16) (net.Conn, error) {
 	a := b.cfg.Address
 	d := &b.pool.dialer
 	if a.Network == "unix" || b.isLiteral {
@@ -231,7 +232,7 @@ func (b *Backend) dial(ctx context.Context) (net.Conn, error) {
 		if a.Network == "unix" {
 			conn, err = b.dialUnix(ctx)
 		} else {
-			conn, err = d.DialContext(ctx, "tcp", a.String())
+			conn, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(b.literal.Addr(), port).String())
 		}
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", a, err)
@@ -244,7 +245,7 @@ func (b *Backend) dial(ctx context.Context) (net.Conn, error) {
 	}
 	for i, ip := range addrs {
 		actx, cancel := partialDeadline(ctx, len(addrs)-i)
-		conn, err := d.DialContext(actx, "tcp", netip.AddrPortFrom(ip, a.Port).String())
+		conn, err := d.DialContext(actx, "tcp", netip.AddrPortFrom(ip, port).String())
 		cancel()
 		if err == nil {
 			return conn, nil
