@@ -55,7 +55,7 @@ func (s *Server) Reload(cfg *config.Config) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	changes, unchanged := s.plan(old, cfg)
+	changes, unchanged := s.plan(old, cfg, files)
 	if err := bindChanges(changes); err != nil {
 		return Report{}, err
 	}
@@ -86,14 +86,16 @@ func (s *Server) runningRules() (map[string]*rule, error) {
 // plan compares cfg with the running rules (old, by name). It returns a
 // change for every rule of cfg that is new or differs, in config order,
 // with the new rule prepared but no socket bound, and the names of the
-// rules that stay as they are.
-func (s *Server) plan(old map[string]*rule, cfg *config.Config) ([]*change, []string) {
+// rules that stay as they are. A rule whose config is the same but whose
+// [backend_tls] files now hold something else (a renewed CA or client
+// certificate) changes too: its pools are built anew, as for new settings.
+func (s *Server) plan(old map[string]*rule, cfg *config.Config, files map[string]tlsFiles) ([]*change, []string) {
 	gone := goneByListen(old, cfg)
 	unchanged := []string{}
 	var changes []*change
 	for _, rc := range cfg.Rules {
 		o := old[rc.Name]
-		if o != nil && reflect.DeepEqual(o.cfg, rc) {
+		if o != nil && reflect.DeepEqual(o.cfg, rc) && !o.backendTLSChanged(files[rc.Name]) {
 			unchanged = append(unchanged, rc.Name)
 			continue
 		}

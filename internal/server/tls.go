@@ -110,6 +110,21 @@ func (r *rule) setTLS(f tlsFiles) {
 	r.backendTLS = f.backends
 }
 
+// backendTLSChanged reports whether the [backend_tls] files read in f
+// differ from those the rule's pools were built with, by settings or by
+// the files' contents. Only reloads, which run one at a time, write them.
+func (r *rule) backendTLSChanged(f tlsFiles) bool {
+	if len(f.backends) != len(r.backendTLS) {
+		return true
+	}
+	for route, c := range f.backends {
+		if !c.Equal(r.backendTLS[route]) {
+			return true
+		}
+	}
+	return false
+}
+
 // hold returns h holding srv (a new Holder when h is nil); nil when srv
 // is nil.
 func hold(h *tlsconf.Holder, srv *tlsconf.Server) *tlsconf.Holder {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -463,5 +464,63 @@ func TestTLSHalfClose(t *testing.T) {
 	got, err := io.ReadAll(c)
 	if err != nil || string(got) != "got 100000 bytes" {
 		t.Fatalf("answer %q, %v: want the backend's whole answer and a close_notify", got, err)
+	}
+}
+
+// TestBackendTLSRenewalByReload: a reload that leaves a rule's config as it
+// is still reads its [backend_tls] files again, and a changed file (a CA
+// that now trusts the backend) applies to new connections, on the rule's
+// own backends and on a route's.
+func TestBackendTLSRenewalByReload(t *testing.T) {
+	ca, other := testca.New(t, "ca"), testca.New(t, "other")
+	backend := tlsEcho(t, "b", other.Issue(t, "b", "127.0.0.1"))
+	caFile := filepath.Join(t.TempDir(), "backend-ca.pem")
+	copyFile(t, ca.File(t), caFile)
+	la := freeAddr(t)
+	toml := fmt.Sprintf(`[[rule]]
+name = "origin"
+listen = %q
+backends = [%q]
+backend_tls = { ca = %q }
+health_check = "off"
+`, la, backend, caFile)
+	ts := startTLS(t, parse(t, toml))
+	if got := tryAsk(la, "before"); got == "b before" {
+		t.Fatal("the backend verified against a CA that did not sign it")
+	}
+	copyFile(t, other.File(t), caFile) // the operator installs the right CA
+	if _, err := ts.Reload(parse(t, toml)); err != nil {
+		t.Fatal(err)
+	}
+	if got := tryAsk(la, "after"); got != "b after" {
+		t.Fatalf("after the reload with the new CA file: %q, want the backend's answer", got)
+	}
+}
+
+// tryAsk sends a line to addr and returns the answer, or the error.
+func tryAsk(addr, line string) string {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintln(c, line)
+	answer, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err.Error()
+	}
+	return strings.TrimSpace(answer)
+}
+
+// copyFile copies the file at from to to.
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
