@@ -196,7 +196,7 @@ func (s *Service) track(cn *conn, b *backend.Backend) {
 	cn.entry = conntrack.Entry{
 		ID: s.deps.IDs.Next(), Rule: cn.rule.Name, Proto: "tcp",
 		Client: access.ClientName(cn.client), Listen: cn.rule.listenPort(cn.port),
-		Since:  cn.start, Bytes: &cn.counters,
+		Since: cn.start, Bytes: &cn.counters,
 		Stop: func(reason access.End) { cn.relay.Stop(reason) },
 	}
 	if b != nil {
