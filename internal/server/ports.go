@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"sluice/internal/config"
+	"sluice/internal/udp"
 )
 
 // A rule listens on one address, or on every port of a range: one TCP
@@ -86,4 +87,29 @@ func listenError(rc config.Rule, a config.Address, side string, err error) error
 		return fmt.Errorf("rule %q: listen %s%s: port %d: %w (no port of the range is bound)", rc.Name, rc.Listen, side, a.Port, err)
 	}
 	return fmt.Errorf("rule %q: listen %s%s: %w", rc.Name, rc.Listen, side, err)
+}
+
+// Footprint is what a config's rules hold in file descriptors while no
+// client is connected: a listening socket per TCP port (the engine's loops
+// share it), and per UDP port a group of sockets with their event loops.
+type Footprint struct {
+	TCPPorts, UDPPorts int // ports listened on
+	Descriptors        int // held while idle
+}
+
+// FootprintOf returns cfg's footprint.
+func FootprintOf(cfg *config.Config) Footprint {
+	var f Footprint
+	for _, rc := range cfg.Rules {
+		n := rc.Listen.Ports()
+		if rc.Protocol.HasTCP() {
+			f.TCPPorts += n
+			f.Descriptors += n
+		}
+		if rc.Protocol.HasUDP() {
+			f.UDPPorts += n
+			f.Descriptors += n * udp.Descriptors(rc.Workers)
+		}
+	}
+	return f
 }

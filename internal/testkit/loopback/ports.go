@@ -20,8 +20,8 @@ const (
 // PortRange finds n consecutive ports on 127.0.0.1 that bind (a function
 // that opens what the test needs on one port: a listener, say) accepts,
 // and returns the first. What bind opened stays open until the test ends.
-// It starts at a random port and moves past any port that will not bind;
-// the test fails when no such run of ports turns up.
+// It starts at a random port and moves past a port that will not bind, or
+// to another random port; the test fails when no such run turns up.
 func PortRange(t testing.TB, n int, bind func(port uint16) (io.Closer, error)) uint16 {
 	t.Helper()
 	base, held := findRange(t, n, bind)
@@ -44,14 +44,17 @@ func FreePorts(t testing.TB, n int) uint16 {
 func findRange(t testing.TB, n int, bind func(uint16) (io.Closer, error)) (uint16, []io.Closer) {
 	t.Helper()
 	base := rangeLow + rand.IntN(rangeHigh-rangeLow-n)
-	for range 50 {
+	for range 500 {
 		held, failed := bindRun(base, n, bind)
 		if failed < 0 {
 			return uint16(base), held
 		}
 		closeAll(held)
+		// Past the port that failed, unless that was the first: then the
+		// run starts somewhere else, not one port on in a block of ports
+		// another program holds.
 		base = failed + 1
-		if base+n > rangeHigh {
+		if len(held) == 0 || base+n > rangeHigh {
 			base = rangeLow + rand.IntN(rangeHigh-rangeLow-n)
 		}
 	}
