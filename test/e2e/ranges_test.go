@@ -275,11 +275,13 @@ func TestPortRangeReloadUnderLoad(t *testing.T) {
 	}
 	from := 0
 	for _, s := range steps[1:] {
+		waitConnects(t, &connects, connects.Load()+50)
 		rewriteFile(t, path, cfg(listen, s))
 		p.signal(syscall.SIGHUP)
 		_, from = p.waitFrom(from, "reloaded", isMsg("reloaded"))
 		checkRangeStep(t, listen, back, span, s.from, s.n)
 	}
+	waitConnects(t, &connects, connects.Load()+50)
 	stop.Store(true)
 	wg.Wait()
 	if failures.Load() != 0 {
@@ -287,6 +289,18 @@ func TestPortRangeReloadUnderLoad(t *testing.T) {
 		t.Fatalf("%d of %d connects to kept ports failed across the reloads", failures.Load(), connects.Load())
 	}
 	t.Logf("%d connects to kept ports across 3 reloads, none failed", connects.Load())
+}
+
+// waitConnects waits (bounded) until the load has made n connects.
+func waitConnects(t *testing.T, connects *atomic.Int64, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for connects.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connects within %v, want %d", connects.Load(), waitLimit, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // checkRangeStep checks that listen+from to listen+from+n-1 reach the
