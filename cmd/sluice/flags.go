@@ -188,6 +188,6 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	fmt.Fprint(stdout, cfg.Format())
-	reportDescriptors(stderr, cfg)
+	reportDescriptors(stdout, stderr, cfg)
 	return exitOK
 }

@@ -336,8 +336,8 @@ func TestCheckPortRange(t *testing.T) {
 		!strings.Contains(res.stdout, "port = 8080") {
 		t.Fatalf("check of a range: %v", res)
 	}
-	if !strings.Contains(res.stderr, "1000 TCP and 1000 UDP listening ports hold 4000 file descriptors") || strings.Contains(res.stderr, "warning") {
-		t.Errorf("check's descriptor line: %q", res.stderr)
+	if !strings.Contains(res.stdout, "\n# 1000 TCP and 1000 UDP listening ports hold 4000 file descriptors") || strings.Contains(res.stderr, "warning") {
+		t.Errorf("check's descriptor comment: %v", res)
 	}
 	low := runSluice(t, func(cmd *exec.Cmd) {
 		cmd.Args = []string{"sh", "-c", `ulimit -n 2000 && exec "$0" "$@"`, sluiceBin, "check", "-c", path}
