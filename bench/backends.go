@@ -27,7 +27,8 @@ type backendKind int
 //     nanoseconds; the source sends the seed's pattern stream for that long,
 //     then FIN; the client answers with the number of bytes it received
 //     (8 bytes) and the source checks it against what it sent.
-//   - echo: every byte is sent back; FIN is answered with FIN.
+//   - echo: every byte is sent back; FIN is answered with FIN. Echo 2 is
+//     a second one, for the rule with two backends (statefigures.go).
 //   - hello sink: one TLS handshake record (a ClientHello), then as sink.
 //   - TLS echo, TLS sink: a TLS server (tls.go), then as echo or sink.
 //   - decoys: the backends of the passthrough rule's routes that no client
@@ -43,6 +44,7 @@ const (
 	tlsSinkBackend
 	decoyOneBackend
 	decoyTwoBackend
+	echoTwoBackend
 	numBackends
 )
 
@@ -55,6 +57,8 @@ func (k backendKind) String() string {
 		return "source"
 	case echoBackend:
 		return "echo"
+	case echoTwoBackend:
+		return "echo 2"
 	case helloSinkBackend:
 		return "hello sink"
 	case tlsEchoBackend:
@@ -196,7 +200,7 @@ func (b *backends) untrack(c net.Conn) {
 func (b *backends) serve(k backendKind, ln net.Listener) {
 	defer b.wg.Done()
 	handle := map[backendKind]func(halfConn){
-		sinkBackend: b.sink, sourceBackend: b.source, echoBackend: echo,
+		sinkBackend: b.sink, sourceBackend: b.source, echoBackend: echo, echoTwoBackend: echo,
 		helloSinkBackend: b.helloSink, tlsEchoBackend: b.tlsServe(echo), tlsSinkBackend: b.tlsServe(b.sink),
 		decoyOneBackend: b.decoy(sniNames[0]), decoyTwoBackend: b.decoy(sniNames[1]),
 	}[k]

@@ -44,6 +44,7 @@ type env struct {
 	idleN int         // connections for the idle figure
 	udp   *udpBackend // the UDP figures' backend (udp.go); nil for the others
 	tls   *tlsClient  // how the TLS figures' clients speak TLS
+	api   *stateAPI   // the forwarder's admin API, for the state figure; nil for the others
 }
 
 // result is what a figure measured through one forwarder.
@@ -65,8 +66,14 @@ type figure struct {
 	udp bool
 	// tls marks the TLS figures (tlsfigures.go): they run through the
 	// forwarders' tlsArgv.
-	tls  *tlsFigure
-	rows []row
+	tls *tlsFigure
+	// listeners marks the listeners figures (listeners.go): sluice alone,
+	// on many ports.
+	listeners *listenersFigure
+	// states marks the state-changes figure (statefigures.go): it runs
+	// through the forwarders' statesArgv.
+	states *stateFigure
+	rows   []row
 	// run measures through e and returns one value per row (but the cpu
 	// row's, which the runner adds). An error means the forwarder
 	// misbehaved (lost or corrupted bytes, died, refused to hold

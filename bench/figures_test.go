@@ -143,7 +143,7 @@ func TestIdleNeedsProcess(t *testing.T) {
 // rows with one label would share their values.
 func TestRowLabelsAreUnique(t *testing.T) {
 	seen := make(map[string]bool)
-	for _, fig := range append(figures(), udpFigures()...) {
+	for _, fig := range allFigures(defaultPorts) {
 		for _, rw := range fig.rows {
 			if seen[rw.label] {
 				t.Errorf("two rows labelled %q", rw.label)

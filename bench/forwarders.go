@@ -31,6 +31,12 @@ type forwarder struct {
 	// configuration spec describes; nil when the forwarder does not take
 	// part in them, and for the direct connection.
 	tlsArgv func(dir string, spec tlsSpec) ([]string, error)
+	// bin is sluice's binary, for the figures that write sluice's own
+	// config (listeners.go); empty for the peers, direct and sluice-1w.
+	bin string
+	// statesArgv is argv for the state-changes figure (statefigures.go),
+	// with an admin API; nil for the forwarders that have none.
+	statesArgv func(dir string, spec stateSpec) ([]string, error)
 	// notes describe how the forwarder was configured, for the footer.
 	notes []string
 	// peer marks another project's forwarder: its failures are shown but
@@ -104,14 +110,16 @@ func probeSluice(ctx context.Context, o setupOptions) (forwarder, string, error)
 	f := forwarder{
 		name:    "sluice",
 		version: version,
+		bin:     bin,
 		argv: func(_, listen, backend string) ([]string, error) {
 			return []string{bin, "-l", listen, "-r", backend, "--log-level", "warn"}, nil
 		},
-		udpArgv: sluiceUDPArgv(bin, udpLoops),
-		tlsArgv: sluiceTLSArgv(bin),
+		udpArgv:    sluiceUDPArgv(bin, udpLoops),
+		tlsArgv:    sluiceTLSArgv(bin),
+		statesArgv: sluiceStatesArgv(bin),
 		notes: []string{"sluice: quick mode, --log-level warn (no access log lines), congestion_control auto: cubic on its sockets to loopback peers" +
 			" (system default here: " + congestion.SystemDefault() + ", which the bench's own sockets and the peers use)",
-			fmt.Sprintf("sluice (udp): --workers %d (that many SO_REUSEPORT sockets, a loop each)", udpLoops), sluiceTLSNote},
+			fmt.Sprintf("sluice (udp): --workers %d (that many SO_REUSEPORT sockets, a loop each)", udpLoops), sluiceTLSNote, sluiceStatesNote()},
 	}
 	if o.baseBin != "" {
 		f.variants = []forwarder{baseSluice(ctx, o.baseBin)}
@@ -130,14 +138,16 @@ func baseSluice(ctx context.Context, bin string) forwarder {
 	return forwarder{
 		name:    "sluice-base",
 		version: version + " (" + bin + ")",
+		bin:     bin,
 		argv: func(_, listen, backend string) ([]string, error) {
 			return []string{bin, "-l", listen, "-r", backend, "--log-level", "warn"}, nil
 		},
 		udpArgv: func(_, listen, backend string) ([]string, error) {
 			return []string{bin, "-l", listen, "-r", backend, "-p", "udp", "--log-level", "warn"}, nil
 		},
-		tlsArgv: sluiceTLSArgv(bin),
-		notes:   []string{"sluice-base: " + bin + ", run as sluice is (its UDP with its default loops)"},
+		tlsArgv:    sluiceTLSArgv(bin),
+		statesArgv: sluiceStatesArgv(bin),
+		notes:      []string{"sluice-base: " + bin + ", run as sluice is (its UDP with its default loops)"},
 	}
 }
 
@@ -156,7 +166,9 @@ func probeSluiceOneWorker(ctx context.Context, o setupOptions) (forwarder, strin
 		return append(a, "--workers", "1"), err
 	}
 	f.udpArgv = sluiceUDPArgv(o.sluiceBin, 1)
-	f.tlsArgv = nil // the TLS figures compare sluice with the peers
+	f.tlsArgv = nil    // the TLS figures compare sluice with the peers
+	f.statesArgv = nil // and the state figure measures the API, not the loops
+	f.bin = ""         // and the listeners figures measure sluice's default
 	f.variants = nil
 	f.notes = []string{"sluice-1w: sluice with --workers 1 (one event loop accepts for the rule; its UDP: one socket, one loop)"}
 	return f, "", nil
@@ -333,7 +345,7 @@ func nginxStreamModule(v string) (loadModule, skip string) {
 
 // direct reports whether f is the direct connection, which has no process.
 func (f forwarder) direct() bool {
-	return f.argv == nil && f.udpArgv == nil && f.tlsArgv == nil
+	return f.argv == nil && f.udpArgv == nil && f.tlsArgv == nil && f.statesArgv == nil
 }
 
 // launch starts f in front of backend and returns the address clients dial

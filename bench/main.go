@@ -5,7 +5,7 @@
 //
 // Usage, from the module root:
 //
-//	go run ./bench [-d 5s] [-idle 5000] [-rounds 1] [-smoke] [-only sluice,haproxy,nginx,socat] [-figures PARTS] [-sluice PATH] [-base PATH]
+//	go run ./bench [-d 5s] [-idle 5000] [-rounds 1] [-smoke] [-only sluice,haproxy,nginx,socat] [-figures PARTS] [-ports 10000] [-sluice PATH] [-base PATH]
 //
 // The bench builds sluice from ./cmd/sluice unless -sluice names a binary,
 // and runs each peer that is installed. Every forwarder is its own process
@@ -76,6 +76,7 @@ type options struct {
 	sluiceBin string
 	baseBin   string   // a second sluice to measure beside the first; empty: none
 	figures   []string // name fragments; empty: every figure
+	ports     int      // ports of the listeners figures
 }
 
 // usageText heads -h's output.
@@ -88,6 +89,8 @@ socket, connect, write, read, close; no socket options), so that the
 bench's own CPU does not bound the figure on a small machine. The TLS
 figures (sni passthrough, tls termination) use a certificate the bench
 makes, and skip the column of a sluice that does not know their keys.
+The listeners figures run sluice alone on -ports TCP ports, as one rule
+with a port range and as a rule per port.
 
 `
 
@@ -102,11 +105,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	d := fs.Duration("d", 5*time.Second, "duration of each figure")
 	idleN := fs.Int("idle", 5000, "connections held open for the idle figure")
-	smoke := fs.Bool("smoke", false, "CI mode: about 1s per figure and 500 idle connections")
+	smoke := fs.Bool("smoke", false, "CI mode: about 1s per figure, 500 idle connections and 1000 ports")
 	only := fs.String("only", strings.Join(peerNames(), ","), "comma-separated forwarders to measure besides direct")
 	rounds := fs.Int("rounds", 1, "run every figure this many times through each forwarder, taking turns, and print medians")
 	sluiceBin := fs.String("sluice", "", "use this sluice binary instead of building ./cmd/sluice")
 	baseBin := fs.String("base", "", "also measure this sluice binary, in a column sluice-base beside sluice: before and after a change in one run")
+	ports := fs.Int("ports", defaultPorts, "TCP ports sluice listens on in the listeners figures")
 	figs := fs.String("figures", "", "comma-separated parts of figure names to run (e.g. \"streams,udp\"; a whole name picks that figure only); empty: all")
 	if err := fs.Parse(args); err != nil {
 		return options{}, usageError{err.Error()}
@@ -114,7 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return options{}, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	o := options{d: *d, idleN: *idleN, rounds: *rounds, only: make(map[string]bool), sluiceBin: *sluiceBin, baseBin: *baseBin}
+	o := options{d: *d, idleN: *idleN, rounds: *rounds, only: make(map[string]bool), sluiceBin: *sluiceBin, baseBin: *baseBin, ports: *ports}
 	if *smoke {
 		set := make(map[string]bool)
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -123,6 +127,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		if !set["idle"] {
 			o.idleN = 500
+		}
+		if !set["ports"] {
+			o.ports = 1000
 		}
 	}
 	for name := range strings.SplitSeq(*only, ",") {
@@ -145,6 +152,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.rounds <= 0 {
 		return options{}, usageError{fmt.Sprintf("-rounds %d: must be positive", o.rounds)}
+	}
+	if o.ports < 2 {
+		return options{}, usageError{fmt.Sprintf("-ports %d: must be at least 2", o.ports)}
 	}
 	if o.idleN <= 0 {
 		return options{}, usageError{fmt.Sprintf("-idle %d: must be positive", o.idleN)}
@@ -191,7 +201,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer bk.close()
 	r := runner{fwds: fwds, bk: bk, d: o.d, idleN: o.idleN, rounds: o.rounds, tmp: tmp, progress: stderr, tlsm: tlsm, tlsc: tlsc}
-	figs, err := selectFigures(allFigures(), o.figures)
+	figs, err := selectFigures(allFigures(o.ports), o.figures)
 	if err != nil {
 		return err
 	}
@@ -209,9 +219,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// allFigures returns every figure in table order: TCP, TLS, UDP.
-func allFigures() []figure {
-	return append(append(figures(), tlsFigures()...), udpFigures()...)
+// allFigures returns every figure in table order: TCP, state changes,
+// TLS, UDP, and the listeners figures, on ports ports.
+func allFigures(ports int) []figure {
+	return slices.Concat(figures(), stateFigures(), tlsFigures(), udpFigures(), listenersFigures(ports))
 }
 
 // selectFigures keeps the figures whose names contain one of parts, or all

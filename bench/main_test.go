@@ -36,6 +36,9 @@ func TestParseFlags(t *testing.T) {
 				only = append(only, name)
 			}
 		}
+		if want := map[bool]int{true: 1000, false: defaultPorts}[tc.args != nil && tc.args[0] == "-smoke"]; o.ports != want {
+			t.Errorf("%q: ports %d, want %d", tc.args, o.ports, want)
+		}
 		if o.d != tc.d || o.idleN != tc.idleN || strings.Join(only, ",") != tc.only {
 			t.Errorf("%q: got d=%v idle=%d only=%v", tc.args, o.d, o.idleN, only)
 		}

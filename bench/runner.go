@@ -160,6 +160,12 @@ func (r *runner) measure(ctx context.Context, fig figure, f forwarder, dir strin
 	if fig.tls != nil {
 		return r.measureTLS(ctx, fig, f, dir)
 	}
+	if fig.listeners != nil {
+		return r.measureListeners(ctx, fig, f, dir)
+	}
+	if fig.states != nil {
+		return r.measureStates(ctx, fig, f, dir)
+	}
 	addr, p, err := launch(ctx, f, dir, r.bk.addr(fig.backend))
 	if err != nil {
 		return result{}, err

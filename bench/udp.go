@@ -61,6 +61,10 @@ func (f forwarder) relays(fig figure) bool {
 		return f.udpArgv != nil
 	case fig.tls != nil:
 		return f.tlsArgv != nil
+	case fig.listeners != nil:
+		return f.bin != ""
+	case fig.states != nil:
+		return f.statesArgv != nil
 	}
 	return f.argv != nil
 }

@@ -15,6 +15,8 @@ var modules = map[string]string{
 	"x/sys":      "golang.org/x/sys",
 	"go-toml":    "github.com/pelletier/go-toml/v2",
 	"prometheus": "github.com/prometheus/client_golang",
+	"etcd":       "go.etcd.io/etcd/client/v3",
+	"zap":        "go.uber.org/zap",
 }
 
 // TestArchitectureTable holds the package table of ARCHITECTURE.md to the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/fleet"
 )
 
 // backendTimeout bounds the API request of "sluice backend".
@@ -22,11 +24,14 @@ const backendTimeout = 10 * time.Second
 
 const backendUsage = `usage: sluice backend RULE ADDRESS ready|drain|maint [--weight N] [--route ROUTE]
                       [--admin ADDR] [--token-file FILE] [-c FILE]
+                      [--etcd URLS [--etcd-prefix P]]
 
 Sets a backend's state (and weight) through the admin API of a running
 sluice, and prints the backend as it is then. ADDRESS is the backend as
 configured (host:port or unix:/path). The admin address and token default
 to the config file's admin and admin_token (then $SLUICE_ADMIN_TOKEN).
+With --etcd URLS it writes the fleet's key state/backends/RULE/ROUTE/ADDRESS
+instead, which every instance following that etcd applies.
 
 flags:
 `
@@ -38,6 +43,7 @@ type backendCmd struct {
 	weight               int
 	admin, tokenFile     string
 	configFile           string
+	etcd                 etcdFlags // --etcd: write the fleet's key instead
 }
 
 // backend implements "sluice backend": a PUT to the admin API. A request
@@ -51,6 +57,13 @@ func backend(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sluice backend: %v\n", err)
 		fmt.Fprint(stderr, "run 'sluice backend -h' for usage\n")
 		return exitUsage
+	}
+	if c.etcd.endpoints != "" {
+		if err := c.putEtcd(stdout); err != nil {
+			fmt.Fprintf(stderr, "sluice backend: %v\n", err)
+			return exitConfig
+		}
+		return exitOK
 	}
 	base, token, err := c.endpoint()
 	if err != nil {
@@ -81,6 +94,7 @@ func parseBackendArgs(args []string, stderr io.Writer) (*backendCmd, error) {
 	fs.StringVar(&c.admin, "admin", "", "admin API `address` (default: the config's admin)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "read the admin token from this `file`")
 	fs.StringVar(&c.configFile, "c", "", "config `file` to take admin and admin_token from")
+	c.etcd.register(fs, false)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -100,7 +114,7 @@ func parseBackendArgs(args []string, stderr io.Writer) (*backendCmd, error) {
 		return nil, fmt.Errorf("state %q: want ready, drain or maint", c.state)
 	case flagSet(fs, "weight") && c.weight < 1:
 		return nil, fmt.Errorf("--weight %d: must be at least 1", c.weight)
-	case c.admin == "" && c.configFile == "":
+	case c.admin == "" && c.configFile == "" && c.etcd.endpoints == "":
 		return nil, errors.New("no admin address: give --admin ADDR or -c FILE")
 	}
 	return c, nil
@@ -183,4 +197,28 @@ func (c *backendCmd) put(base, token string) ([]byte, error) {
 		return reply, nil
 	}
 	return out.Bytes(), nil
+}
+
+// putEtcd stores the change as the fleet's backend state and prints the key
+// and what it holds.
+func (c *backendCmd) putEtcd(stdout io.Writer) error {
+	o, err := c.etcd.options()
+	if err != nil {
+		return err
+	}
+	cli, err := fleet.Connect(o)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	st := fleet.BackendState{Rule: c.rule, Route: c.route, Address: c.address, State: c.state, Weight: c.weight}
+	if err := fleet.PutBackend(context.Background(), cli, o, st); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: state %s", o.BackendKey(c.rule, c.route, c.address), c.state)
+	if c.weight > 0 {
+		fmt.Fprintf(stdout, ", weight %d", c.weight)
+	}
+	fmt.Fprintln(stdout)
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"sluice/internal/config"
+	"sluice/internal/fleet"
 )
 
 // adminTokenEnv names the environment variable that gives the admin token
@@ -27,6 +28,32 @@ type options struct {
 	logFormat  string
 	accessLog  string
 	logFile    string
+	etcd       etcdFlags
+}
+
+// etcdFlags say where a fleet's config lives (see internal/fleet).
+type etcdFlags struct {
+	endpoints, prefix, ca, cert, key string
+	instance, cache                  string // run mode only
+}
+
+// register adds the flags that reach etcd to fs; run adds --instance and
+// --etcd-cache too.
+func (e *etcdFlags) register(fs *flag.FlagSet, run bool) {
+	fs.StringVar(&e.endpoints, "etcd", "", "etcd `URLs`, comma-separated: take the config from etcd (a fleet)")
+	fs.StringVar(&e.prefix, "etcd-prefix", fleet.DefaultPrefix, "the `prefix` of sluice's keys in etcd")
+	fs.StringVar(&e.ca, "etcd-ca", "", "CA certificate `file` to verify etcd with")
+	fs.StringVar(&e.cert, "etcd-cert", "", "client certificate `file` for etcd")
+	fs.StringVar(&e.key, "etcd-key", "", "client key `file` for etcd")
+	if run {
+		fs.StringVar(&e.instance, "instance", "", "this instance's `name` under instances/ (default: host name and pid)")
+		fs.StringVar(&e.cache, "etcd-cache", "", "keep the last applied config in this `file`; served when etcd is unreachable at start")
+	}
+}
+
+// options returns the fleet options the flags and environment give.
+func (e *etcdFlags) options() (fleet.Options, error) {
+	return fleet.OptionsFrom(e.endpoints, e.prefix, e.ca, e.cert, e.key)
 }
 
 // listFlag is a repeatable string flag.
@@ -40,13 +67,17 @@ const usageText = `sluice forwards TCP and UDP ports.
 usage:
   sluice -l LISTEN -r REMOTE [-r REMOTE ...] [flags]   forward one port (quick mode)
   sluice -c FILE [flags]                               run every rule of a config file
+  sluice --etcd URLS [--etcd-prefix P] [--instance NAME] [--etcd-cache FILE] [flags]
+                                                       run the config stored in etcd, following it
+  sluice cluster push|pull|status --etcd URLS          store or print the fleet's config; list its instances
   sluice check -c FILE                                 validate a config, print it normalised
   sluice backend RULE ADDRESS ready|drain|maint [--weight N]
                                                        set a backend's state through the admin API
   sluice version
 
 LISTEN and REMOTE are host:port, :port, [v6]:port or unix:/path.
-The admin token may be given in $SLUICE_ADMIN_TOKEN.
+The admin token may be given in $SLUICE_ADMIN_TOKEN; etcd's user and password
+in $SLUICE_ETCD_USERNAME and $SLUICE_ETCD_PASSWORD.
 
 flags:
 `
@@ -79,6 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logFormat, "log-format", "", "text or json (default text)")
 	fs.StringVar(&o.accessLog, "access-log", "", "access lines to stderr, off, or this file `path` (default stderr; SIGUSR1 reopens it)")
 	fs.StringVar(&o.logFile, "log-file", "", "other log lines to stderr or this file `path` (default stderr; SIGUSR1 reopens it)")
+	o.etcd.register(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -87,7 +119,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.quick.Remotes, o.quick.Allow = remotes, allow
 	quick := o.quick.Listen != "" || len(remotes) > 0
+	fromEtcd := o.etcd.endpoints != ""
 	switch {
+	case fromEtcd && (o.configFile != "" || quick):
+		return nil, errors.New("--etcd cannot be combined with -c or -l/-r: the config comes from etcd")
+	case fromEtcd:
+		if quickOnlySet(fs) {
+			return nil, errors.New("quick-mode flags cannot be combined with --etcd; set them in the stored config")
+		}
+		return o, nil
 	case o.configFile != "" && quick:
 		return nil, errors.New("-c cannot be combined with -l/-r: use a config file or quick mode")
 	case o.configFile == "" && !quick:
@@ -136,6 +176,22 @@ func (o *options) config() (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	return o.overlay(cfg)
+}
+
+// configData builds the configuration of a document read from elsewhere
+// than a file (etcd), named name in messages, with the global flags laid
+// over it.
+func (o *options) configData(name string, data []byte) (*config.Config, error) {
+	cfg, err := config.Parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return o.overlay(cfg)
+}
+
+// overlay lays the global flags over cfg and checks the result.
+func (o *options) overlay(cfg *config.Config) (*config.Config, error) {
 	if o.admin != "" {
 		cfg.Admin = o.admin
 	}

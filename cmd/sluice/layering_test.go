@@ -35,6 +35,7 @@ var layers = map[string][]string{
 	"internal/route":      {"internal/sniff", "internal/proxyproto"},
 	"internal/tlsconf":    {},
 	"internal/logsink":    {},
+	"internal/fleet":      {"internal/backoff"},
 }
 
 // leaves may import only the standard library and these modules.

@@ -5,6 +5,8 @@
 //
 //	sluice -l LISTEN -r REMOTE [-r REMOTE ...] [flags]   forward one port (quick mode)
 //	sluice -c FILE [flags]                               run every rule of a config file
+//	sluice --etcd URLS [flags]                           run the config stored in etcd (a fleet)
+//	sluice cluster push|pull|status --etcd URLS          store or print a fleet's config; list its instances
 //	sluice check -c FILE                                 validate a config and print it normalised
 //	sluice backend RULE ADDRESS ready|drain|maint [flags] set a backend's state through the admin API
 //	sluice version
@@ -61,6 +63,8 @@ func run(args []string, catch func() <-chan os.Signal, stdout, stderr io.Writer)
 			return check(args[1:], stdout, stderr)
 		case "backend":
 			return backend(args[1:], stdout, stderr)
+		case "cluster":
+			return cluster(args[1:], stdout, stderr)
 		}
 	}
 	signals := catch()
@@ -72,6 +76,9 @@ func run(args []string, catch func() <-chan os.Signal, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		fmt.Fprintln(stderr, "run 'sluice -h' for usage")
 		return exitUsage
+	}
+	if opts.etcd.endpoints != "" {
+		return serveFleet(opts, signals, stderr)
 	}
 	cfg, err := opts.config()
 	if err != nil {

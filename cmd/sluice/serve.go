@@ -35,6 +35,7 @@ type daemon struct {
 	notify *notifier
 	reg    *prometheus.Registry // what the admin API's /metrics serves
 	m      *metrics.Metrics     // counts reloads, among the rest
+	fleet  *fleetLink           // nil unless the config comes from etcd
 	// stopping is set once a stop signal or an upgrade begins the drain:
 	// reloads asked for from then on are ignored.
 	stopping atomic.Bool
@@ -54,7 +55,13 @@ type daemon struct {
 // SIGUSR2 hands the listening sockets to a new process running the binary
 // on disk (hitless upgrade). A second stop signal exits at once.
 func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr io.Writer) int {
-	d := &daemon{opts: opts, cfg: cfg, notify: newNotifier()}
+	return serveWith(opts, cfg, signals, stderr, nil)
+}
+
+// serveWith is serve with the config from etcd when fl is not nil: its
+// changes are applied as SIGHUP's reloads are.
+func serveWith(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr io.Writer, fl *fleetLink) int {
+	d := &daemon{opts: opts, cfg: cfg, notify: newNotifier(), fleet: fl}
 	lg, err := openLogs(cfg, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
@@ -106,6 +113,10 @@ func serve(opts *options, cfg *config.Config, signals <-chan os.Signal, stderr i
 	if err := handover.Ready(); err != nil {
 		d.logger.Warn("cannot tell the process this one replaces that it serves", "error", err.Error())
 	}
+	if d.fleet != nil {
+		d.fleet.start(d)
+		defer d.fleet.src.Stop()
+	}
 	d.notified(d.notify.ready(os.Getpid()))
 	return d.run(signals)
 }
@@ -154,9 +165,28 @@ func (d *daemon) reloader() chan<- struct{} {
 	return reloads
 }
 
-// reload reads the config file again and applies it by diff. A config with
-// errors changes nothing; each error is logged.
+// reload reads the config file (or etcd's document) again and applies it
+// by diff. A config with errors changes nothing; each error is logged.
 func (d *daemon) reload() (server.Report, error) {
+	return d.reloadWith(d.loadConfig)
+}
+
+// loadConfig reads the config as a reload does: the file, or the
+// document stored in etcd.
+func (d *daemon) loadConfig() (*config.Config, error) {
+	if d.fleet == nil {
+		return d.opts.config()
+	}
+	doc, err := d.fleet.src.Current(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return d.opts.configData(d.fleet.o.ConfigKey(), doc)
+}
+
+// reloadWith applies the config load returns, as a reload; SIGHUP, the
+// admin API and etcd's changes all come through here.
+func (d *daemon) reloadWith(load func() (*config.Config, error)) (server.Report, error) {
 	d.reloading.Lock()
 	defer d.reloading.Unlock()
 	if d.stopping.Load() {
@@ -165,11 +195,11 @@ func (d *daemon) reload() (server.Report, error) {
 	}
 	d.notified(d.notify.reloading())
 	defer func() { d.notified(d.notify.ready(os.Getpid())) }()
-	if d.opts.configFile == "" {
+	if d.opts.configFile == "" && d.fleet == nil {
 		d.logger.Warn("reload: nothing to reload in quick mode (no config file)")
 		return server.Report{}, fmt.Errorf("no config file: sluice runs in quick mode")
 	}
-	cfg, err := d.opts.config()
+	cfg, err := load()
 	if err == nil {
 		var rep server.Report
 		if rep, err = d.apply(cfg); err == nil {
@@ -196,6 +226,9 @@ func (d *daemon) apply(cfg *config.Config) (server.Report, error) {
 	rep, err := d.srv.Reload(cfg)
 	if err == nil {
 		d.applyGlobals(cfg)
+		if d.fleet != nil {
+			d.fleet.reapply(d)
+		}
 	}
 	return rep, err
 }
@@ -230,7 +263,7 @@ func (d *daemon) applyGlobals(cfg *config.Config) {
 
 // adminOptions are the admin API's options for cfg.
 func (d *daemon) adminOptions(cfg *config.Config) admin.Options {
-	return admin.Options{Controller: controller{d.srv, d}, Gatherer: d.reg, Token: cfg.AdminToken, Logger: d.logger}
+	return admin.Options{Controller: controller{d.srv, d}, Gatherer: d.reg, Token: cfg.AdminToken, Logger: d.logger, Status: d.status}
 }
 
 // moveAdmin serves the admin API on cfg's address (with cfg's token)
@@ -340,6 +373,20 @@ type controller struct {
 func (c controller) Reload() (admin.ReloadReport, error) {
 	rep, err := c.d.reload()
 	return admin.ReloadReport(rep), err
+}
+
+// SetBackend sets a backend's state here and, in a fleet, stores it in
+// etcd for every other instance to apply. The local change stands even
+// when etcd cannot be written; the error says so.
+func (c controller) SetBackend(rule, route, address string, ch admin.BackendChange) (admin.BackendStatus, error) {
+	st, err := c.Server.SetBackend(rule, route, address, ch)
+	if err != nil || c.d.fleet == nil {
+		return st, err
+	}
+	if err := c.d.fleet.shareBackend(rule, route, address, ch, st); err != nil {
+		c.d.logger.Error("fleet: backend state set here only", "rule", rule, "backend", address, "error", err.Error())
+	}
+	return st, nil
 }
 
 // parseLevel maps a validated log_level to its slog level.

@@ -28,6 +28,9 @@ type Options struct {
 	// every request. Empty: no authentication, and the server must then
 	// listen on loopback only (Listen and Serve refuse anything else).
 	Token string
+	// Status, if set, is what GET /api/v1/status reports (the config's
+	// source, say); nil: it reports {"config_source": {"source": "file"}}.
+	Status func() any
 	// Logger receives a line for every reload and closed connection. Nil:
 	// nothing is logged.
 	Logger *slog.Logger
@@ -43,6 +46,7 @@ type handler struct {
 	logger *slog.Logger
 	page   *page
 	hist   *history // sampled only when a Server runs it
+	status func() any
 }
 
 // route is one method and path the API serves.
@@ -66,7 +70,7 @@ func newGuard(o Options) (*guard, *history) {
 	if o.Controller == nil {
 		panic("admin: NewHandler: Options.Controller is nil")
 	}
-	h := &handler{ctl: o.Controller, logger: o.Logger, page: newPage(), hist: newHistory(o.Controller, o.HistoryInterval)}
+	h := &handler{ctl: o.Controller, logger: o.Logger, page: newPage(), hist: newHistory(o.Controller, o.HistoryInterval), status: o.Status}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
@@ -89,6 +93,7 @@ func newGuard(o Options) (*guard, *history) {
 		{http.MethodGet, "/api/v1/rules/{rule}/routes/{route}/backends", h.backends},
 		{http.MethodPut, "/api/v1/rules/{rule}/routes/{route}/backends/{address}", h.setBackend},
 		{http.MethodGet, "/api/v1/history", h.hist.serveHistory},
+		{http.MethodGet, "/api/v1/status", h.serveStatus},
 		{http.MethodGet, "/api/v1/connections", h.connections},
 		{http.MethodDelete, "/api/v1/connections/{id}", h.closeConnection},
 		{http.MethodPost, "/api/v1/reload", h.reload},
@@ -249,4 +254,13 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	w.Write(append(body, '\n'))
+}
+
+// serveStatus reports where the config comes from (Options.Status).
+func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
+	if h.status == nil {
+		writeJSON(w, http.StatusOK, map[string]any{"config_source": map[string]string{"source": "file"}})
+		return
+	}
+	writeJSON(w, http.StatusOK, h.status())
 }

@@ -85,7 +85,7 @@ func (a *Attempts) Dial(ctx context.Context) (net.Conn, *Backend, error) {
 		if t := a.p.connectTimeout; t > 0 {
 			dctx, cancel = context.WithTimeout(ctx, t)
 		}
-		conn, err := b.dial(dctx, b.PortFor(a.port))
+		conn, err := b.dial(dctx, a.client, b.PortFor(a.port))
 		cancel()
 		if err == nil {
 			if conn, err = a.start(ctx, conn); err == nil {
@@ -149,7 +149,12 @@ func (a *Attempts) Next() (int, error) {
 		}
 		addr, _ := b.Literal(a.port)
 		a.curAddr = addr
-		fd, err := connectSocket(addr, a.p.congestion.For(addr.Addr()))
+		o, err := a.p.tcpOrigin(a.client, addr.Addr())
+		if err != nil {
+			a.failed(a.describe(err))
+			continue
+		}
+		fd, err := connectSocket(addr, a.p.congestion.For(addr.Addr()), o)
 		if err == nil {
 			return fd, nil
 		}

@@ -14,16 +14,23 @@ const canConnect = true
 // connectSocket opens a non-blocking TCP socket to addr with Nagle's
 // algorithm off (as the net package's are) and the congestion control
 // algorithm cc when not empty (best effort: the rule's was checked at
-// start), and starts connecting it. A socket that could not be opened for
+// start), sets it up as o says (bind, transparency, mark), and starts
+// connecting it. A socket that could not be opened for
 // want of descriptors or memory is an OpenError (see openFailed).
 //
 // None of these calls can block, so they are made raw: the Go scheduler
 // does not hand the caller's processor to another thread around each (see
 // the rawsock package).
-func connectSocket(addr netip.AddrPort, cc string) (int, error) {
+func connectSocket(addr netip.AddrPort, cc string, o rawsock.Origin) (int, error) {
 	fd, err := rawsock.OpenTCP(addr, cc)
 	if err != nil {
 		return -1, openFailed(err)
+	}
+	if o != (rawsock.Origin{}) {
+		if err := o.Apply(fd); err != nil {
+			rawsock.Close(fd)
+			return -1, err
+		}
 	}
 	if err := rawsock.Connect(fd, addr); err != nil {
 		rawsock.Close(fd)

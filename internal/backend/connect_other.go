@@ -5,6 +5,8 @@ package backend
 import (
 	"errors"
 	"net/netip"
+
+	"sluice/internal/rawsock"
 )
 
 // canConnect says that connectSocket does not work here: pools are never
@@ -12,7 +14,7 @@ import (
 const canConnect = false
 
 // connectSocket is not available here.
-func connectSocket(netip.AddrPort, string) (int, error) {
+func connectSocket(netip.AddrPort, string, rawsock.Origin) (int, error) {
 	return -1, errors.New("backend: non-blocking connect needs Linux")
 }
 

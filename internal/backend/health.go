@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -87,7 +88,7 @@ func (p *Pool) check(ctx context.Context, b *Backend) error {
 	if port == 0 {
 		port = b.cfg.Address.Port // the first of a range
 	}
-	conn, err := b.dial(ctx, port)
+	conn, err := b.dial(ctx, netip.Addr{}, port)
 	if err != nil {
 		return err
 	}

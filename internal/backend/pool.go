@@ -49,6 +49,8 @@ type Pool struct {
 	observeTLS     func(result string, d time.Duration) // nil: not observed
 	now            func() time.Time                     // the clock; tests replace it
 	slowStart      time.Duration                        // zero: off
+	source         Source                               // see Origin
+	mark           uint32                               // SO_MARK of sockets to IP backends; zero: none
 
 	backends []*Backend // config order
 
@@ -90,6 +92,8 @@ func NewPool(st Settings, r *Resolver, logger *slog.Logger) *Pool {
 		tls:        st.TLS,
 		observeTLS: st.ObserveTLS,
 		slowStart:  st.SlowStart,
+		source:     st.Source,
+		mark:       st.Mark,
 	}
 	p.queue.timeout, p.queue.max = st.QueueTimeout, st.MaxQueue
 	if p.queue.max <= 0 {
@@ -220,32 +224,38 @@ func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend,
 	return a.Dial(ctx)
 }
 
-// dial connects to the backend within ctx, on port (a unix backend has
-// none: its path). A host name is resolved and its addresses are tried in
-// order, each getting a fair share of the time left.
-func (b *Backend) dial(ctx context.Context, port uint16) (net.Conn, error) {
+// dial connects to the backend within ctx on port (a unix backend has
+// none: its path), for client (invalid: none, as for a health check),
+// from the pool's source. A host name is resolved and its addresses of the
+// source's family are tried in order, each getting a fair share of the
+// time left.
+func (b *Backend) dial(ctx context.Context, client netip.Addr, port uint16) (net.Conn, error) {
 	a := b.cfg.Address
-	d := &b.pool.dialer
 	if a.Network == "unix" || b.isLiteral {
 		var conn net.Conn
 		var err error
 		if a.Network == "unix" {
 			conn, err = b.dialUnix(ctx)
 		} else {
-			conn, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(b.literal.Addr(), port).String())
+			conn, err = b.dialIP(ctx, client, netip.AddrPortFrom(b.literal.Addr(), port))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", a, err)
 		}
 		return conn, nil
 	}
-	addrs, err := b.pool.resolver.Resolve(ctx, a.Host, b.pool.resolveTTL)
+	resolved, err := b.pool.resolver.Resolve(ctx, a.Host, b.pool.resolveTTL)
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", a, err)
 	}
+	addrs := b.pool.sameFamily(client, resolved)
+	if len(addrs) == 0 {
+		_, err := b.pool.tcpOrigin(client, resolved[0])
+		return nil, fmt.Errorf("backend %s: resolves to %s only: %w", a, addrsString(resolved), err)
+	}
 	for i, ip := range addrs {
 		actx, cancel := partialDeadline(ctx, len(addrs)-i)
-		conn, err := d.DialContext(actx, "tcp", netip.AddrPortFrom(ip, port).String())
+		conn, err := b.dialIP(actx, client, netip.AddrPortFrom(ip, port))
 		cancel()
 		if err == nil {
 			return conn, nil
@@ -258,6 +268,16 @@ func (b *Backend) dial(ctx context.Context, port uint16) (net.Conn, error) {
 		}
 	}
 	panic("backend: dial ran past the address list")
+}
+
+// dialIP connects to the IP address to within ctx, for client, from the
+// pool's source.
+func (b *Backend) dialIP(ctx context.Context, client netip.Addr, to netip.AddrPort) (net.Conn, error) {
+	o, err := b.pool.tcpOrigin(client, to.Addr())
+	if err != nil {
+		return nil, err
+	}
+	return b.pool.dialerFor(o).DialContext(ctx, "tcp", to.String())
 }
 
 // Waits between connects to a unix backend whose listen queue is full.

@@ -51,6 +51,13 @@ type Settings struct {
 	// MaxQueue bounds the clients waiting in the queue; zero or less
 	// with a QueueTimeout: DefaultMaxQueue.
 	MaxQueue int
+	// Source is where the sockets towards the backends come from, for
+	// connections, UDP sessions and health checks alike (see Source and
+	// Pool.Origin); the zero value: the kernel's choice.
+	Source Source
+	// Mark is the firewall mark (SO_MARK) of every socket towards the
+	// backends; zero: none. Unix socket backends are not marked.
+	Mark uint32
 }
 
 // Equal reports whether s and o are the same in every field, so that a

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"net/netip"
 	"reflect"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestSettingsEqualSeesEveryField(t *testing.T) {
 	walk = func(path string, get func(*Settings) reflect.Value) {
 		s := clone(base)
 		v := get(&s)
-		if v.Kind() == reflect.Struct && v.Type() != reflect.TypeFor[congestion.Choice]() {
+		if v.Kind() == reflect.Struct && !leaf(v.Type()) {
 			for i := range v.NumField() {
 				walk(path+"."+v.Type().Field(i).Name, func(s *Settings) reflect.Value { return get(s).Field(i) })
 			}
@@ -58,6 +59,12 @@ func TestSettingsEqualSeesEveryField(t *testing.T) {
 	walk("HealthCheck", func(s *Settings) reflect.Value { return reflect.ValueOf(s.HealthCheck).Elem() })
 }
 
+// leaf reports whether a struct type is one value, changed as a whole
+// (see changed), not field by field.
+func leaf(t reflect.Type) bool {
+	return t == reflect.TypeFor[congestion.Choice]() || t == reflect.TypeFor[netip.Addr]()
+}
+
 // notCompared lists the fields Equal leaves out on purpose: how a pool
 // reports, not what it is.
 var notCompared = map[string]bool{"ObserveTLS": true}
@@ -79,7 +86,7 @@ func changed(v reflect.Value) bool {
 		v.SetString(v.String() + "x")
 	case reflect.Int, reflect.Int64:
 		v.SetInt(v.Int() + 1)
-	case reflect.Uint16:
+	case reflect.Uint16, reflect.Uint32:
 		v.SetUint(v.Uint() + 1)
 	case reflect.Bool:
 		v.SetBool(!v.Bool())
@@ -97,6 +104,14 @@ func changed(v reflect.Value) bool {
 		}
 		v.Set(reflect.MakeFunc(v.Type(), func([]reflect.Value) []reflect.Value { return nil }))
 	case reflect.Struct:
+		if a, ok := v.Interface().(netip.Addr); ok {
+			b := netip.MustParseAddr("192.0.2.1")
+			if a.IsValid() {
+				b = a.Next()
+			}
+			v.Set(reflect.ValueOf(b))
+			return b.IsValid()
+		}
 		if v.Type() != reflect.TypeFor[congestion.Choice]() {
 			return false
 		}

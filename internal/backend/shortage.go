@@ -46,8 +46,11 @@ func shortageOf(err error) shortage {
 }
 
 // Blames reports whether a failed connect says something about the
-// backend: whether it is no shortage of this host's.
-func Blames(err error) bool { return shortageOf(err) == notShort }
+// backend: whether it is no shortage of this host's, nor a source of the
+// other address family (ErrSourceFamily: the client's or the config's).
+func Blames(err error) bool {
+	return shortageOf(err) == notShort && !errors.Is(err, ErrSourceFamily)
+}
 
 // starved ends the attempts when no socket could be opened (err, naming
 // the backend, is a shortOfSockets): nothing is held against the backend,

@@ -102,6 +102,8 @@ func formatUpstreamKeys(b *strings.Builder, u *Upstream) {
 	optional(b, "slow_start", u.SlowStart != 0, quote(formatDuration(u.SlowStart)), quote("off"))
 	optional(b, "queue_timeout", u.QueueTimeout != 0, quote(formatDuration(u.QueueTimeout)), quote("off"))
 	kv(b, "max_queue", strconv.Itoa(u.MaxQueue))
+	kv(b, "source", quote(u.Source.String()))
+	kv(b, "mark", strconv.FormatUint(uint64(u.Mark), 10))
 	if h := u.HealthCheck; h != nil {
 		fmt.Fprintf(b, "health_check = { interval = %s, timeout = %s, rise = %d, fall = %d",
 			quote(formatDuration(h.Interval)), quote(formatDuration(h.Timeout)), h.Rise, h.Fall)

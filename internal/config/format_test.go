@@ -68,6 +68,8 @@ proxy_protocol = "off"
 slow_start = "off"
 queue_timeout = "off"
 max_queue = 1024
+source = "off"
+mark = 0
 health_check = { interval = "5s", timeout = "1s", rise = 2, fall = 3, send = "\u0000\"hi\"\n" }
 tls = "off"
 backend_tls = "off"
@@ -129,6 +131,8 @@ proxy_protocol = "off"
 slow_start = "off"
 queue_timeout = "off"
 max_queue = 1024
+source = "off"
+mark = 0
 health_check = "off"
 tls = "off"
 

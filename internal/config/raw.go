@@ -61,6 +61,8 @@ type rawUpstream struct {
 	SlowStart      any            `toml:"slow_start"`
 	QueueTimeout   any            `toml:"queue_timeout"`
 	MaxQueue       any            `toml:"max_queue"`
+	Source         any            `toml:"source"`
+	Mark           any            `toml:"mark"`
 }
 
 // rawRoute is one [[rule.route]] table as decoded.
@@ -125,7 +127,7 @@ func (o *tableWord) UnmarshalText(b []byte) error {
 const (
 	topKeys = "log_level log_format access_log log_file admin admin_token defaults rule"
 	// upstreamKeys are the backend-side keys, which a route may set too.
-	upstreamKeys   = "backends balance connect_timeout retries resolve_ttl proxy_protocol health_check tls backend_tls slow_start queue_timeout max_queue"
+	upstreamKeys   = "backends balance connect_timeout retries resolve_ttl proxy_protocol health_check tls backend_tls slow_start queue_timeout max_queue source mark"
 	ruleKeys       = "name listen protocol " + upstreamKeys + " idle_timeout drain_timeout allow deny max_connections max_connections_per_ip per_ip_prefix_v6 rate_per_ip bandwidth accept_proxy_protocol udp_session_timeout max_sessions congestion_control workers peek_timeout route"
 	routeKeys      = "name sni alpn http_host detect " + upstreamKeys
 	healthKeys     = "interval timeout rise fall send expect port"

@@ -70,6 +70,7 @@ func readRoute(rs source, raw *rawRoute, j int, up *upstreamSpec, listen opt[Add
 	checkDuplicateBackends(rs, own.backends.val)
 	checkBackendRanges(rs, listen, own.backends.val)
 	checkBackendTLSName(rs, &r.Upstream, own.backends.val)
+	checkSource(rs, opt[Address]{}, u.source, own.backends.val)
 	return r, name
 }
 

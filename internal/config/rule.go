@@ -296,6 +296,7 @@ func buildRule(s source, own, inh *ruleSpec) built {
 	checkDuplicateBackends(s, up.backends.val)
 	checkBackendRanges(s, listen, up.backends.val)
 	checkBackendTLSName(s, &r.Upstream, up.backends.val)
+	checkSource(s, listen, up.source, up.backends.val)
 	return built{Rule: r, src: s, listenOK: listen.set, listenLine: listen.line}
 }
 

@@ -107,6 +107,37 @@ type Upstream struct {
 	QueueTimeout time.Duration
 	// MaxQueue bounds the clients waiting in the queue; default 1024.
 	MaxQueue int
+
+	// Source is the local address sluice connects to the backends from;
+	// the zero value (default): the kernel's choice.
+	Source Source
+	// Mark is the firewall mark (SO_MARK) of every socket towards the
+	// backends, for policy routing; 0 (default): none.
+	Mark uint32
+}
+
+// Source is where the backend side's sockets come from (the source key):
+// a fixed local address, the client's own address, or, the zero value,
+// wherever the kernel's routing puts them.
+type Source struct {
+	// Addr is a fixed address to bind to (never IPv4-mapped, without
+	// zone); invalid: none.
+	Addr netip.Addr
+	// Client: the client's own address (source = "client"), bound with
+	// IP_TRANSPARENT so that the backend sees the client as its peer.
+	Client bool
+}
+
+// String returns the source as the source key takes it: an IP address,
+// "client", or "off" for the zero value.
+func (s Source) String() string {
+	switch {
+	case s.Client:
+		return sourceClient
+	case s.Addr.IsValid():
+		return s.Addr.String()
+	}
+	return "off"
 }
 
 // Route is one [[rule.route]] of a TCP rule: which clients it takes, judged

@@ -28,6 +28,8 @@ type upstreamSpec struct {
 	backendTLS                 opt[*BackendTLS]
 	slowStart, queueTimeout    opt[time.Duration]
 	maxQueue                   opt[int]
+	source                     opt[Source]
+	mark                       opt[uint32]
 }
 
 // readUpstream reads the backend-side keys of a table.
@@ -46,6 +48,8 @@ func readUpstream(s source, r *rawUpstream) upstreamSpec {
 		slowStart:      s.durationOrOff("slow_start", r.SlowStart),
 		queueTimeout:   s.durationOrOff("queue_timeout", r.QueueTimeout),
 		maxQueue:       s.integer("max_queue", r.MaxQueue, 1),
+		source:         s.source(r.Source),
+		mark:           s.mark(r.Mark),
 	}
 }
 
@@ -64,6 +68,8 @@ func (u *upstreamSpec) inherit(inh *upstreamSpec) upstreamSpec {
 		slowStart:      pick(u.slowStart, inh.slowStart),
 		queueTimeout:   pick(u.queueTimeout, inh.queueTimeout),
 		maxQueue:       pick(u.maxQueue, inh.maxQueue),
+		source:         pick(u.source, inh.source),
+		mark:           pick(u.mark, inh.mark),
 	}
 }
 
@@ -81,6 +87,8 @@ func (u *upstreamSpec) upstream() Upstream {
 		SlowStart:      u.slowStart.val,
 		QueueTimeout:   u.queueTimeout.val,
 		MaxQueue:       u.maxQueue.or(defaultMaxQueue),
+		Source:         u.source.val,
+		Mark:           u.mark.val,
 	}
 	for _, b := range u.backends.val {
 		up.Backends = append(up.Backends, b.Backend)

@@ -96,6 +96,9 @@ func (r *rule) bindSides(tcp, udp []config.Address) error {
 			return fmt.Errorf("rule %q: %w", rc.Name, err)
 		}
 	}
+	if err := checkOrigins(rc); err != nil {
+		return fmt.Errorf("rule %q: %w", rc.Name, err)
+	}
 	cc := r.s.effective(rc).CongestionControl
 	for _, a := range tcp {
 		ln, err := r.s.listen(a, cc)
@@ -147,28 +150,22 @@ func (r *rule) run() {
 	}
 }
 
-// testHookServe, set only by tests, is called first in every accept
-// loop's goroutine: a test holds it there to stand for a scheduler that
-// runs the goroutine late.
-var testHookServe func()
-
-// serve runs an accept loop on ln for the rule's TCP side.
+// serve makes the rule's TCP side accept on ln. Where the engine's loops
+// accept, no goroutine waits for ln: the service tells the rule when it
+// stops accepting on it.
 func (r *rule) serve(ln net.Listener) {
 	r.serves.Add(1)
 	logger, name := r.logger, r.cfg.Name // r's fields change on reload
-	accept := r.tcp.Take(ln)             // before the goroutine: a reload or stop right now closes ln
-	go func() {
+	// ended is told nil when sluice closed ln itself: a stop, an upgrade,
+	// or a reload that moved or removed it. It must not block (see
+	// tcp.Service.Take): a failure is told on a goroutine of its own.
+	r.tcp.Take(ln, func(err error) {
 		defer r.serves.Done()
-		if testHookServe != nil {
-			testHookServe()
-		}
-		// The loop returns nil when sluice closed ln itself: a stop, an
-		// upgrade, or a reload that moved or removed it.
-		if err := accept(); err != nil {
+		if err != nil {
 			logger.Error("accept loop stopped", "listen", ln.Addr().String(), "error", err.Error())
 			r.fail(ln, fmt.Sprintf("rule %q: listen %s: %v", name, ln.Addr(), err))
 		}
-	}()
+	})
 }
 
 // fail records that ln stopped serving, for Healthy, while it is one of
@@ -197,6 +194,22 @@ func (r *rule) failuresLocked() []string {
 	return out
 }
 
+// checkOrigins reports a source or mark of the rule's, or of one of its
+// routes', that this process lacks the capability for (see
+// backend.CheckOrigin), so that such a rule does not start, nor a reload
+// apply, to fail every connection.
+func checkOrigins(rc config.Rule) error {
+	if err := backend.CheckOrigin(backend.Source(rc.Source), rc.Mark); err != nil {
+		return err
+	}
+	for _, rt := range rc.Routes {
+		if err := backend.CheckOrigin(backend.Source(rt.Source), rt.Mark); err != nil {
+			return fmt.Errorf("route %q: %w", rt.Name, err)
+		}
+	}
+	return nil
+}
+
 // poolSettings is what the rule's backend pool is built from, speaking
 // TLS to its backends with client (nil: plain TCP).
 func (s *Server) poolSettings(rc config.Rule, client *tlsconf.Client) backend.Settings {
@@ -206,6 +219,7 @@ func (s *Server) poolSettings(rc config.Rule, client *tlsconf.Client) backend.Se
 		ConnectTimeout: rc.ConnectTimeout, ResolveTTL: rc.ResolveTTL,
 		CongestionControl: rc.CongestionControl,
 		SlowStart:         rc.SlowStart, QueueTimeout: rc.QueueTimeout, MaxQueue: rc.MaxQueue,
+		Source: backend.Source(rc.Source), Mark: rc.Mark,
 	}
 	if client != nil {
 		st.TLS, st.ObserveTLS = client, s.observeBackendTLS(rc.Name)

@@ -121,7 +121,7 @@ func TestCloseRightAfterTake(t *testing.T) {
 				t.Fatal(err)
 			}
 			svc := NewService(&Rule{Name: "t"}, Deps{Logger: logger, Pools: relay.NewPools(0), Engine: e, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
-			serve := svc.Take(ln)
+			serve := svc.take(ln)
 			served := make(chan error, 1)
 			if i%2 == 0 {
 				go func() { served <- serve() }()

@@ -28,33 +28,35 @@ import (
 // listener before it serves its relays again.
 const acceptBatch = 64
 
-// openDirect prepares l for raw accepts on the engine's loops: a
-// duplicate of its socket, never registered with the Go runtime's poller,
-// that the rule's workers loops watch (see loopAccept). Accepted sockets
-// inherit Nagle's algorithm off from the listener, as the net package
-// turns it off on each. It does nothing where the engine is missing or l
-// is not a TCP listener, and when the loops cannot watch the socket: the
-// net package's path then accepts.
-func (s *Service) openDirect(l *listening, workers int) {
+// openDirect prepares l for raw accepts on the engine's loops: the rule's
+// workers loops watch l's own socket (see loopAccept), and call ended
+// when they stop accepting from it. No duplicate is made: one descriptor
+// per listening port. The socket stays registered with the Go runtime's
+// poller, where no goroutine ever waits for it, and l.close takes it off
+// the loops before it closes it, so that no loop accepts from a
+// descriptor that is closed, or reused. Accepted sockets inherit Nagle's
+// algorithm off from the listener, as the net package turns it off on
+// each. It does nothing where the engine is missing or l is not a TCP
+// listener, and when the loops cannot watch the socket: the net
+// package's path then accepts.
+func (s *Service) openDirect(l *listening, workers int, ended func(error)) {
 	rc := l.raw()
 	if rc == nil || s.deps.Engine == nil {
 		return
 	}
-	dup := -1
-	var err error
-	if cerr := rc.Control(func(fd uintptr) {
-		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		dup, err = rawsock.Dup(int(fd))
-	}); cerr != nil || err != nil {
-		return // closed already, or out of descriptors: the net package's path
+	fd := -1
+	if err := rc.Control(func(sfd uintptr) {
+		unix.SetsockoptInt(int(sfd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		fd = int(sfd)
+	}); err != nil {
+		return // closed already: the net package's path says so
 	}
-	a := newLoopAccept(dup, l.ln.Addr(), s.deps.Logger)
-	a.watch = s.deps.Engine.Watch(dup, workers, func(at relay.Loop) { s.acceptOn(l, at) })
+	a := newLoopAccept(fd, l.ln.Addr(), s.deps.Logger, ended)
+	a.watch = s.deps.Engine.Watch(fd, workers, func(at relay.Loop) { s.acceptOn(l, at) })
 	l.direct = a
 	if err := a.watch.Start(); err != nil {
 		l.direct = nil
 		a.watch.Close()
-		unix.Close(dup)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 type listening struct {
 	ln     net.Listener
 	port   uint16      // ln's port; 0 for a unix listener
-	direct *loopAccept // the engine's loops accept raw; nil: ln.Accept
+	direct *loopAccept // the engine's loops accept raw from ln's socket; nil: ln.Accept
 	// inherited is the algorithm every socket accepted on ln has from it;
 	// nil when that is not known (ln's algorithm changed while clients
 	// may have been waiting to be accepted). Only Serve and Update store it.
@@ -24,9 +24,9 @@ type listening struct {
 	closed atomic.Bool
 }
 
-// close closes l's listener, and the duplicate the raw accepts use (once
-// no loop accepts from it any more), as sluice's own doing: its accept
-// loop then ends without an error.
+// close closes l's listener as sluice's own doing, once no engine loop
+// accepts from its socket any more: its accept loop then ends without an
+// error.
 func (l *listening) close() {
 	l.closed.Store(true)
 	if l.direct != nil {

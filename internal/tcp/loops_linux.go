@@ -20,10 +20,11 @@ import (
 // sets each connection up and relays it itself. Loops accept at once, so
 // all of this is safe for concurrent use.
 type loopAccept struct {
-	fd     int // a duplicate of the listener's socket, for raw accepts
+	fd     int // the listener's own socket, for raw accepts; the listener closes it
 	addr   net.Addr
 	watch  *relay.Watch
 	logger *slog.Logger
+	ended  func(error) // told once, when the loops stop accepting (see Service.Take)
 
 	// pausing is set while a shortage episode lasts: the next connection
 	// set up ends it, and says so.
@@ -31,23 +32,13 @@ type loopAccept struct {
 	mu      sync.Mutex    // guards the following fields
 	delay   backoff.Delay // the current back-off; none outside an episode
 	paused  bool          // out of the loops' sets until a timer resumes it
-	ended   bool          // the loops stop accepting for good
-	failed  error         // why, when the listener failed under sluice
-	done    chan struct{} // closed when ended is set
+	done    bool          // the loops stop accepting for good, and ended was told
 }
 
-// newLoopAccept returns the loop accept state of the socket fd.
-func newLoopAccept(fd int, addr net.Addr, logger *slog.Logger) *loopAccept {
-	return &loopAccept{fd: fd, addr: addr, logger: logger, done: make(chan struct{})}
-}
-
-// wait returns once the loops have stopped accepting: nil when sluice
-// closed the listener, the error when it failed.
-func (a *loopAccept) wait() error {
-	<-a.done
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.failed
+// newLoopAccept returns the loop accept state of the listening socket fd,
+// which tells ended when the loops stop accepting from it.
+func newLoopAccept(fd int, addr net.Addr, logger *slog.Logger, ended func(error)) *loopAccept {
+	return &loopAccept{fd: fd, addr: addr, logger: logger, ended: ended}
 }
 
 // shortage takes the listener out of every loop's set for a back-off that
@@ -58,7 +49,7 @@ func (a *loopAccept) wait() error {
 func (a *loopAccept) shortage(err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.paused || a.ended {
+	if a.paused || a.done {
 		return
 	}
 	wait, first := a.delay.Next()
@@ -91,35 +82,32 @@ func (a *loopAccept) recovered() {
 }
 
 // fail stops every loop accepting from a listener that failed under
-// sluice, for good; wait returns err.
+// sluice, for good, and tells ended err. It runs on a loop, which must
+// not wait for whoever ended tells (its lock may be held by one waiting
+// for the loop, in close): ended is told on a goroutine of its own.
 func (a *loopAccept) fail(err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.ended {
+	if a.done {
 		return
 	}
 	a.watch.Pause()
-	a.failed = err
-	a.end()
+	a.done = true
+	go a.ended(err)
 }
 
-// close takes the listener off the loops and closes its duplicate socket
-// once no loop can accept from it; wait then returns nil, unless the
-// listener had failed before.
+// close takes the listener off the loops and returns once no loop can
+// accept from it any more: the caller may then close the socket. It
+// tells ended nil, unless the listener had failed before.
 func (a *loopAccept) close() {
 	a.watch.Close()
-	unix.Close(a.fd)
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.ended {
-		a.end()
+	done := a.done
+	a.done = true
+	a.mu.Unlock()
+	if !done {
+		a.ended(nil)
 	}
-}
-
-// end records that the loops stopped accepting. Called with mu held.
-func (a *loopAccept) end() {
-	a.ended = true
-	close(a.done)
 }
 
 // acceptOn runs on the engine loop at when l's socket has connections

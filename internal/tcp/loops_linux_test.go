@@ -66,7 +66,7 @@ func serveLoops(t *testing.T, rule Rule, workers int, addr string) (*fixture, *l
 	svc := NewService(&rule, Deps{Logger: logger, Pools: relay.NewPools(0), Engine: engine, IDs: &conntrack.IDs{}, Table: conntrack.NewTable()})
 	counts := &loopCounts{n: make(map[relay.Loop]int)}
 	svc.accepted = counts.add
-	serve := svc.Take(ln)
+	serve := svc.take(ln)
 	if l := svc.serving(); l.direct == nil || l.direct.watch.Loops() != min(workers, 2) {
 		t.Fatalf("the listener is not watched by %d loops", min(workers, 2))
 	}

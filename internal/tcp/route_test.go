@@ -74,7 +74,7 @@ func serveRouted(t *testing.T, rule Rule, def string, routes ...testRoute) *rout
 		defer f.mu.Unlock()
 		f.direct[cn.rt.name] = cn.c == nil
 	}
-	serve := svc.Take(ln)
+	serve := svc.take(ln)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

@@ -142,23 +142,27 @@ func (s *Service) Update(rule *Rule) {
 }
 
 // Take makes ln one of the service's listeners at once, so that
-// CloseListeners closes it from now on, and returns its accept loop, which
-// runs until ln is closed: it returns nil when CloseListeners closed it,
-// and the error when ln failed. Call Take before starting the loop's
-// goroutine: a CloseListeners that came before the goroutine ran would
-// otherwise miss ln, which would then accept for good.
-func (s *Service) Take(ln net.Listener) (serve func() error) {
+// CloseListeners closes it from now on, and starts accepting on it. ended
+// is called once, when the service stops accepting on ln: with nil when
+// CloseListeners closed it, and with the error when ln failed. Where the
+// engine's loops accept (see direct_linux.go) no goroutine waits for ln:
+// ended(nil) is then called by CloseListeners itself, and it must not
+// block. Elsewhere a goroutine per listener accepts, and calls ended as
+// it returns.
+func (s *Service) Take(ln net.Listener, ended func(error)) {
 	l := &listening{ln: ln, port: addrPort(ln.Addr()).Port()}
 	s.listener.Lock()
+	defer s.listener.Unlock()
 	rule := s.rule.Load()
 	startListening(l, rule)
-	s.openDirect(l, rule.Workers)
+	s.openDirect(l, rule.Workers, ended)
 	s.lns = append(s.lns, l)
-	s.listener.Unlock()
 	if l.direct != nil {
-		return l.direct.wait
+		return
 	}
-	return func() error { return acceptLoop(ln, func(c net.Conn) { s.start(c, l) }, s.deps.Logger) }
+	// Started under the lock: a CloseListeners waiting for it closes ln
+	// after the goroutine exists, and its Accept then returns at once.
+	go func() { ended(acceptLoop(ln, func(c net.Conn) { s.start(c, l) }, s.deps.Logger)) }()
 }
 
 // CloseListeners stops accepting new connections.
@@ -172,8 +176,9 @@ func (s *Service) CloseListeners() {
 }
 
 // CloseListener stops accepting on ln alone (a port a reload takes out of
-// the rule's range): its accept loop returns nil; the connections it
-// accepted carry on. A listener that is not the service's is left alone.
+// the rule's range), as CloseListeners does (ended is told nil); the
+// connections it accepted carry on. A listener that is not the service's
+// is left alone.
 func (s *Service) CloseListener(ln net.Listener) {
 	s.listener.Lock()
 	defer s.listener.Unlock()

@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"errors"
 	"net/netip"
 	"unsafe"
 
@@ -86,11 +87,23 @@ func (c rawConn) send(b *batch, _ *peer, _ bool) (int, int, error) {
 	return sent, bytes, err
 }
 
-// connectRaw opens a non-blocking UDP socket connected to addr.
-func connectRaw(addr netip.AddrPort) (int, error) {
+// connectRaw opens a non-blocking UDP socket, sets it up as o says (see
+// session.origin) and connects it to addr.
+func connectRaw(addr netip.AddrPort, o rawsock.Origin) (int, error) {
 	fd, err := rawsock.OpenUDP(addr)
 	if err != nil {
 		return -1, err
+	}
+	if o != (rawsock.Origin{}) {
+		err = o.Apply(fd)
+		if errors.Is(err, unix.EADDRINUSE) && o.Local.Port() != 0 {
+			o.Local = netip.AddrPortFrom(o.Local.Addr(), 0)
+			err = o.Apply(fd)
+		}
+		if err != nil {
+			rawsock.Close(fd)
+			return -1, err
+		}
 	}
 	if err := rawsock.Connect(fd, addr); err != nil {
 		rawsock.Close(fd)

@@ -110,7 +110,7 @@ func (ss *session) openFailed(err error) {
 // counts against that backend, and the rule's other backends go on.
 func judgeOpenFailure(err error) (pause, blame bool) {
 	switch {
-	case unreachable(err):
+	case unreachable(err), errors.Is(err, backend.ErrSourceFamily):
 		return false, false
 	case !backend.Blames(err):
 		return true, false

@@ -104,7 +104,7 @@ func (p *goPlane) open(ss *session) {
 		if !p.svc.mayOpen(ss) {
 			return
 		}
-		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+		conn, err := ss.dial(addr)
 		if err != nil {
 			ss.openFailed(err)
 			return

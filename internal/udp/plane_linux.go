@@ -360,7 +360,11 @@ func (l *loopPlane) own(ss *session, addr netip.AddrPort) bool {
 		ss.finish()
 		return false
 	}
-	fd, err := connectRaw(addr)
+	o, err := ss.origin(addr)
+	fd := -1
+	if err == nil {
+		fd, err = connectRaw(addr, o)
+	}
 	if err != nil {
 		ss.openFailed(err)
 		ss.finish()

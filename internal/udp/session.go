@@ -2,16 +2,19 @@ package udp
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"sluice/internal/access"
 	"sluice/internal/admit"
 	"sluice/internal/backend"
 	"sluice/internal/conntrack"
+	"sluice/internal/rawsock"
 )
 
 // Bounds on the datagrams a session queues while its socket is being set up
@@ -150,6 +153,46 @@ func (ss *session) resolve() (netip.AddrPort, error) {
 		defer cancel()
 	}
 	return ss.backend.ResolveAddr(ctx, ss.rs.rule.Index)
+}
+
+// origin returns how the session's backend socket towards addr is set
+// up: from the rule's source (the client's own address and port, when it
+// is the client's) with the rule's mark. The error wraps
+// backend.ErrSourceFamily when that source cannot reach addr.
+func (ss *session) origin(addr netip.AddrPort) (rawsock.Origin, error) {
+	return ss.rs.rule.Pool.Origin(ss.key.client(), addr.Addr())
+}
+
+// dial opens the session's backend socket through the net package (the
+// portable plane), connected to addr and set up as origin says. A source
+// port in use (the client's own, taken on this host) is left to the
+// kernel.
+func (ss *session) dial(addr netip.AddrPort) (*net.UDPConn, error) {
+	o, err := ss.origin(addr)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var err error
+			if cerr := rc.Control(func(fd uintptr) { err = o.SetOptions(int(fd)) }); cerr != nil {
+				return cerr
+			}
+			return err
+		}}
+		if o.Local.IsValid() {
+			d.LocalAddr = net.UDPAddrFromAddrPort(o.Local)
+		}
+		c, err := d.Dial("udp", addr.String())
+		if errors.Is(err, syscall.EADDRINUSE) && o.Local.Port() != 0 {
+			o.Local = netip.AddrPortFrom(o.Local.Addr(), 0)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return c.(*net.UDPConn), nil
+	}
 }
 
 // setupFailed ends a session whose socket could not be set up. A name that

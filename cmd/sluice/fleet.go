@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"sluice/internal/admin"
+	"sluice/internal/config"
+	"sluice/internal/fleet"
+)
+
+// fleetLink is a daemon's tie to etcd: where its config comes from, and
+// the backend states it shares with the other instances.
+type fleetLink struct {
+	o   fleet.Options
+	cli *clientv3.Client
+	src *fleet.Source
+	doc []byte // the document at start
+	rev int64
+
+	mu     sync.Mutex                    // guards states
+	states map[string]fleet.BackendState // by key, for a reload to apply again
+}
+
+// serveFleet runs the config stored in etcd (or, etcd unreachable, the
+// cache file), following its changes until a stop signal.
+func serveFleet(opts *options, signals <-chan os.Signal, stderr io.Writer) int {
+	fo, err := opts.etcd.options()
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return exitUsage
+	}
+	cli, err := fleet.Connect(fo)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: etcd: %v\n", err)
+		return exitConfig
+	}
+	defer cli.Close()
+	name := opts.etcd.instance
+	if name == "" {
+		name = fleet.DefaultName()
+	}
+	inst := fleet.Instance{Name: name, Version: versionString(), PID: os.Getpid(), Started: time.Now().UTC()}
+	fl := &fleetLink{o: fo, cli: cli, src: fleet.NewSource(fo, cli, opts.etcd.cache, inst),
+		states: map[string]fleet.BackendState{}}
+	fl.doc, fl.rev, err = fl.src.Initial(context.Background())
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: cannot start: %v\n", err)
+		return exitConfig
+	}
+	cfg, err := opts.configData(fl.docName(fl.rev), fl.doc)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return exitConfig
+	}
+	return serveWith(opts, cfg, signals, stderr, fl)
+}
+
+// docName names the document at rev in messages, as a file would be.
+func (fl *fleetLink) docName(rev int64) string {
+	return fmt.Sprintf("etcd:%s@%d", fl.o.ConfigKey(), rev)
+}
+
+// start follows etcd once the daemon serves the document read at start.
+func (fl *fleetLink) start(d *daemon) {
+	st := fl.src.Status()
+	if st.FromCache {
+		d.logger.Warn("config: etcd unreachable; serving the cached config until it answers",
+			"cache", d.opts.etcd.cache, "revision", fl.rev)
+	} else {
+		d.logger.Info("config: from etcd", "key", fl.o.ConfigKey(), "revision", fl.rev, "endpoints", fl.o.Endpoints)
+	}
+	fl.src.Started(fl.doc, fl.rev, fleet.Hooks{
+		Logger: d.logger,
+		Health: d.srv.Healthy,
+		Apply: func(doc []byte, rev int64) error {
+			_, err := d.reloadWith(func() (*config.Config, error) { return d.opts.configData(fl.docName(rev), doc) })
+			return err
+		},
+	})
+	fl.src.FollowBackends(func(st fleet.BackendState) { fl.applyBackend(d, st) })
+}
+
+// applyBackend sets a backend's state as another instance (or "sluice
+// backend --etcd") stored it. A backend this instance does not have is
+// skipped: its config may not have it yet.
+func (fl *fleetLink) applyBackend(d *daemon, st fleet.BackendState) {
+	fl.mu.Lock()
+	fl.states[fl.o.BackendKey(st.Rule, st.Route, st.Address)] = st
+	fl.mu.Unlock()
+	ch := admin.BackendChange{State: &st.State}
+	if st.Weight > 0 {
+		ch.Weight = &st.Weight
+	}
+	if _, err := d.srv.SetBackend(st.Rule, st.Route, st.Address, ch); err != nil {
+		d.logger.Debug("fleet: backend state not applied here", "rule", st.Rule, "route", st.Route,
+			"backend", st.Address, "error", err.Error())
+		return
+	}
+	d.logger.Info("fleet: backend state applied", "rule", st.Rule, "route", st.Route,
+		"backend", st.Address, "state", st.State, "weight", st.Weight)
+}
+
+// reapply sets the shared backend states again after a reload, which may
+// have added the backends they name.
+func (fl *fleetLink) reapply(d *daemon) {
+	fl.mu.Lock()
+	states := make([]fleet.BackendState, 0, len(fl.states))
+	for _, st := range fl.states {
+		states = append(states, st)
+	}
+	fl.mu.Unlock()
+	for _, st := range states {
+		ch := admin.BackendChange{State: &st.State}
+		if st.Weight > 0 {
+			ch.Weight = &st.Weight
+		}
+		d.srv.SetBackend(st.Rule, st.Route, st.Address, ch)
+	}
+}
+
+// shareBackend stores a backend's change made through this instance's
+// API, now applied here, for every other instance to apply. A change that
+// does not name a weight leaves each instance's weight as it is.
+func (fl *fleetLink) shareBackend(rule, route, address string, ch admin.BackendChange, now admin.BackendStatus) error {
+	st := fleet.BackendState{Rule: rule, Route: route, Address: address, State: now.State}
+	if ch.Weight != nil {
+		st.Weight = *ch.Weight
+	}
+	return fleet.PutBackend(context.Background(), fl.cli, fl.o, st)
+}
+
+// status is what GET /api/v1/status reports of the config's source.
+func (d *daemon) status() any {
+	src := any(map[string]string{"source": "file", "path": d.opts.configFile})
+	if d.opts.configFile == "" {
+		src = map[string]string{"source": "flags"}
+	}
+	if d.fleet != nil {
+		src = d.fleet.src.Status()
+	}
+	return map[string]any{"version": versionString(), "pid": os.Getpid(), "config_source": src}
+}

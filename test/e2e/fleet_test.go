@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestFleetPushConflictAndBadConfig: a pushed config is applied by every
+// instance; a push from a stale revision is refused and names the
+// revision it lost to; a config that validates but cannot be applied
+// (its second rule's port is taken), pushed with --force, leaves every
+// instance on the old config and reporting the error.
+func TestFleetPushConflictAndBadConfig(t *testing.T) {
+	c := startEtcd(t, 3)
+	a, b := namedBackend(t, "A"), namedBackend(t, "B")
+	stateA, stateB := filepath.Join(t.TempDir(), "a.json"), filepath.Join(t.TempDir(), "b.json")
+	rev := pushedRevision(t, push(t, c, stateA, fleetConfig(a)))
+	nodes := []*fleetNode{startNode(t, c, "n1"), startNode(t, c, "n2"), startNode(t, c, "n3")}
+	waitSeen(t, rev, nodes...)
+	for _, n := range nodes {
+		if got, err := n.greeting(); got != "A" {
+			t.Fatalf("%s: greeting %q, %v; want A", n.name, got, err)
+		}
+	}
+	// Both pushers start from rev: b's pull, then a's push wins.
+	if r := runSluice(t, nil, "cluster", "pull", "--etcd", c.endpoints(), "--state", stateB); r.code != 0 {
+		t.Fatalf("pull: %v", r)
+	}
+	rev2 := pushedRevision(t, push(t, c, stateA, fleetConfig(b)))
+	lost := push(t, c, stateB, fleetConfig(a))
+	if want := fmt.Sprintf("lost to revision %d", rev2); lost.code != 1 || !strings.Contains(lost.stderr, want) {
+		t.Fatalf("second push: want exit 1 and %q, got %v", want, lost)
+	}
+	waitSeen(t, rev2, nodes...)
+	for _, n := range nodes {
+		if got, err := n.greeting(); got != "B" {
+			t.Fatalf("%s after push: greeting %q, %v; want B", n.name, got, err)
+		}
+	}
+	// Valid here, but its port is taken on every instance's machine.
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	bad := fleetConfig(a) + fmt.Sprintf("\n[[rule]]\nname = \"taken\"\nlisten = %q\nbackends = [%q]\n", held.Addr().String(), a)
+	for _, n := range nodes {
+		n.p.allowErrors("the pushed config cannot bind its port")
+	}
+	rev3 := pushedRevision(t, push(t, c, stateB, bad, "--force"))
+	for i, st := range waitSeen(t, rev3, nodes...) {
+		if st.Source.Revision != rev2 || st.Source.LastError == "" {
+			t.Errorf("%s: revision %d, last error %q; want %d and an error", nodes[i].name, st.Source.Revision, st.Source.LastError, rev2)
+		}
+		if got, err := nodes[i].greeting(); got != "B" {
+			t.Errorf("%s after the bad push: greeting %q, %v; want B (the old config)", nodes[i].name, got, err)
+		}
+		resp, err := http.Get("http://" + nodes[i].admin + "/metrics")
+		if err == nil {
+			var sb strings.Builder
+			buf := make([]byte, 1<<16)
+			for {
+				k, err := resp.Body.Read(buf)
+				sb.Write(buf[:k])
+				if err != nil {
+					break
+				}
+			}
+			resp.Body.Close()
+			if !strings.Contains(sb.String(), `sluice_config_reloads_total{result="failed"} 1`) {
+				t.Errorf("%s: no failed reload counted", nodes[i].name)
+			}
+		}
+	}
+	status := runSluice(t, nil, "cluster", "status", "--etcd", c.endpoints())
+	for _, n := range nodes {
+		if !strings.Contains(status.stdout, n.name) || !strings.Contains(status.stdout, "false") {
+			t.Errorf("cluster status does not show %s unhealthy:\n%v", n.name, status)
+		}
+	}
+}
+
+// TestFleetEtcdOutage: one member killed changes nothing; all members
+// stopped, instances keep serving, and one restarted meanwhile serves from
+// its cache; etcd back, a config pushed after the outage is applied.
+func TestFleetEtcdOutage(t *testing.T) {
+	c := startEtcd(t, 3)
+	a, b := namedBackend(t, "A"), namedBackend(t, "B")
+	state := filepath.Join(t.TempDir(), "s.json")
+	rev := pushedRevision(t, push(t, c, state, fleetConfig(a)))
+	n1, n2 := startNode(t, c, "n1"), startNode(t, c, "n2")
+	waitSeen(t, rev, n1, n2)
+	c.stop(c.members[0])
+	rev = pushedRevision(t, push(t, c, state, fleetConfig(b)))
+	waitSeen(t, rev, n1, n2)
+	for _, m := range c.members[1:] {
+		c.stop(m)
+	}
+	for _, n := range []*fleetNode{n1, n2} {
+		waitFor(t, n.name+" sees etcd gone", func() bool { st, ok := n.status(); return ok && !st.Source.Connected })
+		if got, err := n.greeting(); got != "B" {
+			t.Fatalf("%s with etcd down: greeting %q, %v; want B", n.name, got, err)
+		}
+	}
+	n2.p.signal(syscall.SIGTERM)
+	if code, err := n2.p.waitExit(waitLimit); code != 0 {
+		t.Fatalf("n2 stop: exit %d, %v", code, err)
+	}
+	n2.run(t, c)
+	n2.p.wait("the cache is served", isMsg("config: etcd unreachable; serving the cached config until it answers"))
+	waitFor(t, "n2 serves from its cache", func() bool { got, _ := n2.greeting(); return got == "B" })
+	for _, m := range c.members {
+		c.start(m)
+	}
+	c.waitHealthy()
+	rev = pushedRevision(t, push(t, c, state, fleetConfig(a)))
+	waitSeen(t, rev, n1, n2)
+	for _, n := range []*fleetNode{n1, n2} {
+		if got, err := n.greeting(); got != "A" {
+			t.Fatalf("%s after the outage: greeting %q, %v; want A", n.name, got, err)
+		}
+	}
+}
+
+// TestFleetDrainThroughOneInstance: a backend drained through instance
+// A's admin API gets no new connection from instance B.
+func TestFleetDrainThroughOneInstance(t *testing.T) {
+	c := startEtcd(t, 3)
+	a, b := namedBackend(t, "A"), namedBackend(t, "B")
+	rev := pushedRevision(t, push(t, c, filepath.Join(t.TempDir(), "s.json"), fleetConfig(a, b)))
+	n1, n2 := startNode(t, c, "n1"), startNode(t, c, "n2")
+	waitSeen(t, rev, n1, n2)
+	if r := runSluice(t, nil, "backend", "web", a, "drain", "--admin", n1.admin); r.code != 0 {
+		t.Fatalf("drain through n1: %v", r)
+	}
+	waitFor(t, "n2 drains A", func() bool {
+		resp, err := http.Get("http://" + n2.admin + "/api/v1/rules/web/backends")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		buf := make([]byte, 1<<16)
+		k, _ := resp.Body.Read(buf)
+		return strings.Contains(string(buf[:k]), `"address":"`+a+`","state":"drain"`)
+	})
+	for range 10 {
+		if got, err := n2.greeting(); got != "B" {
+			t.Fatalf("n2 after the drain: greeting %q, %v; want B only", got, err)
+		}
+	}
+}
