@@ -351,3 +351,28 @@ func TestCheckPortRange(t *testing.T) {
 		t.Errorf("quick mode with ranges of two lengths: %v", bad)
 	}
 }
+
+// TestPortRangeUpgrade: a hitless upgrade (SIGUSR2) hands over the socket
+// of every port of a tcp+udp range, and the new process serves every port,
+// mapped as before, binding none anew (the old one still holds them).
+func TestPortRangeUpgrade(t *testing.T) {
+	const n = 50
+	back := portRangeBackends(t, n)
+	listen := int(loopback.FreePorts(t, n))
+	g := startGroup(t, "-c", writeConfig(t, "log_format = \"json\"\n"+rangeRule("r", "tcp+udp", listen, back, n)))
+	started := g.wait("started", isMsg("started"))
+	pid := upgrade(t, g, int(started.num("pid")), 1)
+	client := udpClient(t)
+	for i := range n {
+		if port, _, err := askPort(loopbackAddr(listen + i)); err != nil || port != back+i {
+			t.Errorf("TCP port %d after the upgrade: backend port %d, %v; want %d", listen+i, port, err, back+i)
+		}
+		if port, err := askUDPPort(client, loopbackAddr(listen+i)); err != nil || port != back+i {
+			t.Errorf("UDP port %d after the upgrade: backend port %d, %v; want %d", listen+i, port, err, back+i)
+		}
+	}
+	if unused := g.find(isMsg("inherited socket not used by any rule: closing")); len(unused) > 0 {
+		t.Errorf("the new process left inherited sockets unused: %v", unused)
+	}
+	stopUpgraded(t, g, pid, 2)
+}
