@@ -244,5 +244,6 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	fmt.Fprint(stdout, cfg.Format())
+	reportDescriptors(stdout, stderr, cfg)
 	return exitOK
 }

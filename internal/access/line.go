@@ -17,10 +17,13 @@ const DefaultRoute = "default"
 // or of one refused client. Its fields are written in this order, at level
 // info with msg "access" (docs/OPERATIONS.md describes each).
 type Line struct {
-	Rule    string
-	Proto   string         // "tcp" or "udp"
-	Client  netip.AddrPort // the zero AddrPort: a unix-socket client (see ClientName)
-	Backend string         // the backend as configured; empty when none was reached
+	Rule   string
+	Proto  string         // "tcp" or "udp"
+	Client netip.AddrPort // the zero AddrPort: a unix-socket client (see ClientName)
+	// Listen is the port the client came in on, on a rule that listens on
+	// a range of ports; 0, and not written, on a rule of one port.
+	Listen  uint16
+	Backend string // the backend as configured; empty when none was reached
 	// Route is the route a routed rule's client took (the default
 	// route's name for the rule's own backends); empty, and not written,
 	// on a rule without routes or when no route was chosen.
@@ -68,13 +71,16 @@ func (l *Line) Log(logger *slog.Logger) {
 // write formats and writes the line. It is apart from Log so that its large
 // frame costs nothing when access lines are off.
 func (l *Line) write(logger *slog.Logger) {
-	attrs := make([]slog.Attr, 0, 17)
+	attrs := make([]slog.Attr, 0, 18)
 	attrs = append(attrs,
 		slog.String("rule", l.Rule),
 		slog.String("proto", l.Proto),
 		slog.String("client", ClientName(l.Client)),
-		slog.String("backend", l.Backend),
 	)
+	if l.Listen != 0 {
+		attrs = append(attrs, slog.Int("listen", int(l.Listen)))
+	}
+	attrs = append(attrs, slog.String("backend", l.Backend))
 	attrs = l.appendRouted(attrs)
 	attrs = append(attrs,
 		slog.Int64("up", l.Up),

@@ -27,6 +27,12 @@ var lines = []struct {
 		`{"level":"INFO","msg":"access","rule":"web","proto":"tcp","client":"127.0.0.1:33770","backend":"127.0.0.1:17001","up":6,"down":6,"duration":<d>,"end":"eof"}`,
 	},
 	{
+		"tcp, a rule of a range of ports",
+		Line{Rule: "game", Proto: "tcp", Client: netip.MustParseAddrPort("127.0.0.1:33770"), Listen: 20005, Backend: "127.0.0.1:30000-30999", Up: 6, Down: 6, End: EOF},
+		`level=INFO msg=access rule=game proto=tcp client=127.0.0.1:33770 listen=20005 backend=127.0.0.1:30000-30999 up=6 down=6 duration=<d> end=eof`,
+		`{"level":"INFO","msg":"access","rule":"game","proto":"tcp","client":"127.0.0.1:33770","listen":20005,"backend":"127.0.0.1:30000-30999","up":6,"down":6,"duration":<d>,"end":"eof"}`,
+	},
+	{
 		"tcp refused, unix client, error",
 		Line{Rule: "locked", Proto: "tcp", End: Rejected("denied"), Err: errors.New(`bad "header"`)},
 		`level=INFO msg=access rule=locked proto=tcp client=unix backend="" up=0 down=0 duration=<d> end=rejected:denied error="bad \"header\""`,

@@ -37,6 +37,7 @@ import (
 type Attempts struct {
 	p       *Pool
 	client  netip.Addr
+	port    uint16 // the client's port's index in the rule's listen range (see Backend.PortFor)
 	header  []byte // plaintext, before any TLS
 	replay  []byte // the stream's first bytes, through TLS when on
 	tried   []*Backend
@@ -59,6 +60,12 @@ func (p *Pool) Begin(a *Attempts, client netip.Addr, header, replay []byte) {
 	a.tried = a.first[:0]
 }
 
+// AtPort says that the client came in on port i of the rule's listen range
+// (from 0, its first port): a backend with a range of ports is connected
+// on its port i (see Backend.PortFor). Call it after Begin; without it,
+// every backend is connected on its first port.
+func (a *Attempts) AtPort(i uint16) { a.port = i }
+
 // Dial runs the attempts with blocking dials, each bounded by the rule's
 // connect timeout (the prelude, TLS handshake included, by another), and
 // returns the connection (a *tls.Conn when the pool speaks TLS)
@@ -78,7 +85,7 @@ func (a *Attempts) Dial(ctx context.Context) (net.Conn, *Backend, error) {
 		if t := a.p.connectTimeout; t > 0 {
 			dctx, cancel = context.WithTimeout(ctx, t)
 		}
-		conn, err := b.dial(dctx, a.client)
+		conn, err := b.dial(dctx, a.client, b.PortFor(a.port))
 		cancel()
 		if err == nil {
 			if conn, err = a.start(ctx, conn); err == nil {
@@ -140,7 +147,7 @@ func (a *Attempts) Next() (int, error) {
 		if err != nil {
 			return -1, err
 		}
-		addr := b.literal
+		addr, _ := b.Literal(a.port)
 		a.curAddr = addr
 		o, err := a.p.tcpOrigin(a.client, addr.Addr())
 		if err != nil {

@@ -70,10 +70,24 @@ func newBackend(cfg Target, p *Pool) *Backend {
 	return b
 }
 
-// Literal returns the backend's IP address and port when its address needs
+// Literal returns the backend's IP address and port for the clients of
+// port i of the rule's listen range (see PortFor) when its address needs
 // no resolving (the host is an IP, or empty for 127.0.0.1), as ResolveAddr
 // would give them.
-func (b *Backend) Literal() (netip.AddrPort, bool) { return b.literal, b.isLiteral }
+func (b *Backend) Literal(i uint16) (netip.AddrPort, bool) {
+	return netip.AddrPortFrom(b.literal.Addr(), b.PortFor(i)), b.isLiteral
+}
+
+// PortFor returns the backend's port for the clients of port i of the
+// rule's listen range (from 0, its first port; 0 for a rule of one port):
+// port i of the backend's own range, or its one port, which every listen
+// port's clients share.
+func (b *Backend) PortFor(i uint16) uint16 {
+	if b.cfg.Address.Ranged() {
+		return b.cfg.Address.Port + i
+	}
+	return b.cfg.Address.Port
+}
 
 // Address returns the backend's configured address.
 func (b *Backend) Address() Address { return b.cfg.Address }
@@ -242,21 +256,22 @@ func (b *Backend) inherit(old *Backend) {
 	b.inheritRuntime(old)
 }
 
-// ResolveAddr returns the IP address and port to send to now: the address
+// ResolveAddr returns the IP address and port to send to now, for the
+// clients of port i of the rule's listen range (see PortFor): the address
 // itself for IP literals, otherwise the first address the name resolves to
 // (through the pool's Resolver, with the rule's resolve TTL). An empty host
 // means 127.0.0.1. Unix addresses have none and return an error.
-func (b *Backend) ResolveAddr(ctx context.Context) (netip.AddrPort, error) {
+func (b *Backend) ResolveAddr(ctx context.Context, i uint16) (netip.AddrPort, error) {
 	a := b.cfg.Address
 	if a.Network == "unix" {
 		return netip.AddrPort{}, fmt.Errorf("backend %s: a unix socket has no IP address", a)
 	}
 	if a.Host == "" {
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), a.Port), nil
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), b.PortFor(i)), nil
 	}
 	addrs, err := b.pool.resolver.Resolve(ctx, a.Host, b.pool.resolveTTL)
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("backend %s: %w", a, err)
 	}
-	return netip.AddrPortFrom(addrs[0], a.Port), nil
+	return netip.AddrPortFrom(addrs[0], b.PortFor(i)), nil
 }

@@ -84,7 +84,11 @@ func (p *Pool) checkOnce(ctx context.Context, b *Backend) {
 func (p *Pool) check(ctx context.Context, b *Backend) error {
 	ctx, cancel := context.WithTimeout(ctx, p.health.Timeout)
 	defer cancel()
-	conn, err := b.dial(ctx, netip.Addr{})
+	port := p.health.Port
+	if port == 0 {
+		port = b.cfg.Address.Port // the first of a range
+	}
+	conn, err := b.dial(ctx, netip.Addr{}, port)
 	if err != nil {
 		return err
 	}

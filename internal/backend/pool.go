@@ -224,11 +224,12 @@ func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, *Backend,
 	return a.Dial(ctx)
 }
 
-// dial connects to the backend within ctx, for client (invalid: none, as
-// for a health check), from the pool's source. A host name is resolved
-// and its addresses of the source's family are tried in order, each
-// getting a fair share of the time left.
-func (b *Backend) dial(ctx context.Context, client netip.Addr) (net.Conn, error) {
+// dial connects to the backend within ctx on port (a unix backend has
+// none: its path), for client (invalid: none, as for a health check),
+// from the pool's source. A host name is resolved and its addresses of the
+// source's family are tried in order, each getting a fair share of the
+// time left.
+func (b *Backend) dial(ctx context.Context, client netip.Addr, port uint16) (net.Conn, error) {
 	a := b.cfg.Address
 	if a.Network == "unix" || b.isLiteral {
 		var conn net.Conn
@@ -236,7 +237,7 @@ func (b *Backend) dial(ctx context.Context, client netip.Addr) (net.Conn, error)
 		if a.Network == "unix" {
 			conn, err = b.dialUnix(ctx)
 		} else {
-			conn, err = b.dialIP(ctx, client, b.literal)
+			conn, err = b.dialIP(ctx, client, netip.AddrPortFrom(b.literal.Addr(), port))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", a, err)
@@ -254,7 +255,7 @@ func (b *Backend) dial(ctx context.Context, client netip.Addr) (net.Conn, error)
 	}
 	for i, ip := range addrs {
 		actx, cancel := partialDeadline(ctx, len(addrs)-i)
-		conn, err := b.dialIP(actx, client, netip.AddrPortFrom(ip, a.Port))
+		conn, err := b.dialIP(actx, client, netip.AddrPortFrom(ip, port))
 		cancel()
 		if err == nil {
 			return conn, nil

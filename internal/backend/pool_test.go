@@ -179,7 +179,7 @@ func TestDialHostNameTriesAddressesInOrder(t *testing.T) {
 	if n := p.backends[0].ConnectErrors(); n != 0 {
 		t.Fatalf("%d connect errors, want 0: one good address is enough", n)
 	}
-	ap, err := p.backends[0].ResolveAddr(context.Background())
+	ap, err := p.backends[0].ResolveAddr(context.Background(), 0)
 	if err != nil || ap != netip.MustParseAddrPort("127.0.0.2:"+portString(good.addr)) {
 		t.Fatalf("ResolveAddr = %v, %v; want the first address", ap, err)
 	}
@@ -236,7 +236,7 @@ func TestDialUnix(t *testing.T) {
 	if name, _ := dialName(t, p); name != "unix" {
 		t.Fatalf("served by %q, want unix", name)
 	}
-	if _, err := p.backends[0].ResolveAddr(context.Background()); err == nil {
+	if _, err := p.backends[0].ResolveAddr(context.Background(), 0); err == nil {
 		t.Fatal("ResolveAddr of a unix backend succeeded")
 	}
 }

@@ -97,4 +97,5 @@ type HealthCheck struct {
 	Fall     int           // failed checks in a row that mark a backend down
 	Send     string        // bytes to send once connected; empty: none
 	Expect   string        // bytes the reply must contain; empty: connecting is enough
+	Port     uint16        // port checks connect to instead of the backend's first; 0: that one
 }

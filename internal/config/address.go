@@ -68,7 +68,7 @@ func parseAddress(s string, role addrRole) (Address, error) {
 	if err != nil {
 		return Address{}, err
 	}
-	port, err := parsePort(portStr, role)
+	port, last, err := parsePorts(portStr, role)
 	if err != nil {
 		return Address{}, err
 	}
@@ -76,7 +76,38 @@ func parseAddress(s string, role addrRole) (Address, error) {
 	if err != nil {
 		return Address{}, err
 	}
-	return Address{Network: "tcp", Host: host, Port: port}, nil
+	return Address{Network: "tcp", Host: host, Port: port, LastPort: last}, nil
+}
+
+// parsePorts parses a port, or a range of ports "first-last" (listen and
+// backend addresses only; last 0 when it is no range).
+func parsePorts(s string, role addrRole) (port, last uint16, err error) {
+	firstStr, lastStr, ranged := strings.Cut(s, "-")
+	if !ranged || firstStr == "" {
+		port, err = parsePort(s, role)
+		return port, 0, err
+	}
+	if role == roleAdmin {
+		return 0, 0, fmt.Errorf("invalid port %q (want a number)", s)
+	}
+	if port, err = parsePort(firstStr, roleListen); err != nil {
+		return 0, 0, rangeError(s, err)
+	}
+	if last, err = parsePort(lastStr, roleListen); err != nil {
+		return 0, 0, rangeError(s, err)
+	}
+	switch {
+	case port == 0 || last == 0:
+		return 0, 0, fmt.Errorf("port range %s holds port 0 (want first-last, each 1-65535)", s)
+	case last < port:
+		return 0, 0, fmt.Errorf("port range %s runs backwards (want first-last, first ≤ last)", s)
+	}
+	return port, last, nil
+}
+
+// rangeError words the error of one end of a port range.
+func rangeError(s string, err error) error {
+	return fmt.Errorf("port range %s: %v (want first-last, each 1-65535)", s, err)
 }
 
 // sunPathLen is the room for a path in a unix socket address (sun_path).

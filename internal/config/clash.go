@@ -7,8 +7,9 @@ import (
 
 // checkClashes reports duplicate rule names and listen addresses that
 // would take another rule's socket, on the later of the two rules. It takes
-// time linear in the number of rules: each listen address is looked up in
-// a table of the addresses before it.
+// time linear in the number of ports listened on: each port of each listen
+// address (one, or every port of a range) is looked up in a table of the
+// ports before it.
 func checkClashes(rules []built) {
 	names := make(map[string]int)
 	listens := newListenTable()
@@ -24,10 +25,14 @@ func checkClashes(rules []built) {
 		if !b.listenOK {
 			continue
 		}
-		if i := listens.first(b.Listen, b.Protocol); i != none {
+		if i, port := listens.firstOfRange(b.Listen, b.Protocol); i != none && b.Listen.Ranged() {
+			b.src.errorAt(b.listenLine, "listen %q: port %d already used by %s", b.Listen.String(), port, rules[i].src.ctx)
+		} else if i != none {
 			b.src.errorAt(b.listenLine, "listen %q already used by %s", b.Listen.String(), rules[i].src.ctx)
 		}
-		listens.add(b.Listen, b.Protocol, j)
+		for k := range b.Listen.Ports() {
+			listens.add(b.Listen.At(k), b.Protocol, j)
+		}
 	}
 }
 
@@ -79,7 +84,7 @@ type portUsers struct {
 	all   int                // on every address
 	allV4 int                // on every IPv4 address
 	v4    int                // on every address, every IPv4 address, or one IPv4 address
-	ips   map[netip.Addr]int // on one address
+	ips   map[netip.Addr]int // on one address; nil until one does
 }
 
 // newListenTable returns an empty table.
@@ -87,7 +92,21 @@ func newListenTable() *listenTable {
 	return &listenTable{paths: make(map[pathKey]int), ports: make(map[portKey]*portUsers)}
 }
 
-// add records that rule i listens on a for protocol p.
+// firstOfRange returns the first rule in the table whose socket a listen on
+// one of a's ports would take, and that port, or none. Of a range, the
+// lowest port taken is the one reported.
+func (lt *listenTable) firstOfRange(a Address, p Protocol) (int, uint16) {
+	for k := range a.Ports() {
+		one := a.At(k)
+		if i := lt.first(one, p); i != none {
+			return i, one.Port
+		}
+	}
+	return none, 0
+}
+
+// add records that rule i listens on a, an address of one port or a unix
+// path, for protocol p.
 func (lt *listenTable) add(a Address, p Protocol, i int) {
 	for _, t := range transports(p) {
 		if a.Network == "unix" {
@@ -103,7 +122,7 @@ func (lt *listenTable) add(a Address, p Protocol, i int) {
 		k := portKey{t, a.Port}
 		u := lt.ports[k]
 		if u == nil {
-			u = &portUsers{any: i, all: none, allV4: none, v4: none, ips: make(map[netip.Addr]int)}
+			u = &portUsers{any: i, all: none, allV4: none, v4: none}
 			lt.ports[k] = u
 		}
 		u.add(hostScope(a.Host), i)
@@ -127,6 +146,9 @@ func (u *portUsers) add(s scope, i int) {
 	default:
 		if s.ip.Is4() {
 			setFirst(&u.v4)
+		}
+		if u.ips == nil {
+			u.ips = make(map[netip.Addr]int)
 		}
 		if _, ok := u.ips[s.ip]; !ok {
 			u.ips[s.ip] = i

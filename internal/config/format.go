@@ -113,6 +113,9 @@ func formatUpstreamKeys(b *strings.Builder, u *Upstream) {
 		if h.Expect != "" {
 			b.WriteString(", expect = " + quote(h.Expect))
 		}
+		if h.Port != 0 {
+			b.WriteString(", port = " + strconv.Itoa(int(h.Port)))
+		}
 		b.WriteString(" }\n")
 	} else {
 		kv(b, "health_check", quote("off"))

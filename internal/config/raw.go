@@ -107,6 +107,7 @@ type rawHealth struct {
 	Fall     any `toml:"fall"`
 	Send     any `toml:"send"`
 	Expect   any `toml:"expect"`
+	Port     any `toml:"port"`
 	tableWord
 }
 
@@ -129,7 +130,7 @@ const (
 	upstreamKeys   = "backends balance connect_timeout retries resolve_ttl proxy_protocol health_check tls backend_tls slow_start queue_timeout max_queue source mark"
 	ruleKeys       = "name listen protocol " + upstreamKeys + " idle_timeout drain_timeout allow deny max_connections max_connections_per_ip per_ip_prefix_v6 rate_per_ip bandwidth accept_proxy_protocol udp_session_timeout max_sessions congestion_control workers peek_timeout route"
 	routeKeys      = "name sni alpn http_host detect " + upstreamKeys
-	healthKeys     = "interval timeout rise fall send expect"
+	healthKeys     = "interval timeout rise fall send expect port"
 	backendKeys    = "address weight backup max_connections"
 	tlsKeys        = "certificates cert key min_version alpn client_ca"
 	certKeys       = "cert key"

@@ -15,8 +15,9 @@ var detectable = []string{"tls", "http", "ssh", "proxy"}
 
 // readRoutes reads a rule's [[rule.route]] tables in order. Each route
 // takes from up, the rule's backend side (its own keys and those of
-// [defaults]), every key it does not set but backends.
-func readRoutes(s source, raws []rawRoute, up *upstreamSpec) []Route {
+// [defaults]), every key it does not set but backends. listen is the
+// rule's, which a backend's range of ports must match.
+func readRoutes(s source, raws []rawRoute, up *upstreamSpec, listen opt[Address]) []Route {
 	if len(raws) == 0 {
 		return nil
 	}
@@ -24,7 +25,7 @@ func readRoutes(s source, raws []rawRoute, up *upstreamSpec) []Route {
 	first := make(map[string]int, len(raws)) // route name -> its line
 	for j := range raws {
 		rs := s.sub(routeLabel(raws[j].Name, j), "route."+strconv.Itoa(j))
-		r, name := readRoute(rs, &raws[j], j, up)
+		r, name := readRoute(rs, &raws[j], j, up, listen)
 		routes = append(routes, r)
 		if !name.valid() {
 			continue
@@ -43,7 +44,7 @@ func readRoutes(s source, raws []rawRoute, up *upstreamSpec) []Route {
 }
 
 // readRoute reads route j of a rule, and returns it with its name as read.
-func readRoute(rs source, raw *rawRoute, j int, up *upstreamSpec) (Route, opt[string]) {
+func readRoute(rs source, raw *rawRoute, j int, up *upstreamSpec, listen opt[Address]) (Route, opt[string]) {
 	name := readName(rs, raw.Name)
 	if name.set && name.val == access.DefaultRoute {
 		rs.errorf("name", "name %q is reserved: logs, metrics and the API call the rule's own backends so", access.DefaultRoute)
@@ -67,6 +68,7 @@ func readRoute(rs source, raw *rawRoute, j int, up *upstreamSpec) (Route, opt[st
 		rs.errorf("", "no matcher (set sni, alpn, http_host or detect)")
 	}
 	checkDuplicateBackends(rs, own.backends.val)
+	checkBackendRanges(rs, listen, own.backends.val)
 	checkBackendTLSName(rs, &r.Upstream, own.backends.val)
 	checkSource(rs, opt[Address]{}, u.source, own.backends.val)
 	return r, name

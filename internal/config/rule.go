@@ -225,6 +225,11 @@ func (s source) health(h *rawHealth) opt[*HealthCheck] {
 	fall := hs.integer("fall", h.Fall, 1)
 	send := hs.str("send", h.Send)
 	expect := hs.str("expect", h.Expect)
+	port := hs.integer("port", h.Port, 1)
+	if port.val > 65535 {
+		hs.errorf("port", "port %d: out of range (max 65535)", port.val)
+		port.set = false
+	}
 	hc := &HealthCheck{
 		Interval: interval.or(defaultHealthInterval),
 		Timeout:  timeout.or(defaultHealthTimeout),
@@ -232,8 +237,9 @@ func (s source) health(h *rawHealth) opt[*HealthCheck] {
 		Fall:     fall.or(defaultHealthFall),
 		Send:     send.val,
 		Expect:   expect.val,
+		Port:     uint16(port.val),
 	}
-	o.set = interval.valid() && timeout.valid() && rise.valid() && fall.valid() && send.valid() && expect.valid()
+	o.set = interval.valid() && timeout.valid() && rise.valid() && fall.valid() && send.valid() && expect.valid() && port.valid()
 	// Checked whatever else is wrong in the table, so that every problem
 	// is reported at once; a bad interval or timeout has its own message.
 	if interval.valid() && timeout.valid() && hc.Timeout > hc.Interval {
@@ -280,7 +286,7 @@ func buildRule(s source, own, inh *ruleSpec) built {
 		CongestionControl:   pick(own.congestion, inh.congestion).val,
 		Workers:             pick(own.workers, inh.workers).or(defaultWorkers()),
 	}
-	r.Routes = readRoutes(s, own.routes, &up)
+	r.Routes = readRoutes(s, own.routes, &up, listen)
 	if !listen.present {
 		s.errorf("", "missing listen")
 	}
@@ -288,6 +294,7 @@ func buildRule(s source, own, inh *ruleSpec) built {
 	checkTCPOnly(s, r.Protocol, own, &up)
 	checkUnix(s, r.Protocol, listen, up.backends.val)
 	checkDuplicateBackends(s, up.backends.val)
+	checkBackendRanges(s, listen, up.backends.val)
 	checkBackendTLSName(s, &r.Upstream, up.backends.val)
 	checkSource(s, listen, up.source, up.backends.val)
 	return built{Rule: r, src: s, listenOK: listen.set, listenLine: listen.line}
@@ -366,5 +373,26 @@ func checkDuplicateBackends(s source, backends []backendAt) {
 		} else {
 			s.errorAt(b.line, "backend %q listed twice", b.Address.String())
 		}
+	}
+}
+
+// checkBackendRanges reports a backend whose range of ports is not as long
+// as the rule's listen range: port first+i of the listen range goes to
+// port first+i of the backend's, so the two must have as many ports. A
+// backend of one port takes every port's clients.
+func checkBackendRanges(s source, listen opt[Address], backends []backendAt) {
+	if !listen.set {
+		return
+	}
+	for _, b := range backends {
+		if !b.Address.Ranged() || b.Address.Ports() == listen.val.Ports() {
+			continue
+		}
+		if !listen.val.Ranged() {
+			s.errorAt(b.line, "backend %q: a range of ports needs a listen range as long (listen %q is one port)", b.Address.String(), listen.val.String())
+			continue
+		}
+		s.errorAt(b.line, "backend %q: a range of %d ports, but listen %q has %d (want a range of %d ports, or one port)",
+			b.Address.String(), b.Address.Ports(), listen.val.String(), listen.val.Ports(), listen.val.Ports())
 	}
 }

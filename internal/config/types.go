@@ -68,6 +68,10 @@ type HealthCheck struct {
 	Fall     int           // failures to mark a backend down; default 3
 	Send     string        // optional bytes to send after connecting
 	Expect   string        // optional bytes the reply must contain
+	// Port is where checks connect instead of each backend's own port
+	// (the first of a backend's range); 0 (default): that port. Backends
+	// given by unix path are checked on their path.
+	Port uint16
 }
 
 // Upstream is the backend side of a rule, or of one of its routes: where

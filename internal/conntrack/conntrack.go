@@ -20,10 +20,13 @@ type Counters interface {
 
 // Entry is one live connection or UDP session.
 type Entry struct {
-	ID      uint64
-	Rule    string
-	Proto   string // "tcp" or "udp"
-	Client  string
+	ID     uint64
+	Rule   string
+	Proto  string // "tcp" or "udp"
+	Client string
+	// Listen is the port the client came in on, on a rule that listens
+	// on a range of ports; 0 on a rule of one port.
+	Listen  uint16
 	Backend string
 	Since   time.Time
 	Bytes   Counters
@@ -45,6 +48,7 @@ type Snapshot struct {
 	Rule    string    `json:"rule"`
 	Proto   string    `json:"proto"`
 	Client  string    `json:"client"`
+	Listen  uint16    `json:"listen,omitempty"` // a ranged rule's: the port the client came in on
 	Backend string    `json:"backend"`
 	Since   time.Time `json:"since"`
 	Up      int64     `json:"bytes_up"`
@@ -159,7 +163,7 @@ func (t *Table) Snapshots() []Snapshot {
 	t.mu.Lock()
 	out := make([]Snapshot, 0, len(t.entries))
 	for _, e := range t.entries {
-		s := Snapshot{ID: e.ID, Rule: e.Rule, Proto: e.Proto, Client: e.Client, Backend: e.Backend, Since: e.Since}
+		s := Snapshot{ID: e.ID, Rule: e.Rule, Proto: e.Proto, Client: e.Client, Listen: e.Listen, Backend: e.Backend, Since: e.Since}
 		if e.Bytes != nil {
 			s.Up, s.Down = e.Bytes.BytesUp(), e.Bytes.BytesDown()
 		}

@@ -10,7 +10,8 @@ import (
 )
 
 // inheritKey names a rule's socket in a hand-over by kind and the address
-// as configured.
+// as configured, of one port: each port of a range has a socket (TCP) or a
+// group (UDP) of its own, named by the port's address.
 func inheritKey(kind handover.Kind, addr config.Address) string {
 	if addr.Network == "unix" {
 		return handover.Key(handover.Unix, addr.Path)
@@ -112,13 +113,15 @@ func (s *Server) ListenerFiles(adminAddr string, adminLn net.Listener) ([]handov
 	}
 	for _, r := range s.rules {
 		for _, ln := range r.lns {
-			if err := add(inheritKey(handover.TCP, r.cfg.Listen), ln); err != nil {
+			if err := add(inheritKey(handover.TCP, portAddress(r.cfg.Listen, portOf(ln.Addr()))), ln); err != nil {
 				return nil, err
 			}
 		}
-		for i, sock := range r.udp.sockets() {
-			if err := add(handover.MemberKey(inheritKey(handover.UDP, r.cfg.Listen), i), sock); err != nil {
-				return nil, err
+		for _, u := range r.udp {
+			for i, sock := range u.sockets() {
+				if err := add(handover.MemberKey(inheritKey(handover.UDP, u.addr), i), sock); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}

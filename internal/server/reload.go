@@ -25,7 +25,10 @@ var ErrStopping = errors.New("sluice is shutting down: nothing reloaded")
 type change struct {
 	old, new *rule // old nil: added; new holds sockets bound for the change
 	rc       config.Rule
-	tcp, udp bool   // whether the TCP / UDP side was re-bound
+	// tcp and udp are the addresses (of one port each, or a unix path)
+	// bound anew for the TCP and UDP sides: every port of the listen
+	// address but those the running rule keeps (see ports.go).
+	tcp, udp []config.Address
 	renamed  string // the old name, when old is a removed rule taken over
 }
 
@@ -131,16 +134,20 @@ func goneByListen(old map[string]*rule, cfg *config.Config) map[string]*rule {
 }
 
 // planChange prepares the change of the running rule o (nil: none) to rc:
-// which of its sides need a new socket.
+// which ports of its sides need a new socket.
 func (s *Server) planChange(o *rule, rc config.Rule, renamed string) *change {
 	ch := &change{old: o, rc: rc, new: s.newRule(rc), renamed: renamed}
-	if o == nil {
-		ch.tcp, ch.udp = rc.Protocol.HasTCP(), rc.Protocol.HasUDP()
-		return ch
+	var old config.Address
+	var hadTCP, hadUDP bool
+	if o != nil {
+		old, hadTCP, hadUDP = o.cfg.Listen, o.cfg.Protocol.HasTCP(), o.cfg.Protocol.HasUDP()
 	}
-	moved := o.cfg.Listen != rc.Listen
-	ch.tcp = rc.Protocol.HasTCP() && (moved || !o.cfg.Protocol.HasTCP())
-	ch.udp = rc.Protocol.HasUDP() && (moved || !o.cfg.Protocol.HasUDP())
+	if rc.Protocol.HasTCP() {
+		ch.tcp = portsToBind(old, rc.Listen, hadTCP)
+	}
+	if rc.Protocol.HasUDP() {
+		ch.udp = portsToBind(old, rc.Listen, hadUDP)
+	}
 	return ch
 }
 
@@ -228,6 +235,7 @@ func (r *rule) apply(ch *change) {
 	if r.cfg.Name != ch.rc.Name {
 		r.metrics = ch.new.metrics
 	}
+	old := r.cfg.Listen
 	r.cfg = ch.rc
 	r.metrics.SetUDP(ch.rc.Protocol.HasUDP())
 	r.logger = ch.new.logger
@@ -241,27 +249,57 @@ func (r *rule) apply(ch *change) {
 	r.updateRoutes()
 	r.gate.Update(policy(ch.rc))
 	r.tcp.Update(r.tcpRule())
-	if ch.tcp || !ch.rc.Protocol.HasTCP() {
-		r.tcp.CloseListeners()
-		r.lns, r.failed = nil, nil
-	}
-	if ch.tcp {
-		r.lns = ch.new.lns
-		for _, ln := range r.lns {
-			r.serve(ln)
+	r.applyTCP(ch, old)
+	r.applyUDP(ch, old)
+}
+
+// applyTCP closes the rule's listeners on the ports that the change from
+// the listen address old leaves out (their connections carry on until
+// they end) and serves the new ones. Called with the server's mu held.
+func (r *rule) applyTCP(ch *change, old config.Address) {
+	tcp := ch.rc.Protocol.HasTCP()
+	kept := r.lns[:0]
+	for _, ln := range r.lns {
+		if tcp && keeps(old, ch.rc.Listen, portOf(ln.Addr())) {
+			kept = append(kept, ln)
+			continue
 		}
+		r.tcp.CloseListener(ln)
+		delete(r.failed, ln)
 	}
-	if (ch.udp || !ch.rc.Protocol.HasUDP()) && r.udp != nil {
-		u := r.udp
+	clear(r.lns[len(kept):])
+	r.lns = append(kept, ch.new.lns...)
+	for _, ln := range ch.new.lns {
+		r.serve(ln)
+	}
+	if len(ch.new.lns) > 0 {
+		r.logger.Info("listening", "listen", ch.rc.Listen.String(), "proto", "tcp", "new_sockets", len(ch.new.lns), "backends", len(ch.rc.Backends))
+	}
+}
+
+// applyUDP stops reading the rule's UDP sockets on the ports that the
+// change from the listen address old leaves out (their sessions drain in
+// the background), updates the kept ones and serves the new ones. Called
+// with the server's mu held.
+func (r *rule) applyUDP(ch *change, old config.Address) {
+	udp := ch.rc.Protocol.HasUDP()
+	kept := r.udp[:0]
+	for _, u := range r.udp {
+		if udp && keeps(old, ch.rc.Listen, u.addr.Port) {
+			u.update(r)
+			kept = append(kept, u)
+			continue
+		}
 		u.closeListener()
-		go u.drain(r)
-		r.udp = nil
+		go u.drain()
 	}
-	if ch.udp {
-		r.udp = ch.new.udp
-		r.udp.start(r.s, r, r.logger)
-	} else if r.udp != nil {
-		r.udp.update(r)
+	clear(r.udp[len(kept):])
+	r.udp = append(kept, ch.new.udp...)
+	for _, u := range ch.new.udp {
+		u.start(r.s, r, r.logger)
+	}
+	if len(ch.new.udp) > 0 {
+		r.logger.Info("listening", "listen", ch.rc.Listen.String(), "proto", "udp", "new_sockets", len(ch.new.udp), "backends", len(ch.rc.Backends))
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"sluice/internal/admit"
@@ -40,8 +41,9 @@ type rule struct {
 	metrics    *metrics.Rule
 	table      *conntrack.Table
 	tcp        *tcp.Service
-	lns        []net.Listener
-	udp        *udpSide       // nil unless the rule forwards UDP
+	lns        []net.Listener // one per port of the listen address (see ports.go)
+	udp        []*udpSide     // one per port; none unless the rule forwards UDP
+	sessions   atomic.Int64   // the live UDP sessions of every port, against max_sessions
 	serves     sync.WaitGroup // accept loops
 	// failed says why a listener of lns stopped serving, by listener; a
 	// listener that is no longer the rule's fails nothing. Guarded by the
@@ -70,13 +72,24 @@ func policy(rc config.Rule) admit.Policy {
 	}
 }
 
-// bind opens the rule's listeners without serving them yet.
+// bind opens the rule's listeners, on every port of its listen address,
+// without serving them yet.
 func (r *rule) bind() error {
-	return r.bindSides(r.cfg.Protocol.HasTCP(), r.cfg.Protocol.HasUDP())
+	var tcp, udp []config.Address
+	if r.cfg.Protocol.HasTCP() {
+		tcp = listenPorts(r.cfg.Listen)
+	}
+	if r.cfg.Protocol.HasUDP() {
+		udp = listenPorts(r.cfg.Listen)
+	}
+	return r.bindSides(tcp, udp)
 }
 
-// bindSides opens the rule's TCP listener, UDP socket or both.
-func (r *rule) bindSides(tcp, udp bool) error {
+// bindSides opens the rule's TCP listeners on the addresses tcp and its UDP
+// sockets on the addresses udp (each of one port, or a unix path). They
+// are bound all or none: when one fails, it closes those it bound and
+// returns the error of the first that failed.
+func (r *rule) bindSides(tcp, udp []config.Address) error {
 	rc := r.cfg
 	if rc.Protocol.HasTCP() {
 		if err := congestion.Check(rc.CongestionControl); err != nil {
@@ -86,22 +99,31 @@ func (r *rule) bindSides(tcp, udp bool) error {
 	if err := checkOrigins(rc); err != nil {
 		return fmt.Errorf("rule %q: %w", rc.Name, err)
 	}
-	if tcp {
-		ln, err := r.s.listen(rc.Listen, r.s.effective(rc).CongestionControl)
+	cc := r.s.effective(rc).CongestionControl
+	for _, a := range tcp {
+		ln, err := r.s.listen(a, cc)
 		if err != nil {
-			return fmt.Errorf("rule %q: listen %s: %w", rc.Name, rc.Listen, err)
+			r.unbind()
+			return listenError(rc, a, "", err)
 		}
 		r.lns = append(r.lns, ln)
 	}
-	if udp {
-		u, err := bindUDP(r.s, rc)
+	for _, a := range udp {
+		u, err := bindUDP(r.s, rc, a)
 		if err != nil {
-			r.closeListeners()
-			return fmt.Errorf("rule %q: listen %s (udp): %w", rc.Name, rc.Listen, err)
+			r.unbind()
+			return listenError(rc, a, " (udp)", err)
 		}
-		r.udp = u
+		r.udp = append(r.udp, u)
 	}
 	return nil
+}
+
+// unbind closes the sockets of a rule that has not started, and forgets
+// them.
+func (r *rule) unbind() {
+	r.closeListeners()
+	r.lns, r.udp = nil, nil
 }
 
 // run starts a bound rule: health checks, then its accept loops.
@@ -117,8 +139,13 @@ func (r *rule) run() {
 	for _, ln := range r.lns {
 		r.serve(ln)
 	}
-	if r.udp != nil {
-		r.udp.start(r.s, r, r.logger)
+	if len(r.lns) > 0 {
+		r.logger.Info("listening", "listen", r.cfg.Listen.String(), "proto", "tcp", "backends", len(r.cfg.Backends))
+	}
+	for _, u := range r.udp {
+		u.start(r.s, r, r.logger)
+	}
+	if len(r.udp) > 0 {
 		r.logger.Info("listening", "listen", r.cfg.Listen.String(), "proto", "udp", "backends", len(r.cfg.Backends))
 	}
 }
@@ -139,7 +166,6 @@ func (r *rule) serve(ln net.Listener) {
 			r.fail(ln, fmt.Sprintf("rule %q: listen %s: %v", name, ln.Addr(), err))
 		}
 	})
-	r.logger.Info("listening", "listen", r.cfg.Listen.String(), "proto", "tcp", "backends", len(r.cfg.Backends))
 }
 
 // fail records that ln stopped serving, for Healthy, while it is one of
@@ -219,6 +245,9 @@ func (r *rule) tcpRule() *tcp.Rule {
 		Workers:    rc.Workers,
 		TLS:        r.tls, PeekTimeout: rc.PeekTimeout,
 	}
+	if rc.Listen.Ranged() {
+		tr.FirstPort, tr.LastPort = rc.Listen.Port, rc.Listen.LastPort
+	}
 	r.tcpRoutes(tr)
 	return tr
 }
@@ -231,8 +260,8 @@ func (r *rule) closeListeners() {
 	for _, ln := range r.lns {
 		ln.Close()
 	}
-	if r.udp != nil {
-		r.udp.closeListener()
+	for _, u := range r.udp {
+		u.closeListener()
 	}
 }
 
@@ -242,8 +271,8 @@ func (r *rule) stop() {
 	if r.tcp != nil {
 		r.tcp.Drain(r.cfg.DrainTimeout)
 	}
-	if r.udp != nil {
-		r.udp.drain(r)
+	for _, u := range r.udp {
+		u.drain()
 	}
 	if r.pool != nil {
 		r.pool.Stop()
@@ -296,10 +325,13 @@ func (s *Server) sharedListener(addr config.Address) net.Listener {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.rules {
-		if r.cfg.Listen != addr {
+		if !samePlace(r.cfg.Listen, addr) || addr.Network != "unix" && !r.cfg.Listen.Contains(addr.Port) {
 			continue
 		}
 		for _, ln := range r.lns {
+			if portOf(ln.Addr()) != addr.Port {
+				continue
+			}
 			fl, ok := ln.(interface{ File() (*os.File, error) })
 			if !ok {
 				continue

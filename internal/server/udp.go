@@ -5,45 +5,49 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"syscall"
 
 	"sluice/internal/config"
 	"sluice/internal/udp"
 )
 
-// udpSide is a rule's UDP side: its sockets and session service. On Linux
-// a rule with workers > 1 has a group of sockets bound to its address with
-// SO_REUSEPORT, each read by an event loop of its own (see udp.Listen);
-// the group keeps its size for as long as the rule keeps its address,
-// across reloads and upgrades.
+// udpSide is a rule's UDP side on one port: its sockets and session
+// service. On Linux a rule with workers > 1 has a group of sockets bound
+// to the port with SO_REUSEPORT, each read by an event loop of its own
+// (see udp.Listen); the group keeps its size for as long as the rule keeps
+// the port, across reloads and upgrades. A rule of a range of ports has a
+// side per port, whose sessions count against the rule's max_sessions
+// together (rule.sessions).
 type udpSide struct {
+	addr  config.Address // of one port
 	socks []*udp.Socket
 	svc   *udp.Service  // nil until start
 	done  chan struct{} // closed when the service's Serve has returned
 }
 
-// bindUDP opens a rule's UDP sockets without serving them yet. It takes the
-// group handed over by the process it replaces (hitless upgrade) when there
-// is one, duplicates of the group of the running rule that a reload moves
-// the address from (sharedPacketConns), or binds a new group of
-// rc.Workers sockets.
-func bindUDP(s *Server, rc config.Rule) (*udpSide, error) {
-	pcs := inheritedPacketConns(s.inherited, rc.Listen)
+// bindUDP opens a rule's UDP sockets on addr, one port of its listen
+// address, without serving them yet. It takes the group handed over by the
+// process it replaces (hitless upgrade) when there is one, duplicates of
+// the group of the running rule that a reload moves the port from
+// (sharedPacketConns), or binds a new group of rc.Workers sockets.
+func bindUDP(s *Server, rc config.Rule, addr config.Address) (*udpSide, error) {
+	pcs := inheritedPacketConns(s.inherited, addr)
 	if pcs == nil {
-		socks, err := udp.Listen(rc.Listen.DialAddress(), rc.Workers)
+		socks, err := udp.Listen(addr.DialAddress(), rc.Workers)
 		if err == nil {
-			return &udpSide{socks: socks}, nil
+			return &udpSide{addr: addr, socks: socks}, nil
 		}
 		if errors.Is(err, syscall.EADDRINUSE) {
-			pcs = s.sharedPacketConns(rc.Listen)
+			pcs = s.sharedPacketConns(addr)
 		}
 		if pcs == nil {
 			return nil, bareError(err)
 		}
 	}
-	u := &udpSide{}
+	u := &udpSide{addr: addr}
 	for i, pc := range pcs {
-		sock, err := adoptUDP(pc, rc.Listen)
+		sock, err := adoptUDP(pc, addr)
 		if err != nil {
 			for _, pc := range pcs[i+1:] {
 				pc.Close()
@@ -55,7 +59,7 @@ func bindUDP(s *Server, rc config.Rule) (*udpSide, error) {
 	}
 	if n := udp.GroupSize(rc.Workers); n != len(u.socks) {
 		s.logger.Info("udp sockets kept: workers applies when the address is bound anew",
-			"rule", rc.Name, "listen", rc.Listen.String(), "sockets", len(u.socks), "workers", rc.Workers)
+			"rule", rc.Name, "listen", addr.String(), "sockets", len(u.socks), "workers", rc.Workers)
 	}
 	return u, nil
 }
@@ -72,7 +76,8 @@ func adoptUDP(pc net.PacketConn, addr config.Address) (*udp.Socket, error) {
 }
 
 // sharedPacketConns returns duplicates of the UDP sockets that a running
-// rule has on addr, or nil: the UDP counterpart of sharedListener. Until
+// rule has on addr (of one port), or nil: the UDP counterpart of
+// sharedListener. Until
 // the reload applies, only the running rule reads from them; then that rule
 // stops reading (its live sessions still send their replies through the
 // sockets until they drain) and the rule taking them over reads every
@@ -83,11 +88,12 @@ func (s *Server) sharedPacketConns(addr config.Address) []net.PacketConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.rules {
-		if r.cfg.Listen != addr || r.udp == nil {
+		i := slices.IndexFunc(r.udp, func(u *udpSide) bool { return u.addr == addr })
+		if i < 0 {
 			continue
 		}
 		var pcs []net.PacketConn
-		for _, sock := range r.udp.socks {
+		for _, sock := range r.udp[i].socks {
 			f, err := sock.File()
 			pc := filePacketConn(f)
 			if err != nil || pc == nil {
@@ -103,24 +109,29 @@ func (s *Server) sharedPacketConns(addr config.Address) []net.PacketConn {
 	return nil
 }
 
-// udpRule is the UDP side's view of the rule.
-func udpRule(r *rule) *udp.Rule {
+// udpRule is the view of the rule of its UDP side on port: the port's
+// place in a range says which port of a backend's range its sessions go to.
+func udpRule(r *rule, port uint16) *udp.Rule {
 	rc := r.cfg
-	return &udp.Rule{
+	ur := &udp.Rule{
 		Name: rc.Name, Pool: r.pool, Gate: r.gate, Metrics: r.metrics,
 		SessionTimeout: rc.UDPSessionTimeout, MaxSessions: rc.MaxSessions,
 		ConnectTimeout: rc.ConnectTimeout, DrainTimeout: rc.DrainTimeout,
 	}
+	if rc.Listen.Ranged() && rc.Listen.Contains(port) {
+		ur.Port, ur.Index = port, port-rc.Listen.Port
+	}
+	return ur
 }
 
-// start serves the bound socket.
+// start serves the bound sockets.
 func (u *udpSide) start(s *Server, r *rule, logger *slog.Logger) {
-	u.svc = udp.NewService(udpRule(r), udp.Deps{Logger: s.logger, AccessLogger: s.access, IDs: &s.ids, Table: r.table})
+	u.svc = udp.NewService(udpRule(r, u.addr.Port), udp.Deps{Logger: s.logger, AccessLogger: s.access, IDs: &s.ids, Table: r.table, Sessions: &r.sessions})
 	u.done = make(chan struct{})
 	go func() {
 		defer close(u.done)
 		if err := u.svc.Serve(u.socks...); err != nil {
-			logger.Error("udp forwarding stopped", "listen", r.cfg.Listen.String(), "error", err.Error())
+			logger.Error("udp forwarding stopped", "listen", u.addr.String(), "error", err.Error())
 		}
 	}()
 }
@@ -129,7 +140,7 @@ func (u *udpSide) start(s *Server, r *rule, logger *slog.Logger) {
 // ones) to sessions created from now on.
 func (u *udpSide) update(r *rule) {
 	if u.svc != nil {
-		u.svc.Update(udpRule(r))
+		u.svc.Update(udpRule(r, u.addr.Port))
 	}
 }
 
@@ -145,7 +156,7 @@ func (u *udpSide) closeListener() {
 
 // drain ends the live sessions, gracefully for up to the rule's
 // drain_timeout, and closes the socket.
-func (u *udpSide) drain(r *rule) {
+func (u *udpSide) drain() {
 	if u.svc != nil {
 		u.svc.Drain()
 		<-u.done
@@ -160,11 +171,6 @@ func (u *udpSide) closeSockets() {
 	}
 }
 
-// sockets returns the rule's UDP sockets, for a hitless upgrade to hand
-// over (their File method duplicates them); nil when the rule has none.
-func (u *udpSide) sockets() []*udp.Socket {
-	if u == nil {
-		return nil
-	}
-	return u.socks
-}
+// sockets returns the side's UDP sockets, for a hitless upgrade to hand
+// over (their File method duplicates them).
+func (u *udpSide) sockets() []*udp.Socket { return u.socks }

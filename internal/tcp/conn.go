@@ -21,6 +21,7 @@ type conn struct {
 	fd      int            // the client socket on the direct path
 	client  netip.AddrPort // the real client: from the PROXY header if trusted
 	local   netip.AddrPort // the address the client connected to
+	port    uint16         // the port of the listener it came in on; 0: a unix listener
 	start   time.Time
 	ticket  admit.Ticket
 	inSetup bool // holds one of the service's setup slots
@@ -46,7 +47,7 @@ type conn struct {
 // a PROXY header wait for it apart (see awaitHeader); the others are
 // admitted here, so a refused client costs no goroutine at all.
 func (s *Service) start(c net.Conn, l *listening) {
-	cn := &conn{rule: s.rule.Load(), c: c, start: time.Now(), onLoop: l.direct != nil}
+	cn := &conn{rule: s.rule.Load(), c: c, port: l.port, start: time.Now(), onLoop: l.direct != nil}
 	cn.client, cn.local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
 	if name := cn.rule.Congestion.For(cn.client.Addr()); name != "" && name != l.algorithm() {
 		setCongestion(c, name)
@@ -194,8 +195,8 @@ func (s *Service) relayOptions(cn *conn) relay.Options {
 func (s *Service) track(cn *conn, b *backend.Backend) {
 	cn.entry = conntrack.Entry{
 		ID: s.deps.IDs.Next(), Rule: cn.rule.Name, Proto: "tcp",
-		Client: access.ClientName(cn.client),
-		Since:  cn.start, Bytes: &cn.counters,
+		Client: access.ClientName(cn.client), Listen: cn.rule.listenPort(cn.port),
+		Since: cn.start, Bytes: &cn.counters,
 		Stop: func(reason access.End) { cn.relay.Stop(reason) },
 	}
 	if b != nil {

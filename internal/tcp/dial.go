@@ -39,6 +39,7 @@ func (cn *conn) beginDial(relayFirst bool) {
 		replay = cn.replay()
 	}
 	cn.pool().Begin(&cn.attempts, cn.client.Addr(), prelude, replay)
+	cn.attempts.AtPort(cn.rule.portIndex(cn.port))
 	cn.began = time.Now()
 }
 

@@ -82,7 +82,7 @@ func (s *Service) startDirect(fd int, client netip.AddrPort, l *listening, at re
 	if s.deps.Engine == nil || rule.Bandwidth != 0 || !s.direct(rule) || trusted(rule.TrustProxy, client.Addr()) {
 		return s.startConn(fd, l)
 	}
-	cn := &conn{rule: rule, fd: fd, client: client, start: time.Now(), onLoop: true}
+	cn := &conn{rule: rule, fd: fd, client: client, port: l.port, start: time.Now(), onLoop: true}
 	s.wg.Add(1)
 	if !s.admit(cn) {
 		return nil

@@ -12,6 +12,7 @@ import (
 // the sockets it accepts inherit from it.
 type listening struct {
 	ln     net.Listener
+	port   uint16      // ln's port; 0 for a unix listener
 	direct *loopAccept // the engine's loops accept raw from ln's socket; nil: ln.Accept
 	// inherited is the algorithm every socket accepted on ln has from it;
 	// nil when that is not known (ln's algorithm changed while clients

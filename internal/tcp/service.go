@@ -60,6 +60,30 @@ type Rule struct {
 	// its default route (see terminate.go); nil: their bytes pass
 	// through. A route's own is Route.TLS.
 	TLS *tlsconf.Holder
+	// FirstPort and LastPort are the rule's listen range; both 0 for a
+	// rule of one port. A client of port p of the range is sent to port
+	// p-FirstPort of a backend's range (backend.Attempts.AtPort), and
+	// its access line and table entry say p.
+	FirstPort, LastPort uint16
+}
+
+// portIndex returns the place of port in the rule's listen range, from 0;
+// 0 for a rule of one port, or a port no longer in the range (a listener
+// a reload is closing).
+func (r *Rule) portIndex(port uint16) uint16 {
+	if port < r.FirstPort || port > r.LastPort {
+		return 0
+	}
+	return port - r.FirstPort
+}
+
+// listenPort returns port, the port a client came in on, as its access line
+// and table entry say it: on a rule of a range of ports; 0 otherwise.
+func (r *Rule) listenPort(port uint16) uint16 {
+	if r.FirstPort == 0 {
+		return 0
+	}
+	return port
 }
 
 // Deps are the process-wide parts a Service uses.
@@ -126,7 +150,7 @@ func (s *Service) Update(rule *Rule) {
 // block. Elsewhere a goroutine per listener accepts, and calls ended as
 // it returns.
 func (s *Service) Take(ln net.Listener, ended func(error)) {
-	l := &listening{ln: ln}
+	l := &listening{ln: ln, port: addrPort(ln.Addr()).Port()}
 	s.listener.Lock()
 	defer s.listener.Unlock()
 	rule := s.rule.Load()
@@ -149,6 +173,22 @@ func (s *Service) CloseListeners() {
 		l.close()
 	}
 	s.lns = nil
+}
+
+// CloseListener stops accepting on ln alone (a port a reload takes out of
+// the rule's range), as CloseListeners does (ended is told nil); the
+// connections it accepted carry on. A listener that is not the service's
+// is left alone.
+func (s *Service) CloseListener(ln net.Listener) {
+	s.listener.Lock()
+	defer s.listener.Unlock()
+	for i, l := range s.lns {
+		if l.ln == ln {
+			l.close()
+			s.lns = append(s.lns[:i], s.lns[i+1:]...)
+			return
+		}
+	}
 }
 
 // Drain waits for live connections to finish for up to timeout, then cuts
@@ -177,7 +217,7 @@ func (s *Service) Drain(timeout time.Duration) {
 // logAccess writes the one access line of a finished connection.
 func (s *Service) logAccess(cn *conn, res relay.Result) {
 	line := access.Line{
-		Rule: cn.rule.Name, Proto: "tcp", Client: cn.client, Backend: cn.entry.Backend,
+		Rule: cn.rule.Name, Proto: "tcp", Client: cn.client, Listen: cn.rule.listenPort(cn.port), Backend: cn.entry.Backend,
 		Up: res.Up, Down: res.Down, Start: cn.start, End: res.End, Err: res.Err,
 	}
 	if rt := cn.rt; rt != nil {

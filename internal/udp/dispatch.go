@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"math"
 	"net/netip"
 	"time"
 
@@ -90,7 +91,7 @@ func (m *member) openLocked(p peer, now int64) *session {
 	ss.last.Store(now)
 	ss.entry = conntrack.Entry{
 		ID: s.deps.IDs.Next(), Rule: rule.Name, Proto: "udp",
-		Client: ss.name, Backend: b.Address().String(), Since: ss.start, Bytes: ss, Tally: b.Tally(),
+		Client: ss.name, Listen: rule.Port, Backend: b.Address().String(), Since: ss.start, Bytes: ss, Tally: b.Tally(),
 		Stop: func(reason access.End) { ss.stop(reason, nil) },
 	}
 	m.sessions[p] = ss
@@ -105,8 +106,9 @@ func (m *member) openLocked(p peer, now int64) *session {
 // the admission gate, then max_sessions, then a backend. Admitted, it
 // counts the session as live and returns its ticket and backend; refused,
 // it returns the end of the refusal's access line (and error) and counts
-// the rejection. Since live grows only here, under s.mu, no two members
-// can take the rule past max_sessions together.
+// the rejection. Since live grows only here, by reserve, no two members
+// (nor the services of the rule's other ports) can take the rule past
+// max_sessions together.
 func (s *Service) admitLocked(client netip.AddrPort, rs *ruleState) (admit.Ticket, *backend.Backend, access.End, error) {
 	rule := rs.rule
 	var ticket admit.Ticket
@@ -114,7 +116,11 @@ func (s *Service) admitLocked(client netip.AddrPort, rs *ruleState) (admit.Ticke
 	if rule.Gate != nil {
 		ticket, reason = rule.Gate.Admit(client.Addr())
 	}
-	if reason == "" && rule.MaxSessions > 0 && s.live.Load() >= int64(rule.MaxSessions) {
+	limit := int64(math.MaxInt64)
+	if rule.MaxSessions > 0 {
+		limit = int64(rule.MaxSessions)
+	}
+	if reason == "" && !reserve(s.live, limit) {
 		ticket.Release()
 		reason = ReasonMaxSessions
 	}
@@ -125,10 +131,10 @@ func (s *Service) admitLocked(client netip.AddrPort, rs *ruleState) (admit.Ticke
 	}
 	b, err := rule.Pool.Pick(client.Addr())
 	if err != nil {
+		s.live.Add(-1)
 		ticket.Release()
 		return admit.Ticket{}, nil, access.ConnectFailed, err
 	}
-	s.live.Add(1)
 	return ticket, b, "", nil
 }
 

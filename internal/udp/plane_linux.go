@@ -333,7 +333,7 @@ func (l *loopPlane) commands() (quit bool) {
 // from a new client is not held up; one given by name is resolved on a
 // goroutine of its own, and its socket handed to the loop when ready.
 func (l *loopPlane) open(ss *session) {
-	if addr, ok := ss.backend.Literal(); ok {
+	if addr, ok := ss.backend.Literal(ss.rs.rule.Index); ok {
 		if l.own(ss, addr) {
 			l.attach(ss)
 		}

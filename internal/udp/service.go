@@ -128,6 +128,12 @@ type Rule struct {
 	// DrainTimeout bounds a graceful stop; zero: live sessions are cut at
 	// once.
 	DrainTimeout time.Duration
+	// Port is the port the service's sockets are bound to when the rule
+	// listens on a range of ports (one Service per port), for the access
+	// lines and the connection table; 0 on a rule of one port. Index is
+	// that port's place in the range, from 0: a backend with a range of
+	// ports is sent to its port Index (see backend.Backend.PortFor).
+	Port, Index uint16
 }
 
 // ruleState is a rule with the counters its sessions add to.
@@ -141,6 +147,9 @@ type Deps struct {
 	Logger *slog.Logger
 	IDs    *conntrack.IDs   // session ids unique in the process
 	Table  *conntrack.Table // the rule's live connections and sessions
+	// Sessions counts the rule's live sessions, against max_sessions: the
+	// services of a rule's ports share it. Nil: the service's own.
+	Sessions *atomic.Int64
 
 	// AccessLogger takes the access lines; nil: Logger.
 	AccessLogger *slog.Logger
@@ -166,10 +175,12 @@ type Service struct {
 	dropped  atomic.Int64 // datagrams dropped without a session to count them
 	stopping atomic.Bool  // no more datagrams are read
 	// live counts the sessions in the members' tables that are not
-	// refusals, refusals the refusals there. live grows only under mu
-	// (admission), so max_sessions holds across members exactly; both
-	// shrink without it.
-	live, refusals atomic.Int64
+	// refusals (with those of the rule's other ports: Deps.Sessions),
+	// refusals the refusals there. live grows only by reserve (admission),
+	// so max_sessions holds across members and ports exactly; both shrink
+	// at any time.
+	live     *atomic.Int64
+	refusals atomic.Int64
 
 	mu       sync.Mutex // guards the following fields
 	rejected map[string]int64
@@ -197,6 +208,9 @@ func NewService(rule *Rule, deps Deps) *Service {
 	if deps.Table == nil {
 		deps.Table = conntrack.NewTable()
 	}
+	if deps.Sessions == nil {
+		deps.Sessions = new(atomic.Int64)
+	}
 	s := &Service{
 		deps:        deps,
 		epoch:       time.Now(),
@@ -204,6 +218,7 @@ func NewService(rule *Rule, deps Deps) *Service {
 		sweepDone:   make(chan struct{}),
 		wake:        make(chan struct{}, 1),
 		rejected:    make(map[string]int64),
+		live:        deps.Sessions,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.Update(rule)

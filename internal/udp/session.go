@@ -152,7 +152,7 @@ func (ss *session) resolve() (netip.AddrPort, error) {
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	return ss.backend.ResolveAddr(ctx)
+	return ss.backend.ResolveAddr(ctx, ss.rs.rule.Index)
 }
 
 // origin returns how the session's backend socket towards addr is set
@@ -275,7 +275,7 @@ func (ss *session) finish() {
 func (s *Service) logAccess(ss *session, backendName string, end access.End, err error) {
 	t := &ss.traffic
 	line := access.Line{
-		Rule: ss.rs.rule.Name, Proto: "udp", Client: ss.key.client(), Backend: backendName,
+		Rule: ss.rs.rule.Name, Proto: "udp", Client: ss.key.client(), Listen: ss.rs.rule.Port, Backend: backendName,
 		Up: t.upBytes.Load(), Down: t.downBytes.Load(),
 		Datagrams: &access.Datagrams{Up: t.upDgrams.Load(), Down: t.downDgrams.Load(), Dropped: ss.dropped.Load()},
 		Start:     ss.start, End: end, Err: err,

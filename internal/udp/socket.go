@@ -78,6 +78,11 @@ func GroupSize(workers int) int {
 	return max(workers, 1)
 }
 
+// Descriptors returns how many file descriptors the group that Listen binds
+// for a rule with the given workers holds while a Service serves it,
+// without the sessions (one backend socket each).
+func Descriptors(workers int) int { return GroupSize(workers) * memberDescriptors }
+
 // closeSockets closes socks and returns the errors.
 func closeSockets(socks []*Socket) error {
 	var errs []error

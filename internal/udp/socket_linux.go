@@ -71,6 +71,10 @@ func (s *socketSys) file() (*os.File, error) {
 // reusePortWorks says whether Listen can bind a group of sockets.
 const reusePortWorks = true
 
+// memberDescriptors is what one socket of a group costs while served: the
+// socket, and its event loop's epoll set and eventfd.
+const memberDescriptors = 3
+
 // joinGroup sets SO_REUSEPORT on first, which is bound, and binds n more
 // sockets with it to first's address.
 func joinGroup(first *net.UDPConn, n int) ([]*net.UDPConn, error) {

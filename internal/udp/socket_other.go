@@ -33,5 +33,9 @@ func (s *socketSys) file() (*os.File, error) { return s.c.File() }
 // reusePortWorks says whether Listen can bind a group of sockets: not here.
 const reusePortWorks = false
 
+// memberDescriptors is what one socket of a group costs while served: the
+// socket alone (the portable plane uses the Go runtime's poller).
+const memberDescriptors = 1
+
 // joinGroup is never called where reusePortWorks is false.
 func joinGroup(*net.UDPConn, int) ([]*net.UDPConn, error) { return nil, nil }
