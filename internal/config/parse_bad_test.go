@@ -229,7 +229,7 @@ func badRuleCases() []badCase {
 // mistake the parser catches.
 func TestParseBad(t *testing.T) {
 	var tests []badCase
-	for _, cases := range [][]badCase{badDocumentCases(), badAddressCases(), badValueCases(), badRuleCases(), badRouteCases(), badTLSCases()} {
+	for _, cases := range [][]badCase{badDocumentCases(), badAddressCases(), badValueCases(), badRuleCases(), badRouteCases(), badTLSCases(), badDiscoverCases()} {
 		tests = append(tests, cases...)
 	}
 	for _, tt := range tests {
