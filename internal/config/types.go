@@ -79,7 +79,7 @@ type Upstream struct {
 	// runs (etcd keys, DNS SRV records), joining Backends; the zero value:
 	// none.
 	BackendsFrom BackendsFrom
-	Balance  string // round-robin | least-conn | random | source-hash | first
+	Balance      string // round-robin | least-conn | random | source-hash | first
 
 	ConnectTimeout time.Duration // dial timeout per backend; default 5s
 	// Retries is how many further backends are tried after a failed dial.
