@@ -12,6 +12,7 @@ import (
 
 	"sluice/internal/admin"
 	"sluice/internal/config"
+	"sluice/internal/discovery"
 	"sluice/internal/fleet"
 )
 
@@ -134,6 +135,23 @@ func (fl *fleetLink) shareBackend(rule, route, address string, ch admin.BackendC
 		st.Weight = *ch.Weight
 	}
 	return fleet.PutBackend(context.Background(), fl.cli, fl.o, st)
+}
+
+// follower follows etcd keys for backends_from "etcd:...", through the
+// fleet's client; nil when sluice runs without etcd.
+func (fl *fleetLink) follower() discovery.Follower {
+	if fl == nil {
+		return nil
+	}
+	return func(ctx context.Context, prefix string, set func([]discovery.Entry)) {
+		fleet.FollowPrefix(ctx, fl.cli, prefix, func(kvs []fleet.KeyValue) {
+			es := make([]discovery.Entry, len(kvs))
+			for i, kv := range kvs {
+				es[i] = discovery.Entry(kv)
+			}
+			set(es)
+		})
+	}
 }
 
 // status is what GET /api/v1/status reports of the config's source.

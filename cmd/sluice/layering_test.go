@@ -12,7 +12,7 @@ import (
 // not. The direction is cmd → server → {tcp, udp, admin} → the leaves; a
 // package missing here may depend on nothing of sluice's own.
 var layers = map[string][]string{
-	"internal/server":     {"internal/route", "internal/sniff", "internal/backoff", "internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock", "internal/endpoint", "internal/tlsconf"},
+	"internal/server":     {"internal/route", "internal/sniff", "internal/backoff", "internal/tcp", "internal/udp", "internal/admin", "internal/access", "internal/metrics", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/config", "internal/workers", "internal/congestion", "internal/epoll", "internal/handover", "internal/rawsock", "internal/endpoint", "internal/tlsconf", "internal/discovery"},
 	"internal/tcp":        {"internal/route", "internal/sniff", "internal/backoff", "internal/access", "internal/backend", "internal/admit", "internal/proxyproto", "internal/relay", "internal/conntrack", "internal/metrics", "internal/workers", "internal/congestion", "internal/epoll", "internal/rawsock", "internal/endpoint", "internal/tlsconf"},
 	"internal/udp":        {"internal/backoff", "internal/access", "internal/epoll", "internal/backend", "internal/admit", "internal/conntrack", "internal/metrics", "internal/congestion", "internal/rawsock", "internal/endpoint", "internal/tlsconf"},
 	"internal/admin":      {"internal/conntrack", "internal/metrics", "internal/access"},
@@ -36,6 +36,7 @@ var layers = map[string][]string{
 	"internal/tlsconf":    {},
 	"internal/logsink":    {},
 	"internal/fleet":      {"internal/backoff"},
+	"internal/discovery":  {},
 }
 
 // leaves may import only the standard library and these modules.
@@ -53,6 +54,7 @@ var leaves = map[string][]string{
 	"internal/route":      {},
 	"internal/tlsconf":    {},
 	"internal/logsink":    {},
+	"internal/discovery":  {},
 }
 
 // TestLayering holds the dependency direction of the packages, as

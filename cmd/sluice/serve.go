@@ -88,7 +88,8 @@ func serveWith(opts *options, cfg *config.Config, signals <-chan os.Signal, stde
 	d.m = m
 	m.SetLogDropSource(lg.dropped)
 	m.SetBuildInfo(versionString(), runtime.Version())
-	d.srv = server.New(server.Options{Logger: d.logger, AccessLogger: lg.accessLogger, Metrics: m, Inherited: inherited})
+	d.srv = server.New(server.Options{Logger: d.logger, AccessLogger: lg.accessLogger, Metrics: m, Inherited: inherited,
+		Follow: d.fleet.follower()})
 	if err := d.srv.Start(cfg); err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		if d.adminLn != nil {

@@ -27,21 +27,44 @@ func (p *Pool) Start() {
 	if p.cancel != nil || p.stopped {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
-	for _, b := range p.backends {
-		p.wg.Add(1)
-		go p.watch(ctx, b)
+	p.checks, p.cancel = context.WithCancel(context.Background())
+	p.checkOf = make(map[*Backend]context.CancelFunc)
+	for _, b := range p.Backends() {
+		p.startCheckLocked(b)
 	}
 }
 
-// Stop stops the active health checks and waits for them to end. It is
-// idempotent; live connections are not touched.
+// startCheckLocked starts b's health check, once the pool's checks run.
+// The caller holds p.runMu.
+func (p *Pool) startCheckLocked(b *Backend) {
+	if p.checks == nil || p.stopped {
+		return
+	}
+	ctx, cancel := context.WithCancel(p.checks)
+	p.checkOf[b] = cancel
+	p.wg.Add(1)
+	go p.watch(ctx, b)
+}
+
+// stopCheckLocked stops b's health check, if it runs; it does not wait
+// for its end. The caller holds p.runMu.
+func (p *Pool) stopCheckLocked(b *Backend) {
+	if cancel := p.checkOf[b]; cancel != nil {
+		cancel()
+		delete(p.checkOf, b)
+	}
+}
+
+// Stop stops the active health checks and the feeds and waits for them to
+// end. It is idempotent; live connections are not touched.
 func (p *Pool) Stop() {
 	p.runMu.Lock()
 	p.stopped = true
 	if p.cancel != nil {
 		p.cancel()
+	}
+	for _, cancel := range p.feeds {
+		cancel()
 	}
 	p.runMu.Unlock()
 	p.wg.Wait()

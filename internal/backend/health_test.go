@@ -193,14 +193,14 @@ func TestActiveChecksDoNotTrial(t *testing.T) {
 }
 
 // checkers counts the goroutines that run health checks: those Pool.Start
-// made. A goroutine is listed, with who created it, from its go statement
+// made (startCheckLocked). A goroutine is listed, with who created it, from its go statement
 // on, so the count is exact as soon as Start returns.
 func checkers() int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
 		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "created by sluice/internal/backend.(*Pool).Start in ")
+			return strings.Count(string(buf[:n]), "created by sluice/internal/backend.(*Pool).startCheckLocked in ")
 		}
 		buf = make([]byte, 2*len(buf))
 	}

@@ -52,15 +52,20 @@ type Pool struct {
 	source         Source                               // see Origin
 	mark           uint32                               // SO_MARK of sockets to IP backends; zero: none
 
-	backends []*Backend // config order
+	mu sync.Mutex // guards backends, discovered, balancer state (Backend.current, eff) and the queue
+	// backends are the configured ones in config order, then the
+	// discovered ones (see discovered.go).
+	backends   []*Backend
+	discovered []Target // as SetDiscovered was last given them
+	queue      queue    // clients waiting for a full backend's slot; see queue.go
 
-	mu    sync.Mutex // guards balancer state (Backend.current, eff) and the queue
-	queue queue      // clients waiting for a full backend's slot; see queue.go
-
-	runMu   sync.Mutex // guards cancel and stopped
-	cancel  context.CancelFunc
+	runMu   sync.Mutex // guards the fields below, and changes of backends
+	checks  context.Context
+	cancel  context.CancelFunc // ends checks
 	stopped bool
-	wg      sync.WaitGroup // active health check goroutines
+	checkOf map[*Backend]context.CancelFunc // each backend's health check
+	feeds   []context.CancelFunc            // see Feed
+	wg      sync.WaitGroup                  // health check and feed goroutines
 }
 
 // NewPool returns the pool of the backends that st lists, all starting up.
@@ -119,24 +124,34 @@ func NewPool(st Settings, r *Resolver, logger *slog.Logger) *Pool {
 // Settings returns what the pool was built from.
 func (p *Pool) Settings() Settings { return p.settings }
 
-// Backends returns the pool's backends in config order. The slice is the
-// caller's own; the backends are shared.
-func (p *Pool) Backends() []*Backend { return slices.Clone(p.backends) }
+// Backends returns the pool's backends: in config order, then the
+// discovered ones. The slice is the caller's own; the backends are shared.
+func (p *Pool) Backends() []*Backend {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.backends)
+}
 
 // Inherit copies the health state of the backends in old with the same
 // address (in order, for repeated addresses), and shares their connection
 // and error counters and their runtime state and weight, so a config
 // reload neither resets health nor what an operator set, nor loses count
 // of connections still open on the old pool. A backend whose weight in the
-// file changed takes the file's weight instead of the runtime one. Call it before the pool
-// is used (before Start, Dial and Pick).
+// file changed takes the file's weight instead of the runtime one. When
+// both pools discover backends from the same place, p starts with the old
+// pool's discovered backends, until its own Feed tells it anew. Call it
+// before the pool is used (before Start, Feed, Dial and Pick).
 func (p *Pool) Inherit(old *Pool) {
 	if old == nil || old == p {
 		return
 	}
-	taken := make([]bool, len(old.backends))
-	for _, b := range p.backends {
-		for i, ob := range old.backends {
+	if p.settings.From != "" && p.settings.From == old.settings.From {
+		p.SetDiscovered(old.Discovered())
+	}
+	olds := old.Backends()
+	taken := make([]bool, len(olds))
+	for _, b := range p.Backends() {
+		for i, ob := range olds {
 			if !taken[i] && ob.cfg.Address == b.cfg.Address {
 				taken[i] = true
 				b.inherit(ob)

@@ -18,6 +18,10 @@ type Settings struct {
 	// Name is the rule's name, for logs and errors.
 	Name     string
 	Backends []Target // in config order
+	// From names where further backends are discovered (the config's
+	// backends_from, as written), for Equal and Inherit: the pool's
+	// owner feeds them (Pool.Feed); empty: nowhere.
+	From string
 	// Balance is the strategy: RoundRobin, LeastConn, Random, SourceHash
 	// or First. Any other value means RoundRobin, with a warning.
 	Balance string

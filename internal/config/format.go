@@ -94,6 +94,9 @@ func formatUpstreamKeys(b *strings.Builder, u *Upstream) {
 		}
 		b.WriteString("]\n")
 	}
+	if !u.BackendsFrom.IsZero() {
+		kv(b, "backends_from", quote(u.BackendsFrom.String()))
+	}
 	kv(b, "balance", quote(u.Balance))
 	kv(b, "retries", strconv.Itoa(u.Retries))
 	kv(b, "connect_timeout", quote(formatDuration(u.ConnectTimeout)))

@@ -229,7 +229,7 @@ func badRuleCases() []badCase {
 // mistake the parser catches.
 func TestParseBad(t *testing.T) {
 	var tests []badCase
-	for _, cases := range [][]badCase{badDocumentCases(), badAddressCases(), badValueCases(), badRuleCases(), badRouteCases(), badTLSCases(), badRangeCases()} {
+	for _, cases := range [][]badCase{badDocumentCases(), badAddressCases(), badValueCases(), badRuleCases(), badRouteCases(), badTLSCases(), badRangeCases(), badDiscoverCases()} {
 		tests = append(tests, cases...)
 	}
 	for _, tt := range tests {

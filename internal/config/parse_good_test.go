@@ -184,7 +184,7 @@ func goodCases(t *testing.T) []goodCase {
 		{"every key", everyKey, wantEveryKey(t)},
 		{"minimal rule gets every default", "[[rule]]\nname = \"web\"\nlisten = \"0.0.0.0:8080\"\nbackends = [\"10.0.0.5:80\", \"10.0.0.6:80\"]\n", wantConfig(webRule())},
 		{"rules as an inline array", "rule = [{ name = \"web\", listen = \"0.0.0.0:8080\", backends = [\"10.0.0.5:80\", \"10.0.0.6:80\"] }]\n", wantConfig(webRule())},
-	}, append(append(moreGoodCases(), rangeGoodCases()...), routeGoodCases(t)...)...)
+	}, append(append(append(moreGoodCases(), rangeGoodCases()...), discoverGoodCases()...), routeGoodCases(t)...)...)
 }
 
 // moreGoodCases are valid configs that exercise one feature each.

@@ -34,7 +34,7 @@ func badRouteCases() []badCase {
 		{"no matcher", "[[rule]]\n" + ok + "[[rule.route]]\nbackends = [\"b:1\"]\n",
 			[]string{`sluice.toml:5: rule "web": route "route-1": no matcher (set sni, alpn, http_host or detect)`}},
 		{"route without backends", "[[rule]]\n" + ok + "[[rule.route]]\nsni = [\"a.example\"]\n",
-			[]string{`sluice.toml:5: rule "web": route "route-1": missing backends (a route does not inherit the rule's backends: those are the default route)`}},
+			[]string{`sluice.toml:5: rule "web": route "route-1": missing backends (a route does not inherit the rule's backends or backends_from: those are the default route)`}},
 		{"bad route name", "[[rule]]\n" + ok + route + "name = \"a b\"\n",
 			[]string{`sluice.toml:8: rule "web": route #1: name "a b": invalid (want letters, digits, "_", "." or "-")`}},
 		{"route named default", "[[rule]]\n" + ok + route + "name = \"default\"\n",

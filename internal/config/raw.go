@@ -50,6 +50,7 @@ type rawRule struct {
 // decoded: the keys a route may set.
 type rawUpstream struct {
 	Backends       any            `toml:"backends"`
+	BackendsFrom   any            `toml:"backends_from"`
 	Balance        any            `toml:"balance"`
 	ConnectTimeout any            `toml:"connect_timeout"`
 	Retries        any            `toml:"retries"`
@@ -127,7 +128,7 @@ func (o *tableWord) UnmarshalText(b []byte) error {
 const (
 	topKeys = "log_level log_format access_log log_file admin admin_token defaults rule"
 	// upstreamKeys are the backend-side keys, which a route may set too.
-	upstreamKeys   = "backends balance connect_timeout retries resolve_ttl proxy_protocol health_check tls backend_tls slow_start queue_timeout max_queue source mark"
+	upstreamKeys   = "backends backends_from balance connect_timeout retries resolve_ttl proxy_protocol health_check tls backend_tls slow_start queue_timeout max_queue source mark"
 	ruleKeys       = "name listen protocol " + upstreamKeys + " idle_timeout drain_timeout allow deny max_connections max_connections_per_ip per_ip_prefix_v6 rate_per_ip bandwidth accept_proxy_protocol udp_session_timeout max_sessions congestion_control workers peek_timeout route"
 	routeKeys      = "name sni alpn http_host detect " + upstreamKeys
 	healthKeys     = "interval timeout rise fall send expect port"

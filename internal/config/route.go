@@ -15,8 +15,8 @@ var detectable = []string{"tls", "http", "ssh", "proxy"}
 
 // readRoutes reads a rule's [[rule.route]] tables in order. Each route
 // takes from up, the rule's backend side (its own keys and those of
-// [defaults]), every key it does not set but backends. listen is the
-// rule's, which a backend's range of ports must match.
+// [defaults]), every key it does not set but backends and backends_from.
+// listen is the rule's, which a backend's range of ports must match.
 func readRoutes(s source, raws []rawRoute, up *upstreamSpec, listen opt[Address]) []Route {
 	if len(raws) == 0 {
 		return nil
@@ -60,9 +60,10 @@ func readRoute(rs source, raw *rawRoute, j int, up *upstreamSpec, listen opt[Add
 	own := readUpstream(rs, &raw.rawUpstream)
 	u := own.inherit(up)
 	u.backends = own.backends // the rule's are the default route, not the route's
+	u.backendsFrom = own.backendsFrom
 	r.Upstream = u.upstream()
-	if !own.backends.present {
-		rs.errorf("", "missing backends (a route does not inherit the rule's backends: those are the default route)")
+	if !own.backends.present && !own.backendsFrom.present {
+		rs.errorf("", "missing backends (a route does not inherit the rule's backends or backends_from: those are the default route)")
 	}
 	if raw.SNI == nil && raw.ALPN == nil && raw.HTTPHost == nil && raw.Detect == nil {
 		rs.errorf("", "no matcher (set sni, alpn, http_host or detect)")

@@ -290,7 +290,7 @@ func buildRule(s source, own, inh *ruleSpec) built {
 	if !listen.present {
 		s.errorf("", "missing listen")
 	}
-	checkBackends(s, r.Protocol, len(r.Routes) > 0, up.backends)
+	checkBackends(s, r.Protocol, len(r.Routes) > 0, up.backends.present || up.backendsFrom.present)
 	checkTCPOnly(s, r.Protocol, own, &up)
 	checkUnix(s, r.Protocol, listen, up.backends.val)
 	checkDuplicateBackends(s, up.backends.val)
@@ -300,12 +300,13 @@ func buildRule(s source, own, inh *ruleSpec) built {
 	return built{Rule: r, src: s, listenOK: listen.set, listenLine: listen.line}
 }
 
-// checkBackends reports a rule without backends, unless routes take its
-// clients: a routed TCP rule needs none (unmatched clients are refused),
-// but a routed tcp+udp rule's UDP clients still go to the rule's own.
-func checkBackends(s source, p Protocol, routed bool, backends opt[[]backendAt]) {
+// checkBackends reports a rule without backends (listed, or discovered:
+// has says whether it has either), unless routes take its clients: a
+// routed TCP rule needs none (unmatched clients are refused), but a routed
+// tcp+udp rule's UDP clients still go to the rule's own.
+func checkBackends(s source, p Protocol, routed bool, has bool) {
 	switch {
-	case backends.present:
+	case has:
 	case !routed:
 		s.errorf("", "missing backends")
 	case p == TCPUDP:

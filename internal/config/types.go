@@ -79,11 +79,16 @@ type HealthCheck struct {
 // each key it does not set from its rule (and so from [defaults]).
 type Upstream struct {
 	Backends []Backend
-	Balance  string // round-robin | least-conn | random | source-hash | first
+	// BackendsFrom is where further backends are discovered while sluice
+	// runs (etcd keys, DNS SRV records), joining Backends; the zero value:
+	// none.
+	BackendsFrom BackendsFrom
+	Balance      string // round-robin | least-conn | random | source-hash | first
 
 	ConnectTimeout time.Duration // dial timeout per backend; default 5s
 	// Retries is how many further backends are tried after a failed dial.
-	// Default: every other backend once (len(Backends)-1).
+	// Default: every other backend once (len(Backends)-1); with
+	// BackendsFrom, at least 3.
 	Retries int
 	// ResolveTTL is how long a resolved backend host name is cached; default 30s.
 	ResolveTTL time.Duration
@@ -145,8 +150,8 @@ func (s Source) String() string {
 // when every matcher it gives matches (one element of a list is enough);
 // routes are tried in order and the first match wins. Host names (SNI,
 // HTTPHost) are kept lower-case; the name and ALPN protocols as written.
-// Every Upstream field but Backends is the rule's unless the route sets it;
-// Backends are the route's own, never empty.
+// Every Upstream field but Backends and BackendsFrom is the rule's unless
+// the route sets it; those two are the route's own, and at least one is set.
 type Route struct {
 	Name     string   // default "route-N", N counting the rule's routes from 1
 	SNI      []string // TLS server names; "*.example.org" matches names under example.org

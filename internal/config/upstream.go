@@ -20,6 +20,7 @@ func (s source) durationOrOff(key string, v any) opt[time.Duration] {
 // a route) as read, before inheritance and defaults are applied.
 type upstreamSpec struct {
 	backends                   opt[[]backendAt]
+	backendsFrom               opt[BackendsFrom]
 	balance                    opt[string]
 	connectTimeout, resolveTTL opt[time.Duration]
 	retries, proxyProtocol     opt[int]
@@ -37,6 +38,7 @@ func readUpstream(s source, r *rawUpstream) upstreamSpec {
 	// Keys are read, and problems reported, in this order.
 	return upstreamSpec{
 		backends:       s.backends("backends", r.Backends),
+		backendsFrom:   s.backendsFrom(r.BackendsFrom),
 		balance:        s.enum("balance", r.Balance, "round-robin", "least-conn", "random", "source-hash", "first"),
 		connectTimeout: s.duration("connect_timeout", r.ConnectTimeout),
 		resolveTTL:     s.duration("resolve_ttl", r.ResolveTTL),
@@ -57,6 +59,7 @@ func readUpstream(s source, r *rawUpstream) upstreamSpec {
 func (u *upstreamSpec) inherit(inh *upstreamSpec) upstreamSpec {
 	return upstreamSpec{
 		backends:       pick(u.backends, inh.backends),
+		backendsFrom:   pick(u.backendsFrom, inh.backendsFrom),
 		balance:        pick(u.balance, inh.balance),
 		connectTimeout: pick(u.connectTimeout, inh.connectTimeout),
 		resolveTTL:     pick(u.resolveTTL, inh.resolveTTL),
@@ -74,9 +77,11 @@ func (u *upstreamSpec) inherit(inh *upstreamSpec) upstreamSpec {
 }
 
 // upstream applies the built-in defaults to the keys u leaves out. Retries
-// defaults to every other backend once.
+// defaults to every other backend once, and with backends_from to at
+// least defaultDiscoveredRetries.
 func (u *upstreamSpec) upstream() Upstream {
 	up := Upstream{
+		BackendsFrom:   u.backendsFrom.val,
 		Balance:        u.balance.or(defaultBalance),
 		ConnectTimeout: u.connectTimeout.or(defaultConnectTimeout),
 		ResolveTTL:     u.resolveTTL.or(defaultResolveTTL),
@@ -93,7 +98,11 @@ func (u *upstreamSpec) upstream() Upstream {
 	for _, b := range u.backends.val {
 		up.Backends = append(up.Backends, b.Backend)
 	}
-	up.Retries = u.retries.or(max(len(up.Backends)-1, 0))
+	retries := max(len(up.Backends)-1, 0)
+	if !up.BackendsFrom.IsZero() {
+		retries = max(retries, defaultDiscoveredRetries)
+	}
+	up.Retries = u.retries.or(retries)
 	return up
 }
 

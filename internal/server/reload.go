@@ -5,7 +5,6 @@ import (
 	"reflect"
 	"slices"
 
-	"sluice/internal/backend"
 	"sluice/internal/config"
 )
 
@@ -241,9 +240,7 @@ func (r *rule) apply(ch *change) {
 	r.logger = ch.new.logger
 	if st := r.s.poolSettings(ch.rc, r.backendTLS[""]); !st.Equal(r.pool.Settings()) {
 		oldPool := r.pool
-		r.pool = backend.NewPool(st, r.s.resolver, r.s.logger) // it names the rule itself
-		r.pool.Inherit(oldPool)
-		r.pool.Start()
+		r.pool = r.s.startPool(st, ch.rc.BackendsFrom, oldPool, ch.rc.Name)
 		oldPool.Stop()
 	}
 	r.updateRoutes()

@@ -40,12 +40,7 @@ func (r *rule) updateRoutes() {
 			delete(old, rt.Name)
 			continue
 		}
-		np := backend.NewPool(st, r.s.resolver, r.s.logger)
-		if p != nil {
-			np.Inherit(p)
-		}
-		np.Start()
-		r.routes[rt.Name] = np
+		r.routes[rt.Name] = r.s.startPool(st, rt.BackendsFrom, p, st.Name)
 	}
 	for _, p := range old {
 		p.Stop()
@@ -61,7 +56,8 @@ func (r *rule) stopRoutes() {
 
 // tcpRoutes fills in the routes of the TCP side's view of the rule: each
 // with its pool, the table that chooses among them, and the default route
-// (the rule's own pool) only when the rule has backends of its own.
+// (the rule's own pool) only when the rule has backends of its own,
+// listed or discovered.
 func (r *rule) tcpRoutes(tr *tcp.Rule) {
 	rc := r.cfg
 	if len(rc.Routes) == 0 {
@@ -79,7 +75,7 @@ func (r *rule) tcpRoutes(tr *tcp.Rule) {
 		table, _ = route.New(nil)
 	}
 	tr.Table = table
-	if len(rc.Backends) == 0 {
+	if len(rc.Backends) == 0 && rc.BackendsFrom.IsZero() {
 		tr.Pool = nil
 	}
 }

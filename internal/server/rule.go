@@ -99,6 +99,9 @@ func (r *rule) bindSides(tcp, udp []config.Address) error {
 	if err := checkOrigins(rc); err != nil {
 		return fmt.Errorf("rule %q: %w", rc.Name, err)
 	}
+	if err := r.s.checkDiscovery(rc); err != nil {
+		return fmt.Errorf("rule %q: %w", rc.Name, err)
+	}
 	cc := r.s.effective(rc).CongestionControl
 	for _, a := range tcp {
 		ln, err := r.s.listen(a, cc)
@@ -129,8 +132,7 @@ func (r *rule) unbind() {
 // run starts a bound rule: health checks, then its accept loops.
 func (r *rule) run() {
 	r.metrics.SetUDP(r.cfg.Protocol.HasUDP())
-	r.pool = backend.NewPool(r.s.poolSettings(r.cfg, r.backendTLS[""]), r.s.resolver, r.s.logger) // it names the rule itself
-	r.pool.Start()
+	r.pool = r.s.startPool(r.s.poolSettings(r.cfg, r.backendTLS[""]), r.cfg.BackendsFrom, nil, r.cfg.Name)
 	r.updateRoutes()
 	r.s.restore(r)
 	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{
@@ -220,6 +222,7 @@ func (s *Server) poolSettings(rc config.Rule, client *tlsconf.Client) backend.Se
 		CongestionControl: rc.CongestionControl,
 		SlowStart:         rc.SlowStart, QueueTimeout: rc.QueueTimeout, MaxQueue: rc.MaxQueue,
 		Source: backend.Source(rc.Source), Mark: rc.Mark,
+		From: rc.BackendsFrom.String(),
 	}
 	if client != nil {
 		st.TLS, st.ObserveTLS = client, s.observeBackendTLS(rc.Name)

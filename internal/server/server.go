@@ -16,6 +16,7 @@ import (
 	"sluice/internal/config"
 	"sluice/internal/congestion"
 	"sluice/internal/conntrack"
+	"sluice/internal/discovery"
 	"sluice/internal/handover"
 	"sluice/internal/metrics"
 	"sluice/internal/relay"
@@ -32,6 +33,10 @@ type Options struct {
 	// Inherited are listening sockets handed over by the process this one
 	// replaces (hitless upgrade); nil: bind everything anew.
 	Inherited *handover.Inherited
+	// Follow follows the keys under an etcd prefix, for backends_from
+	// "etcd:..."; nil (sluice runs without etcd): a rule with such a
+	// backends_from fails to start, and a reload bringing one fails.
+	Follow discovery.Follower
 }
 
 // Server runs the rules of a configuration.
@@ -45,6 +50,7 @@ type Server struct {
 	engine    *relay.Engine // nil where the platform has none
 	workers   *workers.Pool
 	resolver  *backend.Resolver
+	follow    discovery.Follower // nil: no etcd
 	// loopbackCC is why this process may not give loopback connections
 	// congestion.LoopbackAlgorithm (nil: it may), found once at New.
 	loopbackCC error
@@ -101,6 +107,7 @@ func New(opts Options) *Server {
 		access:     access,
 		metrics:    opts.Metrics,
 		inherited:  opts.Inherited,
+		follow:     opts.Follow,
 		pools:      relay.NewPools(0),
 		parker:     parker,
 		engine:     engine,
