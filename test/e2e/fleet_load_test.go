@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// loadPushes is how many configs TestFleetPushesUnderLoad pushes.
+const loadPushes = 20
+
+// loadFleetConfig is push i's config: rule web, which carries the
+// traffic and never changes, and rule side, whose idle timeout changes
+// with every push; every third push also brings (or takes away) a rule
+// extra. Every rule listens on a relative unix socket, in each
+// instance's own directory.
+func loadFleetConfig(echo string, i int) string {
+	var sb strings.Builder
+	sb.WriteString("log_format = \"json\"\n")
+	fmt.Fprintf(&sb, "\n[[rule]]\nname = \"web\"\nlisten = \"unix:front.sock\"\nbackends = [%q]\n", echo)
+	fmt.Fprintf(&sb, "\n[[rule]]\nname = \"side\"\nlisten = \"unix:side.sock\"\nbackends = [%q]\nidle_timeout = \"%ds\"\n", echo, 60+i)
+	if i/3%2 == 1 {
+		fmt.Fprintf(&sb, "\n[[rule]]\nname = \"extra\"\nlisten = \"unix:extra.sock\"\nbackends = [%q]\n", echo)
+	}
+	return sb.String()
+}
+
+// waitApplied waits until every node runs revision rev: applied, not
+// only seen, and no error reported.
+func waitApplied(t *testing.T, rev int64, nodes ...*fleetNode) {
+	t.Helper()
+	for _, n := range nodes {
+		waitFor(t, fmt.Sprintf("%s applies revision %d", n.name, rev), func() bool {
+			st, ok := n.status()
+			if ok && st.Source.Seen >= rev && st.Source.Revision < rev {
+				t.Fatalf("%s took in revision %d without applying it: running %d, error %q",
+					n.name, rev, st.Source.Revision, st.Source.LastError)
+			}
+			return ok && st.Source.Revision >= rev
+		})
+	}
+}
+
+// instanceKeys reads every instances/ key through etcdctl, by name.
+func instanceKeys(t *testing.T, c *etcdCluster) map[string]map[string]any {
+	t.Helper()
+	out, err := exec.Command("etcdctl", "--endpoints", c.endpoints(), "--command-timeout", "5s",
+		"get", "--prefix", "/sluice/instances/", "--print-value-only").Output()
+	if err != nil {
+		t.Fatalf("etcdctl get instances/: %v", err)
+	}
+	keys := map[string]map[string]any{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var in map[string]any
+		if json.Unmarshal([]byte(line), &in) == nil {
+			keys[fmt.Sprint(in["name"])] = in
+		}
+	}
+	return keys
+}
+
+// TestFleetPushesUnderLoad: three instances carry clients that connect
+// over and over and long streams, while 20 configs are pushed. Every
+// instance applies every push (its status and its instances/ key say so),
+// no connect fails, every stream comes back byte for byte, and no
+// instance logs an ERROR line: a push is as gentle as a SIGHUP reload.
+func TestFleetPushesUnderLoad(t *testing.T) {
+	c := startEtcd(t, 3)
+	echoAddr := startBackend(t, echo).addr
+	state := filepath.Join(t.TempDir(), "s.json")
+	rev := pushedRevision(t, push(t, c, state, loadFleetConfig(echoAddr, 0)))
+	nodes := []*fleetNode{startNode(t, c, "n1"), startNode(t, c, "n2"), startNode(t, c, "n3")}
+	waitApplied(t, rev, nodes...)
+
+	fronts := map[string]string{}
+	var churn []string
+	for _, n := range nodes {
+		fronts[n.name] = "unix:" + n.front()
+		churn = append(churn, n.name, n.name)
+	}
+	fixed := map[string]bool{"n1": true, "n2": true, "n3": true}
+	l := startLoad(t, newAddrBook(fronts), churn, fixed)
+	var streams []*stream
+	for _, n := range nodes {
+		for k := range 2 {
+			streams = append(streams, l.addStream(fmt.Sprintf("%s-stream%d", n.name, k), fronts[n.name]))
+		}
+	}
+	l.waitProgress(l.snapshot(), 5, 64<<10)
+
+	for i := 1; i <= loadPushes; i++ {
+		from := l.snapshot()
+		rev = pushedRevision(t, push(t, c, state, loadFleetConfig(echoAddr, i)))
+		waitApplied(t, rev, nodes...)
+		l.waitProgress(from, 2, streamChunk)
+	}
+	waitFor(t, fmt.Sprintf("every instances/ key reports revision %d", rev), func() bool {
+		keys := instanceKeys(t, c)
+		for _, n := range nodes {
+			in, ok := keys[n.name]
+			if !ok || in["revision"] != float64(rev) || in["healthy"] != true {
+				return false
+			}
+		}
+		return true
+	})
+
+	l.halt()
+	var moved int64
+	for _, s := range streams {
+		moved += s.finish(t)
+	}
+	l.checkChurn()
+	t.Logf("%d pushes applied by %d instances; streams moved %d bytes each way", loadPushes, len(nodes), moved)
+	for _, n := range nodes {
+		if lines := n.p.errorLines(); len(lines) > 0 {
+			t.Errorf("%s logged ERROR lines:\n%s", n.name, strings.Join(lines, "\n"))
+		}
+		if got := n.p.count(isMsg("reloaded")); got < loadPushes {
+			t.Errorf("%s logged %d reloads, want %d", n.name, got, loadPushes)
+		}
+	}
+}
