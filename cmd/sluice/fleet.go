@@ -81,6 +81,11 @@ func (fl *fleetLink) start(d *daemon) {
 		Health: d.srv.Healthy,
 		Apply: func(doc []byte, rev int64) error {
 			_, err := d.reloadWith(func() (*config.Config, error) { return d.opts.configData(fl.docName(rev), doc) })
+			if err == nil {
+				// The time of this line is when the push took effect here:
+				// the bench's fleet figures read it.
+				d.logger.Info("config: applied from etcd", "revision", rev)
+			}
 			return err
 		},
 	})
