@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -74,12 +75,43 @@ func instanceKeys(t *testing.T, c *etcdCluster) map[string]map[string]any {
 	return keys
 }
 
+// checkFleetAPI checks that n's GET /api/v1/fleet lists every node of
+// nodes, each running revision rev, and names n as itself.
+func checkFleetAPI(t *testing.T, n *fleetNode, rev int64, nodes ...*fleetNode) {
+	t.Helper()
+	resp, err := http.Get("http://" + n.admin + "/api/v1/fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		InFleet   bool   `json:"in_fleet"`
+		Self      string `json:"self"`
+		Instances []struct {
+			Name     string `json:"name"`
+			Revision int64  `json:"revision"`
+			Healthy  bool   `json:"healthy"`
+		} `json:"instances"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/fleet: %d, %v", resp.StatusCode, err)
+	}
+	if !got.InFleet || got.Self != n.name || len(got.Instances) != len(nodes) {
+		t.Fatalf("GET /api/v1/fleet from %s: %+v, want all %d instances", n.name, got, len(nodes))
+	}
+	for i, in := range got.Instances {
+		if in.Name != nodes[i].name || in.Revision != rev || !in.Healthy {
+			t.Errorf("GET /api/v1/fleet: instance %d is %+v, want %s, healthy, at revision %d", i, in, nodes[i].name, rev)
+		}
+	}
+}
+
 // TestFleetPushesUnderLoad: three instances carry clients that connect
 // over and over and long streams, while 20 configs are pushed. Every
 // instance applies every push (its status, its instances/ key and its log
-// say so),
-// no connect fails, every stream comes back byte for byte, and no
-// instance logs an ERROR line: a push is as gentle as a SIGHUP reload.
+// say so, and GET /api/v1/fleet lists all three at the last one), no
+// connect fails, every stream comes back byte for byte, and no instance
+// logs an ERROR line: a push is as gentle as a SIGHUP reload.
 func TestFleetPushesUnderLoad(t *testing.T) {
 	c := startEtcd(t, 3)
 	echoAddr := startBackend(t, echo).addr
@@ -122,6 +154,8 @@ func TestFleetPushesUnderLoad(t *testing.T) {
 		}
 		return true
 	})
+
+	checkFleetAPI(t, nodes[0], rev, nodes...)
 
 	l.halt()
 	var moved int64
