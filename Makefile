@@ -5,6 +5,8 @@
 #                the allocation tests without -race, a bounded fuzz run
 #                and a smoke run of the benchmark
 #   make bench   the full side-by-side benchmark (minutes)
+#   make fleet   the fleet figures: sluice instances on an etcd the bench
+#                starts (3 and 50 instances, 50 pushes each); needs etcd
 #
 # Nothing needs installing first but Go: staticcheck runs at its pinned
 # version through `go run`, which fetches it into the module cache once.
@@ -15,7 +17,7 @@ PKGS        ?= ./...
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20s
 
-.PHONY: build test lint unit alloc fuzz bench-smoke bench
+.PHONY: build test lint unit alloc fuzz bench-smoke bench fleet
 
 build:
 	$(GO) build -o sluice ./cmd/sluice
@@ -60,3 +62,6 @@ bench-smoke:
 
 bench:
 	$(GO) run ./bench
+
+fleet:
+	$(GO) run ./bench -figures fleet

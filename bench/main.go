@@ -28,7 +28,7 @@
 // Lost or corrupted bytes, a forwarder that fails to start, dies, or leaves
 // connections open are failures: the table marks them and the command exits
 // with status 1. Usage errors exit with status 2. It reads /proc, so it runs
-// on Linux only.
+// on Linux only. The fleet figures (fleet.go) run only with -figures fleet.
 package main
 
 import (
@@ -90,7 +90,9 @@ bench's own CPU does not bound the figure on a small machine. The TLS
 figures (sni passthrough, tls termination) use a certificate the bench
 makes, and skip the column of a sluice that does not know their keys.
 The listeners figures run sluice alone on -ports TCP ports, as one rule
-with a port range and as a rule per port.
+with a port range and as a rule per port. The fleet figures (-figures
+fleet, or make fleet) run only when asked for: sluice instances on an etcd
+they start, configs pushed one after another (they need etcd).
 
 `
 
@@ -111,7 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	sluiceBin := fs.String("sluice", "", "use this sluice binary instead of building ./cmd/sluice")
 	baseBin := fs.String("base", "", "also measure this sluice binary, in a column sluice-base beside sluice: before and after a change in one run")
 	ports := fs.Int("ports", defaultPorts, "TCP ports sluice listens on in the listeners figures")
-	figs := fs.String("figures", "", "comma-separated parts of figure names to run (e.g. \"streams,udp\"; a whole name picks that figure only); empty: all")
+	figs := fs.String("figures", "", "comma-separated parts of figure names to run (e.g. \"streams,udp\"; a whole name picks that figure only; \"fleet\": the fleet figures, which need etcd and run only when named); empty: all but fleet")
 	if err := fs.Parse(args); err != nil {
 		return options{}, usageError{err.Error()}
 	}
@@ -181,6 +183,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	if withFleet, rest := splitFleet(o.figures); withFleet {
+		if err := runFleet(ctx, o, tmp, stdout, stderr); err != nil || len(rest) == 0 {
+			return err
+		}
+		o.figures = rest
+	}
 	fwds, skipped, err := setupForwarders(ctx, setupOptions{
 		only: o.only, sluiceBin: o.sluiceBin, baseBin: o.baseBin, tmp: tmp, maxConns: o.idleN + 1024, nofile: nofile,
 	})

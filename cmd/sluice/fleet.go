@@ -19,11 +19,12 @@ import (
 // fleetLink is a daemon's tie to etcd: where its config comes from, and
 // the backend states it shares with the other instances.
 type fleetLink struct {
-	o   fleet.Options
-	cli *clientv3.Client
-	src *fleet.Source
-	doc []byte // the document at start
-	rev int64
+	o    fleet.Options
+	cli  *clientv3.Client
+	src  *fleet.Source
+	doc  []byte // the document at start
+	rev  int64
+	name string // this instance's, under instances/
 
 	mu     sync.Mutex                    // guards states
 	states map[string]fleet.BackendState // by key, for a reload to apply again
@@ -48,7 +49,7 @@ func serveFleet(opts *options, signals <-chan os.Signal, stderr io.Writer) int {
 		name = fleet.DefaultName()
 	}
 	inst := fleet.Instance{Name: name, Version: versionString(), PID: os.Getpid(), Started: time.Now().UTC()}
-	fl := &fleetLink{o: fo, cli: cli, src: fleet.NewSource(fo, cli, opts.etcd.cache, inst),
+	fl := &fleetLink{o: fo, cli: cli, src: fleet.NewSource(fo, cli, opts.etcd.cache, inst), name: name,
 		states: map[string]fleet.BackendState{}}
 	fl.doc, fl.rev, err = fl.src.Initial(context.Background())
 	if err != nil {
@@ -82,6 +83,11 @@ func (fl *fleetLink) start(d *daemon) {
 		Health: d.srv.Healthy,
 		Apply: func(doc []byte, rev int64) error {
 			_, err := d.reloadWith(func() (*config.Config, error) { return d.opts.configData(fl.docName(rev), doc) })
+			if err == nil {
+				// The time of this line is when the push took effect here:
+				// the bench's fleet figures read it.
+				d.logger.Info("config: applied from etcd", "revision", rev)
+			}
 			return err
 		},
 	})
@@ -152,6 +158,21 @@ func (fl *fleetLink) follower() discovery.Follower {
 			set(es)
 		})
 	}
+}
+
+// view lists the fleet's live instances, as their instances/ keys say,
+// for GET /api/v1/fleet and the dashboard's fleet panel.
+func (fl *fleetLink) view(ctx context.Context) (admin.Fleet, error) {
+	ins, err := fleet.Instances(ctx, fl.cli, fl.o)
+	if err != nil {
+		return admin.Fleet{}, fmt.Errorf("etcd: read %s: %w", fl.o.InstancesPrefix(), err)
+	}
+	out := admin.Fleet{Self: fl.name, Instances: make([]admin.FleetInstance, 0, len(ins))}
+	for _, in := range ins {
+		out.Instances = append(out.Instances, admin.FleetInstance{Name: in.Name, Version: in.Version, PID: in.PID,
+			Started: in.Started, Revision: in.Revision, Healthy: in.Healthy, LastError: in.LastError})
+	}
+	return out, nil
 }
 
 // status is what GET /api/v1/status reports of the config's source.

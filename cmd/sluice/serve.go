@@ -264,7 +264,11 @@ func (d *daemon) applyGlobals(cfg *config.Config) {
 
 // adminOptions are the admin API's options for cfg.
 func (d *daemon) adminOptions(cfg *config.Config) admin.Options {
-	return admin.Options{Controller: controller{d.srv, d}, Gatherer: d.reg, Token: cfg.AdminToken, Logger: d.logger, Status: d.status}
+	o := admin.Options{Controller: controller{d.srv, d}, Gatherer: d.reg, Token: cfg.AdminToken, Logger: d.logger, Status: d.status}
+	if d.fleet != nil {
+		o.Fleet = d.fleet.view
+	}
+	return o
 }
 
 // moveAdmin serves the admin API on cfg's address (with cfg's token)

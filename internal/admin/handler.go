@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +32,10 @@ type Options struct {
 	// Status, if set, is what GET /api/v1/status reports (the config's
 	// source, say); nil: it reports {"config_source": {"source": "file"}}.
 	Status func() any
+	// Fleet, if set, lists the instances of the fleet this sluice is in,
+	// for GET /api/v1/fleet and the dashboard's fleet panel. Nil: not in a
+	// fleet; GET /api/v1/fleet answers 404 and the panel stays hidden.
+	Fleet func(ctx context.Context) (Fleet, error)
 	// Logger receives a line for every reload and closed connection. Nil:
 	// nothing is logged.
 	Logger *slog.Logger
@@ -47,6 +52,7 @@ type handler struct {
 	page   *page
 	hist   *history // sampled only when a Server runs it
 	status func() any
+	fleet  func(ctx context.Context) (Fleet, error)
 }
 
 // route is one method and path the API serves.
@@ -70,7 +76,8 @@ func newGuard(o Options) (*guard, *history) {
 	if o.Controller == nil {
 		panic("admin: NewHandler: Options.Controller is nil")
 	}
-	h := &handler{ctl: o.Controller, logger: o.Logger, page: newPage(), hist: newHistory(o.Controller, o.HistoryInterval), status: o.Status}
+	h := &handler{ctl: o.Controller, logger: o.Logger, page: newPage(), hist: newHistory(o.Controller, o.HistoryInterval), status: o.Status,
+		fleet: o.Fleet}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
@@ -94,6 +101,7 @@ func newGuard(o Options) (*guard, *history) {
 		{http.MethodPut, "/api/v1/rules/{rule}/routes/{route}/backends/{address}", h.setBackend},
 		{http.MethodGet, "/api/v1/history", h.hist.serveHistory},
 		{http.MethodGet, "/api/v1/status", h.serveStatus},
+		{http.MethodGet, "/api/v1/fleet", h.serveFleet},
 		{http.MethodGet, "/api/v1/connections", h.connections},
 		{http.MethodDelete, "/api/v1/connections/{id}", h.closeConnection},
 		{http.MethodPost, "/api/v1/reload", h.reload},

@@ -273,7 +273,14 @@ func (c *testController) setBackendUp(rule, addr string, up bool) {
 // base URL. The server is shut down when the test ends.
 func startAdmin(t *testing.T, ctl *testController, token string) string {
 	t.Helper()
-	s, err := Listen("127.0.0.1:0", Options{Controller: ctl, Gatherer: ctl.reg, Token: token})
+	return startAdminWith(t, Options{Controller: ctl, Gatherer: ctl.reg, Token: token})
+}
+
+// startAdminWith serves o on a free loopback port until the test ends and
+// returns its base URL.
+func startAdminWith(t *testing.T, o Options) string {
+	t.Helper()
+	s, err := Listen("127.0.0.1:0", o)
 	if err != nil {
 		t.Fatal(err)
 	}

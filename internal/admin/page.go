@@ -30,7 +30,8 @@ func newPage() *page {
 	css := mustRead("static/dashboard.css")
 	// The dashboard's script is its charts and rates, then the page itself,
 	// which uses them: one inline script, allowed by one hash.
-	dashJS := mustRead("static/charts.js") + "\n" + mustRead("static/certs.js") + "\n" + mustRead("static/dashboard.js")
+	dashJS := mustRead("static/charts.js") + "\n" + mustRead("static/certs.js") + "\n" + mustRead("static/fleet.js") + "\n" +
+		mustRead("static/dashboard.js")
 	signJS := mustRead("static/signin.js")
 	p := &page{
 		dashboard: assemble(mustRead("static/dashboard.html"), css, dashJS),

@@ -129,15 +129,42 @@ func (c *churner) note(msg string) {
 	}
 }
 
-// echoOnce connects to addr, does one round trip through an echo backend
+// echoOnce connects to addr ("unix:PATH" or a TCP address), does one round trip through an echo backend
 // and closes.
 func echoOnce(addr, msg string) error {
-	c, err := net.DialTimeout("tcp", addr, waitLimit)
+	c, err := dialAny(addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	return roundTrip(c, msg)
+}
+
+// dialAny connects to addr within waitLimit: "unix:PATH" is a unix
+// socket, anything else a TCP address.
+func dialAny(addr string) (net.Conn, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return net.DialTimeout("unix", path, waitLimit)
+	}
+	return net.DialTimeout("tcp", addr, waitLimit)
+}
+
+// duplexConn is a stream's connection, TCP or unix: both half-close.
+type duplexConn interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// dialDuplex connects to sluice at addr ("unix:PATH" or a TCP address);
+// the test's cleanup closes the connection.
+func dialDuplex(t *testing.T, addr string) duplexConn {
+	t.Helper()
+	c, err := dialAny(addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c.(duplexConn)
 }
 
 // load is the traffic of one test: churners and streams.
@@ -275,7 +302,7 @@ const (
 // hash what they handle with SHA-256.
 type stream struct {
 	name       string
-	c          *net.TCPConn
+	c          duplexConn
 	sent, recv atomic.Int64
 	wrote      chan error // the writer's result
 	read       chan error // the reader's result
@@ -288,13 +315,13 @@ type stream struct {
 	err error      // the first failure of either side
 }
 
-// startStream connects to addr and starts the writer and the reader. The
+// startStream connects to addr ("unix:PATH" or a TCP address) and starts the writer and the reader. The
 // writer half-closes when stop is closed or the stream's stop method is
 // called; the reader then runs to EOF.
 func startStream(t *testing.T, name, addr string, stop <-chan struct{}) *stream {
 	t.Helper()
 	s := &stream{
-		name: name, c: dial(t, addr), wrote: make(chan error, 1), read: make(chan error, 1),
+		name: name, c: dialDuplex(t, addr), wrote: make(chan error, 1), read: make(chan error, 1),
 		halt: make(chan struct{}),
 	}
 	seed := sha256.Sum256([]byte(name + "|" + s.c.LocalAddr().String()))

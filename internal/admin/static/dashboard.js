@@ -3,7 +3,7 @@
 // /api/v1/rules, /api/v1/connections and /healthz, keeps five minutes of
 // history per rule and draws it, with rates averaged over the last
 // RATE_WINDOW_MS (charts.js, which the page runs first, draws and rates),
-// per rule and per backend.
+// per rule and per backend. In a fleet, fleet.js lists its instances.
 // When /healthz says unhealthy, its reason is shown in the header and on
 // the card of each rule it names.
 // No libraries: everything here was written for sluice.
@@ -579,4 +579,5 @@
   document.getElementById('window-note').textContent = 'up to the last ' + WINDOW_MS / 60000 + ' minutes';
   document.getElementById('rate-note').textContent = 'rates averaged over ' + RATE_WINDOW_MS / 1000 + ' s';
   loadHistory().then(poll);
+  sluiceFleet.start(api, fmtAge);
 })();
