@@ -127,6 +127,26 @@ func TestFleetEtcdOutage(t *testing.T) {
 	}
 }
 
+// TestFleetPushRightAfterLeaderDies: a push made the moment the etcd
+// leader is killed succeeds. With etcd's default timing (heartbeat 100 ms,
+// election 1 s; here 200 ms and 2 s, so that the push surely lands in the
+// window) the other members still take the dead member for their leader
+// for a while and forward the push's proposal to it, where it is lost; a
+// push that waits for it alone times out. Push tries again until a new
+// leader commits it.
+func TestFleetPushRightAfterLeaderDies(t *testing.T) {
+	c := startEtcdElection(t, 3, 2000)
+	state := filepath.Join(t.TempDir(), "s.json")
+	pushedRevision(t, push(t, c, state, fleetConfig(namedBackend(t, "A"))))
+	c.stop(c.leader())
+	text := fleetConfig(namedBackend(t, "B"))
+	rev := pushedRevision(t, push(t, c, state, text))
+	pulled := runSluice(t, nil, "cluster", "pull", "--etcd", c.endpoints(), "--state", state)
+	if pulled.code != 0 || pulled.stdout != text || !strings.Contains(pulled.stderr, fmt.Sprintf("revision %d", rev)) {
+		t.Fatalf("pull after the push: %v; want the pushed config at revision %d", pulled, rev)
+	}
+}
+
 // TestFleetDrainThroughOneInstance: a backend drained through instance
 // A's admin API gets no new connection from instance B.
 func TestFleetDrainThroughOneInstance(t *testing.T) {
