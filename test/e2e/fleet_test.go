@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestFleetPushConflictAndBadConfig: a pushed config is applied by every
@@ -144,6 +146,59 @@ func TestFleetPushRightAfterLeaderDies(t *testing.T) {
 	pulled := runSluice(t, nil, "cluster", "pull", "--etcd", c.endpoints(), "--state", state)
 	if pulled.code != 0 || pulled.stdout != text || !strings.Contains(pulled.stderr, fmt.Sprintf("revision %d", rev)) {
 		t.Fatalf("pull after the push: %v; want the pushed config at revision %d", pulled, rev)
+	}
+}
+
+// instanceKey reads the instances/ key of the node named name: its mod
+// revision and its report's config revision; ok is false when it is gone.
+func (c *etcdCluster) instanceKey(name string) (modRev, revision int64, ok bool) {
+	var got struct {
+		Kvs []struct {
+			ModRevision int64  `json:"mod_revision"`
+			Value       []byte `json:"value"`
+		} `json:"kvs"`
+	}
+	if err := json.Unmarshal([]byte(c.etcdctl("get", "/sluice/instances/"+name, "-w", "json")), &got); err != nil {
+		c.t.Fatalf("etcdctl get: %v", err)
+	}
+	if len(got.Kvs) == 0 {
+		return 0, 0, false
+	}
+	var in struct {
+		Revision int64 `json:"revision"`
+	}
+	json.Unmarshal(got.Kvs[0].Value, &in)
+	return got.Kvs[0].ModRevision, in.Revision, true
+}
+
+// TestFleetInstanceKeyWrittenOnChange: an instance's key is written when
+// its report changes, not over and over: across more than a lease's TTL
+// with nothing new it keeps its mod revision (the lease alone keeps it
+// alive), and a push rewrites it with the new config revision.
+func TestFleetInstanceKeyWrittenOnChange(t *testing.T) {
+	c := startEtcd(t, 1)
+	state := filepath.Join(t.TempDir(), "s.json")
+	rev := pushedRevision(t, push(t, c, state, fleetConfig(namedBackend(t, "A"))))
+	n := startNode(t, c, "n1")
+	waitSeen(t, rev, n)
+	var first int64
+	waitFor(t, "n1's key reports revision "+fmt.Sprint(rev), func() bool {
+		mod, r, ok := c.instanceKey("n1")
+		first = mod
+		return ok && r == rev
+	})
+	const quiet = 12 * time.Second // the lease's TTL is 10 s
+	for end := time.Now().Add(quiet); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		mod, _, ok := c.instanceKey("n1")
+		if !ok || mod != first {
+			t.Fatalf("with nothing new, n1's key went from mod revision %d to %d (present: %t); want it left alone", first, mod, ok)
+		}
+	}
+	rev = pushedRevision(t, push(t, c, state, fleetConfig(namedBackend(t, "B"))))
+	waitFor(t, "n1's key reports revision "+fmt.Sprint(rev), func() bool { _, r, ok := c.instanceKey("n1"); return ok && r == rev })
+	status := runSluice(t, nil, "cluster", "status", "--etcd", c.endpoints())
+	if !strings.Contains(status.stdout, "n1") || !strings.Contains(status.stdout, fmt.Sprint(rev)) {
+		t.Errorf("cluster status does not show n1 at revision %d:\n%v", rev, status)
 	}
 }
 
