@@ -87,7 +87,9 @@ func TestFleetPushConflictAndBadConfig(t *testing.T) {
 	}
 }
 
-// TestFleetEtcdOutage: one member killed changes nothing; all members
+// TestFleetEtcdOutage: one member killed (member 0, which started first
+// and is most often the leader) changes nothing, not even for a push made
+// at once; all members
 // stopped, instances keep serving, and one restarted meanwhile serves from
 // its cache; etcd back, a config pushed after the outage is applied.
 func TestFleetEtcdOutage(t *testing.T) {
