@@ -81,7 +81,7 @@ func (c processCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, b[0], b[1])
 	}
 	ch <- prometheus.MustNewConstMetric(descReloadsTotal, prometheus.CounterValue, float64(c.p.reloadsOK.Load()), "ok")
-	ch <- prometheus.MustNewConstMetric(descReloadsTotal, prometheus.CounterValue, float64(c.p.reloadsBad.Load()), "failed")
+	ch <- prometheus.MustNewConstMetric(descReloadsTotal, prometheus.CounterValue, float64(c.p.reloadsBad.Load()), "error")
 	if n := c.p.loaded.Load(); n != 0 {
 		ch <- prometheus.MustNewConstMetric(descLastReloadTime, prometheus.GaugeValue, float64(n)/1e9)
 	}

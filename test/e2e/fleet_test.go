@@ -74,7 +74,7 @@ func TestFleetPushConflictAndBadConfig(t *testing.T) {
 				}
 			}
 			resp.Body.Close()
-			if !strings.Contains(sb.String(), `sluice_config_reloads_total{result="failed"} 1`) {
+			if !strings.Contains(sb.String(), `sluice_config_reloads_total{result="error"} 1`) {
 				t.Errorf("%s: no failed reload counted", nodes[i].name)
 			}
 		}
