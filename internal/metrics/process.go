@@ -18,7 +18,7 @@ var (
 	descBuildInfo = prometheus.NewDesc(nameBuildInfo,
 		"Always 1, labelled with the version of sluice and of Go it was built with.", []string{"version", "goversion"}, nil)
 	descReloadsTotal = prometheus.NewDesc(nameReloadsTotal,
-		"Config reloads (SIGHUP or the admin API), by result: ok, or failed (the config stayed as it was).",
+		"Config reloads (SIGHUP or the admin API), by result: ok, or error (the config stayed as it was).",
 		[]string{"result"}, nil)
 	descLastReloadTime = prometheus.NewDesc(nameLastReloadTime,
 		"When the running config was loaded: at start, then at each successful reload, as a Unix time.", nil, nil)
