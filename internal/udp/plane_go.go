@@ -101,7 +101,8 @@ func (p *goPlane) open(ss *session) {
 			ss.setupFailed(err, true)
 			return
 		}
-		if !p.svc.mayOpen(ss) {
+		asked, ok := p.svc.mayOpen(ss)
+		if !ok {
 			return
 		}
 		conn, err := ss.dial(addr)
@@ -109,7 +110,7 @@ func (p *goPlane) open(ss *session) {
 			ss.openFailed(err)
 			return
 		}
-		p.svc.opened()
+		p.svc.opened(asked)
 		if err := p.attach(ss, conn); err != nil {
 			if unreachable(err) {
 				ss.fail(err)

@@ -356,7 +356,8 @@ func (l *loopPlane) open(ss *session) {
 // new sessions are paused, that fails or the session has ended meanwhile,
 // finishes the session. It reports whether the loop now holds the socket.
 func (l *loopPlane) own(ss *session, addr netip.AddrPort) bool {
-	if !l.svc.mayOpen(ss) {
+	asked, ok := l.svc.mayOpen(ss)
+	if !ok {
 		ss.finish()
 		return false
 	}
@@ -370,7 +371,7 @@ func (l *loopPlane) own(ss *session, addr netip.AddrPort) bool {
 		ss.finish()
 		return false
 	}
-	l.svc.opened()
+	l.svc.opened(asked)
 	ss.mu.Lock()
 	if ss.ended {
 		ss.mu.Unlock()
