@@ -96,6 +96,7 @@ func (l *eventLoop) add(p *loopPlane) {
 // descriptors at the start is no reason to give up the members: it tries
 // again, backing off, until it works or they have quit.
 func (l *eventLoop) run() {
+	var waited *loopPlane // the member that said the loop waits
 	for {
 		err := l.setup()
 		if err == nil {
@@ -104,9 +105,12 @@ func (l *eventLoop) run() {
 		l.mu.Lock()
 		l.teardownLocked()
 		l.mu.Unlock()
-		if l.setupFailed(err) {
+		if waited = l.setupFailed(err); waited == nil {
 			return
 		}
+	}
+	if waited != nil {
+		waited.m.receiving() // set up after a backoff: it reads its socket, say so
 	}
 	err := l.loop()
 	if err == nil {
@@ -136,8 +140,9 @@ func (l *eventLoop) run() {
 
 // setupFailed handles a failed setup: the members whose services stop let
 // go, and the others wait for the next try (see member.receiveFailed). It
-// reports whether none is left, and the loop has stopped.
-func (l *eventLoop) setupFailed(err error) (stopped bool) {
+// returns the member that said so, or nil when none is left and the loop
+// has stopped.
+func (l *eventLoop) setupFailed(err error) *loopPlane {
 	l.mu.Lock()
 	var waiting *loopPlane
 	kept := l.cmds[:0]
@@ -149,8 +154,8 @@ func (l *eventLoop) setupFailed(err error) (stopped bool) {
 		case c.kind == cmdAdd:
 			waiting = c.p
 			kept = append(kept, c)
-		case c.kind != cmdStopReading && c.kind != cmdQuit:
-			kept = append(kept, c)
+		default:
+			kept = append(kept, c) // the next setup runs them (on no member, as nothing)
 		}
 	}
 	l.cmds = kept
@@ -162,11 +167,10 @@ func (l *eventLoop) setupFailed(err error) (stopped bool) {
 		p.m.readingStopped()
 		p.done(nil)
 	}
-	if waiting == nil {
-		return true
+	if waiting != nil {
+		waiting.m.receiveFailed(err)
 	}
-	waiting.m.receiveFailed(err)
-	return false
+	return waiting
 }
 
 // teardownLocked closes the epoll set and the eventfd; l.mu is held.
@@ -406,11 +410,15 @@ func (l *eventLoop) commands() {
 			unix.Close(c.ss.fd)
 			c.ss.finish()
 		case cmdStopReading:
-			unix.EpollCtl(l.set.FD, unix.EPOLL_CTL_DEL, c.p.lfd, nil)
+			// Not for a member the loop let go of: its descriptor may be
+			// closed, or another socket's already.
+			if l.byTag[c.p.tag] == c.p {
+				unix.EpollCtl(l.set.FD, unix.EPOLL_CTL_DEL, c.p.lfd, nil)
+			}
 			c.p.m.readingStopped()
 		case cmdQuit:
 			if l.byTag[c.p.tag] != c.p {
-				break // quit already (a second Drain)
+				break // let go of already (a second Drain)
 			}
 			l.flush()
 			unix.EpollCtl(l.set.FD, unix.EPOLL_CTL_DEL, c.p.lfd, nil)
