@@ -15,7 +15,7 @@ var modules = map[string]string{
 	"x/sys":      "golang.org/x/sys",
 	"go-toml":    "github.com/pelletier/go-toml/v2",
 	"prometheus": "github.com/prometheus/client_golang",
-	"etcd":       "go.etcd.io/etcd/client/v3",
+	"etcd":       "go.etcd.io/etcd", // client/v3, and api/v3 for its errors
 	"zap":        "go.uber.org/zap",
 }
 

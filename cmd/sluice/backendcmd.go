@@ -202,11 +202,7 @@ func (c *backendCmd) put(base, token string) ([]byte, error) {
 // putEtcd stores the change as the fleet's backend state and prints the key
 // and what it holds.
 func (c *backendCmd) putEtcd(stdout io.Writer) error {
-	o, err := c.etcd.options()
-	if err != nil {
-		return err
-	}
-	cli, err := fleet.Connect(o)
+	cli, o, err := c.etcd.connect()
 	if err != nil {
 		return err
 	}

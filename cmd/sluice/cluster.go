@@ -78,11 +78,7 @@ func cluster(args []string, stdout, stderr io.Writer) int {
 
 // run does verb against etcd.
 func (c *clusterCmd) run(verb string, stdout, stderr io.Writer) error {
-	o, err := c.etcd.options()
-	if err != nil {
-		return err
-	}
-	cli, err := fleet.Connect(o)
+	cli, o, err := c.etcd.connect()
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"sluice/internal/config"
 	"sluice/internal/fleet"
 )
@@ -54,6 +56,17 @@ func (e *etcdFlags) register(fs *flag.FlagSet, run bool) {
 // options returns the fleet options the flags and environment give.
 func (e *etcdFlags) options() (fleet.Options, error) {
 	return fleet.OptionsFrom(e.endpoints, e.prefix, e.ca, e.cert, e.key)
+}
+
+// connect returns a client of the etcd the flags name, with the options
+// it was made from; the caller closes it.
+func (e *etcdFlags) connect() (*clientv3.Client, fleet.Options, error) {
+	o, err := e.options()
+	if err != nil {
+		return nil, o, err
+	}
+	cli, err := fleet.Connect(o)
+	return cli, o, err
 }
 
 // listFlag is a repeatable string flag.

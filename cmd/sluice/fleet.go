@@ -101,11 +101,7 @@ func (fl *fleetLink) applyBackend(d *daemon, st fleet.BackendState) {
 	fl.mu.Lock()
 	fl.states[fl.o.BackendKey(st.Rule, st.Route, st.Address)] = st
 	fl.mu.Unlock()
-	ch := admin.BackendChange{State: &st.State}
-	if st.Weight > 0 {
-		ch.Weight = &st.Weight
-	}
-	if _, err := d.srv.SetBackend(st.Rule, st.Route, st.Address, ch); err != nil {
+	if _, err := d.srv.SetBackend(st.Rule, st.Route, st.Address, change(st)); err != nil {
 		d.logger.Debug("fleet: backend state not applied here", "rule", st.Rule, "route", st.Route,
 			"backend", st.Address, "error", err.Error())
 		return
@@ -124,12 +120,32 @@ func (fl *fleetLink) reapply(d *daemon) {
 	}
 	fl.mu.Unlock()
 	for _, st := range states {
-		ch := admin.BackendChange{State: &st.State}
-		if st.Weight > 0 {
-			ch.Weight = &st.Weight
-		}
-		d.srv.SetBackend(st.Rule, st.Route, st.Address, ch)
+		d.srv.SetBackend(st.Rule, st.Route, st.Address, change(st))
 	}
+}
+
+// stored returns the shared state of a backend, for one that discovery
+// adds (server.Options.Stored): a drained backend that left and comes
+// back is drained still. nil when sluice runs without etcd.
+func (fl *fleetLink) stored() func(rule, route, address string) (admin.BackendChange, bool) {
+	if fl == nil {
+		return nil
+	}
+	return func(rule, route, address string) (admin.BackendChange, bool) {
+		fl.mu.Lock()
+		st, ok := fl.states[fl.o.BackendKey(rule, route, address)]
+		fl.mu.Unlock()
+		return change(st), ok
+	}
+}
+
+// change is the admin change that sets st.
+func change(st fleet.BackendState) admin.BackendChange {
+	ch := admin.BackendChange{State: &st.State}
+	if st.Weight > 0 {
+		ch.Weight = &st.Weight
+	}
+	return ch
 }
 
 // shareBackend stores a backend's change made through this instance's

@@ -89,7 +89,7 @@ func serveWith(opts *options, cfg *config.Config, signals <-chan os.Signal, stde
 	m.SetLogDropSource(lg.dropped)
 	m.SetBuildInfo(versionString(), runtime.Version())
 	d.srv = server.New(server.Options{Logger: d.logger, AccessLogger: lg.accessLogger, Metrics: m, Inherited: inherited,
-		Follow: d.fleet.follower()})
+		Follow: d.fleet.follower(), Stored: d.fleet.stored()})
 	if err := d.srv.Start(cfg); err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		if d.adminLn != nil {

@@ -65,6 +65,7 @@ func (p *Pool) SetDiscovered(ts []Target) {
 			next, added = append(next, nb), append(added, nb)
 		default:
 			nb := newBackend(t, p)
+			p.recallLocked(nb)
 			next, added = append(next, nb), append(added, nb)
 		}
 	}
@@ -80,6 +81,35 @@ func (p *Pool) SetDiscovered(ts []Target) {
 		p.startCheckLocked(b)
 	}
 	p.serveQueue() // a new backend may have room for the clients waiting
+}
+
+// Recall says what a backend that joins a pool by discovery starts as,
+// when ok: its admin state, and its runtime weight (0: its own). The
+// fleet recalls what it stored for the address (state/backends/ in etcd),
+// so a drained backend that left and comes back is drained still.
+type Recall func(Address) (state State, weight int, ok bool)
+
+// SetRecall makes r what the pool asks of each backend that discovery
+// adds; it is asked before the backend is in the pool, so no connection
+// finds it as it would otherwise start (ready). Call it before Feed.
+func (p *Pool) SetRecall(r Recall) {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	p.recall = r
+}
+
+// recallLocked sets on b, new to the pool, what the pool's Recall says.
+// p.runMu is held.
+func (p *Pool) recallLocked(b *Backend) {
+	if p.recall == nil {
+		return
+	}
+	if st, w, ok := p.recall(b.cfg.Address); ok {
+		if w > 0 {
+			_ = b.SetWeight(w) // out of range: its own weight stays
+		}
+		b.SetState(st)
+	}
 }
 
 // Discovered returns the targets the pool was last given by

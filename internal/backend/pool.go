@@ -65,6 +65,7 @@ type Pool struct {
 	stopped bool
 	checkOf map[*Backend]context.CancelFunc // each backend's health check
 	feeds   []context.CancelFunc            // see Feed
+	recall  Recall                          // see SetRecall; nil: none
 	wg      sync.WaitGroup                  // health check and feed goroutines
 }
 

@@ -50,12 +50,14 @@ func (o Options) parseBackendKey(key string) (BackendState, bool) {
 	return st, err[0] == nil && err[1] == nil && err[2] == nil
 }
 
-// PutBackend writes a backend's state for every instance to apply.
+// PutBackend writes a backend's state for every instance to apply,
+// trying again across a leader election as Push does.
 func PutBackend(ctx context.Context, cli *clientv3.Client, o Options, st BackendState) error {
 	data, _ := json.Marshal(st) // plain struct: cannot fail
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	_, err := cli.Put(ctx, o.BackendKey(st.Rule, st.Route, st.Address), string(data))
+	err := retryWrite(ctx, func(ctx context.Context) error {
+		_, err := cli.Put(ctx, o.BackendKey(st.Rule, st.Route, st.Address), string(data))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("etcd: write backend state: %w", err)
 	}

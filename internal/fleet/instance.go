@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,9 +18,11 @@ import (
 // that stops renewing it leaves instances/ within this long.
 const InstanceTTL = 10
 
-// refreshInterval is how often the instance's key is rewritten even when
-// nothing changed, so that its health stays current.
-const refreshInterval = 5 * time.Second
+// checkInterval is how often the instance's report is looked at for a
+// change that comes without a nudge (its listeners' health). Looking
+// costs etcd nothing: the key is written only when the report changed;
+// the lease, not a rewrite, keeps it alive.
+const checkInterval = time.Second
 
 // Instance is one sluice as instances/{name} reports it.
 type Instance struct {
@@ -61,7 +64,7 @@ func (s *Source) snapshot() Instance {
 }
 
 // report keeps the instance's key under a lease: granted, written,
-// renewed, written again on each change and every refreshInterval. A lost
+// renewed, and written again only when the report changed. A lost
 // lease (etcd away longer than its TTL) is granted anew once etcd
 // answers. When ctx ends the lease is revoked, so the key goes at once.
 func (s *Source) report(ctx context.Context) {
@@ -98,12 +101,16 @@ func (s *Source) reportLease(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	t := time.NewTicker(refreshInterval)
+	t := time.NewTicker(checkInterval)
 	defer t.Stop()
-	if err := s.putInstance(ctx, lease.ID); err != nil {
-		return err
-	}
+	var written []byte // the report as the key holds it
 	for {
+		if data, _ := json.Marshal(s.snapshot()); !bytes.Equal(data, written) { // plain struct: cannot fail
+			if err := s.putInstance(ctx, lease.ID, data); err != nil {
+				return err
+			}
+			written = data
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -111,19 +118,14 @@ func (s *Source) reportLease(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("lease %x lost", lease.ID)
 			}
-			continue // a renewal: nothing to write
 		case <-s.nudge:
 		case <-t.C:
-		}
-		if err := s.putInstance(ctx, lease.ID); err != nil {
-			return err
 		}
 	}
 }
 
-// putInstance writes the instance's report under lease.
-func (s *Source) putInstance(ctx context.Context, lease clientv3.LeaseID) error {
-	data, _ := json.Marshal(s.snapshot()) // plain struct: cannot fail
+// putInstance writes the instance's report, data, under lease.
+func (s *Source) putInstance(ctx context.Context, lease clientv3.LeaseID, data []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	_, err := s.cli.Put(ctx, s.o.InstancesPrefix()+s.inst.Name, string(data), clientv3.WithLease(lease))

@@ -18,7 +18,7 @@ var (
 	descBuildInfo = prometheus.NewDesc(nameBuildInfo,
 		"Always 1, labelled with the version of sluice and of Go it was built with.", []string{"version", "goversion"}, nil)
 	descReloadsTotal = prometheus.NewDesc(nameReloadsTotal,
-		"Config reloads (SIGHUP or the admin API), by result: ok, or failed (the config stayed as it was).",
+		"Config reloads (SIGHUP or the admin API), by result: ok, or error (the config stayed as it was).",
 		[]string{"result"}, nil)
 	descLastReloadTime = prometheus.NewDesc(nameLastReloadTime,
 		"When the running config was loaded: at start, then at each successful reload, as a Unix time.", nil, nil)
@@ -81,7 +81,7 @@ func (c processCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, b[0], b[1])
 	}
 	ch <- prometheus.MustNewConstMetric(descReloadsTotal, prometheus.CounterValue, float64(c.p.reloadsOK.Load()), "ok")
-	ch <- prometheus.MustNewConstMetric(descReloadsTotal, prometheus.CounterValue, float64(c.p.reloadsBad.Load()), "failed")
+	ch <- prometheus.MustNewConstMetric(descReloadsTotal, prometheus.CounterValue, float64(c.p.reloadsBad.Load()), "error")
 	if n := c.p.loaded.Load(); n != 0 {
 		ch <- prometheus.MustNewConstMetric(descLastReloadTime, prometheus.GaugeValue, float64(n)/1e9)
 	}

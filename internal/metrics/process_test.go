@@ -55,7 +55,7 @@ func TestBuildInfoAndReloads(t *testing.T) {
 	if v := mustValue(t, fams, "sluice_build_info", "version", "1.2.3", "goversion", "go1.99"); v != 1 {
 		t.Errorf("sluice_build_info = %v, want 1", v)
 	}
-	for _, result := range []string{"ok", "failed"} {
+	for _, result := range []string{"ok", "error"} {
 		if v := mustValue(t, fams, "sluice_config_reloads_total", "result", result); v != 0 {
 			t.Errorf("reloads %s = %v before any, want 0", result, v)
 		}
@@ -71,7 +71,7 @@ func TestBuildInfoAndReloads(t *testing.T) {
 	if v := mustValue(t, fams, "sluice_config_reloads_total", "result", "ok"); v != 1 {
 		t.Errorf("reloads ok = %v, want 1", v)
 	}
-	if v := mustValue(t, fams, "sluice_config_reloads_total", "result", "failed"); v != 2 {
+	if v := mustValue(t, fams, "sluice_config_reloads_total", "result", "error"); v != 2 {
 		t.Errorf("reloads failed = %v, want 2", v)
 	}
 	if v := mustValue(t, fams, "sluice_config_last_reload_success_timestamp_seconds"); v != 1700000060 {

@@ -19,14 +19,44 @@ import (
 // startPool builds the pool of settings st, which takes old's state (nil:
 // none), starts its health checks and, when from names a place, its feed;
 // where names the rule (and route) in logs.
-func (s *Server) startPool(st backend.Settings, from config.BackendsFrom, old *backend.Pool, where string) *backend.Pool {
+func (s *Server) startPool(st backend.Settings, from config.BackendsFrom, old *backend.Pool, rule, route string) *backend.Pool {
 	p := backend.NewPool(st, s.resolver, s.logger)
 	p.Inherit(old)
 	p.Start()
+	where := rule
+	if route != "" {
+		where = rule + "/" + route
+	}
 	if follow := s.discovery(st, from, where); follow != nil {
+		p.SetRecall(s.recall(rule, route))
 		p.Feed(follow)
 	}
 	return p
+}
+
+// recall is what a pool of the rule (and route) asks of a backend that
+// discovery adds: the state Options.Stored keeps for it; nil for none.
+func (s *Server) recall(rule, route string) backend.Recall {
+	if s.stored == nil {
+		return nil
+	}
+	return func(a backend.Address) (backend.State, int, bool) {
+		ch, ok := s.stored(rule, route, a.String())
+		if !ok {
+			return backend.Ready, 0, false
+		}
+		state, w := backend.Ready, 0
+		if ch.State != nil {
+			var err error
+			if state, err = backend.ParseState(*ch.State); err != nil {
+				return backend.Ready, 0, false
+			}
+		}
+		if ch.Weight != nil {
+			w = *ch.Weight
+		}
+		return state, w, true
+	}
 }
 
 // discovery returns what feeds a pool of settings st the backends that

@@ -240,7 +240,7 @@ func (r *rule) apply(ch *change) {
 	r.logger = ch.new.logger
 	if st := r.s.poolSettings(ch.rc, r.backendTLS[""]); !st.Equal(r.pool.Settings()) {
 		oldPool := r.pool
-		r.pool = r.s.startPool(st, ch.rc.BackendsFrom, oldPool, ch.rc.Name)
+		r.pool = r.s.startPool(st, ch.rc.BackendsFrom, oldPool, ch.rc.Name, "")
 		oldPool.Stop()
 	}
 	r.updateRoutes()

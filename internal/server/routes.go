@@ -40,7 +40,7 @@ func (r *rule) updateRoutes() {
 			delete(old, rt.Name)
 			continue
 		}
-		r.routes[rt.Name] = r.s.startPool(st, rt.BackendsFrom, p, st.Name)
+		r.routes[rt.Name] = r.s.startPool(st, rt.BackendsFrom, p, r.cfg.Name, rt.Name)
 	}
 	for _, p := range old {
 		p.Stop()

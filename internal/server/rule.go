@@ -134,7 +134,7 @@ func (r *rule) unbind() {
 // run starts a bound rule: health checks, then its accept loops.
 func (r *rule) run() {
 	r.metrics.SetUDP(r.cfg.Protocol.HasUDP())
-	r.pool = r.s.startPool(r.s.poolSettings(r.cfg, r.backendTLS[""]), r.cfg.BackendsFrom, nil, r.cfg.Name)
+	r.pool = r.s.startPool(r.s.poolSettings(r.cfg, r.backendTLS[""]), r.cfg.BackendsFrom, nil, r.cfg.Name, "")
 	r.updateRoutes()
 	r.s.restore(r)
 	r.tcp = tcp.NewService(r.tcpRule(), tcp.Deps{

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"sluice/internal/access"
+	"sluice/internal/admin"
 	"sluice/internal/backend"
 	"sluice/internal/config"
 	"sluice/internal/congestion"
@@ -37,6 +38,10 @@ type Options struct {
 	// "etcd:..."; nil (sluice runs without etcd): a rule with such a
 	// backends_from fails to start, and a reload bringing one fails.
 	Follow discovery.Follower
+	// Stored returns the runtime state the fleet stored for a backend of
+	// a rule (and route; "" for the rule's own), which a backend that
+	// discovery adds starts with; nil: none (it starts ready).
+	Stored func(rule, route, address string) (admin.BackendChange, bool)
 }
 
 // Server runs the rules of a configuration.
@@ -50,7 +55,8 @@ type Server struct {
 	engine    *relay.Engine // nil where the platform has none
 	workers   *workers.Pool
 	resolver  *backend.Resolver
-	follow    discovery.Follower // nil: no etcd
+	follow    discovery.Follower                                            // nil: no etcd
+	stored    func(rule, route, address string) (admin.BackendChange, bool) // nil: none
 	// loopbackCC is why this process may not give loopback connections
 	// congestion.LoopbackAlgorithm (nil: it may), found once at New.
 	loopbackCC error
@@ -108,6 +114,7 @@ func New(opts Options) *Server {
 		metrics:    opts.Metrics,
 		inherited:  opts.Inherited,
 		follow:     opts.Follow,
+		stored:     opts.Stored,
 		pools:      relay.NewPools(0),
 		parker:     parker,
 		engine:     engine,

@@ -147,13 +147,14 @@ func (s *Service) connectNext(cn *conn, l *listening, at relay.Loop) error {
 		}
 		return nil // the backends' failure, or the client's: accept the next
 	}
-	c := relay.Connecting{FD: bfd, Timeout: cn.pool().ConnectTimeout(), Dialer: cn, First: cn.replay()}
+	var first []byte
+	if cn.rt != nil {
+		first = cn.rt.handOver(&s.peekBufs) // the relay's: dropped once written
+	}
+	c := relay.Connecting{FD: bfd, Timeout: cn.pool().ConnectTimeout(), Dialer: cn, First: first}
 	opts := s.relayOptions(cn)
 	opts.Loop = at // relayed where it was accepted
 	cn.relay = relay.NewConnecting(cn.fd, c, opts)
-	if cn.rt != nil {
-		cn.rt.peeked = nil // the relay's now, dropped once written
-	}
 	// Listed while connecting, with no backend yet: the operator sees it,
 	// can close it, and a cut drain stops it.
 	s.track(cn, nil)

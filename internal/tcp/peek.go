@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"sluice/internal/access"
@@ -97,14 +98,53 @@ func (cn *conn) replay() []byte {
 	return cn.rt.peeked
 }
 
-// peekRoom returns the free end of the peek buffer, grown when full.
-func (rt *routing) peekRoom() []byte {
+// peekRoom returns the free end of the peek buffer, grown when full: the
+// first one of peekBuffer bytes comes from bufs.
+func (rt *routing) peekRoom(bufs *peekBuffers) []byte {
+	if rt.peeked == nil {
+		rt.peeked = bufs.get()
+	}
 	if len(rt.peeked) == cap(rt.peeked) {
 		grown := make([]byte, len(rt.peeked), min(max(2*cap(rt.peeked), peekBuffer), route.MaxPeek))
 		copy(grown, rt.peeked)
 		rt.peeked = grown
 	}
 	return rt.peeked[len(rt.peeked):cap(rt.peeked)]
+}
+
+// handOver returns the bytes read, in a slice of their own length for
+// whoever writes them to the backend, and gives the peek buffer back to
+// bufs: a connection keeps no read buffer, and the garbage it leaves is
+// the size of what its client sent first, not of the buffer.
+func (rt *routing) handOver(bufs *peekBuffers) []byte {
+	if len(rt.peeked) == 0 {
+		return nil
+	}
+	out := append([]byte(nil), rt.peeked...)
+	bufs.put(rt.peeked)
+	rt.peeked = nil
+	return out
+}
+
+// peekBuffers are the first peek buffers of a service's routed
+// connections, reused: most clients decide their route with what fits in
+// one.
+type peekBuffers struct{ pool sync.Pool }
+
+// get returns an empty buffer of peekBuffer bytes' capacity.
+func (b *peekBuffers) get() []byte {
+	if p, ok := b.pool.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, peekBuffer)
+}
+
+// put keeps buf for another connection, if it is one of get's.
+func (b *peekBuffers) put(buf []byte) {
+	if cap(buf) == peekBuffer {
+		buf = buf[:0]
+		b.pool.Put(&buf)
+	}
 }
 
 // judge lets the rule's table judge the bytes read so far, atEOF when no
@@ -169,7 +209,7 @@ func (s *Service) peekConn(cn *conn) bool {
 	}
 	rt := cn.rt
 	for {
-		n, err := cn.c.Read(rt.peekRoom())
+		n, err := cn.c.Read(rt.peekRoom(&s.peekBufs))
 		rt.peeked = rt.peeked[:len(rt.peeked)+n]
 		switch {
 		case err == nil:

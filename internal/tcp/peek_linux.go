@@ -56,7 +56,7 @@ func (s *Service) peekDirect(cn *conn, l *listening, at relay.Loop) {
 	}
 	rt := cn.rt
 	for {
-		room := rt.peekRoom()
+		room := rt.peekRoom(&s.peekBufs)
 		n, err := unix.Read(cn.fd, room)
 		switch {
 		case err == nil && n > 0:

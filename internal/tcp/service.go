@@ -111,6 +111,7 @@ type Service struct {
 	spawn    func(func())     // runs a connection's goroutine (Deps.Workers or go)
 	setups   chan struct{}    // a slot per connection dialing; see maxSetups
 	pending  pendingHeaders   // trusted senders' connections waiting for a header
+	peekBufs peekBuffers      // routed connections' first read buffers
 	accepted func(relay.Loop) // tests only: told of each connection a loop accepts
 	relaying func(*conn)      // tests only: told of each connection whose relay starts
 	listener sync.Mutex       // guards the following fields

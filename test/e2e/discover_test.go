@@ -142,6 +142,75 @@ func TestFleetDiscoveredBackends(t *testing.T) {
 	}
 }
 
+// backendStates returns the states of rule web's backends that n's API
+// lists, by address; ok is false while it does not answer.
+func (n *fleetNode) backendStates() (map[string]string, bool) {
+	resp, err := http.Get("http://" + n.admin + "/api/v1/rules/web/backends")
+	if err != nil {
+		return nil, false
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Backends []struct {
+			Address string `json:"address"`
+			State   string `json:"state"`
+		} `json:"backends"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&body) != nil {
+		return nil, false
+	}
+	out := map[string]string{}
+	for _, b := range body.Backends {
+		out[b.Address] = b.State
+	}
+	return out, true
+}
+
+// TestFleetDiscoveredBackendStaysDrained: a discovered backend drained
+// through one instance, whose registration then expires and comes back,
+// is drained again on every instance as soon as it is listed: the fleet's
+// stored state (state/backends/...) is applied to a backend discovery
+// adds, not only to the ones there when it was written.
+func TestFleetDiscoveredBackendStaysDrained(t *testing.T) {
+	c := startEtcd(t, 3)
+	a, b := namedBackend(t, "A"), namedBackend(t, "B")
+	conf := "log_format = \"json\"\n\n[[rule]]\nname = \"web\"\nlisten = \"unix:front.sock\"\nbackends_from = \"etcd:/services/web/\"\n"
+	rev := pushedRevision(t, push(t, c, filepath.Join(t.TempDir(), "state.json"), conf))
+	nodes := []*fleetNode{startNode(t, c, "n1"), startNode(t, c, "n2")}
+	waitSeen(t, rev, nodes...)
+	stopA := c.register("/services/web/a", a, 2)
+	c.etcdctl("put", "/services/web/b", b)
+	for _, n := range nodes {
+		waitFor(t, n.name+" lists A and B", func() bool { st, ok := n.backendStates(); return ok && len(st) == 2 })
+	}
+	if r := runSluice(t, nil, "backend", "web", a, "drain", "--admin", nodes[0].admin); r.code != 0 {
+		t.Fatalf("drain A through n1: %v", r)
+	}
+	for _, n := range nodes {
+		waitFor(t, n.name+" drains A", func() bool { st, _ := n.backendStates(); return st[a] == "drain" })
+	}
+	stopA()
+	for _, n := range nodes {
+		waitFor(t, n.name+" drops A (its lease expired)", func() bool {
+			st, ok := n.backendStates()
+			_, has := st[a]
+			return ok && !has
+		})
+	}
+	c.register("/services/web/a", a, 2)
+	for _, n := range nodes {
+		waitFor(t, n.name+" lists A again", func() bool { st, _ := n.backendStates(); return st[a] != "" })
+		if st, _ := n.backendStates(); st[a] != "drain" {
+			t.Errorf("%s: A came back %q; want drain, as the fleet stored it", n.name, st[a])
+		}
+		for range 5 {
+			if got, err := n.greeting(); got != "B" {
+				t.Fatalf("%s after A came back: greeting %q, %v; want B only", n.name, got, err)
+			}
+		}
+	}
+}
+
 // greetTCP connects to addr and returns the backend's name.
 func greetTCP(addr string) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)

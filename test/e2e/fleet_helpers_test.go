@@ -36,17 +36,26 @@ type etcdMember struct {
 // etcdCluster is a cluster of etcd members on loopback ports with data
 // directories under the test's temporary directory.
 type etcdCluster struct {
-	t       *testing.T
-	members []*etcdMember
-	initial string
+	t        *testing.T
+	members  []*etcdMember
+	initial  string
+	election int // milliseconds; the heartbeat is a tenth of it
 }
 
-// startEtcd starts an n-member etcd cluster and waits until it answers.
+// startEtcd starts an n-member etcd cluster with a short election timeout
+// (500 ms) and waits until it answers.
 func startEtcd(t *testing.T, n int) *etcdCluster {
+	t.Helper()
+	return startEtcdElection(t, n, 500)
+}
+
+// startEtcdElection starts an n-member etcd cluster whose election
+// timeout is election milliseconds, and waits until it answers.
+func startEtcdElection(t *testing.T, n, election int) *etcdCluster {
 	t.Helper()
 	needEtcd(t)
 	addrs := freeAddrs(t, 2*n)
-	c := &etcdCluster{t: t}
+	c := &etcdCluster{t: t, election: election}
 	var initial []string
 	for i := range n {
 		m := &etcdMember{name: fmt.Sprintf("m%d", i), client: "http://" + addrs[2*i],
@@ -68,7 +77,7 @@ func (c *etcdCluster) start(m *etcdMember) {
 		"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
 		"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
 		"--initial-cluster", c.initial, "--initial-cluster-state", "new",
-		"--heartbeat-interval", "50", "--election-timeout", "500")
+		"--heartbeat-interval", fmt.Sprint(c.election/10), "--election-timeout", fmt.Sprint(c.election))
 	m.p.allowErrors("etcd's own log lines")
 }
 
@@ -76,6 +85,37 @@ func (c *etcdCluster) start(m *etcdMember) {
 func (c *etcdCluster) stop(m *etcdMember) {
 	_ = m.p.cmd.Process.Kill()
 	<-m.p.exited
+}
+
+// leader returns the member that is the leader now.
+func (c *etcdCluster) leader() *etcdMember {
+	c.t.Helper()
+	out, err := exec.Command("etcdctl", "--endpoints", c.endpoints(), "--command-timeout", "5s",
+		"endpoint", "status", "-w", "json").Output()
+	if err != nil {
+		c.t.Fatalf("etcdctl endpoint status: %v", err)
+	}
+	var eps []struct {
+		Endpoint string
+		Status   struct {
+			Header struct {
+				MemberID uint64 `json:"member_id"`
+			} `json:"header"`
+			Leader uint64 `json:"leader"`
+		}
+	}
+	if err := json.Unmarshal(out, &eps); err != nil {
+		c.t.Fatalf("etcdctl endpoint status: %v\n%s", err, out)
+	}
+	for _, ep := range eps {
+		for _, m := range c.members {
+			if ep.Endpoint == m.client && ep.Status.Header.MemberID == ep.Status.Leader {
+				return m
+			}
+		}
+	}
+	c.t.Fatalf("no member is the leader:\n%s", out)
+	return nil
 }
 
 // endpoints lists the members' client URLs for --etcd.

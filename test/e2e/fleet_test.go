@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestFleetPushConflictAndBadConfig: a pushed config is applied by every
@@ -72,7 +74,7 @@ func TestFleetPushConflictAndBadConfig(t *testing.T) {
 				}
 			}
 			resp.Body.Close()
-			if !strings.Contains(sb.String(), `sluice_config_reloads_total{result="failed"} 1`) {
+			if !strings.Contains(sb.String(), `sluice_config_reloads_total{result="error"} 1`) {
 				t.Errorf("%s: no failed reload counted", nodes[i].name)
 			}
 		}
@@ -85,7 +87,9 @@ func TestFleetPushConflictAndBadConfig(t *testing.T) {
 	}
 }
 
-// TestFleetEtcdOutage: one member killed changes nothing; all members
+// TestFleetEtcdOutage: one member killed (member 0, which started first
+// and is most often the leader) changes nothing, not even for a push made
+// at once; all members
 // stopped, instances keep serving, and one restarted meanwhile serves from
 // its cache; etcd back, a config pushed after the outage is applied.
 func TestFleetEtcdOutage(t *testing.T) {
@@ -124,6 +128,79 @@ func TestFleetEtcdOutage(t *testing.T) {
 		if got, err := n.greeting(); got != "A" {
 			t.Fatalf("%s after the outage: greeting %q, %v; want A", n.name, got, err)
 		}
+	}
+}
+
+// TestFleetPushRightAfterLeaderDies: a push made the moment the etcd
+// leader is killed succeeds. With etcd's default timing (heartbeat 100 ms,
+// election 1 s; here 200 ms and 2 s, so that the push surely lands in the
+// window) the other members still take the dead member for their leader
+// for a while and forward the push's proposal to it, where it is lost; a
+// push that waits for it alone times out. Push tries again until a new
+// leader commits it.
+func TestFleetPushRightAfterLeaderDies(t *testing.T) {
+	c := startEtcdElection(t, 3, 2000)
+	state := filepath.Join(t.TempDir(), "s.json")
+	pushedRevision(t, push(t, c, state, fleetConfig(namedBackend(t, "A"))))
+	c.stop(c.leader())
+	text := fleetConfig(namedBackend(t, "B"))
+	rev := pushedRevision(t, push(t, c, state, text))
+	pulled := runSluice(t, nil, "cluster", "pull", "--etcd", c.endpoints(), "--state", state)
+	if pulled.code != 0 || pulled.stdout != text || !strings.Contains(pulled.stderr, fmt.Sprintf("revision %d", rev)) {
+		t.Fatalf("pull after the push: %v; want the pushed config at revision %d", pulled, rev)
+	}
+}
+
+// instanceKey reads the instances/ key of the node named name: its mod
+// revision and its report's config revision; ok is false when it is gone.
+func (c *etcdCluster) instanceKey(name string) (modRev, revision int64, ok bool) {
+	var got struct {
+		Kvs []struct {
+			ModRevision int64  `json:"mod_revision"`
+			Value       []byte `json:"value"`
+		} `json:"kvs"`
+	}
+	if err := json.Unmarshal([]byte(c.etcdctl("get", "/sluice/instances/"+name, "-w", "json")), &got); err != nil {
+		c.t.Fatalf("etcdctl get: %v", err)
+	}
+	if len(got.Kvs) == 0 {
+		return 0, 0, false
+	}
+	var in struct {
+		Revision int64 `json:"revision"`
+	}
+	json.Unmarshal(got.Kvs[0].Value, &in)
+	return got.Kvs[0].ModRevision, in.Revision, true
+}
+
+// TestFleetInstanceKeyWrittenOnChange: an instance's key is written when
+// its report changes, not over and over: across more than a lease's TTL
+// with nothing new it keeps its mod revision (the lease alone keeps it
+// alive), and a push rewrites it with the new config revision.
+func TestFleetInstanceKeyWrittenOnChange(t *testing.T) {
+	c := startEtcd(t, 1)
+	state := filepath.Join(t.TempDir(), "s.json")
+	rev := pushedRevision(t, push(t, c, state, fleetConfig(namedBackend(t, "A"))))
+	n := startNode(t, c, "n1")
+	waitSeen(t, rev, n)
+	var first int64
+	waitFor(t, "n1's key reports revision "+fmt.Sprint(rev), func() bool {
+		mod, r, ok := c.instanceKey("n1")
+		first = mod
+		return ok && r == rev
+	})
+	const quiet = 12 * time.Second // the lease's TTL is 10 s
+	for end := time.Now().Add(quiet); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		mod, _, ok := c.instanceKey("n1")
+		if !ok || mod != first {
+			t.Fatalf("with nothing new, n1's key went from mod revision %d to %d (present: %t); want it left alone", first, mod, ok)
+		}
+	}
+	rev = pushedRevision(t, push(t, c, state, fleetConfig(namedBackend(t, "B"))))
+	waitFor(t, "n1's key reports revision "+fmt.Sprint(rev), func() bool { _, r, ok := c.instanceKey("n1"); return ok && r == rev })
+	status := runSluice(t, nil, "cluster", "status", "--etcd", c.endpoints())
+	if !strings.Contains(status.stdout, "n1") || !strings.Contains(status.stdout, fmt.Sprint(rev)) {
+		t.Errorf("cluster status does not show n1 at revision %d:\n%v", rev, status)
 	}
 }
 

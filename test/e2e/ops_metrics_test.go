@@ -35,7 +35,7 @@ func TestReloadMetrics(t *testing.T) {
 	loaded := func() float64 {
 		return mustMetric(t, scrape(t, api), "sluice_config_last_reload_success_timestamp_seconds", map[string]string{})
 	}
-	if ok, failed := reloads("ok"), reloads("failed"); ok != 0 || failed != 0 {
+	if ok, failed := reloads("ok"), reloads("error"); ok != 0 || failed != 0 {
 		t.Errorf("reloads at start: ok %v, failed %v; want 0 and 0", ok, failed)
 	}
 	atStart := loaded()
@@ -58,7 +58,7 @@ func TestReloadMetrics(t *testing.T) {
 	if code, body := api.do(http.MethodPost, "/api/v1/reload"); code != http.StatusBadRequest {
 		t.Fatalf("POST /api/v1/reload of a broken config: %d %s, want 400", code, body)
 	}
-	if failed, ok := reloads("failed"), reloads("ok"); failed != 1 || ok != 1 {
+	if failed, ok := reloads("error"), reloads("ok"); failed != 1 || ok != 1 {
 		t.Errorf("after the bad reload: failed %v, ok %v; want 1 and 1", failed, ok)
 	}
 	if after := loaded(); after != good {
