@@ -2,11 +2,15 @@ package server
 
 import (
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/internal/testkit/loopback"
 )
 
 // openFDs counts the process's open descriptors.
@@ -65,4 +69,87 @@ func TestListenersCostOneDescriptorEach(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestUDPRangeCostsOneDescriptorPerPort: the ports of a UDP range share
+// the rule's event loops and its sweeper, so each idle port costs its
+// socket and no goroutine, whatever workers says; every port still
+// carries datagrams to its backend, and stopping gives every descriptor
+// back.
+func TestUDPRangeCostsOneDescriptorPerPort(t *testing.T) {
+	const n, workers = 1000, 2
+	back := udpEcho(t)
+	base := loopback.FreePorts(t, n)
+	cfg := parse(t, fmt.Sprintf("[[rule]]\nname = \"r\"\nlisten = %q\nprotocol = \"udp\"\nworkers = %d\nbackends = [%q]\n",
+		portRange(base, n), workers, back))
+	fds, goroutines := openFDs(t), runtime.NumGoroutine()
+	s := New(Options{Logger: slog.New(slog.DiscardHandler)})
+	if err := s.Start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []uint16{base, base + n/2, base + n - 1} {
+		if got := udpAsk(t, p, "hi"); got != "hi" {
+			t.Fatalf("port %d: %q", p, got)
+		}
+	}
+	// Each datagram opened a session: one backend socket each.
+	t.Logf("a %d-port UDP range, workers = %d: %d descriptors, %d goroutines", n, workers, openFDs(t)-fds-3, runtime.NumGoroutine()-goroutines)
+	if got, want := openFDs(t)-fds-3, n+n/20; got > want {
+		t.Errorf("a %d-port UDP range with workers = %d holds %d descriptors (%.2f per port), want at most %d",
+			n, workers, got, float64(got)/n, want)
+	}
+	if got := runtime.NumGoroutine() - goroutines; got > n/10 {
+		t.Errorf("a %d-port UDP range added %d goroutines, want at most %d", n, got, n/10)
+	}
+	s.Shutdown()
+	deadline := time.Now().Add(10 * time.Second)
+	for openFDs(t) > fds+5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d descriptors open 10 s after the stop, %d before the start", openFDs(t), fds)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// udpEcho starts a UDP server on loopback that sends every datagram back,
+// and returns its address.
+func udpEcho(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			k, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:k], from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// udpAsk sends text to port on loopback and returns the reply, failing the
+// test when none comes within 5 seconds.
+func udpAsk(t *testing.T, port uint16, text string) string {
+	t.Helper()
+	c, err := net.Dial("udp", hostPort(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(text)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	k, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("port %d: no reply: %v", port, err)
+	}
+	return string(buf[:k])
 }

@@ -91,7 +91,9 @@ func listenError(rc config.Rule, a config.Address, side string, err error) error
 
 // Footprint is what a config's rules hold in file descriptors while no
 // client is connected: a listening socket per TCP port (the engine's loops
-// share it), and per UDP port a group of sockets with their event loops.
+// share it), per UDP address of one port a group of sockets with their
+// event loops, and per UDP range a socket per port and the rule's event
+// loops, which its ports share.
 type Footprint struct {
 	TCPPorts, UDPPorts int // ports listened on
 	Descriptors        int // held while idle
@@ -108,8 +110,16 @@ func FootprintOf(cfg *config.Config) Footprint {
 		}
 		if rc.Protocol.HasUDP() {
 			f.UDPPorts += n
-			f.Descriptors += n * udp.Descriptors(rc.Workers)
+			f.Descriptors += udpDescriptors(rc)
 		}
 	}
 	return f
+}
+
+// udpDescriptors returns what rc's UDP side holds while idle.
+func udpDescriptors(rc config.Rule) int {
+	if rc.Listen.Ranged() {
+		return udp.RangeDescriptors(rc.Listen.Ports(), rc.Workers)
+	}
+	return udp.Descriptors(rc.Workers)
 }

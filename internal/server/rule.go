@@ -20,6 +20,7 @@ import (
 	"sluice/internal/metrics"
 	"sluice/internal/tcp"
 	"sluice/internal/tlsconf"
+	"sluice/internal/udp"
 )
 
 // rule is one running rule. cfg and pool change on reload, under the
@@ -44,6 +45,7 @@ type rule struct {
 	lns        []net.Listener // one per port of the listen address (see ports.go)
 	udp        []*udpSide     // one per port; none unless the rule forwards UDP
 	sessions   atomic.Int64   // the live UDP sessions of every port, against max_sessions
+	udpPorts   *udp.Ports     // what the UDP sides of a range's ports share; made by the first side started
 	serves     sync.WaitGroup // accept loops
 	// failed says why a listener of lns stopped serving, by listener; a
 	// listener that is no longer the rule's fails nothing. Guarded by the

@@ -13,12 +13,14 @@ import (
 )
 
 // udpSide is a rule's UDP side on one port: its sockets and session
-// service. On Linux a rule with workers > 1 has a group of sockets bound
-// to the port with SO_REUSEPORT, each read by an event loop of its own
-// (see udp.Listen); the group keeps its size for as long as the rule keeps
-// the port, across reloads and upgrades. A rule of a range of ports has a
-// side per port, whose sessions count against the rule's max_sessions
-// together (rule.sessions).
+// service. On Linux a rule of one port with workers > 1 has a group of
+// sockets bound to the port with SO_REUSEPORT, each read by an event loop
+// of its own (see udp.Listen); the group keeps its size for as long as the
+// rule keeps the port, across reloads and upgrades. A rule of a range of
+// ports has a side per port, of one socket each, whose sessions count
+// against the rule's max_sessions together (rule.sessions) and whose
+// sockets the rule's workers event loops read (udp.Ports): a port costs
+// its socket, not workers loops with their descriptors and goroutines.
 type udpSide struct {
 	addr  config.Address // of one port
 	socks []*udp.Socket
@@ -34,7 +36,7 @@ type udpSide struct {
 func bindUDP(s *Server, rc config.Rule, addr config.Address) (*udpSide, error) {
 	pcs := inheritedPacketConns(s.inherited, addr)
 	if pcs == nil {
-		socks, err := udp.Listen(addr.DialAddress(), rc.Workers)
+		socks, err := udp.Listen(addr.DialAddress(), udpGroup(rc))
 		if err == nil {
 			return &udpSide{addr: addr, socks: socks}, nil
 		}
@@ -57,11 +59,21 @@ func bindUDP(s *Server, rc config.Rule, addr config.Address) (*udpSide, error) {
 		}
 		u.socks = append(u.socks, sock)
 	}
-	if n := udp.GroupSize(rc.Workers); n != len(u.socks) {
+	if n := udp.GroupSize(udpGroup(rc)); n != len(u.socks) {
 		s.logger.Info("udp sockets kept: workers applies when the address is bound anew",
 			"rule", rc.Name, "listen", addr.String(), "sockets", len(u.socks), "workers", rc.Workers)
 	}
 	return u, nil
+}
+
+// udpGroup returns how many sockets a port of rc's listen address is
+// bound with: workers for an address of one port, one for each port of a
+// range (the rule's loops are shared by its ports).
+func udpGroup(rc config.Rule) int {
+	if rc.Listen.Ranged() {
+		return 1
+	}
+	return rc.Workers
 }
 
 // adoptUDP makes a socket of the group from pc, an inherited or shared
@@ -124,16 +136,25 @@ func udpRule(r *rule, port uint16) *udp.Rule {
 	return ur
 }
 
-// start serves the bound sockets.
+// start serves the bound sockets. The port of a range shares the rule's
+// event loops and sweeper with the rule's other ports, and no goroutine
+// waits for it.
 func (u *udpSide) start(s *Server, r *rule, logger *slog.Logger) {
-	u.svc = udp.NewService(udpRule(r, u.addr.Port), udp.Deps{Logger: s.logger, AccessLogger: s.access, IDs: &s.ids, Table: r.table, Sessions: &r.sessions})
+	deps := udp.Deps{Logger: s.logger, AccessLogger: s.access, IDs: &s.ids, Table: r.table, Sessions: &r.sessions}
+	if r.cfg.Listen.Ranged() {
+		if r.udpPorts == nil {
+			r.udpPorts = udp.NewPorts(r.cfg.Workers)
+		}
+		deps.Ports = r.udpPorts
+	}
+	u.svc = udp.NewService(udpRule(r, u.addr.Port), deps)
 	u.done = make(chan struct{})
-	go func() {
-		defer close(u.done)
-		if err := u.svc.Serve(u.socks...); err != nil {
+	u.svc.Start(func(err error) {
+		if err != nil {
 			logger.Error("udp forwarding stopped", "listen", u.addr.String(), "error", err.Error())
 		}
-	}()
+		close(u.done)
+	}, u.socks...)
 }
 
 // update applies a reloaded rule (r.cfg, r.pool, r.gate are already the new

@@ -119,14 +119,17 @@ type sender interface {
 }
 
 // plane moves the datagrams of one member (one listening socket of the
-// rule's group) and of its sessions. On Linux one event loop per member
-// does all of it with batched system calls (loopPlane); elsewhere, and in
-// tests that ask for it, a goroutine reads the listening socket and one per
-// session reads its replies (goPlane).
+// rule's group) and of its sessions. On Linux an event loop does all of it
+// with batched system calls (loopPlane: a loop per member, or loops that
+// the ports of a range share); elsewhere, and in tests that ask for it, a
+// goroutine reads the listening socket and one per session reads its
+// replies (goPlane).
 type plane interface {
-	// serve receives and forwards until the service quits, calling
-	// m.readingStopped once it no longer reads the listening socket.
-	serve(sock *Socket) error
+	// start receives and forwards in the background until the service
+	// quits, calling m.readingStopped once it no longer reads the
+	// listening socket, and then done with the error that stopped it, if
+	// any.
+	start(sock *Socket, done func(error))
 	// stopReading stops reading the listening socket.
 	stopReading()
 	// open sets a new session's backend socket up (in the background if

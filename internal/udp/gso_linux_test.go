@@ -111,7 +111,7 @@ func testBursts(t *testing.T, listen string) {
 		// A member with a session has dispatched, under m.mu, after its
 		// loop's setup; the others never sent anything.
 		m.mu.Lock()
-		if l, ok := m.plane.(*loopPlane); ok && len(m.sessions) > 0 && !l.gso {
+		if l, ok := m.plane.(*loopPlane); ok && len(m.sessions) > 0 && !l.loop.gso {
 			t.Error("the kernel refused a segmented send over loopback")
 		}
 		m.mu.Unlock()

@@ -30,6 +30,11 @@ func newGoPlane(m *member) *goPlane {
 	return &goPlane{svc: m.svc, m: m, replies: newBatchPool(1, spareReplyBatches), quitCh: make(chan struct{})}
 }
 
+// start serves sock on a goroutine of its own.
+func (p *goPlane) start(sock *Socket, done func(error)) {
+	go func() { done(p.serve(sock)) }()
+}
+
 // serve reads until stopReading, then waits for quit.
 func (p *goPlane) serve(sock *Socket) error {
 	conn, done, err := sock.sys.udpConn()

@@ -150,6 +150,10 @@ type Deps struct {
 	// Sessions counts the rule's live sessions, against max_sessions: the
 	// services of a rule's ports share it. Nil: the service's own.
 	Sessions *atomic.Int64
+	// Ports are the event loops and the sweeper that the services of a
+	// rule's ports share when it listens on a range; nil: the service has
+	// its own (a loop per socket and a sweeper).
+	Ports *Ports
 
 	// AccessLogger takes the access lines; nil: Logger.
 	AccessLogger *slog.Logger
@@ -168,8 +172,8 @@ type Service struct {
 	members     []*member     // one per socket; set by Serve before any session exists
 	reading     atomic.Int32  // members whose socket is still read
 	readStopped chan struct{} // closed once no socket is read any more
-	sweepDone   chan struct{} // closed when the sweeper has stopped
-	wake        chan struct{} // nudges the sweeper
+	sweeper     *sweeper      // the service's own, or the one its Ports share
+	sweepDone   chan struct{} // closed when the sweeper is done with the service
 	wg          sync.WaitGroup
 
 	dropped  atomic.Int64 // datagrams dropped without a session to count them
@@ -216,10 +220,10 @@ func NewService(rule *Rule, deps Deps) *Service {
 		epoch:       time.Now(),
 		readStopped: make(chan struct{}),
 		sweepDone:   make(chan struct{}),
-		wake:        make(chan struct{}, 1),
 		rejected:    make(map[string]int64),
 		live:        deps.Sessions,
 	}
+	s.sweeper = deps.Ports.sweeperOr(newSweeper())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.Update(rule)
 	return s
@@ -239,26 +243,32 @@ func (s *Service) Rule() *Rule { return s.rule.Load().rule }
 func (s *Service) now() int64 { return int64(time.Since(s.epoch)) }
 
 // nudge wakes the sweeper to look again at once.
-func (s *Service) nudge() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
+func (s *Service) nudge() { s.sweeper.nudge() }
 
 // Serve reads datagrams from socks and forwards them, and carries replies
 // back, until Drain has ended every session; then it returns nil (or the
-// errors of planes that failed). socks are one socket, or a group bound to
-// one address with SO_REUSEPORT (see Listen): each is served by a plane of
-// its own, on Linux an event loop. They stay the caller's: keep them open
-// until Serve returns, then close them. Serve runs once.
+// errors of planes that failed). It is Start, waited for.
 func (s *Service) Serve(socks ...*Socket) error {
+	errs := make(chan error, 1)
+	s.Start(func(err error) { errs <- err }, socks...)
+	return <-errs
+}
+
+// Start serves socks in the background (see Serve) and calls done once
+// Drain has ended every session, with nil or the errors of planes that
+// failed. socks are one socket, or a group bound to one address with
+// SO_REUSEPORT (see Listen): each is served by a plane of its own, on
+// Linux an event loop (one of the loops of the service's Ports, when it
+// has some). They stay the caller's: keep them open until done is called,
+// then close them. Start runs once.
+func (s *Service) Start(done func(error), socks ...*Socket) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.stopping.Load() || len(socks) == 0 {
-		s.mu.Unlock()
 		close(s.readStopped)
 		close(s.sweepDone)
-		return nil
+		defer done(nil) // after the unlock
+		return
 	}
 	for _, sock := range socks {
 		sock.sys.setBuffers(socketBuffer)
@@ -268,17 +278,27 @@ func (s *Service) Serve(socks ...*Socket) error {
 	}
 	s.reading.Store(int32(len(socks)))
 	s.serving = true
-	s.mu.Unlock()
-	go s.sweep()
-	errs := make(chan error, len(socks))
+	s.sweeper.add(s)
+	var (
+		mu   sync.Mutex
+		left = len(socks)
+		all  []error
+	)
+	finished := func(err error) {
+		mu.Lock()
+		all = append(all, err)
+		left--
+		last := left == 0
+		mu.Unlock()
+		if last {
+			done(errors.Join(all...))
+		}
+	}
+	// Under s.mu, so that each plane has its socket before StopReading
+	// reaches it.
 	for i, m := range s.members {
-		go func() { errs <- m.plane.serve(socks[i]) }()
+		m.plane.start(socks[i], finished)
 	}
-	var all []error
-	for range socks {
-		all = append(all, <-errs)
-	}
-	return errors.Join(all...)
 }
 
 // StopReading stops taking datagrams from the socket, from any client, and

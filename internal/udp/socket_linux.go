@@ -73,7 +73,7 @@ const reusePortWorks = true
 
 // memberDescriptors is what one socket of a group costs while served: the
 // socket, and its event loop's epoll set and eventfd.
-const memberDescriptors = 3
+const memberDescriptors = 1 + loopDescriptors
 
 // joinGroup sets SO_REUSEPORT on first, which is bound, and binds n more
 // sockets with it to first's address.

@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"sync"
 	"time"
 
 	"sluice/internal/access"
@@ -14,23 +15,91 @@ const (
 	maxSweep = time.Second
 )
 
-// sweep ends expired sessions and refusals until a drain is complete. One
-// goroutine per service, whatever the number of sessions: traffic only
-// stores a timestamp.
-func (s *Service) sweep() {
-	defer close(s.sweepDone)
-	timer := time.NewTimer(s.sweepInterval())
+// sweeper ends the expired sessions and refusals of services until their
+// drain is complete: one goroutine per service, or per rule for the
+// services of a rule's ports (see Ports), whatever the number of sessions:
+// traffic only stores a timestamp. It runs while it has a service: the
+// first one added starts it, and it returns once the last is drained.
+type sweeper struct {
+	wake chan struct{} // nudges the sweeper
+
+	mu      sync.Mutex // guards the following fields
+	svcs    map[*Service]struct{}
+	running bool
+}
+
+// newSweeper returns a sweeper that runs once a service is added.
+func newSweeper() *sweeper {
+	return &sweeper{wake: make(chan struct{}, 1), svcs: make(map[*Service]struct{})}
+}
+
+// add sweeps s from now on, until its drain is complete; then s.sweepDone
+// closes.
+func (w *sweeper) add(s *Service) {
+	w.mu.Lock()
+	w.svcs[s] = struct{}{}
+	start := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if start {
+		go w.run()
+	}
+	w.nudge()
+}
+
+// nudge wakes the sweeper to look again at once.
+func (w *sweeper) nudge() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run sweeps until no service is left.
+func (w *sweeper) run() {
+	timer := time.NewTimer(maxSweep)
 	defer timer.Stop()
+	var svcs []*Service
 	for {
 		select {
 		case <-timer.C:
-		case <-s.wake:
+		case <-w.wake:
 		}
-		if s.expire() {
+		w.mu.Lock()
+		svcs = svcs[:0]
+		for s := range w.svcs {
+			svcs = append(svcs, s)
+		}
+		w.mu.Unlock()
+		next := maxSweep
+		for i, s := range svcs {
+			if s.expire() {
+				w.mu.Lock()
+				delete(w.svcs, s)
+				w.mu.Unlock()
+				close(s.sweepDone)
+			} else {
+				next = min(next, s.sweepInterval())
+			}
+			svcs[i] = nil
+		}
+		if w.stopIfEmpty() {
 			return
 		}
-		timer.Reset(s.sweepInterval())
+		timer.Reset(next)
 	}
+}
+
+// stopIfEmpty reports whether the sweeper has no service left, and then
+// stops it: the next service added starts it anew.
+func (w *sweeper) stopIfEmpty() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.svcs) > 0 {
+		return false
+	}
+	w.running = false
+	return true
 }
 
 // sweepInterval returns the time to the sweeper's next look.

@@ -336,14 +336,14 @@ func TestCheckPortRange(t *testing.T) {
 		!strings.Contains(res.stdout, "port = 8080") {
 		t.Fatalf("check of a range: %v", res)
 	}
-	if !strings.Contains(res.stdout, "\n# 1000 TCP and 1000 UDP listening ports hold 4000 file descriptors") || strings.Contains(res.stderr, "warning") {
+	if !strings.Contains(res.stdout, "\n# 1000 TCP and 1000 UDP listening ports hold 2002 file descriptors") || strings.Contains(res.stderr, "warning") {
 		t.Errorf("check's descriptor comment: %v", res)
 	}
 	low := runSluice(t, func(cmd *exec.Cmd) {
 		cmd.Args = []string{"sh", "-c", `ulimit -n 2000 && exec "$0" "$@"`, sluiceBin, "check", "-c", path}
 		cmd.Path = "/bin/sh"
 	})
-	if low.code != 0 || !strings.Contains(low.stderr, "warning: the listening sockets need 4064 file descriptors, more than the limit of 2000") {
+	if low.code != 0 || !strings.Contains(low.stderr, "warning: the listening sockets need 2066 file descriptors, more than the limit of 2000") {
 		t.Errorf("check under a limit of 2000: %v", low)
 	}
 	bad := runSluice(t, nil, "-l", "127.0.0.1:20000-20009", "-r", "127.0.0.1:30000-30008")
