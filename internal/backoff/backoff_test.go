@@ -24,3 +24,21 @@ func TestDelay(t *testing.T) {
 		t.Fatal("a failure after Reset begins a new episode")
 	}
 }
+
+func TestRecoverWaitsOutTheLastFailure(t *testing.T) {
+	var b Delay
+	if b.Recover(time.Now()) {
+		t.Fatal("no episode to end")
+	}
+	b.Next()
+	b.Next()
+	if b.Recover(time.Now()) || b.Current() != 0 {
+		t.Fatal("a success right after a failure ended the episode, or left its wait in force")
+	}
+	if wait, first := b.Next(); first || wait != Min {
+		t.Fatalf("the next failure: wait %v, first %v; want the episode going on, waits from the start (%v, false)", wait, first, Min)
+	}
+	if !b.Recover(time.Now().Add(Max)) || b.Current() != 0 {
+		t.Fatal("a success a full Max after the last failure did not end the episode")
+	}
+}

@@ -67,14 +67,16 @@ func (a *loopAccept) shortage(err error) {
 	})
 }
 
-// recovered ends a shortage episode once a connection was set up again.
+// recovered ends a shortage episode once a connection was set up again,
+// a full back-off (1 s) after the last shortage: a starved process that
+// sets one up between failures stays in one episode, warned once.
 func (a *loopAccept) recovered() {
 	if !a.pausing.Load() {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.paused || !a.delay.Reset() {
+	if a.paused || !a.delay.Recover(time.Now()) {
 		return
 	}
 	a.pausing.Store(false)

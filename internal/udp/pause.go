@@ -84,12 +84,13 @@ func (s *Service) mayOpen(ss *session) (int64, bool) {
 // opened notes that a session's socket opened, for an attempt mayOpen let
 // through at asked: a pause is over, unless it began after the attempt (a
 // session on another loop, let through just before the failure, proves
-// nothing about the sockets after it).
+// nothing about the sockets after it) or its last failure is under a
+// second old (see backoff.Delay.Recover).
 func (s *Service) opened(asked int64) {
 	s.mu.Lock()
 	was := false
 	if asked >= s.pause.began {
-		was = s.pause.delay.Reset()
+		was = s.pause.delay.Recover(time.Now())
 	}
 	s.mu.Unlock()
 	if was {

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"log/slog"
 	"testing"
+	"time"
 
 	"sluice/internal/backend"
+	"sluice/internal/backoff"
 	"sluice/internal/conntrack"
 )
 
@@ -13,7 +15,7 @@ import (
 // that was let through before the pause began (on another loop, say, as
 // the failure came) does not end the pause, so a shortage logs one
 // warning, not one per loop racing it. A session let through after the
-// failure does end it.
+// failure, a second after it, does end it.
 func TestPauseOutlivesEarlierAttempts(t *testing.T) {
 	logs := newLogRecorder()
 	pool := backend.NewPool(backend.Settings{Name: "test"}, nil, slog.New(logs))
@@ -31,9 +33,9 @@ func TestPauseOutlivesEarlierAttempts(t *testing.T) {
 	if !paused {
 		t.Fatal("a socket of an attempt let through before the pause ended it")
 	}
-	svc.mu.Lock()
-	svc.pause.until = 0 // the back-off passed
-	svc.mu.Unlock()
+	// The all-clear needs the last failure a full back-off old (see
+	// backoff.Delay.Recover): a second of time passing is the state here.
+	time.Sleep(backoff.Max)
 	after, ok := svc.mayOpen(ss)
 	if !ok {
 		t.Fatal("mayOpen refused after the back-off")
