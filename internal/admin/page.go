@@ -31,6 +31,7 @@ func newPage() *page {
 	// The dashboard's script is its charts and rates, then the page itself,
 	// which uses them: one inline script, allowed by one hash.
 	dashJS := mustRead("static/charts.js") + "\n" + mustRead("static/certs.js") + "\n" + mustRead("static/fleet.js") + "\n" +
+		mustRead("static/source.js") + "\n" +
 		mustRead("static/dashboard.js")
 	signJS := mustRead("static/signin.js")
 	p := &page{

@@ -89,9 +89,10 @@ func TestFleetPushConflictAndBadConfig(t *testing.T) {
 
 // TestFleetEtcdOutage: one member killed (member 0, which started first
 // and is most often the leader) changes nothing, not even for a push made
-// at once; all members
-// stopped, instances keep serving, and one restarted meanwhile serves from
-// its cache; etcd back, a config pushed after the outage is applied.
+// at once; all members stopped, instances keep serving, /healthz stays
+// 200 and GET /api/v1/status says disconnected and which revision runs,
+// and one restarted meanwhile serves from its cache; etcd back, a config
+// pushed after the outage is applied and the status says connected.
 func TestFleetEtcdOutage(t *testing.T) {
 	c := startEtcd(t, 3)
 	a, b := namedBackend(t, "A"), namedBackend(t, "B")
@@ -106,7 +107,14 @@ func TestFleetEtcdOutage(t *testing.T) {
 		c.stop(m)
 	}
 	for _, n := range []*fleetNode{n1, n2} {
-		waitFor(t, n.name+" sees etcd gone", func() bool { st, ok := n.status(); return ok && !st.Source.Connected })
+		var st nodeStatus
+		waitFor(t, n.name+" sees etcd gone", func() bool { s, ok := n.status(); st = s; return ok && !s.Source.Connected })
+		if st.Source.Revision != rev {
+			t.Errorf("%s with etcd down: status says revision %d runs, want %d", n.name, st.Source.Revision, rev)
+		}
+		if code, body := newAdmin(t, n.admin, "").do(http.MethodGet, "/healthz"); code != http.StatusOK {
+			t.Errorf("%s with etcd down: GET /healthz %d %q, want 200", n.name, code, body)
+		}
 		if got, err := n.greeting(); got != "B" {
 			t.Fatalf("%s with etcd down: greeting %q, %v; want B", n.name, got, err)
 		}
@@ -125,6 +133,8 @@ func TestFleetEtcdOutage(t *testing.T) {
 	rev = pushedRevision(t, push(t, c, state, fleetConfig(a)))
 	waitSeen(t, rev, n1, n2)
 	for _, n := range []*fleetNode{n1, n2} {
+		// The probe, once a second, decides; the watch may apply first.
+		waitFor(t, n.name+" says etcd is connected again", func() bool { st, ok := n.status(); return ok && st.Source.Connected })
 		if got, err := n.greeting(); got != "A" {
 			t.Fatalf("%s after the outage: greeting %q, %v; want A", n.name, got, err)
 		}

@@ -1,9 +1,10 @@
 // The live dashboard of sluice's admin server. On load it draws the last
 // minutes the server kept (/api/v1/history); then every second it polls
-// /api/v1/rules, /api/v1/connections and /healthz, keeps five minutes of
-// history per rule and draws it, with rates averaged over the last
-// RATE_WINDOW_MS (charts.js, which the page runs first, draws and rates),
-// per rule and per backend. In a fleet, fleet.js lists its instances.
+// /api/v1/rules, /api/v1/connections, /healthz and /api/v1/status, keeps
+// five minutes of history per rule and draws it, with rates averaged over
+// the last RATE_WINDOW_MS (charts.js, which the page runs first, draws and
+// rates), per rule and per backend. source.js shows in the header where
+// the config comes from; in a fleet, fleet.js lists its instances.
 // When /healthz says unhealthy, its reason is shown in the header and on
 // the card of each rule it names.
 // No libraries: everything here was written for sluice.
@@ -532,12 +533,13 @@
         return { res: res, text: text };
       });
     });
-    Promise.all([apiJSON('/api/v1/rules'), apiJSON('/api/v1/connections?limit=' + CONN_LIMIT), health])
+    Promise.all([apiJSON('/api/v1/rules'), apiJSON('/api/v1/connections?limit=' + CONN_LIMIT), health, apiJSON('/api/v1/status')])
       .then(function (got) {
         var now = Date.now();
         renderRules(got[0].rules, now);
         renderConnections(got[1], now);
         renderHealth(got[2].res, got[2].text);
+        sluiceSource.render(got[3]);
         banner.hidden = true;
         document.getElementById('updated').textContent = 'updated ' + new Date(now).toLocaleTimeString();
         polls++;
