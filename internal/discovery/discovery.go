@@ -51,8 +51,8 @@ func (k *Keys) Follow(ctx context.Context, follow Follower, set func([]Backend))
 		bs := k.Backends(es)
 		if first || !slices.Equal(bs, last) {
 			first, last = false, bs
+			set(bs) // before the line: once it is logged, the pool has them
 			k.logger().Info("backends discovered", "from", "etcd:"+k.Prefix, "backends", len(bs))
-			set(bs)
 		}
 	})
 }

@@ -55,8 +55,8 @@ func (s SRV) Follow(ctx context.Context, set func([]Backend)) {
 			logger.Warn("discovery failed: keeping the backends found before", "from", from, "backends", len(last), "error", err.Error())
 		case err == nil && (first || !slices.Equal(bs, last)):
 			first, last = false, bs
+			set(bs) // before the line: once it is logged, the pool has them
 			logger.Info("backends discovered", "from", from, "backends", len(bs))
-			set(bs)
 		}
 		failing = err != nil
 		select {
