@@ -470,8 +470,7 @@ func (l *eventLoop) open(p *loopPlane, ss *session) {
 // new sessions are paused, that fails or the session has ended meanwhile,
 // finishes the session. It reports whether the loop now holds the socket.
 func (l *eventLoop) own(ss *session, addr netip.AddrPort) bool {
-	asked, ok := ss.svc.mayOpen(ss)
-	if !ok {
+	if !ss.svc.mayOpen(ss) {
 		ss.finish()
 		return false
 	}
@@ -485,7 +484,7 @@ func (l *eventLoop) own(ss *session, addr netip.AddrPort) bool {
 		ss.finish()
 		return false
 	}
-	ss.svc.opened(asked)
+	ss.svc.opened()
 	ss.mu.Lock()
 	if ss.ended {
 		ss.mu.Unlock()

@@ -23,7 +23,6 @@ import (
 type pause struct {
 	delay  backoff.Delay // the backoff in force; none: not paused
 	until  int64         // service clock before which no socket is tried
-	began  int64         // service clock of the failure that set until
 	err    error         // why: the last socket error, a *backend.OpenError
 	window *session      // the refusal that counts what the pause turned away; nil: none now
 	// counted holds the clients turned away and counted while window is
@@ -67,31 +66,27 @@ func (s *Service) expireWindowLocked(now int64, draining bool) *session {
 	return w
 }
 
-// mayOpen reports whether ss may try to open its socket now, and when it
-// was asked (for opened). While new sessions are paused it may not: it
-// ends, connect-failed for the pause's reason, and the caller finishes it.
-func (s *Service) mayOpen(ss *session) (int64, bool) {
-	now := s.now()
+// mayOpen reports whether ss may try to open its socket now. While new
+// sessions are paused it may not: it ends, connect-failed for the pause's
+// reason, and the caller finishes it.
+func (s *Service) mayOpen(ss *session) bool {
 	s.mu.Lock()
-	paused, err := s.pausedLocked(now), s.pause.err
+	paused, err := s.pausedLocked(s.now()), s.pause.err
 	s.mu.Unlock()
 	if paused {
 		ss.stop(access.ConnectFailed, err)
 	}
-	return now, !paused
+	return !paused
 }
 
-// opened notes that a session's socket opened, for an attempt mayOpen let
-// through at asked: a pause is over, unless it began after the attempt (a
-// session on another loop, let through just before the failure, proves
-// nothing about the sockets after it) or its last failure is under a
-// second old (see backoff.Delay.Recover).
-func (s *Service) opened(asked int64) {
+// opened notes that a session's socket opened: new sessions may open
+// again at once, but the pause's episode ends (and says so) only a second
+// after its last failure (see backoff.Delay.Recover), so that sockets
+// opening between failures, as descriptors come and go or sessions on
+// other loops race the failure, make one warning and one all-clear.
+func (s *Service) opened() {
 	s.mu.Lock()
-	was := false
-	if asked >= s.pause.began {
-		was = s.pause.delay.Recover(time.Now())
-	}
+	was := s.pause.delay.Recover(time.Now())
 	s.mu.Unlock()
 	if was {
 		s.deps.Logger.Info("opening sessions again", "rule", s.Rule().Name)
@@ -139,7 +134,7 @@ func (s *Service) pauseFor(err error) {
 		return
 	}
 	wait, first := s.pause.delay.Next()
-	s.pause.until, s.pause.began, s.pause.err = now+int64(wait), now, err
+	s.pause.until, s.pause.err = now+int64(wait), err
 	s.mu.Unlock()
 	if first {
 		s.deps.Logger.Warn("new sessions paused: cannot open sockets; backing off",

@@ -106,8 +106,7 @@ func (p *goPlane) open(ss *session) {
 			ss.setupFailed(err, true)
 			return
 		}
-		asked, ok := p.svc.mayOpen(ss)
-		if !ok {
+		if !p.svc.mayOpen(ss) {
 			return
 		}
 		conn, err := ss.dial(addr)
@@ -115,7 +114,7 @@ func (p *goPlane) open(ss *session) {
 			ss.openFailed(err)
 			return
 		}
-		p.svc.opened(asked)
+		p.svc.opened()
 		if err := p.attach(ss, conn); err != nil {
 			if unreachable(err) {
 				ss.fail(err)
