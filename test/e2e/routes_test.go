@@ -439,7 +439,20 @@ func TestRouteDetect(t *testing.T) {
 	checkRouted(t, p.wait("SSH client's access", accessOf(local)), "ssh", sshB.addr, "eof")
 
 	header := "PROXY TCP4 192.0.2.1 192.0.2.2 5000 443\r\n"
-	line, local = lineThrough(t, addr, header+"after the header\n")
+	// The backend answers the header line and echoes the rest: both are
+	// read before closing, or the close would reset (unread data).
+	pc := dial(t, addr)
+	if _, err := io.WriteString(pc, header+"after the header\n"); err != nil {
+		t.Fatal(err)
+	}
+	pc.SetReadDeadline(time.Now().Add(waitLimit))
+	pr := bufio.NewReader(pc)
+	line, _ = pr.ReadString('\n')
+	if echo, err := pr.ReadString('\n'); echo != "after the header\n" {
+		t.Errorf("PROXY client's echo: %q, %v", echo, err)
+	}
+	local = pc.LocalAddr()
+	pc.Close()
 	if line != "proxy-backend "+strings.TrimRight(header, "\r\n")+"\n" {
 		t.Errorf("PROXY client got %q, want the PROXY backend's answer to its header", line)
 	}
