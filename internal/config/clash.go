@@ -13,6 +13,7 @@ import (
 func checkClashes(rules []built) {
 	names := make(map[string]int)
 	listens := newListenTable()
+	ports := 0 // listened on so far, against maxListenPorts
 	for j := range rules {
 		b := &rules[j]
 		if b.named {
@@ -22,7 +23,11 @@ func checkClashes(rules []built) {
 				names[b.Name] = j
 			}
 		}
-		if !b.listenOK {
+		if !b.listenOK || ports > maxListenPorts {
+			continue
+		}
+		if ports += b.Listen.Ports(); ports > maxListenPorts {
+			b.src.errorAt(b.listenLine, "listen %q: the rules listen on more than %d ports in all (the limit; a port range counts each port)", b.Listen.String(), maxListenPorts)
 			continue
 		}
 		if i, port := listens.firstOfRange(b.Listen, b.Protocol); i != none && b.Listen.Ranged() {
@@ -35,6 +40,12 @@ func checkClashes(rules []built) {
 		}
 	}
 }
+
+// maxListenPorts bounds the ports all the rules of a config listen on
+// together: 16 addresses' worth of every port, far more than one process
+// can hold descriptors for, and few enough that checking them stays quick
+// however the file is written.
+const maxListenPorts = 1 << 20
 
 // none is no rule in a listenTable.
 const none = -1

@@ -124,3 +124,21 @@ func TestFileSizeLimit(t *testing.T) {
 		t.Errorf("Parse of exactly the limit: got %v, want it parsed", err)
 	}
 }
+
+// TestManyRangesBounded: rules whose ranges add up to more ports than
+// maxListenPorts are refused at the rule that passes it, and checking
+// them stays quick: a 16 MiB file of full ranges on distinct hosts would
+// otherwise index some 10^10 ports.
+func TestManyRangesBounded(t *testing.T) {
+	var b strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&b, "[[rule]]\nname = \"r%d\"\nlisten = \"127.0.%d.%d:1-65535\"\nbackends = [\"b:1\"]\n", i, i/250, i%250+1)
+	}
+	_, err := Parse("sluice.toml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "more than 1048576 ports in all") {
+		t.Fatalf("40 full ranges: err = %v, want the limit of 1048576 ports", err)
+	}
+	if n := strings.Count(err.Error(), "ports in all"); n != 1 {
+		t.Errorf("the limit reported %d times, want once (at the rule that passes it)", n)
+	}
+}
